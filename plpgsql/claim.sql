@@ -1,0 +1,307 @@
+-- claim.sql: claiming tasks, leases, and reclaiming the leases that ran out.
+--
+-- The claim is one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED of the queue's ready
+-- tasks in claim order (priority desc, run_at, enqueue order), served by the partial
+-- index tasks_claim_idx. Two claimers never take the same task: each skips the rows the
+-- other has locked, and a row it does lock is re-checked (still pending) before update.
+--
+-- There is no reaper daemon: each claim first reclaims up to 100 expired leases of its
+-- queue (and cancels tasks whose schedule_timeout passed), so a queue that has workers
+-- heals itself. An expired lease is counted in lost_leases, not in failures: a crashed
+-- worker does not spend the task's retry budget. An attempt that outlived its timeout is
+-- a failure (outcome timed_out) and follows the backoff.
+
+-- Locks a task and returns it when p_token is its live lease; raises otherwise.
+create or replace function durable._fenced(p_task uuid, p_token uuid)
+returns durable.tasks
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks;
+begin
+    if p_task is null or p_token is null then
+        raise exception 'durable: task id and lease token are required' using errcode = 'DU001';
+    end if;
+    select * into t from durable.tasks k where k.task_id = p_task for update;
+    if not found then
+        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
+    end if;
+    if t.lease_token is distinct from p_token then
+        raise exception 'durable: lease % is not the live lease of task %', p_token, p_task
+            using errcode = 'DU010',
+                  detail = format('the task is %s on attempt %s; the lease was reclaimed or the attempt ended',
+                                  t.status, t.attempt);
+    end if;
+    if t.status = 'cancelled' then
+        raise exception 'durable: task % was cancelled', p_task
+            using errcode = 'DU011', detail = coalesce(t.error ->> 'message', '');
+    end if;
+    if t.status <> 'running' then
+        raise exception 'durable: lease % of task % has ended (the task is %)', p_token, p_task, t.status
+            using errcode = 'DU010';
+    end if;
+    if t.lease_expires_at <= durable.current_time() then
+        raise exception 'durable: lease % of task % expired at %', p_token, p_task, t.lease_expires_at
+            using errcode = 'DU010';
+    end if;
+    return t;
+end;
+$$;
+
+comment on function durable._fenced(uuid, uuid) is
+'Internal: locks the task and returns its row when p_token is its live lease (status running, token current, not expired). Raises DU004 for an unknown task, DU011 when that attempt''s task was cancelled, DU010 otherwise. Every worker verb starts with it.';
+
+-- Ends the live attempt of a (locked) task after a failure, a timeout or a lost lease:
+-- records the attempt, then schedules the next one or ends the task failed.
+create or replace function durable._end_attempt_unsuccessfully(
+    t durable.tasks, p_now timestamptz, p_outcome text, p_error jsonb, p_retryable boolean default true
+)
+returns durable.tasks
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+begin
+    insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
+    values (t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at, p_now, p_outcome, p_error);
+
+    if p_outcome = 'lease_expired' then
+        t.lost_leases := t.lost_leases + 1;
+        if t.lost_leases > t.max_lost_leases then
+            t.status := 'failed';
+            t.error := jsonb_build_object(
+                'type', 'LeaseLost',
+                'message', format('the lease was lost %s times (max_lost_leases is %s)',
+                                  t.lost_leases, t.max_lost_leases)
+            );
+        else
+            t.status := 'pending';
+            t.run_at := p_now;
+        end if;
+    else
+        t.failures := t.failures + 1;
+        t.error := p_error;
+        if not p_retryable or t.failures >= t.max_attempts then
+            t.status := 'failed';
+        else
+            t.status := 'pending';
+            t.run_at := p_now + make_interval(secs => durable.backoff_delay(t.backoff, t.failures));
+        end if;
+    end if;
+    if t.status = 'failed' then
+        t.finished_at := p_now;
+    end if;
+
+    update durable.tasks k
+    set status = t.status,
+        run_at = t.run_at,
+        failures = t.failures,
+        lost_leases = t.lost_leases,
+        error = t.error,
+        finished_at = t.finished_at,
+        lease_expires_at = null,
+        attempt_deadline = null
+    where k.task_id = t.task_id;
+    return t;
+end;
+$$;
+
+comment on function durable._end_attempt_unsuccessfully(durable.tasks, timestamptz, text, jsonb, boolean) is
+'Internal: ends the running attempt of a locked task as failed, timed_out or lease_expired. Failures and timeouts count against max_attempts and wait out the backoff; lost leases count against max_lost_leases and are claimable again at once.';
+
+-- Reclaims up to p_limit expired leases of a queue and cancels tasks past their
+-- schedule deadline. Returns how many tasks it touched.
+create or replace function durable.reclaim(p_queue text, p_limit integer default 100)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+    t durable.tasks;
+    v_count integer := 0;
+    v_cancelled integer;
+begin
+    for t in
+        select * from durable.tasks k
+        where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
+        order by k.lease_expires_at
+        limit p_limit
+        for update skip locked
+    loop
+        if t.attempt_deadline is not null and t.attempt_deadline <= v_now then
+            perform durable._end_attempt_unsuccessfully(
+                t, v_now, 'timed_out',
+                jsonb_build_object(
+                    'type', 'Timeout',
+                    'message', format('attempt %s ran longer than its timeout of %s s',
+                                      t.attempt, t.timeout_seconds)
+                )
+            );
+        else
+            perform durable._end_attempt_unsuccessfully(
+                t, v_now, 'lease_expired',
+                jsonb_build_object(
+                    'type', 'LeaseExpired',
+                    'message', format('worker %s did not renew its lease by %s', t.worker, t.lease_expires_at)
+                )
+            );
+        end if;
+        v_count := v_count + 1;
+    end loop;
+
+    update durable.tasks k
+    set status = 'cancelled',
+        finished_at = v_now,
+        error = jsonb_build_object(
+            'type', 'ScheduleTimeout',
+            'message', format('not started by its schedule deadline %s', k.schedule_deadline)
+        )
+    where k.task_id in (
+        select d.task_id from durable.tasks d
+        where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
+          and d.schedule_deadline <= v_now
+        limit p_limit
+        for update skip locked
+    );
+    get diagnostics v_cancelled = row_count;
+    return v_count + v_cancelled;
+end;
+$$;
+
+comment on function durable.reclaim(text, integer) is
+'Reclaims up to p_limit expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) and cancels pending tasks past their schedule_timeout. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed.';
+
+create or replace function durable.claim(
+    p_queue text,
+    p_worker text,
+    p_max_tasks integer default 1,
+    p_lease_seconds integer default 30,
+    p_task_names text[] default null
+)
+returns table (
+    task_id uuid,
+    task_name text,
+    input jsonb,
+    attempt integer,
+    lease_token uuid,
+    lease_expires_at timestamptz
+)
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_now timestamptz;
+begin
+    perform durable._queue(p_queue);
+    perform durable._check_name(p_worker, 'worker');
+    if p_max_tasks is null or p_max_tasks < 1 or p_max_tasks > 1000 then
+        raise exception 'durable: max_tasks must be between 1 and 1000, got %', p_max_tasks
+            using errcode = 'DU001';
+    end if;
+    if p_lease_seconds is null or p_lease_seconds < 1 or p_lease_seconds > 86400 then
+        raise exception 'durable: lease_seconds must be between 1 and 86400, got %', p_lease_seconds
+            using errcode = 'DU001';
+    end if;
+
+    perform durable.reclaim(p_queue, 100);
+    v_now := durable.current_time();
+
+    return query
+    with picked as (
+        select k.task_id
+        from durable.tasks k
+        where k.queue = p_queue
+          and k.status = 'pending'
+          and k.run_at <= v_now
+          and (p_task_names is null or k.task_name = any(p_task_names))
+          and (k.schedule_deadline is null or k.schedule_deadline > v_now)
+        order by k.priority desc, k.run_at, k.seq
+        limit p_max_tasks
+        for update skip locked
+    )
+    update durable.tasks t
+    set status = 'running',
+        attempt = t.attempt + 1,
+        worker = p_worker,
+        lease_token = gen_random_uuid(),
+        lease_seconds = p_lease_seconds,
+        started_at = v_now,
+        attempt_deadline = v_now + make_interval(secs => t.timeout_seconds),
+        lease_expires_at = least(
+            v_now + make_interval(secs => p_lease_seconds),
+            v_now + make_interval(secs => t.timeout_seconds)
+        )
+    from picked
+    where t.task_id = picked.task_id
+    returning t.task_id, t.task_name, t.input, t.attempt, t.lease_token, t.lease_expires_at;
+end;
+$$;
+
+comment on function durable.claim(text, text, integer, integer, text[]) is
+'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout). Reclaims expired leases of the queue first. Errors: DU001, DU002.';
+
+create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
+returns timestamptz
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    v_now timestamptz := durable.current_time();
+    v_expires timestamptz;
+begin
+    if p_lease_seconds is not null and (p_lease_seconds < 1 or p_lease_seconds > 86400) then
+        raise exception 'durable: lease_seconds must be between 1 and 86400, got %', p_lease_seconds
+            using errcode = 'DU001';
+    end if;
+    v_expires := v_now + make_interval(secs => coalesce(p_lease_seconds, t.lease_seconds));
+    if t.attempt_deadline is not null then
+        v_expires := least(v_expires, t.attempt_deadline);
+    end if;
+    update durable.tasks k
+    set lease_expires_at = v_expires,
+        lease_seconds = coalesce(p_lease_seconds, t.lease_seconds)
+    where k.task_id = p_task;
+    return v_expires;
+end;
+$$;
+
+comment on function durable.heartbeat(uuid, uuid, integer) is
+'Extends the live lease of a running task by p_lease_seconds from now (default: the length it was claimed with), never past the attempt''s timeout. Returns the new expiry. Errors: DU010 lease lost, DU011 task cancelled, DU004 unknown task.';
+
+create or replace function durable.release(
+    p_task uuid, p_lease_token uuid, p_delay_seconds double precision default 60, p_reason text default null
+)
+returns timestamptz
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    v_now timestamptz := durable.current_time();
+    v_run_at timestamptz;
+begin
+    if p_delay_seconds is null or p_delay_seconds < 0 or p_delay_seconds > 31536000 then
+        raise exception 'durable: delay_seconds must be between 0 and 31536000, got %', p_delay_seconds
+            using errcode = 'DU001';
+    end if;
+    v_run_at := v_now + make_interval(secs => p_delay_seconds);
+    insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
+    values (t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at, v_now, 'released',
+            jsonb_build_object('type', 'Released', 'message', coalesce(p_reason, 'released by the worker')));
+    update durable.tasks k
+    set status = 'pending', run_at = v_run_at, lease_expires_at = null, attempt_deadline = null
+    where k.task_id = p_task;
+    return v_run_at;
+end;
+$$;
+
+comment on function durable.release(uuid, uuid, double precision, text) is
+'Hands a claimed task back without spending an attempt: it becomes pending again after p_delay_seconds (a worker that cannot run a task name uses it). Errors: DU001, DU004, DU010, DU011.';

@@ -1,0 +1,324 @@
+-- common.sql: the clock, ids, limits and option parsing shared by every verb.
+--
+-- ## The model in one page
+--
+-- A *queue* holds *tasks*. `durable.enqueue` inserts a task `pending` with a `run_at`.
+-- `durable.claim` moves ready tasks of one queue to `running` in one statement
+-- (SELECT ... FOR UPDATE SKIP LOCKED, then UPDATE), handing each a fresh *lease token*
+-- and a lease expiry. Every later call of the worker on that attempt (heartbeat,
+-- complete, fail, release, and the durable-task verbs) presents the token; a token that
+-- is no longer the task's live lease is rejected with SQLSTATE DU010 (DU011 when the
+-- task was cancelled) and changes nothing. That is the fence against zombie workers.
+--
+-- A lease that runs out is not an error of the task: the next claim on the queue
+-- reclaims a bounded number of expired leases, counts them in `lost_leases` (a cap of
+-- its own, `max_lost_leases`) and makes the task claimable again at once. A failure
+-- reported by the worker (`durable.fail`) or an attempt that outlives its `timeout`
+-- counts in `failures` against `max_attempts` and is retried after the task's backoff.
+--
+-- Every ended attempt leaves one row in `durable.attempts`; the task row holds only
+-- the current state. Status changes are checked by a trigger (see finish.sql).
+--
+-- All times come from `durable.current_time()`: the database clock, or the test clock
+-- `durable.fake_now` when a session sets it.
+--
+-- ## SQLSTATEs (class DU), the stable error contract
+--   DU001 invalid argument (bad option, wrong JSON type, empty name, out of range)
+--   DU002 unknown queue          DU003 payload too large      DU004 unknown task
+--   DU010 lease lost (the token is not the task's live lease)
+--   DU011 task cancelled (the worker must stop the attempt)
+--   DU012 invalid transition (the verb makes no sense in the task's state)
+-- A lease token that is not a uuid fails with PostgreSQL's own 22P02.
+
+-- The database clock, or the test clock.
+create or replace function durable.current_time()
+returns timestamptz
+language sql
+stable
+parallel safe
+set search_path = pg_catalog, durable
+as $$
+    select coalesce(
+        nullif(current_setting('durable.fake_now', true), '')::timestamptz,
+        clock_timestamp()
+    )
+$$;
+
+comment on function durable.current_time() is
+'The clock every durable verb uses: clock_timestamp(), or the timestamp in the setting durable.fake_now when it is set (tests move time with set_config(''durable.fake_now'', ...)).';
+
+-- The largest JSON payload (input, output, error, event result) accepted, in bytes.
+create or replace function durable.max_payload_bytes()
+returns integer
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, durable
+as $$ select 1048576 $$;
+
+comment on function durable.max_payload_bytes() is
+'Largest JSON payload (task input, output, error, step result) accepted, in bytes: 1 MiB. Larger ones fail with DU003.';
+
+-- A time-ordered uuid (version 7 layout): index-friendly primary keys on PG 15 and 18.
+create or replace function durable.uuidv7()
+returns uuid
+language sql
+volatile
+parallel safe
+set search_path = pg_catalog, durable
+as $$
+    select encode(
+        set_bit(
+            set_bit(
+                overlay(
+                    uuid_send(gen_random_uuid())
+                    placing substring(
+                        int8send((extract(epoch from clock_timestamp()) * 1000)::bigint)
+                        from 3
+                    )
+                    from 1 for 6
+                ),
+                52, 1
+            ),
+            53, 1
+        ),
+        'hex'
+    )::uuid
+$$;
+
+comment on function durable.uuidv7() is
+'A random uuid whose first 48 bits are the Unix time in milliseconds (the version 7 layout), so new task ids land at the right edge of their index.';
+
+-- Raises DU003 when a payload is over the limit.
+create or replace function durable._check_payload(p_value jsonb, p_what text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+begin
+    if pg_column_size(p_value) > durable.max_payload_bytes() then
+        raise exception 'durable: % is % bytes, over the limit of % bytes',
+            p_what, pg_column_size(p_value), durable.max_payload_bytes()
+            using errcode = 'DU003';
+    end if;
+end;
+$$;
+
+comment on function durable._check_payload(jsonb, text) is
+'Internal: raises DU003 when a JSON payload is larger than durable.max_payload_bytes().';
+
+-- Raises DU001 unless every key of an options object is one of the allowed ones.
+create or replace function durable._check_keys(p_options jsonb, p_allowed text[], p_what text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_unknown text[];
+begin
+    if p_options is null or jsonb_typeof(p_options) <> 'object' then
+        raise exception 'durable: % must be a JSON object, got %',
+            p_what, coalesce(jsonb_typeof(p_options), 'null')
+            using errcode = 'DU001';
+    end if;
+    select array_agg(k order by k) into v_unknown
+    from jsonb_object_keys(p_options) as k
+    where k <> all(p_allowed);
+    if v_unknown is not null then
+        raise exception 'durable: unknown key(s) % in %', array_to_string(v_unknown, ', '), p_what
+            using errcode = 'DU001',
+                  hint = format('allowed keys: %s', array_to_string(p_allowed, ', '));
+    end if;
+end;
+$$;
+
+comment on function durable._check_keys(jsonb, text[], text) is
+'Internal: raises DU001 when the options are not an object or hold a key outside the allowed list.';
+
+-- A numeric option within bounds, or null when absent (JSON null counts as absent).
+create or replace function durable._opt_number(
+    p_options jsonb, p_key text, p_min double precision, p_max double precision,
+    p_integer boolean default false
+)
+returns double precision
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_value jsonb := p_options -> p_key;
+    v_number double precision;
+begin
+    if v_value is null or jsonb_typeof(v_value) = 'null' then
+        return null;
+    end if;
+    if jsonb_typeof(v_value) <> 'number' then
+        raise exception 'durable: option "%" must be a number, got %', p_key, v_value::text
+            using errcode = 'DU001';
+    end if;
+    v_number := (v_value #>> '{}')::double precision;
+    if p_integer and v_number <> trunc(v_number) then
+        raise exception 'durable: option "%" must be a whole number, got %', p_key, v_value::text
+            using errcode = 'DU001';
+    end if;
+    if v_number < p_min or v_number > p_max then
+        raise exception 'durable: option "%" must be between % and %, got %',
+            p_key, p_min, p_max, v_value::text
+            using errcode = 'DU001';
+    end if;
+    return v_number;
+end;
+$$;
+
+comment on function durable._opt_number(jsonb, text, double precision, double precision, boolean) is
+'Internal: reads a numeric option, checking type and range (DU001); null when the key is absent.';
+
+-- A string option, or null when absent.
+create or replace function durable._opt_text(p_options jsonb, p_key text, p_max_length integer default 255)
+returns text
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_value jsonb := p_options -> p_key;
+begin
+    if v_value is null or jsonb_typeof(v_value) = 'null' then
+        return null;
+    end if;
+    if jsonb_typeof(v_value) <> 'string' or v_value #>> '{}' = ''
+        or length(v_value #>> '{}') > p_max_length then
+        raise exception 'durable: option "%" must be a non-empty string of at most % characters, got %',
+            p_key, p_max_length, left(v_value::text, 100)
+            using errcode = 'DU001';
+    end if;
+    return v_value #>> '{}';
+end;
+$$;
+
+comment on function durable._opt_text(jsonb, text, integer) is
+'Internal: reads a string option (non-empty, bounded length; DU001 otherwise); null when absent.';
+
+-- A boolean option, or null when absent.
+create or replace function durable._opt_bool(p_options jsonb, p_key text)
+returns boolean
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_value jsonb := p_options -> p_key;
+begin
+    if v_value is null or jsonb_typeof(v_value) = 'null' then
+        return null;
+    end if;
+    if jsonb_typeof(v_value) <> 'boolean' then
+        raise exception 'durable: option "%" must be true or false, got %', p_key, v_value::text
+            using errcode = 'DU001';
+    end if;
+    return (v_value #>> '{}')::boolean;
+end;
+$$;
+
+comment on function durable._opt_bool(jsonb, text) is
+'Internal: reads a boolean option (DU001 when it is another JSON type); null when absent.';
+
+-- Checks a name argument (queue, task name, worker): non-null, non-empty, bounded.
+create or replace function durable._check_name(p_value text, p_what text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+begin
+    if p_value is null or btrim(p_value) = '' or length(p_value) > 255 then
+        raise exception 'durable: % must be a non-empty string of at most 255 characters, got %',
+            p_what, coalesce(quote_literal(left(p_value, 100)), 'null')
+            using errcode = 'DU001';
+    end if;
+end;
+$$;
+
+comment on function durable._check_name(text, text) is
+'Internal: raises DU001 unless a name (queue, task name, worker) is a non-empty string of at most 255 characters.';
+
+-- Normalises a backoff policy to its full form, checking every field.
+create or replace function durable._backoff_policy(p_backoff jsonb)
+returns jsonb
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_kind text;
+begin
+    perform durable._check_keys(p_backoff, array['kind', 'base', 'factor', 'max', 'delay', 'jitter'], 'backoff');
+    v_kind := coalesce(durable._opt_text(p_backoff, 'kind'), 'exponential');
+    if v_kind = 'exponential' then
+        return jsonb_build_object(
+            'kind', 'exponential',
+            'base', coalesce(durable._opt_number(p_backoff, 'base', 0, 86400), 1),
+            'factor', coalesce(durable._opt_number(p_backoff, 'factor', 1, 100), 2),
+            'max', coalesce(durable._opt_number(p_backoff, 'max', 0, 31536000), 300),
+            'jitter', coalesce(durable._opt_bool(p_backoff, 'jitter'), true)
+        );
+    elsif v_kind = 'fixed' then
+        return jsonb_build_object(
+            'kind', 'fixed',
+            'delay', coalesce(durable._opt_number(p_backoff, 'delay', 0, 31536000), 1),
+            'jitter', coalesce(durable._opt_bool(p_backoff, 'jitter'), false)
+        );
+    elsif v_kind = 'none' then
+        return jsonb_build_object('kind', 'none');
+    end if;
+    raise exception 'durable: backoff kind must be exponential, fixed or none, got %', v_kind
+        using errcode = 'DU001';
+end;
+$$;
+
+comment on function durable._backoff_policy(jsonb) is
+'Internal: checks a backoff policy ({"kind":"exponential","base":1,"factor":2,"max":300,"jitter":true}, {"kind":"fixed","delay":5}, {"kind":"none"}) and fills in defaults.';
+
+-- Seconds to wait before the retry that follows failure number p_failures (1-based).
+create or replace function durable.backoff_delay(p_backoff jsonb, p_failures integer)
+returns double precision
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_delay double precision;
+    v_base double precision;
+    v_max double precision;
+    v_exponent integer;
+begin
+    case p_backoff ->> 'kind'
+        when 'none' then
+            return 0;
+        when 'fixed' then
+            v_delay := (p_backoff ->> 'delay')::double precision;
+        else
+            v_base := (p_backoff ->> 'base')::double precision;
+            v_max := (p_backoff ->> 'max')::double precision;
+            v_exponent := greatest(p_failures - 1, 0);
+            -- compared in log space so that a large failure count cannot overflow
+            if v_base <= 0 or v_max <= 0 then
+                v_delay := 0;
+            elsif ln(v_base) + v_exponent * ln((p_backoff ->> 'factor')::double precision) >= ln(v_max) then
+                v_delay := v_max;
+            else
+                v_delay := v_base * power((p_backoff ->> 'factor')::double precision, v_exponent);
+            end if;
+    end case;
+    if (p_backoff ->> 'jitter')::boolean then
+        -- "equal jitter": between half and all of the delay
+        v_delay := v_delay / 2 + random() * v_delay / 2;
+    end if;
+    return v_delay;
+end;
+$$;
+
+comment on function durable.backoff_delay(jsonb, integer) is
+'Seconds to wait before retrying after failure number p_failures under a normalised backoff policy: exponential is base * factor^(n-1) capped at max, fixed is delay, none is 0; jitter draws between half and all of it.';

@@ -1,0 +1,190 @@
+-- finish.sql: how an attempt ends (complete, fail, cancel) and the state machine that
+-- every status change must obey.
+--
+--     pending  -> running | cancelled
+--     running  -> pending (retry, lost lease, release) | completed | failed | cancelled
+--     completed, failed, cancelled: terminal
+--
+-- A trigger enforces it, so no function (and no hand-written UPDATE) can move a task
+-- out of a terminal state; verbs that restart tasks on purpose open a transaction-local
+-- door (the setting durable.restarting) for their own statement only.
+
+create or replace function durable._check_transition()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, durable
+as $$
+begin
+    if (old.status = 'pending' and new.status in ('running', 'cancelled'))
+        or (old.status = 'running' and new.status in ('pending', 'completed', 'failed', 'cancelled'))
+        or (old.status in ('completed', 'failed', 'cancelled') and new.status = 'pending'
+            and current_setting('durable.restarting', true) = 'on')
+    then
+        return new;
+    end if;
+    raise exception 'durable: task % cannot go from % to %', old.task_id, old.status, new.status
+        using errcode = 'DU012';
+end;
+$$;
+
+comment on function durable._check_transition() is
+'Trigger: rejects (DU012) any status change of a task outside the state machine pending -> running -> pending/completed/failed/cancelled; terminal tasks only move back to pending inside a restart verb.';
+
+drop trigger if exists tasks_transition on durable.tasks;
+create trigger tasks_transition
+before update of status on durable.tasks
+for each row
+when (old.status is distinct from new.status)
+execute function durable._check_transition();
+
+create or replace function durable.complete_many(p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null)
+returns table (task_id uuid, ok boolean, reason text)
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+begin
+    if p_tasks is null or p_lease_tokens is null
+        or cardinality(p_tasks) <> cardinality(p_lease_tokens)
+        or (p_outputs is not null and cardinality(p_outputs) <> cardinality(p_tasks)) then
+        raise exception 'durable: complete_many takes arrays of equal length (tasks, lease tokens, outputs)'
+            using errcode = 'DU001';
+    end if;
+    perform durable._check_payload(o, 'task output') from unnest(p_outputs) as o where o is not null;
+
+    return query
+    with batch as (
+        select u.task_id, u.token, u.output, u.ord
+        from unnest(p_tasks, p_lease_tokens, coalesce(p_outputs, array_fill(null::jsonb, array[cardinality(p_tasks)])))
+            with ordinality as u (task_id, token, output, ord)
+    ),
+    done as (
+        update durable.tasks t
+        set status = 'completed',
+            output = b.output,
+            error = null,
+            finished_at = v_now,
+            lease_expires_at = null,
+            attempt_deadline = null
+        from batch b
+        where t.task_id = b.task_id
+          and t.lease_token = b.token
+          and t.status = 'running'
+          and t.lease_expires_at > v_now
+        returning t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at
+    ),
+    recorded as (
+        insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome)
+        select d.task_id, d.attempt, d.queue, d.worker, d.lease_token, d.started_at, v_now, 'completed'
+        from done d
+        returning attempts.task_id
+    )
+    select b.task_id,
+           r.task_id is not null,
+           case
+               when r.task_id is not null then 'completed'
+               when k.task_id is null then 'unknown_task'
+               when k.status = 'cancelled' and k.lease_token = b.token then 'cancelled'
+               else 'lease_lost'
+           end
+    from batch b
+    left join recorded r on r.task_id = b.task_id
+    left join durable.tasks k on r.task_id is null and k.task_id = b.task_id
+    order by b.ord;
+end;
+$$;
+
+comment on function durable.complete_many(uuid[], uuid[], jsonb[]) is
+'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
+
+create or replace function durable.complete(p_task uuid, p_lease_token uuid, p_output jsonb default null)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_reason text;
+begin
+    if p_task is null or p_lease_token is null then
+        raise exception 'durable: task id and lease token are required' using errcode = 'DU001';
+    end if;
+    select c.reason into v_reason
+    from durable.complete_many(array[p_task], array[p_lease_token], array[p_output]) as c;
+    if v_reason = 'completed' then
+        return;
+    end if;
+    -- not accepted: the fence says why, with the same errors as every other worker verb
+    perform durable._fenced(p_task, p_lease_token);
+    raise exception 'durable: task % was not completed (%)', p_task, v_reason using errcode = 'DU010';
+end;
+$$;
+
+comment on function durable.complete(uuid, uuid, jsonb) is
+'Ends the live attempt of a task as completed with p_output. Errors: DU010 the lease is not live (expired, reclaimed, ended), DU011 the task was cancelled, DU004 unknown task, DU003 output too large; none of them changes anything.';
+
+create or replace function durable.fail(
+    p_task uuid, p_lease_token uuid, p_error jsonb, p_retryable boolean default true
+)
+returns table (status text, run_at timestamptz)
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+begin
+    if p_error is null or jsonb_typeof(p_error) <> 'object' then
+        raise exception 'durable: error must be a JSON object such as {"type": ..., "message": ...}, got %',
+            coalesce(jsonb_typeof(p_error), 'null')
+            using errcode = 'DU001';
+    end if;
+    perform durable._check_payload(p_error, 'task error');
+    t := durable._end_attempt_unsuccessfully(
+        t, durable.current_time(), 'failed', p_error, coalesce(p_retryable, true)
+    );
+    return query select t.status, case when t.status = 'pending' then t.run_at end;
+end;
+$$;
+
+comment on function durable.fail(uuid, uuid, jsonb, boolean) is
+'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011.';
+
+create or replace function durable.cancel(p_task uuid, p_reason text default null)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks;
+    v_now timestamptz := durable.current_time();
+    v_error jsonb := jsonb_build_object('type', 'Cancelled', 'message', coalesce(p_reason, 'cancelled'));
+begin
+    select * into t from durable.tasks k where k.task_id = p_task for update;
+    if not found then
+        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
+    end if;
+    if t.status = 'cancelled' then
+        return false;
+    end if;
+    if t.status in ('completed', 'failed') then
+        raise exception 'durable: task % is already %; only an unfinished task can be cancelled', p_task, t.status
+            using errcode = 'DU012';
+    end if;
+    if t.status = 'running' then
+        insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
+        values (t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at, v_now, 'cancelled', v_error);
+    end if;
+    update durable.tasks k
+    set status = 'cancelled', error = v_error, finished_at = v_now,
+        lease_expires_at = null, attempt_deadline = null
+    where k.task_id = p_task;
+    return true;
+end;
+$$;
+
+comment on function durable.cancel(uuid, text) is
+'Cancels an unfinished task. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. Errors: DU004 unknown task, DU012 the task already completed or failed.';

@@ -1,0 +1,323 @@
+-- queue.sql: queues and enqueueing.
+--
+-- A queue carries defaults for its tasks (max_attempts, max_lost_leases, backoff,
+-- timeout) and a retention period for finished tasks. Enqueue resolves every option of
+-- a task once, against those defaults, and stores the result on the task row, so the
+-- hot paths (claim, complete, fail) never read the queue's options again.
+--
+-- Enqueue announces ready work with one NOTIFY on channel `durable` (payload: the queue
+-- name) per call, not per task; workers also poll, so a lost notification only costs
+-- latency.
+
+-- Keys accepted in a queue's options.
+create or replace function durable._queue_option_keys()
+returns text[]
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, durable
+as $$ select array['max_attempts', 'max_lost_leases', 'backoff', 'timeout', 'retention'] $$;
+
+comment on function durable._queue_option_keys() is
+'Internal: the keys a queue''s options may hold.';
+
+-- Keys accepted in the options of one enqueue.
+create or replace function durable._enqueue_option_keys()
+returns text[]
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, durable
+as $$
+    select array[
+        'priority', 'run_at', 'delay', 'max_attempts', 'max_lost_leases', 'backoff',
+        'timeout', 'schedule_timeout', 'idempotency_key'
+    ]
+$$;
+
+comment on function durable._enqueue_option_keys() is
+'Internal: the keys the options of durable.enqueue may hold.';
+
+-- Checks queue options and returns them normalised.
+create or replace function durable._queue_options(p_options jsonb)
+returns jsonb
+language plpgsql
+immutable
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_result jsonb := '{}'::jsonb;
+begin
+    perform durable._check_keys(p_options, durable._queue_option_keys(), 'queue options');
+    if p_options ? 'max_attempts' then
+        v_result := v_result || jsonb_build_object(
+            'max_attempts', durable._opt_number(p_options, 'max_attempts', 1, 1000, true)::integer);
+    end if;
+    if p_options ? 'max_lost_leases' then
+        v_result := v_result || jsonb_build_object(
+            'max_lost_leases', durable._opt_number(p_options, 'max_lost_leases', 0, 1000, true)::integer);
+    end if;
+    if p_options ? 'backoff' then
+        v_result := v_result || jsonb_build_object('backoff', durable._backoff_policy(p_options -> 'backoff'));
+    end if;
+    if p_options ? 'timeout' then
+        v_result := v_result || jsonb_build_object(
+            'timeout', durable._opt_number(p_options, 'timeout', 0.001, 31536000));
+    end if;
+    if p_options ? 'retention' then
+        v_result := v_result || jsonb_build_object(
+            'retention', durable._opt_number(p_options, 'retention', 0, 315360000));
+    end if;
+    -- a JSON null removes the setting
+    return jsonb_strip_nulls(v_result);
+end;
+$$;
+
+comment on function durable._queue_options(jsonb) is
+'Internal: checks the options of a queue (DU001 on an unknown key or a bad value) and returns them normalised.';
+
+create or replace function durable.create_queue(p_queue text, p_options jsonb default '{}'::jsonb)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_options jsonb;
+begin
+    perform durable._check_name(p_queue, 'queue');
+    v_options := durable._queue_options(p_options);
+    insert into durable.queues as q (queue, options)
+    values (p_queue, v_options)
+    on conflict (queue) do update
+        set options = jsonb_strip_nulls(
+            (q.options - array(select jsonb_object_keys(p_options))) || excluded.options
+        )
+    returning q.options into v_options;
+    return v_options;
+end;
+$$;
+
+comment on function durable.create_queue(text, jsonb) is
+'Creates a queue, or, when it exists, merges the given options into its own (a key given as JSON null is removed). Idempotent. Options: max_attempts (default 5), max_lost_leases (default 10), backoff (default exponential 1 s x2 up to 300 s with jitter), timeout (seconds per attempt), retention (seconds finished tasks are kept; see durable.purge). Returns the queue''s options. Errors: DU001.';
+
+-- Builds the row of a new task, every option resolved and checked.
+create or replace function durable._task_row(
+    p_queue durable.queues, p_task_name text, p_input jsonb, p_options jsonb, p_now timestamptz
+)
+returns durable.tasks
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks;
+    v_delay double precision;
+    v_schedule_timeout double precision;
+begin
+    perform durable._check_name(p_task_name, 'task_name');
+    if p_input is null or jsonb_typeof(p_input) <> 'object' then
+        raise exception 'durable: task input must be a JSON object, got %', coalesce(jsonb_typeof(p_input), 'null')
+            using errcode = 'DU001';
+    end if;
+    perform durable._check_payload(p_input, 'task input');
+    perform durable._check_keys(p_options, durable._enqueue_option_keys(), 'enqueue options');
+
+    t.task_id := durable.uuidv7();
+    t.queue := p_queue.queue;
+    t.task_name := p_task_name;
+    t.input := p_input;
+    t.status := 'pending';
+    t.priority := coalesce(durable._opt_number(p_options, 'priority', -1000000, 1000000, true), 0)::integer;
+
+    v_delay := durable._opt_number(p_options, 'delay', 0, 315360000);
+    if p_options ? 'run_at' and jsonb_typeof(p_options -> 'run_at') <> 'null' then
+        if v_delay is not null then
+            raise exception 'durable: give run_at or delay, not both' using errcode = 'DU001';
+        end if;
+        if jsonb_typeof(p_options -> 'run_at') <> 'string' then
+            raise exception 'durable: option "run_at" must be a timestamp string, got %', p_options -> 'run_at'
+                using errcode = 'DU001';
+        end if;
+        begin
+            t.run_at := (p_options ->> 'run_at')::timestamptz;
+        exception when others then
+            raise exception 'durable: option "run_at" is not a timestamp: %', p_options ->> 'run_at'
+                using errcode = 'DU001';
+        end;
+    else
+        t.run_at := p_now + make_interval(secs => coalesce(v_delay, 0));
+    end if;
+
+    t.max_attempts := coalesce(
+        durable._opt_number(p_options, 'max_attempts', 1, 1000, true),
+        (p_queue.options ->> 'max_attempts')::integer,
+        5
+    )::integer;
+    t.max_lost_leases := coalesce(
+        durable._opt_number(p_options, 'max_lost_leases', 0, 1000, true),
+        (p_queue.options ->> 'max_lost_leases')::integer,
+        10
+    )::integer;
+    if p_options ? 'backoff' then
+        t.backoff := durable._backoff_policy(p_options -> 'backoff');
+    else
+        t.backoff := coalesce(p_queue.options -> 'backoff', durable._backoff_policy('{}'::jsonb));
+    end if;
+    t.timeout_seconds := coalesce(
+        durable._opt_number(p_options, 'timeout', 0.001, 31536000),
+        (p_queue.options ->> 'timeout')::double precision
+    );
+    v_schedule_timeout := durable._opt_number(p_options, 'schedule_timeout', 0.001, 31536000);
+    if v_schedule_timeout is not null then
+        -- the clock starts when the task becomes due
+        t.schedule_deadline := t.run_at + make_interval(secs => v_schedule_timeout);
+    end if;
+    t.idempotency_key := durable._opt_text(p_options, 'idempotency_key', 255);
+    t.attempt := 0;
+    t.failures := 0;
+    t.lost_leases := 0;
+    t.created_at := p_now;
+    return t;
+end;
+$$;
+
+comment on function durable._task_row(durable.queues, text, jsonb, jsonb, timestamptz) is
+'Internal: checks the task name, input and enqueue options (DU001, DU003) and returns the new task''s row with every option resolved against the queue''s defaults.';
+
+-- Looks a queue up, raising DU002 when it does not exist.
+create or replace function durable._queue(p_queue text)
+returns durable.queues
+language plpgsql
+stable
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_queue durable.queues;
+begin
+    select * into v_queue from durable.queues q where q.queue = p_queue;
+    if not found then
+        raise exception 'durable: unknown queue %', coalesce(quote_literal(p_queue), 'null')
+            using errcode = 'DU002', hint = 'create it first with durable.create_queue()';
+    end if;
+    return v_queue;
+end;
+$$;
+
+comment on function durable._queue(text) is
+'Internal: the queue''s row, or DU002 when there is no such queue.';
+
+create or replace function durable.enqueue_many(p_queue text, p_tasks jsonb)
+returns table (task_id uuid)
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_queue durable.queues := durable._queue(p_queue);
+    v_now timestamptz := durable.current_time();
+    v_ready boolean;
+    v_ids uuid[];
+begin
+    if p_tasks is null or jsonb_typeof(p_tasks) <> 'array' then
+        raise exception 'durable: enqueue_many takes a JSON array of task specs, got %',
+            coalesce(jsonb_typeof(p_tasks), 'null')
+            using errcode = 'DU001';
+    end if;
+    if exists (
+        select 1 from jsonb_array_elements(p_tasks) as e (spec)
+        where jsonb_typeof(e.spec) <> 'object'
+    ) then
+        raise exception 'durable: each task spec must be a JSON object {"task_name", "input", "options"}'
+            using errcode = 'DU001';
+    end if;
+    perform durable._check_keys(e.spec, array['task_name', 'input', 'options'], 'task spec')
+    from jsonb_array_elements(p_tasks) as e (spec);
+
+    with specs as materialized (
+        select e.ord,
+               durable._task_row(
+                   v_queue, e.spec ->> 'task_name', coalesce(e.spec -> 'input', '{}'::jsonb),
+                   coalesce(e.spec -> 'options', '{}'::jsonb), v_now
+               ) as task
+        from jsonb_array_elements(p_tasks) with ordinality as e (spec, ord)
+    ),
+    inserted as (
+        insert into durable.tasks (
+            task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
+            lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
+            schedule_deadline, idempotency_key, created_at
+        )
+        select (s.task).task_id, (s.task).queue, (s.task).task_name, (s.task).input, 'pending',
+               (s.task).priority, (s.task).run_at, 0, 0, 0, (s.task).max_attempts,
+               (s.task).max_lost_leases, (s.task).backoff, (s.task).timeout_seconds,
+               (s.task).schedule_deadline, (s.task).idempotency_key, (s.task).created_at
+        from specs s
+        order by s.ord
+        on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
+        returning tasks.task_id, tasks.run_at, tasks.idempotency_key
+    )
+    -- the id of each spec, in order: its new task, or the task that holds its idempotency
+    -- key (an earlier spec of this batch, or a task that existed before this statement)
+    select array_agg(coalesce(i.task_id, ik.task_id, k.task_id) order by s.ord),
+           coalesce(bool_or(i.run_at <= v_now), false)
+    into v_ids, v_ready
+    from specs s
+    left join inserted i on i.task_id = (s.task).task_id
+    left join inserted ik
+        on i.task_id is null and ik.idempotency_key = (s.task).idempotency_key
+    left join durable.tasks k
+        on i.task_id is null and ik.task_id is null
+        and k.queue = p_queue and k.idempotency_key = (s.task).idempotency_key;
+
+    if v_ready then
+        perform pg_notify('durable', p_queue);
+    end if;
+    return query select u.id from unnest(v_ids) with ordinality as u (id, ord) order by u.ord;
+end;
+$$;
+
+comment on function durable.enqueue_many(text, jsonb) is
+'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing. Errors: DU001, DU002, DU003; on any error nothing of the batch is written.';
+
+create or replace function durable.enqueue(
+    p_queue text, p_task_name text, p_input jsonb default '{}'::jsonb, p_options jsonb default '{}'::jsonb
+)
+returns uuid
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+    t durable.tasks := durable._task_row(durable._queue(p_queue), p_task_name, p_input, p_options, v_now);
+    v_id uuid;
+begin
+    insert into durable.tasks (
+        task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
+        lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
+        schedule_deadline, idempotency_key, created_at
+    )
+    values (
+        t.task_id, t.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0, 0,
+        t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
+        t.schedule_deadline, t.idempotency_key, t.created_at
+    )
+    on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
+    returning tasks.task_id into v_id;
+
+    if v_id is null then
+        select k.task_id into v_id
+        from durable.tasks k
+        where k.queue = p_queue and k.idempotency_key = t.idempotency_key;
+        return v_id;
+    end if;
+    if t.run_at <= v_now then
+        perform pg_notify('durable', p_queue);
+    end if;
+    return v_id;
+end;
+$$;
+
+comment on function durable.enqueue(text, text, jsonb, jsonb) is
+'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large.';

@@ -1,0 +1,114 @@
+"""Exceptions, one per SQLSTATE of the SQL API (class DU), and the mapping between them.
+
+The SQLSTATEs are the contract; docs/errors.md lists them with what raises each.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+
+class DurableError(Exception):
+    """Base of every error this package raises."""
+
+    sqlstate: str | None = None
+    #: the DETAIL of the database error, when there was one
+    detail: str | None = None
+
+
+class MigrationError(DurableError):
+    """The schema cannot be brought up to date (for example, an applied migration was edited)."""
+
+
+class InvalidArgument(DurableError):
+    """DU001: a bad option, a JSON value of the wrong type, an empty name, a value out of range."""
+
+    sqlstate = "DU001"
+
+
+class UnknownQueue(DurableError):
+    """DU002: no queue of that name; create it with ``create_queue`` first."""
+
+    sqlstate = "DU002"
+
+
+class PayloadTooLarge(DurableError):
+    """DU003: a JSON payload over ``durable.max_payload_bytes()``."""
+
+    sqlstate = "DU003"
+
+
+class UnknownTask(DurableError):
+    """DU004: no task with that id."""
+
+    sqlstate = "DU004"
+
+
+class LeaseLost(DurableError):
+    """DU010: the lease token is not the task's live lease (expired, reclaimed, or ended)."""
+
+    sqlstate = "DU010"
+
+
+class TaskCancelled(DurableError):
+    """DU011: the task was cancelled while this attempt ran; the attempt must stop."""
+
+    sqlstate = "DU011"
+
+
+class InvalidTransition(DurableError):
+    """DU012: the verb makes no sense in the task's current state."""
+
+    sqlstate = "DU012"
+
+
+class TaskFailed(DurableError):
+    """Raised by ``Client.wait`` for a task that ended failed or cancelled."""
+
+    def __init__(self, task_id: str, status: str, error: object) -> None:
+        super().__init__(f"task {task_id} ended {status}: {error}")
+        self.task_id = task_id
+        self.status = status
+        self.error = error
+
+
+class WaitTimeout(DurableError):
+    """``Client.wait`` gave up before the task ended."""
+
+
+_BY_SQLSTATE: dict[str, type[DurableError]] = {
+    cls.sqlstate: cls
+    for cls in (
+        InvalidArgument,
+        UnknownQueue,
+        PayloadTooLarge,
+        UnknownTask,
+        LeaseLost,
+        TaskCancelled,
+        InvalidTransition,
+    )
+    if cls.sqlstate
+}
+
+
+def register(cls: type[DurableError]) -> type[DurableError]:
+    """Class decorator: map ``cls.sqlstate`` to ``cls`` (for errors added by later modules)."""
+    assert cls.sqlstate
+    _BY_SQLSTATE[cls.sqlstate] = cls
+    return cls
+
+
+def from_psycopg(exc: psycopg.Error) -> Exception:
+    """The durable exception for a database error, or the error itself when it is not ours."""
+    state = exc.sqlstate
+    if state is None:
+        return exc
+    if state == "22P02":  # invalid_text_representation: a malformed uuid, number or JSON
+        error: DurableError = InvalidArgument(str(exc.diag.message_primary or exc))
+    elif state in _BY_SQLSTATE:
+        error = _BY_SQLSTATE[state](str(exc.diag.message_primary or exc))
+    else:
+        return exc
+    error.__cause__ = exc
+    error.detail = exc.diag.message_detail
+    return error
