@@ -188,7 +188,9 @@ returns table (
     input jsonb,
     attempt integer,
     lease_token uuid,
-    lease_expires_at timestamptz
+    lease_expires_at timestamptz,
+    durable boolean,
+    history jsonb
 )
 language plpgsql
 volatile
@@ -238,12 +240,13 @@ begin
         )
     from picked
     where t.task_id = picked.task_id
-    returning t.task_id, t.task_name, t.input, t.attempt, t.lease_token, t.lease_expires_at;
+    returning t.task_id, t.task_name, t.input, t.attempt, t.lease_token, t.lease_expires_at, t.durable,
+        case when t.durable then durable._history(t.task_id, t.generation) end;
 end;
 $$;
 
 comment on function durable.claim(text, text, integer, integer, text[]) is
-'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout). Reclaims expired leases of the queue first. Errors: DU001, DU002.';
+'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint). Reclaims expired leases of the queue first. Errors: DU001, DU002.';
 
 create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
 returns timestamptz

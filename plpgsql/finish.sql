@@ -37,7 +37,9 @@ for each row
 when (old.status is distinct from new.status)
 execute function durable._check_transition();
 
-create or replace function durable.complete_many(p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null)
+create or replace function durable.complete_many(
+    p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null, p_consumed integer[] default null
+)
 returns table (task_id uuid, ok boolean, reason text)
 language plpgsql
 volatile
@@ -48,7 +50,8 @@ declare
 begin
     if p_tasks is null or p_lease_tokens is null
         or cardinality(p_tasks) <> cardinality(p_lease_tokens)
-        or (p_outputs is not null and cardinality(p_outputs) <> cardinality(p_tasks)) then
+        or (p_outputs is not null and cardinality(p_outputs) <> cardinality(p_tasks))
+        or (p_consumed is not null and cardinality(p_consumed) <> cardinality(p_tasks)) then
         raise exception 'durable: complete_many takes arrays of equal length (tasks, lease tokens, outputs)'
             using errcode = 'DU001';
     end if;
@@ -56,9 +59,12 @@ begin
 
     return query
     with batch as (
-        select u.task_id, u.token, u.output, u.ord
-        from unnest(p_tasks, p_lease_tokens, coalesce(p_outputs, array_fill(null::jsonb, array[cardinality(p_tasks)])))
-            with ordinality as u (task_id, token, output, ord)
+        select u.task_id, u.token, u.output, u.consumed, u.ord
+        from unnest(
+            p_tasks, p_lease_tokens,
+            coalesce(p_outputs, array_fill(null::jsonb, array[cardinality(p_tasks)])),
+            coalesce(p_consumed, array_fill(null::integer, array[cardinality(p_tasks)]))
+        ) with ordinality as u (task_id, token, output, consumed, ord)
     ),
     done as (
         update durable.tasks t
@@ -73,6 +79,11 @@ begin
           and t.lease_token = b.token
           and t.status = 'running'
           and t.lease_expires_at > v_now
+          -- a durable task must have consumed its whole recorded history
+          and (not t.durable or coalesce(b.consumed, 0) >= (
+              select coalesce(max(e.seq), 0) from durable.events e
+              where e.task_id = t.task_id and e.generation = t.generation
+          ))
         returning t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at
     ),
     recorded as (
@@ -87,6 +98,8 @@ begin
                when r.task_id is not null then 'completed'
                when k.task_id is null then 'unknown_task'
                when k.status = 'cancelled' and k.lease_token = b.token then 'cancelled'
+               when k.status = 'running' and k.lease_token = b.token and k.lease_expires_at > v_now
+                   and k.durable then 'history_not_consumed'
                else 'lease_lost'
            end
     from batch b
@@ -96,10 +109,12 @@ begin
 end;
 $$;
 
-comment on function durable.complete_many(uuid[], uuid[], jsonb[]) is
-'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
+comment on function durable.complete_many(uuid[], uuid[], jsonb[], integer[]) is
+'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Element i of p_consumed is, for a durable task, how many recorded events its code went through: a durable task that completes with recorded events left unconsumed is a non-determinism. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task, history_not_consumed); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
 
-create or replace function durable.complete(p_task uuid, p_lease_token uuid, p_output jsonb default null)
+create or replace function durable.complete(
+    p_task uuid, p_lease_token uuid, p_output jsonb default null, p_consumed integer default null
+)
 returns void
 language plpgsql
 volatile
@@ -107,23 +122,35 @@ set search_path = pg_catalog, durable
 as $$
 declare
     v_reason text;
+    e durable.events;
 begin
     if p_task is null or p_lease_token is null then
         raise exception 'durable: task id and lease token are required' using errcode = 'DU001';
     end if;
     select c.reason into v_reason
-    from durable.complete_many(array[p_task], array[p_lease_token], array[p_output]) as c;
+    from durable.complete_many(array[p_task], array[p_lease_token], array[p_output], array[p_consumed]) as c;
     if v_reason = 'completed' then
         return;
     end if;
     -- not accepted: the fence says why, with the same errors as every other worker verb
     perform durable._fenced(p_task, p_lease_token);
+    if v_reason = 'history_not_consumed' then
+        select ev.* into e
+        from durable.events ev
+        join durable.tasks t on t.task_id = ev.task_id and t.generation = ev.generation
+        where ev.task_id = p_task and ev.seq > coalesce(p_consumed, 0)
+        order by ev.seq
+        limit 1;
+        perform durable._nondeterminism(
+            p_task, e.seq, jsonb_build_object('kind', e.kind, 'name', e.name, 'input_hash', e.input_hash), null
+        );
+    end if;
     raise exception 'durable: task % was not completed (%)', p_task, v_reason using errcode = 'DU010';
 end;
 $$;
 
-comment on function durable.complete(uuid, uuid, jsonb) is
-'Ends the live attempt of a task as completed with p_output. Errors: DU010 the lease is not live (expired, reclaimed, ended), DU011 the task was cancelled, DU004 unknown task, DU003 output too large; none of them changes anything.';
+comment on function durable.complete(uuid, uuid, jsonb, integer) is
+'Ends the live attempt of a task as completed with p_output. For a durable task, p_consumed is how many recorded events the code went through: completing with recorded events left over raises DU020 (non-determinism). Errors: DU010 the lease is not live (expired, reclaimed, ended), DU011 the task was cancelled, DU020, DU004 unknown task, DU003 output too large; none of them changes anything.';
 
 create or replace function durable.fail(
     p_task uuid, p_lease_token uuid, p_error jsonb, p_retryable boolean default true

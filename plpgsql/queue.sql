@@ -31,7 +31,7 @@ set search_path = pg_catalog, durable
 as $$
     select array[
         'priority', 'run_at', 'delay', 'max_attempts', 'max_lost_leases', 'backoff',
-        'timeout', 'schedule_timeout', 'idempotency_key'
+        'timeout', 'schedule_timeout', 'idempotency_key', 'durable'
     ]
 $$;
 
@@ -174,6 +174,8 @@ begin
         t.schedule_deadline := t.run_at + make_interval(secs => v_schedule_timeout);
     end if;
     t.idempotency_key := durable._opt_text(p_options, 'idempotency_key', 255);
+    t.durable := coalesce(durable._opt_bool(p_options, 'durable'), false);
+    t.generation := 1;
     t.attempt := 0;
     t.failures := 0;
     t.lost_leases := 0;
@@ -246,12 +248,13 @@ begin
         insert into durable.tasks (
             task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
             lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-            schedule_deadline, idempotency_key, created_at
+            schedule_deadline, idempotency_key, created_at, durable
         )
         select (s.task).task_id, (s.task).queue, (s.task).task_name, (s.task).input, 'pending',
                (s.task).priority, (s.task).run_at, 0, 0, 0, (s.task).max_attempts,
                (s.task).max_lost_leases, (s.task).backoff, (s.task).timeout_seconds,
-               (s.task).schedule_deadline, (s.task).idempotency_key, (s.task).created_at
+               (s.task).schedule_deadline, (s.task).idempotency_key, (s.task).created_at,
+               (s.task).durable
         from specs s
         order by s.ord
         on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
@@ -296,12 +299,12 @@ begin
     insert into durable.tasks (
         task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
         lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-        schedule_deadline, idempotency_key, created_at
+        schedule_deadline, idempotency_key, created_at, durable
     )
     values (
         t.task_id, t.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0, 0,
         t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
-        t.schedule_deadline, t.idempotency_key, t.created_at
+        t.schedule_deadline, t.idempotency_key, t.created_at, t.durable
     )
     on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
     returning tasks.task_id into v_id;
@@ -320,4 +323,4 @@ end;
 $$;
 
 comment on function durable.enqueue(text, text, jsonb, jsonb) is
-'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large.';
+'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large.';

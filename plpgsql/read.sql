@@ -30,6 +30,10 @@ as $$
         'error', t.error,
         'created_at', t.created_at,
         'finished_at', t.finished_at,
+        'durable', t.durable,
+        'generation', t.generation,
+        'forked_from', t.forked_from,
+        'forked_at_seq', t.forked_at_seq,
         'attempts', coalesce((
             select jsonb_agg(jsonb_build_object(
                 'attempt', a.attempt,
@@ -85,6 +89,8 @@ begin
         raise exception 'durable: older_than_seconds must not be negative, got %', v_keep using errcode = 'DU001';
     end if;
     v_cutoff := durable.current_time() - make_interval(secs => v_keep);
+    -- the event log is append-only; retention is the one thing allowed to delete from it
+    perform set_config('durable.purging', 'on', true);
     with gone as (
         delete from durable.tasks t
         where t.task_id in (
@@ -101,10 +107,14 @@ begin
     gone_attempts as (
         delete from durable.attempts a using gone where a.task_id = gone.task_id
     )
+    gone_events as (
+        delete from durable.events e using gone where e.task_id = gone.task_id
+    )
     select count(*) into v_count from gone;
+    perform set_config('durable.purging', 'off', true);
     return v_count;
 end;
 $$;
 
 comment on function durable.purge(text, double precision, integer) is
-'Deletes up to p_limit finished (completed, failed, cancelled) tasks of the queue, with their attempt history, that ended more than p_older_than_seconds ago (default: the queue''s retention option; nothing when neither is set). Returns how many tasks it deleted. Workers call it now and then; call it from cron otherwise.';
+'Deletes up to p_limit finished (completed, failed, cancelled) tasks of the queue, with their attempt history and event log, that ended more than p_older_than_seconds ago (default: the queue''s retention option; nothing when neither is set). Returns how many tasks it deleted. Workers call it now and then; call it from cron otherwise.';

@@ -1,0 +1,286 @@
+-- log.sql: the event log of durable tasks, and the determinism check.
+--
+-- A durable task is enqueued with {"durable": true}. Each durable call its code makes
+-- (a step, a recorded clock read or random value, later a sleep, a wait, a spawn) is
+-- event number seq = 1, 2, 3, ... of the task's current history generation. The claim
+-- hands the worker the recorded events; the worker re-runs the code from the top, and
+-- every durable call whose seq is already recorded gets the recorded result instead of
+-- running again.
+--
+-- Determinism is checked here, in SQL: every durable call presents (seq, kind, name,
+-- and for spawns a hash of its input) and it must equal what is recorded at that seq.
+-- A replayed prefix is presented in one call (durable.replay_check) before the code
+-- runs its first new event, so the check happens before any new side effect and costs
+-- one round trip per attempt, not one per replayed event. durable.checkpoint checks
+-- the event it records the same way (seq must be the next one, or an identical event
+-- already recorded). Completing while recorded events remain unconsumed is also a
+-- mismatch. A mismatch raises DU020 with the seq, what was recorded and what the code
+-- did, and writes nothing; the worker then fails the task without retry.
+--
+-- Events are immutable: a trigger rejects UPDATE, DELETE and TRUNCATE (DU013), except
+-- for the retention purge. A replay does not delete: it starts a new generation.
+--
+-- SQLSTATEs: DU020 non-determinism, DU021 seq out of order (a gap), DU013 events are
+-- immutable.
+
+-- The event kinds durable calls may record.
+create or replace function durable._event_kinds()
+returns text[]
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, durable
+as $$ select array['step', 'now', 'random', 'uuid'] $$;
+
+comment on function durable._event_kinds() is
+'Internal: the kinds of event the log accepts.';
+
+create or replace function durable._reject_event_change()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, durable
+as $$
+begin
+    if tg_op = 'DELETE' and current_setting('durable.purging', true) = 'on' then
+        return old;
+    end if;
+    raise exception 'durable: events are immutable (% on durable.events)', tg_op
+        using errcode = 'DU013',
+              hint = 'use durable.replay() to start a new history, or durable.fork() to branch from an event';
+end;
+$$;
+
+comment on function durable._reject_event_change() is
+'Trigger: the event log is append-only; UPDATE, DELETE and TRUNCATE raise DU013 (the retention purge alone may delete).';
+
+drop trigger if exists events_immutable on durable.events;
+create trigger events_immutable
+before update or delete on durable.events
+for each row
+execute function durable._reject_event_change();
+
+drop trigger if exists events_no_truncate on durable.events;
+create trigger events_no_truncate
+before truncate on durable.events
+for each statement
+execute function durable._reject_event_change();
+
+-- The recorded events of a task's current generation, as the claim hands them over.
+create or replace function durable._history(p_task uuid, p_generation integer)
+returns jsonb
+language sql
+stable
+set search_path = pg_catalog, durable
+as $$
+    select coalesce(jsonb_agg(
+        jsonb_build_object(
+            'seq', e.seq, 'kind', e.kind, 'name', e.name, 'outcome', e.outcome,
+            'result', e.result, 'input_hash', e.input_hash
+        ) order by e.seq
+    ), '[]'::jsonb)
+    from durable.events e
+    where e.task_id = p_task and e.generation = p_generation
+$$;
+
+comment on function durable._history(uuid, integer) is
+'Internal: the events of one history generation of a task, in order, as a JSON array of {seq, kind, name, outcome, result, input_hash}.';
+
+create or replace function durable.history(p_task uuid, p_all_generations boolean default false)
+returns table (
+    generation integer, seq integer, kind text, name text, outcome text, result jsonb,
+    input_hash text, attempt integer, recorded_at timestamptz
+)
+language sql
+stable
+set search_path = pg_catalog, durable
+as $$
+    select e.generation, e.seq, e.kind, e.name, e.outcome, e.result, e.input_hash, e.attempt, e.recorded_at
+    from durable.events e
+    join durable.tasks t on t.task_id = e.task_id
+    where e.task_id = p_task and (p_all_generations or e.generation = t.generation)
+    order by e.generation, e.seq
+$$;
+
+comment on function durable.history(uuid, boolean) is
+'The event log of a task: its current generation, or every generation (earlier ones were set aside by durable.replay) when p_all_generations.';
+
+-- Raises DU020 naming the event, what was recorded and what the code did.
+create or replace function durable._nondeterminism(
+    p_task uuid, p_seq integer, p_recorded jsonb, p_presented jsonb
+)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_recorded text := case
+        when p_recorded is null then 'nothing'
+        else format('%s "%s"', p_recorded ->> 'kind', p_recorded ->> 'name')
+    end;
+    v_presented text := case
+        when p_presented is null then 'nothing (it finished)'
+        else format('%s "%s"', p_presented ->> 'kind', p_presented ->> 'name')
+    end;
+begin
+    if p_recorded is not null and p_presented is not null
+        and p_recorded ->> 'kind' = p_presented ->> 'kind'
+        and p_recorded ->> 'name' = p_presented ->> 'name' then
+        v_recorded := v_recorded || format(' with input hash %s', coalesce(p_recorded ->> 'input_hash', 'none'));
+        v_presented := v_presented || format(' with input hash %s', coalesce(p_presented ->> 'input_hash', 'none'));
+    end if;
+    raise exception 'durable: non-determinism in task % at event %: recorded %, the code did %',
+        p_task, p_seq, v_recorded, v_presented
+        using errcode = 'DU020',
+              detail = jsonb_build_object(
+                  'task_id', p_task, 'seq', p_seq, 'recorded', p_recorded, 'presented', p_presented
+              )::text,
+              hint = 'the code no longer matches the recorded history: restore the old code, '
+                  || 'replay the task from scratch (durable.replay), or fork it before this event (durable.fork)';
+end;
+$$;
+
+comment on function durable._nondeterminism(uuid, integer, jsonb, jsonb) is
+'Internal: raises DU020; the message names the seq, the recorded event and what the code did; DETAIL holds the same as JSON {task_id, seq, recorded, presented}.';
+
+-- Does a presented call match a recorded event? (kind, name, and the input hash when
+-- either side has one)
+create or replace function durable._same_event(
+    p_kind text, p_name text, p_input_hash text, e durable.events
+)
+returns boolean
+language sql
+immutable
+set search_path = pg_catalog, durable
+as $$
+    select e.kind = p_kind and e.name = p_name
+        and e.input_hash is not distinct from p_input_hash
+$$;
+
+comment on function durable._same_event(text, text, text, durable.events) is
+'Internal: whether a durable call (kind, name, input hash) is the one recorded in event e.';
+
+create or replace function durable.replay_check(p_task uuid, p_lease_token uuid, p_presented jsonb)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    v_bad record;
+    v_checked integer;
+begin
+    if not t.durable then
+        raise exception 'durable: task % is not a durable task', p_task using errcode = 'DU012';
+    end if;
+    if p_presented is null or jsonb_typeof(p_presented) <> 'array' then
+        raise exception 'durable: presented events must be a JSON array of {"seq", "kind", "name"}'
+            using errcode = 'DU001';
+    end if;
+    select p.seq, p.call, to_jsonb(e) as recorded
+    into v_bad
+    from (
+        select (x.value ->> 'seq')::integer as seq, x.value as call
+        from jsonb_array_elements(p_presented) as x (value)
+    ) as p
+    left join durable.events e
+        on e.task_id = p_task and e.generation = t.generation and e.seq = p.seq
+    where e.seq is null
+       or not durable._same_event(p.call ->> 'kind', p.call ->> 'name', p.call ->> 'input_hash', e)
+    order by p.seq
+    limit 1;
+    if found then
+        perform durable._nondeterminism(
+            p_task, v_bad.seq,
+            case when v_bad.recorded is null then null
+                 else jsonb_build_object('kind', v_bad.recorded ->> 'kind', 'name', v_bad.recorded ->> 'name',
+                                         'input_hash', v_bad.recorded ->> 'input_hash') end,
+            jsonb_build_object('kind', v_bad.call ->> 'kind', 'name', v_bad.call ->> 'name',
+                               'input_hash', v_bad.call ->> 'input_hash')
+        );
+    end if;
+    v_checked := jsonb_array_length(p_presented);
+    return v_checked;
+end;
+$$;
+
+comment on function durable.replay_check(uuid, uuid, jsonb) is
+'Checks in one call the durable calls a re-run made against recorded events: p_presented is a JSON array of {"seq", "kind", "name", "input_hash"?}. Raises DU020 (naming the first mismatching seq, what was recorded and what the code did) and writes nothing on a mismatch. Workers call it before the code runs its first new event. Returns the number of events checked. Fenced (DU010, DU011).';
+
+create or replace function durable.checkpoint(
+    p_task uuid,
+    p_lease_token uuid,
+    p_seq integer,
+    p_kind text,
+    p_name text,
+    p_result jsonb default null,
+    p_error jsonb default null,
+    p_input_hash text default null
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    e durable.events;
+    v_last integer;
+    v_result jsonb := p_result;
+begin
+    if not t.durable then
+        raise exception 'durable: task % is not a durable task (enqueue it with {"durable": true})', p_task
+            using errcode = 'DU012';
+    end if;
+    if p_kind is null or p_kind <> all(durable._event_kinds()) then
+        raise exception 'durable: event kind must be one of %, got %',
+            array_to_string(durable._event_kinds(), ', '), coalesce(p_kind, 'null')
+            using errcode = 'DU001';
+    end if;
+    perform durable._check_name(p_name, 'event name');
+    if p_error is not null and jsonb_typeof(p_error) <> 'object' then
+        raise exception 'durable: an event error must be a JSON object' using errcode = 'DU001';
+    end if;
+    perform durable._check_payload(p_result, 'event result');
+    perform durable._check_payload(p_error, 'event error');
+
+    select * into e from durable.events k
+    where k.task_id = p_task and k.generation = t.generation and k.seq = p_seq;
+    if found then
+        -- already recorded (a re-run passing through, or the same attempt writing again)
+        if not durable._same_event(p_kind, p_name, p_input_hash, e) then
+            perform durable._nondeterminism(
+                p_task, p_seq,
+                jsonb_build_object('kind', e.kind, 'name', e.name, 'input_hash', e.input_hash),
+                jsonb_build_object('kind', p_kind, 'name', p_name, 'input_hash', p_input_hash)
+            );
+        end if;
+        return case when e.outcome = 'error' then jsonb_build_object('error', e.result)
+                    else jsonb_build_object('result', e.result) end;
+    end if;
+
+    select coalesce(max(k.seq), 0) into v_last
+    from durable.events k
+    where k.task_id = p_task and k.generation = t.generation;
+    if p_seq is null or p_seq <> v_last + 1 then
+        raise exception 'durable: task % records event % but its log ends at %; events are numbered without gaps',
+            p_task, coalesce(p_seq::text, 'null'), v_last
+            using errcode = 'DU021';
+    end if;
+
+    if p_kind = 'now' and v_result is null then
+        -- the clock read is the database's, like every other time in durable
+        v_result := to_jsonb(durable.current_time());
+    end if;
+    insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
+    values (p_task, t.generation, p_seq, p_kind, p_name,
+            case when p_error is null then 'ok' else 'error' end,
+            coalesce(p_error, v_result), p_input_hash, t.attempt, durable.current_time());
+    return case when p_error is null then jsonb_build_object('result', v_result)
+                else jsonb_build_object('error', p_error) end;
+end;
+$$;
+
+comment on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb, text) is
+'Records event p_seq of a durable task''s log: kind (step, now, random, uuid), name, and its result, or p_error for a step that failed after its retries (a re-run re-raises it instead of running the step again). p_seq must be the next number (DU021 otherwise). When event p_seq is already recorded, nothing is written and the recorded outcome is returned, provided kind, name and input hash match (DU020 otherwise). A "now" event without a result records the database clock. Returns {"result": ...} or {"error": ...}. Fenced by the lease (DU010, DU011).';
