@@ -168,12 +168,12 @@ begin
         for update skip locked
     );
     get diagnostics v_cancelled = row_count;
-    return v_count + v_cancelled;
+    return v_count + v_cancelled + durable._wake_due(p_queue, p_limit);
 end;
 $$;
 
 comment on function durable.reclaim(text, integer) is
-'Reclaims up to p_limit expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) and cancels pending tasks past their schedule_timeout. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed.';
+'Reclaims up to p_limit expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed.';
 
 create or replace function durable.claim(
     p_queue text,

@@ -3,6 +3,8 @@
 --
 --     pending  -> running | cancelled
 --     running  -> pending (retry, lost lease, release) | completed | failed | cancelled
+--                 | sleeping | waiting (a durable task that waits: see suspend.sql)
+--     sleeping, waiting -> pending | cancelled
 --     completed, failed, cancelled: terminal
 --
 -- A trigger enforces it, so no function (and no hand-written UPDATE) can move a task
@@ -16,7 +18,9 @@ set search_path = pg_catalog, durable
 as $$
 begin
     if (old.status = 'pending' and new.status in ('running', 'cancelled'))
-        or (old.status = 'running' and new.status in ('pending', 'completed', 'failed', 'cancelled'))
+        or (old.status = 'running'
+            and new.status in ('pending', 'completed', 'failed', 'cancelled', 'sleeping', 'waiting'))
+        or (old.status in ('sleeping', 'waiting') and new.status in ('pending', 'cancelled'))
         or (old.status in ('completed', 'failed', 'cancelled') and new.status = 'pending'
             and current_setting('durable.restarting', true) = 'on')
     then
@@ -28,7 +32,7 @@ end;
 $$;
 
 comment on function durable._check_transition() is
-'Trigger: rejects (DU012) any status change of a task outside the state machine pending -> running -> pending/completed/failed/cancelled; terminal tasks only move back to pending inside a restart verb.';
+'Trigger: rejects (DU012) any status change of a task outside the state machine pending -> running -> pending/completed/failed/cancelled/sleeping/waiting, sleeping/waiting -> pending/cancelled; terminal tasks only move back to pending inside a restart verb.';
 
 drop trigger if exists tasks_transition on durable.tasks;
 create trigger tasks_transition
@@ -207,11 +211,16 @@ begin
     end if;
     update durable.tasks k
     set status = 'cancelled', error = v_error, finished_at = v_now,
-        lease_expires_at = null, attempt_deadline = null
+        lease_expires_at = null, attempt_deadline = null,
+        wake_at = null, wait_kind = null, wait_key = null, wait_seq = null, wait_children = null
     where k.task_id = p_task;
+    -- cascade to the unfinished children (and theirs)
+    perform durable.cancel(c.task_id, format('parent task %s was cancelled', p_task))
+    from durable.tasks c
+    where c.parent_id = p_task and c.status not in ('completed', 'failed', 'cancelled');
     return true;
 end;
 $$;
 
 comment on function durable.cancel(uuid, text) is
-'Cancels an unfinished task. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. Errors: DU004 unknown task, DU012 the task already completed or failed.';
+'Cancels an unfinished task (pending, running, sleeping or waiting) and, recursively, its unfinished children. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, checkpoint, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. Errors: DU004 unknown task, DU012 the task already completed or failed.';

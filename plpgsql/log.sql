@@ -143,6 +143,19 @@ $$;
 comment on function durable._nondeterminism(uuid, integer, jsonb, jsonb) is
 'Internal: raises DU020; the message names the seq, the recorded event and what the code did; DETAIL holds the same as JSON {task_id, seq, recorded, presented}.';
 
+-- The hash that stands for what a call was given (a spawn's queue and input, the
+-- children a wait is for), compared on re-runs.
+create or replace function durable.input_hash(p_value jsonb)
+returns text
+language sql
+immutable
+parallel safe
+set search_path = pg_catalog, durable
+as $$ select md5(p_value::text) $$;
+
+comment on function durable.input_hash(jsonb) is
+'The hash recorded with an event for what the call was given (md5 of the canonical jsonb text; null for null). A re-run that presents a different input at the same event is a non-determinism.';
+
 -- Does a presented call match a recorded event? (kind, name, and the input hash when
 -- either side has one)
 create or replace function durable._same_event(
@@ -178,16 +191,17 @@ begin
         raise exception 'durable: presented events must be a JSON array of {"seq", "kind", "name"}'
             using errcode = 'DU001';
     end if;
-    select p.seq, p.call, to_jsonb(e) as recorded
+    select p.seq, p.call, p.input_hash, to_jsonb(e) as recorded
     into v_bad
     from (
-        select (x.value ->> 'seq')::integer as seq, x.value as call
+        select (x.value ->> 'seq')::integer as seq, x.value as call,
+               coalesce(x.value ->> 'input_hash', durable.input_hash(x.value -> 'input')) as input_hash
         from jsonb_array_elements(p_presented) as x (value)
     ) as p
     left join durable.events e
         on e.task_id = p_task and e.generation = t.generation and e.seq = p.seq
     where e.seq is null
-       or not durable._same_event(p.call ->> 'kind', p.call ->> 'name', p.call ->> 'input_hash', e)
+       or not durable._same_event(p.call ->> 'kind', p.call ->> 'name', p.input_hash, e)
     order by p.seq
     limit 1;
     if found then
@@ -197,7 +211,7 @@ begin
                  else jsonb_build_object('kind', v_bad.recorded ->> 'kind', 'name', v_bad.recorded ->> 'name',
                                          'input_hash', v_bad.recorded ->> 'input_hash') end,
             jsonb_build_object('kind', v_bad.call ->> 'kind', 'name', v_bad.call ->> 'name',
-                               'input_hash', v_bad.call ->> 'input_hash')
+                               'input_hash', v_bad.input_hash)
         );
     end if;
     v_checked := jsonb_array_length(p_presented);
@@ -206,7 +220,74 @@ end;
 $$;
 
 comment on function durable.replay_check(uuid, uuid, jsonb) is
-'Checks in one call the durable calls a re-run made against recorded events: p_presented is a JSON array of {"seq", "kind", "name", "input_hash"?}. Raises DU020 (naming the first mismatching seq, what was recorded and what the code did) and writes nothing on a mismatch. Workers call it before the code runs its first new event. Returns the number of events checked. Fenced (DU010, DU011).';
+'Checks in one call the durable calls a re-run made against recorded events: p_presented is a JSON array of {"seq", "kind", "name"} with, for spawns and child waits, "input" (hashed here with durable.input_hash) or "input_hash". Raises DU020 (naming the first mismatching seq, what was recorded and what the code did) and writes nothing on a mismatch. Workers call it before the code runs its first new event. Returns the number of events checked. Fenced (DU010, DU011).';
+
+-- The event recorded at p_seq after a determinism check, or null when p_seq is the next
+-- free number (DU020 when the recorded event differs, DU021 on a gap). Every verb that
+-- records an event starts with it.
+create or replace function durable._event_at(
+    t durable.tasks, p_seq integer, p_kind text, p_name text, p_input_hash text default null
+)
+returns durable.events
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    e durable.events;
+    v_last integer;
+begin
+    if not t.durable then
+        raise exception 'durable: task % is not a durable task (enqueue it with {"durable": true})', t.task_id
+            using errcode = 'DU012';
+    end if;
+    select * into e from durable.events k
+    where k.task_id = t.task_id and k.generation = t.generation and k.seq = p_seq;
+    if found then
+        -- already recorded (a re-run passing through, or the same attempt writing again)
+        if not durable._same_event(p_kind, p_name, p_input_hash, e) then
+            perform durable._nondeterminism(
+                t.task_id, p_seq,
+                jsonb_build_object('kind', e.kind, 'name', e.name, 'input_hash', e.input_hash),
+                jsonb_build_object('kind', p_kind, 'name', p_name, 'input_hash', p_input_hash)
+            );
+        end if;
+        return e;
+    end if;
+    select coalesce(max(k.seq), 0) into v_last
+    from durable.events k
+    where k.task_id = t.task_id and k.generation = t.generation;
+    if p_seq is null or p_seq <> v_last + 1 then
+        raise exception 'durable: task % records event % but its log ends at %; events are numbered without gaps',
+            t.task_id, coalesce(p_seq::text, 'null'), v_last
+            using errcode = 'DU021';
+    end if;
+    return null;
+end;
+$$;
+
+comment on function durable._event_at(durable.tasks, integer, text, text, text) is
+'Internal: the event already recorded at p_seq (after checking it is the same call: DU020 otherwise), or null when p_seq is the next number of the log (DU021 on a gap; DU012 for a task that is not durable).';
+
+-- Appends an event to a task's current generation.
+create or replace function durable._append_event(
+    t durable.tasks, p_seq integer, p_kind text, p_name text, p_outcome text, p_result jsonb,
+    p_input_hash text default null
+)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+begin
+    insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
+    values (t.task_id, t.generation, p_seq, p_kind, p_name, p_outcome, p_result, p_input_hash, t.attempt,
+            durable.current_time());
+end;
+$$;
+
+comment on function durable._append_event(durable.tasks, integer, text, text, text, jsonb, text) is
+'Internal: appends one event (outcome ok or error) to the current history generation of a task.';
 
 create or replace function durable.checkpoint(
     p_task uuid,
@@ -226,15 +307,10 @@ as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
     e durable.events;
-    v_last integer;
     v_result jsonb := p_result;
 begin
-    if not t.durable then
-        raise exception 'durable: task % is not a durable task (enqueue it with {"durable": true})', p_task
-            using errcode = 'DU012';
-    end if;
     if p_kind is null or p_kind <> all(durable._event_kinds()) then
-        raise exception 'durable: event kind must be one of %, got %',
+        raise exception 'durable: checkpoint records events of kind %, got % (sleeps, waits and spawns have verbs of their own)',
             array_to_string(durable._event_kinds(), ', '), coalesce(p_kind, 'null')
             using errcode = 'DU001';
     end if;
@@ -245,38 +321,19 @@ begin
     perform durable._check_payload(p_result, 'event result');
     perform durable._check_payload(p_error, 'event error');
 
-    select * into e from durable.events k
-    where k.task_id = p_task and k.generation = t.generation and k.seq = p_seq;
-    if found then
-        -- already recorded (a re-run passing through, or the same attempt writing again)
-        if not durable._same_event(p_kind, p_name, p_input_hash, e) then
-            perform durable._nondeterminism(
-                p_task, p_seq,
-                jsonb_build_object('kind', e.kind, 'name', e.name, 'input_hash', e.input_hash),
-                jsonb_build_object('kind', p_kind, 'name', p_name, 'input_hash', p_input_hash)
-            );
-        end if;
+    e := durable._event_at(t, p_seq, p_kind, p_name, p_input_hash);
+    if e.seq is not null then
         return case when e.outcome = 'error' then jsonb_build_object('error', e.result)
                     else jsonb_build_object('result', e.result) end;
     end if;
-
-    select coalesce(max(k.seq), 0) into v_last
-    from durable.events k
-    where k.task_id = p_task and k.generation = t.generation;
-    if p_seq is null or p_seq <> v_last + 1 then
-        raise exception 'durable: task % records event % but its log ends at %; events are numbered without gaps',
-            p_task, coalesce(p_seq::text, 'null'), v_last
-            using errcode = 'DU021';
-    end if;
-
     if p_kind = 'now' and v_result is null then
         -- the clock read is the database's, like every other time in durable
         v_result := to_jsonb(durable.current_time());
     end if;
-    insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
-    values (p_task, t.generation, p_seq, p_kind, p_name,
-            case when p_error is null then 'ok' else 'error' end,
-            coalesce(p_error, v_result), p_input_hash, t.attempt, durable.current_time());
+    perform durable._append_event(
+        t, p_seq, p_kind, p_name, case when p_error is null then 'ok' else 'error' end,
+        coalesce(p_error, v_result), p_input_hash
+    );
     return case when p_error is null then jsonb_build_object('result', v_result)
                 else jsonb_build_object('error', p_error) end;
 end;

@@ -1,0 +1,389 @@
+-- suspend.sql: waiting without holding a worker: durable sleep, events, child tasks.
+--
+-- A durable task that must wait ends its attempt instead of blocking a worker: the verb
+-- records what it can, moves the task from `running` to `sleeping` or `waiting` (no
+-- lease, no slot, not in the claim index) and tells the worker to unwind the code. When
+-- the wait is over the task goes back to `pending`; the next worker re-runs the code,
+-- whose recorded events (the sleep, the wait with its outcome) replay without waiting.
+--
+-- Sleep. durable.sleep records the wake time, computed on the database clock, as an
+-- event. If the time has not come, the task sleeps until it; the claim's sweep wakes it.
+-- A re-run that reaches the recorded sleep sleeps only what remains, if anything.
+--
+-- Events are latches, one per key. durable.emit_event(key, payload) sets the key's
+-- payload (a later emit replaces it) and wakes every task waiting for the key, recording
+-- the payload in each waiter's log. A wait for a key that was already emitted gets the
+-- payload at once; a wait with a timeout that passes records {"timed_out": true}. For a
+-- message meant for one task, use a key of its own (for example 'approval:<order id>').
+-- No lost wakeup: wait and emit both lock the key's row in durable.event_values first
+-- (a wait creates the row when there is none), so whichever comes second sees the other.
+--
+-- Children. durable.spawn creates a child task exactly once: the spawn is an event whose
+-- result is the child's id, written in the same transaction as the child. Waiting for
+-- children (one or a set) suspends the parent until all have ended; the child that ends
+-- last wakes it (a trigger, which locks the parent row, so two children ending at once
+-- cannot both miss it). Each child's status, output or error is recorded in the
+-- parent's log, so a re-run sees the same outcome: a failed child stays failed.
+--
+-- Cancellation cascades: durable.cancel cancels a task and, recursively, its unfinished
+-- children.
+
+-- Ends the attempt of a locked, running task that now sleeps or waits.
+create or replace function durable._suspend(
+    t durable.tasks, p_status text, p_wake_at timestamptz,
+    p_wait_kind text default null, p_wait_key text default null, p_wait_seq integer default null,
+    p_wait_children uuid[] default null
+)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+begin
+    insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome)
+    values (t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at, v_now, 'suspended');
+    update durable.tasks k
+    set status = p_status,
+        wake_at = p_wake_at,
+        wait_kind = p_wait_kind,
+        wait_key = p_wait_key,
+        wait_seq = p_wait_seq,
+        wait_children = p_wait_children,
+        lease_expires_at = null,
+        attempt_deadline = null
+    where k.task_id = t.task_id;
+end;
+$$;
+
+comment on function durable._suspend(durable.tasks, text, timestamptz, text, text, integer, uuid[]) is
+'Internal: ends the running attempt of a locked task (outcome suspended) and parks the task as sleeping or waiting, with what it waits for.';
+
+-- Moves a parked task back to pending, after recording the outcome of its wait.
+create or replace function durable._resume(t durable.tasks, p_result jsonb, p_input_hash text default null)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+begin
+    if t.status = 'waiting' then
+        perform durable._append_event(
+            t, t.wait_seq, case when t.wait_kind = 'event' then 'wait' else 'children' end,
+            t.wait_key, 'ok', p_result, p_input_hash
+        );
+    end if;
+    update durable.tasks k
+    set status = 'pending',
+        run_at = v_now,
+        wake_at = null,
+        wait_kind = null,
+        wait_key = null,
+        wait_seq = null,
+        wait_children = null
+    where k.task_id = t.task_id;
+    perform pg_notify('durable', t.queue);
+end;
+$$;
+
+comment on function durable._resume(durable.tasks, jsonb, text) is
+'Internal: wakes a locked sleeping or waiting task: a waiting one first gets the outcome of its wait recorded at the seq it waits at; then the task is pending again and its queue is notified.';
+
+create or replace function durable.sleep(
+    p_task uuid, p_lease_token uuid, p_seq integer, p_name text default 'sleep',
+    p_seconds double precision default null, p_until timestamptz default null
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    e durable.events;
+    v_until timestamptz;
+begin
+    perform durable._check_name(p_name, 'sleep name');
+    e := durable._event_at(t, p_seq, 'sleep', p_name);
+    if e.seq is not null then
+        v_until := (e.result ->> 'until')::timestamptz;
+    else
+        if (p_seconds is null) = (p_until is null) then
+            raise exception 'durable: sleep takes seconds or until, exactly one of them' using errcode = 'DU001';
+        end if;
+        if p_seconds < 0 or p_seconds > 315360000 then
+            raise exception 'durable: sleep seconds must be between 0 and 315360000, got %', p_seconds
+                using errcode = 'DU001';
+        end if;
+        v_until := coalesce(p_until, durable.current_time() + make_interval(secs => p_seconds));
+        perform durable._append_event(t, p_seq, 'sleep', p_name, 'ok', jsonb_build_object('until', v_until));
+    end if;
+    if v_until > durable.current_time() then
+        perform durable._suspend(t, 'sleeping', v_until);
+        return jsonb_build_object('until', v_until, 'suspended', true);
+    end if;
+    return jsonb_build_object('until', v_until, 'suspended', false);
+end;
+$$;
+
+comment on function durable.sleep(uuid, uuid, integer, text, double precision, timestamptz) is
+'Durable sleep at event p_seq: records the wake time (now + p_seconds on the database clock, or p_until) and, if it is still ahead, ends the attempt and parks the task as sleeping until then (no lease, no slot). A re-run reaching the recorded sleep sleeps only what remains. Returns {"until", "suspended"}: when suspended, the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021.';
+
+create or replace function durable.wait_event(
+    p_task uuid, p_lease_token uuid, p_seq integer, p_key text, p_timeout_seconds double precision default null
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    e durable.events;
+    v durable.event_values;
+begin
+    perform durable._check_name(p_key, 'event key');
+    if p_timeout_seconds is not null and (p_timeout_seconds < 0 or p_timeout_seconds > 315360000) then
+        raise exception 'durable: timeout_seconds must be between 0 and 315360000, got %', p_timeout_seconds
+            using errcode = 'DU001';
+    end if;
+    e := durable._event_at(t, p_seq, 'wait', p_key);
+    if e.seq is not null then
+        return e.result || jsonb_build_object('suspended', false);
+    end if;
+    -- lock the key's row (creating it when nobody emitted yet): an emit racing this wait
+    -- locks the same row, so one of the two sees the other
+    insert into durable.event_values (key) values (p_key) on conflict (key) do nothing;
+    select * into v from durable.event_values ev where ev.key = p_key for update;
+    if v.emitted_at is not null then
+        perform durable._append_event(
+            t, p_seq, 'wait', p_key, 'ok', jsonb_build_object('payload', v.payload, 'timed_out', false)
+        );
+        return jsonb_build_object('payload', v.payload, 'timed_out', false, 'suspended', false);
+    end if;
+    perform durable._suspend(
+        t, 'waiting', durable.current_time() + make_interval(secs => p_timeout_seconds), 'event', p_key, p_seq
+    );
+    return jsonb_build_object('suspended', true);
+end;
+$$;
+
+comment on function durable.wait_event(uuid, uuid, integer, text, double precision) is
+'Waits at event p_seq for the event key p_key: if it was emitted, its payload is recorded at once and returned ({"payload", "timed_out": false, "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until an emit wakes it or p_timeout_seconds pass (then {"timed_out": true} is recorded). Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021.';
+
+create or replace function durable.emit_event(p_key text, p_payload jsonb default null)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks;
+    v_woken integer := 0;
+    v_result jsonb := jsonb_build_object('payload', p_payload, 'timed_out', false);
+begin
+    perform durable._check_name(p_key, 'event key');
+    perform durable._check_payload(p_payload, 'event payload');
+    insert into durable.event_values as ev (key, payload, emitted_at)
+    values (p_key, p_payload, durable.current_time())
+    on conflict (key) do update set payload = excluded.payload, emitted_at = excluded.emitted_at;
+    for t in
+        select * from durable.tasks k
+        where k.status = 'waiting' and k.wait_kind = 'event' and k.wait_key = p_key
+        order by k.task_id
+        for update
+    loop
+        perform durable._resume(t, v_result);
+        v_woken := v_woken + 1;
+    end loop;
+    return v_woken;
+end;
+$$;
+
+comment on function durable.emit_event(text, jsonb) is
+'Emits the event p_key with p_payload: the key''s latch is set (a later emit replaces the payload) and every task waiting for the key is woken with the payload recorded in its log. Waits that come later get the payload at once. Returns the number of tasks woken. Errors: DU001, DU003.';
+
+create or replace function durable.spawn(
+    p_task uuid, p_lease_token uuid, p_seq integer, p_queue text, p_task_name text,
+    p_input jsonb default '{}'::jsonb, p_options jsonb default '{}'::jsonb
+)
+returns uuid
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    v_hash text := durable.input_hash(jsonb_build_object('queue', p_queue, 'input', p_input));
+    e durable.events;
+    v_child uuid;
+begin
+    perform durable._check_name(p_task_name, 'task_name');
+    e := durable._event_at(t, p_seq, 'spawn', p_task_name, v_hash);
+    if e.seq is not null then
+        return (e.result ->> 'task_id')::uuid;
+    end if;
+    v_child := durable.enqueue(p_queue, p_task_name, p_input, p_options);
+    update durable.tasks k
+    set parent_id = t.task_id, parent_seq = p_seq
+    where k.task_id = v_child and k.parent_id is null;
+    perform durable._append_event(
+        t, p_seq, 'spawn', p_task_name, 'ok', jsonb_build_object('task_id', v_child, 'queue', p_queue), v_hash
+    );
+    return v_child;
+end;
+$$;
+
+comment on function durable.spawn(uuid, uuid, integer, text, text, jsonb, jsonb) is
+'Spawns a child task at event p_seq, exactly once: the child (enqueued on p_queue with p_input and p_options, as durable.enqueue) and the event recording its id are written together; a re-run gets the same child id from the log. The queue and input are hashed into the event, so a re-run that spawns something else is a non-determinism (DU020). Errors: those of durable.enqueue, DU010, DU011, DU020, DU021.';
+
+-- The outcome of a set of children, in the order given.
+create or replace function durable._children_outcome(p_children uuid[])
+returns jsonb
+language sql
+stable
+set search_path = pg_catalog, durable
+as $$
+    select coalesce(jsonb_agg(
+        jsonb_build_object('task_id', c.id, 'status', k.status, 'output', k.output, 'error', k.error)
+        order by c.ord
+    ), '[]'::jsonb)
+    from unnest(p_children) with ordinality as c (id, ord)
+    left join durable.tasks k on k.task_id = c.id
+$$;
+
+comment on function durable._children_outcome(uuid[]) is
+'Internal: [{task_id, status, output, error}] of the given tasks, in order.';
+
+create or replace function durable.wait_children(
+    p_task uuid, p_lease_token uuid, p_seq integer, p_children uuid[], p_name text default 'children'
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    v_hash text := durable.input_hash(to_jsonb(p_children));
+    e durable.events;
+    v_stranger uuid;
+begin
+    perform durable._check_name(p_name, 'wait name');
+    if p_children is null or cardinality(p_children) = 0 then
+        raise exception 'durable: wait_children needs at least one child id' using errcode = 'DU001';
+    end if;
+    e := durable._event_at(t, p_seq, 'children', p_name, v_hash);
+    if e.seq is not null then
+        return jsonb_build_object('children', e.result, 'suspended', false);
+    end if;
+    select c.id into v_stranger
+    from unnest(p_children) as c (id)
+    left join durable.tasks k on k.task_id = c.id
+    where k.parent_id is distinct from p_task
+    limit 1;
+    if found then
+        raise exception 'durable: task % is not a child of task %', v_stranger, p_task
+            using errcode = 'DU001', hint = 'wait only for tasks this task spawned with durable.spawn()';
+    end if;
+    -- the parent row is locked (fenced): a child ending now waits for this transaction,
+    -- then sees the parent waiting
+    if not exists (
+        select 1 from durable.tasks k
+        where k.task_id = any(p_children) and k.status not in ('completed', 'failed', 'cancelled')
+    ) then
+        perform durable._append_event(t, p_seq, 'children', p_name, 'ok', durable._children_outcome(p_children), v_hash);
+        return jsonb_build_object('children', durable._children_outcome(p_children), 'suspended', false);
+    end if;
+    perform durable._suspend(t, 'waiting', null, 'children', p_name, p_seq, p_children);
+    return jsonb_build_object('suspended', true);
+end;
+$$;
+
+comment on function durable.wait_children(uuid, uuid, integer, uuid[], text) is
+'Waits at event p_seq until every task in p_children (children of this task) has ended. If they all have, their outcomes ([{task_id, status, output, error}], in order) are recorded and returned at once ({"children", "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until the last of them ends. Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021.';
+
+-- Trigger: a child that ends may be the last one its parent waits for.
+create or replace function durable._child_ended()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, durable
+as $$
+declare
+    p durable.tasks;
+begin
+    -- lock the parent first: two children ending at once take turns here, and the
+    -- second sees the first one's end
+    select * into p from durable.tasks k where k.task_id = new.parent_id for update;
+    if not found or p.status <> 'waiting' or p.wait_kind <> 'children' or new.task_id <> all(p.wait_children) then
+        return null;
+    end if;
+    if exists (
+        select 1 from durable.tasks k
+        where k.task_id = any(p.wait_children) and k.status not in ('completed', 'failed', 'cancelled')
+    ) then
+        return null;
+    end if;
+    perform durable._resume(p, durable._children_outcome(p.wait_children), durable.input_hash(to_jsonb(p.wait_children)));
+    return null;
+end;
+$$;
+
+comment on function durable._child_ended() is
+'Trigger: when a child task ends and it was the last unfinished one its waiting parent waits for, records the children''s outcomes in the parent''s log and wakes the parent.';
+
+drop trigger if exists tasks_child_ended on durable.tasks;
+create trigger tasks_child_ended
+after update of status on durable.tasks
+for each row
+when (new.parent_id is not null and new.status in ('completed', 'failed', 'cancelled')
+      and old.status is distinct from new.status)
+execute function durable._child_ended();
+
+-- Wakes the sleeping tasks of a queue whose time came, and times out its waits.
+create or replace function durable._wake_due(p_queue text, p_limit integer)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+    t durable.tasks;
+    v_count integer := 0;
+begin
+    for t in
+        select * from durable.tasks k
+        where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at <= v_now
+        order by k.wake_at
+        limit p_limit
+        for update skip locked
+    loop
+        perform durable._resume(
+            t, case when t.status = 'waiting' then jsonb_build_object('payload', null, 'timed_out', true) end
+        );
+        v_count := v_count + 1;
+    end loop;
+    return v_count;
+end;
+$$;
+
+comment on function durable._wake_due(text, integer) is
+'Internal: moves up to p_limit sleeping tasks of the queue whose wake time came back to pending, and ends the waits whose timeout passed (recording {"timed_out": true}). Called by durable.reclaim, so by every claim.';
+
+create or replace function durable.next_wake(p_queue text)
+returns timestamptz
+language sql
+stable
+set search_path = pg_catalog, durable
+as $$
+    select min(k.wake_at)
+    from durable.tasks k
+    where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at is not null
+$$;
+
+comment on function durable.next_wake(text) is
+'When the next sleeping or timed waiting task of the queue is due (null when none): idle workers poll then instead of waiting out their poll interval.';
