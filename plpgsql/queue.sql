@@ -57,7 +57,8 @@ begin
         v_result := v_result || jsonb_build_object(
             'max_lost_leases', durable._opt_number(p_options, 'max_lost_leases', 0, 1000, true)::integer);
     end if;
-    if p_options ? 'backoff' then
+    -- (a JSON null backoff, like any other option, removes the setting)
+    if jsonb_typeof(p_options -> 'backoff') <> 'null' then
         v_result := v_result || jsonb_build_object('backoff', durable._backoff_policy(p_options -> 'backoff'));
     end if;
     if p_options ? 'timeout' then
@@ -159,7 +160,7 @@ begin
         (p_queue.options ->> 'max_lost_leases')::integer,
         10
     )::integer;
-    if p_options ? 'backoff' then
+    if jsonb_typeof(p_options -> 'backoff') <> 'null' then
         t.backoff := durable._backoff_policy(p_options -> 'backoff');
     else
         t.backoff := coalesce(p_queue.options -> 'backoff', durable._backoff_policy('{}'::jsonb));
