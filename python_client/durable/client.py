@@ -1,0 +1,296 @@
+"""``Client`` and ``AsyncClient``: enqueue, inspect, cancel and wait for tasks.
+
+Both are thin: each method builds a command of :mod:`durable.commands` and runs it on a
+pooled autocommit connection. They have the same methods; the async ones are awaited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from . import commands
+from .commands import Command, Seconds, TaskSpec
+from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
+from .migrate import MigrationResult, migrate
+from .task_info import TaskInfo
+from .waiting import Waiter
+
+T = TypeVar("T")
+
+
+class Client:
+    """A blocking client. ``dsn`` None: ``DURABLE_DATABASE_URL``/``DATABASE_URL`` or the embedded server.
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        pool: ConnectionPool | None = None,
+    ) -> None:
+        self._own_pool = pool is None
+        self._pool = (
+            pool if pool is not None else sync_pool(resolve_dsn(dsn), min_size=min_size, max_size=max_size)
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pool (unless it was passed in)."""
+        if self._own_pool:
+            self._pool.close()
+
+    def run(self, command: Command[T]) -> T:
+        """Run any command of :mod:`durable.commands`."""
+        with self._pool.connection() as conn:
+            return execute(conn, command)
+
+    def migrate(self) -> MigrationResult:
+        """Bring the schema up to date (safe to call concurrently and repeatedly)."""
+        with self._pool.connection() as conn:
+            return migrate(conn)
+
+    def create_queue(
+        self,
+        queue: str,
+        *,
+        max_attempts: int | None = None,
+        max_lost_leases: int | None = None,
+        backoff: Mapping[str, Any] | None = None,
+        timeout: Seconds | None = None,
+        retention: Seconds | None = None,
+    ) -> dict[str, Any]:
+        """Create a queue, or merge the given options into an existing one; returns its options."""
+        options = commands.queue_options(
+            max_attempts=max_attempts,
+            max_lost_leases=max_lost_leases,
+            backoff=backoff,
+            timeout=timeout,
+            retention=retention,
+        )
+        return self.run(commands.create_queue(queue, options))
+
+    def enqueue(
+        self,
+        queue: str,
+        task_name: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        delay: Seconds | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        max_lost_leases: int | None = None,
+        backoff: Mapping[str, Any] | None = None,
+        timeout: Seconds | None = None,
+        schedule_timeout: Seconds | None = None,
+        idempotency_key: str | None = None,
+    ) -> uuid.UUID:
+        """Enqueue one task; returns its id (the existing task's id for a known idempotency key)."""
+        options = commands.enqueue_options(
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            max_lost_leases=max_lost_leases,
+            backoff=backoff,
+            timeout=timeout,
+            schedule_timeout=schedule_timeout,
+            idempotency_key=idempotency_key,
+        )
+        return self.run(commands.enqueue(queue, task_name, input, options))
+
+    def enqueue_many(self, queue: str, specs: Iterable[TaskSpec | Mapping[str, Any]]) -> list[uuid.UUID]:
+        """Enqueue a batch in one statement (all or nothing); returns the ids in order."""
+        return self.run(commands.enqueue_many(queue, specs))
+
+    def get_task(self, task_id: uuid.UUID | str) -> TaskInfo:
+        """The task and its attempt history; raises UnknownTask."""
+        return self.run(commands.get_task(task_id))
+
+    def cancel(self, task_id: uuid.UUID | str, reason: str | None = None) -> bool:
+        """Cancel an unfinished task (False if it was already cancelled); InvalidTransition if it ended."""
+        return self.run(commands.cancel(task_id, reason))
+
+    def purge(self, queue: str, older_than: Seconds | None = None, limit: int = 10000) -> int:
+        """Delete finished tasks that ended more than ``older_than`` seconds ago; returns how many."""
+        return self.run(commands.purge(queue, older_than, limit))
+
+    def queue_stats(self, queue: str) -> dict[str, int]:
+        """Task counts by status."""
+        return self.run(commands.queue_stats(queue))
+
+    def wait(self, task_id: uuid.UUID | str, timeout: float | None = None) -> Any:
+        """The output of the task once it completes.
+
+        Raises TaskFailed when it ends failed or cancelled, WaitTimeout after ``timeout`` seconds.
+        """
+        waiter = Waiter(task_id, timeout)
+        while True:
+            done, output = waiter.outcome(self.get_task(task_id))
+            if done:
+                return output
+            time.sleep(waiter.next_sleep())
+
+
+class AsyncClient:
+    """The asyncio twin of :class:`Client`: the same methods, awaited.
+
+    The pool opens on first use; use ``async with`` or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 4,
+        pool: AsyncConnectionPool | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._min_size = min_size
+        self._max_size = max_size
+        self._own_pool = pool is None
+        self._pool = pool
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Self:
+        await self._get_pool()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _get_pool(self) -> AsyncConnectionPool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._dsn = self._dsn or await asyncio.to_thread(resolve_dsn, None)
+                    self._pool = await async_pool(
+                        self._dsn or "", min_size=self._min_size, max_size=self._max_size
+                    )
+        return self._pool
+
+    async def close(self) -> None:
+        """Close the pool (unless it was passed in)."""
+        if self._own_pool and self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def run(self, command: Command[T]) -> T:
+        """Run any command of :mod:`durable.commands`."""
+        pool = await self._get_pool()
+        async with pool.connection() as conn:
+            return await execute_async(conn, command)
+
+    async def migrate(self) -> MigrationResult:
+        """Bring the schema up to date (runs the sync migrator in a thread)."""
+        pool = await self._get_pool()
+        async with pool.connection() as conn:
+            # the migrator is sync: it gets its own connection to the same database
+            conninfo = conn.info.dsn
+        return await asyncio.to_thread(migrate, self._dsn or conninfo)
+
+    async def create_queue(
+        self,
+        queue: str,
+        *,
+        max_attempts: int | None = None,
+        max_lost_leases: int | None = None,
+        backoff: Mapping[str, Any] | None = None,
+        timeout: Seconds | None = None,  # noqa: ASYNC109 (the queue's task timeout option)
+        retention: Seconds | None = None,
+    ) -> dict[str, Any]:
+        """Create a queue, or merge the given options into an existing one; returns its options."""
+        options = commands.queue_options(
+            max_attempts=max_attempts,
+            max_lost_leases=max_lost_leases,
+            backoff=backoff,
+            timeout=timeout,
+            retention=retention,
+        )
+        return await self.run(commands.create_queue(queue, options))
+
+    async def enqueue(
+        self,
+        queue: str,
+        task_name: str,
+        input: Mapping[str, Any] | None = None,
+        *,
+        priority: int | None = None,
+        delay: Seconds | None = None,
+        run_at: datetime | None = None,
+        max_attempts: int | None = None,
+        max_lost_leases: int | None = None,
+        backoff: Mapping[str, Any] | None = None,
+        timeout: Seconds | None = None,  # noqa: ASYNC109 (the task's timeout option)
+        schedule_timeout: Seconds | None = None,
+        idempotency_key: str | None = None,
+    ) -> uuid.UUID:
+        """Enqueue one task; returns its id (the existing task's id for a known idempotency key)."""
+        options = commands.enqueue_options(
+            priority=priority,
+            delay=delay,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            max_lost_leases=max_lost_leases,
+            backoff=backoff,
+            timeout=timeout,
+            schedule_timeout=schedule_timeout,
+            idempotency_key=idempotency_key,
+        )
+        return await self.run(commands.enqueue(queue, task_name, input, options))
+
+    async def enqueue_many(
+        self, queue: str, specs: Iterable[TaskSpec | Mapping[str, Any]]
+    ) -> list[uuid.UUID]:
+        """Enqueue a batch in one statement (all or nothing); returns the ids in order."""
+        return await self.run(commands.enqueue_many(queue, specs))
+
+    async def get_task(self, task_id: uuid.UUID | str) -> TaskInfo:
+        """The task and its attempt history; raises UnknownTask."""
+        return await self.run(commands.get_task(task_id))
+
+    async def cancel(self, task_id: uuid.UUID | str, reason: str | None = None) -> bool:
+        """Cancel an unfinished task (False if it was already cancelled); InvalidTransition if it ended."""
+        return await self.run(commands.cancel(task_id, reason))
+
+    async def purge(self, queue: str, older_than: Seconds | None = None, limit: int = 10000) -> int:
+        """Delete finished tasks that ended more than ``older_than`` seconds ago; returns how many."""
+        return await self.run(commands.purge(queue, older_than, limit))
+
+    async def queue_stats(self, queue: str) -> dict[str, int]:
+        """Task counts by status."""
+        return await self.run(commands.queue_stats(queue))
+
+    async def wait(self, task_id: uuid.UUID | str, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """The output of the task once it completes.
+
+        Raises TaskFailed when it ends failed or cancelled, WaitTimeout after ``timeout`` seconds.
+        """
+        waiter = Waiter(task_id, timeout)
+        while True:
+            done, output = waiter.outcome(await self.get_task(task_id))
+            if done:
+                return output
+            await asyncio.sleep(waiter.next_sleep())

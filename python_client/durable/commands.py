@@ -1,0 +1,318 @@
+"""The SQL verbs of the task queue, without I/O.
+
+Each function here returns a :class:`Command`: the SQL text of one call of a
+``durable.*`` function, its parameters, and how to turn the rows it returns into a
+Python value. The sync :class:`~durable.client.Client`, the
+:class:`~durable.client.AsyncClient` and the :class:`~durable.worker.Worker` all run
+these same commands (see :mod:`durable.connections`); none of them holds SQL or rules
+of its own. Every rule (validation, defaults, state changes) stays in PL/pgSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Generic, LiteralString, TypeVar
+
+from .errors import InvalidArgument, UnknownTask
+from .task_info import TaskInfo
+
+T = TypeVar("T")
+Row = tuple[Any, ...]
+Seconds = float | int | timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class Command(Generic[T]):
+    """One SQL statement, its parameters, and the parser of its result rows."""
+
+    sql: LiteralString
+    params: tuple[Any, ...]
+    parse: Callable[[list[Row]], T]
+
+
+# ---------------------------------------------------------------------------------------
+# parameter building
+
+
+def _seconds(value: Seconds) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def to_json(value: Any, what: str) -> str:
+    """JSON text for a payload; a value JSON cannot hold raises InvalidArgument."""
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"durable: {what} is not JSON-serialisable: {exc}") from exc
+
+
+def queue_options(
+    *,
+    max_attempts: int | None = None,
+    max_lost_leases: int | None = None,
+    backoff: Mapping[str, Any] | None = None,
+    timeout: Seconds | None = None,
+    retention: Seconds | None = None,
+) -> dict[str, Any]:
+    """The options object of ``durable.create_queue``: only the options given (None = not given)."""
+    options: dict[str, Any] = {}
+    if max_attempts is not None:
+        options["max_attempts"] = max_attempts
+    if max_lost_leases is not None:
+        options["max_lost_leases"] = max_lost_leases
+    if backoff is not None:
+        options["backoff"] = dict(backoff)
+    if timeout is not None:
+        options["timeout"] = _seconds(timeout)
+    if retention is not None:
+        options["retention"] = _seconds(retention)
+    return options
+
+
+def enqueue_options(
+    *,
+    priority: int | None = None,
+    delay: Seconds | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int | None = None,
+    max_lost_leases: int | None = None,
+    backoff: Mapping[str, Any] | None = None,
+    timeout: Seconds | None = None,
+    schedule_timeout: Seconds | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """The options object of ``durable.enqueue``: only the options given (None = not given)."""
+    options: dict[str, Any] = {}
+    if priority is not None:
+        options["priority"] = priority
+    if delay is not None:
+        options["delay"] = _seconds(delay)
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise InvalidArgument("durable: run_at must be a timezone-aware datetime")
+        options["run_at"] = run_at.isoformat()
+    if max_attempts is not None:
+        options["max_attempts"] = max_attempts
+    if max_lost_leases is not None:
+        options["max_lost_leases"] = max_lost_leases
+    if backoff is not None:
+        options["backoff"] = dict(backoff)
+    if timeout is not None:
+        options["timeout"] = _seconds(timeout)
+    if schedule_timeout is not None:
+        options["schedule_timeout"] = _seconds(schedule_timeout)
+    if idempotency_key is not None:
+        options["idempotency_key"] = idempotency_key
+    return options
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """One task of :meth:`Client.enqueue_many`: a name, its input and its enqueue options."""
+
+    task_name: str
+    input: Mapping[str, Any] | None = None
+    priority: int | None = None
+    delay: Seconds | None = None
+    run_at: datetime | None = None
+    max_attempts: int | None = None
+    max_lost_leases: int | None = None
+    backoff: Mapping[str, Any] | None = None
+    timeout: Seconds | None = None
+    schedule_timeout: Seconds | None = None
+    idempotency_key: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "task_name": self.task_name,
+            "input": dict(self.input or {}),
+            "options": enqueue_options(
+                priority=self.priority,
+                delay=self.delay,
+                run_at=self.run_at,
+                max_attempts=self.max_attempts,
+                max_lost_leases=self.max_lost_leases,
+                backoff=self.backoff,
+                timeout=self.timeout,
+                schedule_timeout=self.schedule_timeout,
+                idempotency_key=self.idempotency_key,
+            ),
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# result parsing
+
+
+def _scalar(rows: list[Row]) -> Any:
+    return rows[0][0] if rows else None
+
+
+def _first_column(rows: list[Row]) -> list[Any]:
+    return [row[0] for row in rows]
+
+
+# ---------------------------------------------------------------------------------------
+# client verbs
+
+
+def create_queue(queue: str, options: Mapping[str, Any]) -> Command[dict[str, Any]]:
+    """Create a queue or merge options into it (idempotent); returns the queue's options."""
+    return Command(
+        "select durable.create_queue(%s, %s::jsonb)",
+        (queue, to_json(dict(options), "queue options")),
+        lambda rows: dict(_scalar(rows) or {}),
+    )
+
+
+def enqueue(
+    queue: str, task_name: str, input: Mapping[str, Any] | None, options: Mapping[str, Any]
+) -> Command[uuid.UUID]:
+    return Command(
+        "select durable.enqueue(%s, %s, %s::jsonb, %s::jsonb)",
+        (
+            queue,
+            task_name,
+            to_json(dict(input or {}), "task input"),
+            to_json(dict(options), "enqueue options"),
+        ),
+        _scalar,
+    )
+
+
+def enqueue_many(queue: str, specs: Iterable[TaskSpec | Mapping[str, Any]]) -> Command[list[uuid.UUID]]:
+    """Enqueue a batch; a spec is a TaskSpec or a mapping {"task_name", "input", "options"}."""
+    batch = [spec.to_json() if isinstance(spec, TaskSpec) else dict(spec) for spec in specs]
+    return Command(
+        "select task_id from durable.enqueue_many(%s, %s::jsonb)",
+        (queue, to_json(batch, "task specs")),
+        _first_column,
+    )
+
+
+def _task_info(task_id: uuid.UUID | str) -> Callable[[list[Row]], TaskInfo]:
+    def parse(rows: list[Row]) -> TaskInfo:
+        data = _scalar(rows)
+        if data is None:
+            raise UnknownTask(f"durable: unknown task {task_id}")
+        return TaskInfo.from_json(data)
+
+    return parse
+
+
+def get_task(task_id: uuid.UUID | str) -> Command[TaskInfo]:
+    """The task with its attempt history; UnknownTask when there is none."""
+    return Command("select durable.get_task(%s::uuid)", (str(task_id),), _task_info(task_id))
+
+
+def cancel(task_id: uuid.UUID | str, reason: str | None = None) -> Command[bool]:
+    """Cancel an unfinished task; False when it was already cancelled."""
+    return Command(
+        "select durable.cancel(%s::uuid, %s)", (str(task_id), reason), lambda rows: bool(_scalar(rows))
+    )
+
+
+def purge(queue: str, older_than: Seconds | None = None, limit: int = 10000) -> Command[int]:
+    """Delete finished tasks older than ``older_than`` seconds (default: the queue's retention)."""
+    return Command(
+        "select durable.purge(%s, %s, %s)",
+        (queue, None if older_than is None else _seconds(older_than), limit),
+        lambda rows: int(_scalar(rows) or 0),
+    )
+
+
+def queue_stats(queue: str) -> Command[dict[str, int]]:
+    """How many tasks of the queue are in each status."""
+    return Command(
+        "select status, tasks from durable.queue_stats(%s)",
+        (queue,),
+        lambda rows: {status: int(count) for status, count in rows},
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# worker verbs
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task handed to a worker by ``durable.claim``: its lease token fences every later call."""
+
+    task_id: uuid.UUID
+    task_name: str
+    input: dict[str, Any]
+    attempt: int
+    lease_token: uuid.UUID
+    lease_expires_at: datetime
+
+
+def claim(
+    queue: str, worker: str, max_tasks: int, lease_seconds: int, task_names: Sequence[str] | None
+) -> Command[list[ClaimedTask]]:
+    return Command(
+        "select task_id, task_name, input, attempt, lease_token, lease_expires_at"
+        " from durable.claim(%s, %s, %s, %s, %s::text[])",
+        (queue, worker, max_tasks, lease_seconds, None if task_names is None else list(task_names)),
+        lambda rows: [ClaimedTask(*row) for row in rows],
+    )
+
+
+def heartbeat(
+    task_id: uuid.UUID, lease_token: uuid.UUID, lease_seconds: int | None = None
+) -> Command[datetime]:
+    """Extend a lease; raises LeaseLost (DU010) or TaskCancelled (DU011)."""
+    return Command(
+        "select durable.heartbeat(%s, %s, %s::integer)", (task_id, lease_token, lease_seconds), _scalar
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The answer of ``durable.complete_many`` for one task."""
+
+    task_id: uuid.UUID
+    ok: bool
+    #: completed, lease_lost, cancelled or unknown_task
+    reason: str
+
+
+def complete_many(
+    task_ids: Sequence[uuid.UUID], lease_tokens: Sequence[uuid.UUID], outputs: Sequence[str | None]
+) -> Command[list[Completion]]:
+    """Complete a batch of attempts; ``outputs`` are JSON texts (None for no output)."""
+    return Command(
+        "select task_id, ok, reason from durable.complete_many(%s::uuid[], %s::uuid[], %s::jsonb[])",
+        (list(task_ids), list(lease_tokens), list(outputs)),
+        lambda rows: [Completion(*row) for row in rows],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailResult:
+    """After ``durable.fail``: ``pending`` (retried at ``run_at``) or ``failed``."""
+
+    status: str
+    run_at: datetime | None
+
+
+def fail(
+    task_id: uuid.UUID, lease_token: uuid.UUID, error: Mapping[str, Any], retryable: bool = True
+) -> Command[FailResult]:
+    return Command(
+        "select status, run_at from durable.fail(%s, %s, %s::jsonb, %s)",
+        (task_id, lease_token, to_json(dict(error), "task error"), retryable),
+        lambda rows: FailResult(*rows[0]),
+    )
+
+
+def release(
+    task_id: uuid.UUID, lease_token: uuid.UUID, delay: Seconds = 0, reason: str | None = None
+) -> Command[datetime]:
+    """Hand a claimed task back without spending an attempt; returns when it runs again."""
+    return Command(
+        "select durable.release(%s, %s, %s, %s)", (task_id, lease_token, _seconds(delay), reason), _scalar
+    )

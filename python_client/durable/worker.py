@@ -1,0 +1,656 @@
+"""``Worker``: claims tasks of one queue and runs the functions registered for them.
+
+Usage::
+
+    worker = Worker(queue="emails", concurrency=16)
+
+    @worker.task
+    def send(input: dict) -> dict: ...
+
+    @worker.task(name="render")
+    async def render_page(input: dict, ctx: TaskContext) -> str: ...
+
+    worker.run()  # blocking; SIGTERM/SIGINT stop it gracefully
+
+How it works (all rules are SQL functions; the worker only calls them):
+
+* **Claiming.** One asyncio loop claims up to its free slots (``concurrency`` minus the
+  attempts running) with ``durable.claim(queue, worker, n, lease_seconds, task_names)``,
+  passing the names of its registered functions, so it never claims a task it cannot
+  run. While claims come back full it claims again as soon as slots free; when a claim
+  comes back short it sleeps until a ``NOTIFY durable`` carrying its queue's name
+  (``durable.enqueue`` sends one) or ``poll_interval`` seconds. ``listen=False`` only
+  polls (for PgBouncer in transaction mode). Should it ever hold a task whose name it
+  does not know, it hands it back with ``durable.release`` (no attempt spent).
+* **Running.** ``async`` functions run on the loop; sync functions run in a pool of up to
+  ``concurrency`` daemon threads. A function taking two parameters also gets a
+  :class:`~durable.context.TaskContext`.
+* **Heartbeats.** A background loop renews the lease of every running attempt every
+  ``lease_seconds / 3`` seconds with ``durable.heartbeat``. DU011 (the task was
+  cancelled) or DU010 (the lease is no longer ours) stops the attempt: an async function
+  is cancelled, ``ctx.cancelled`` is set for a sync one, and nothing is reported for it.
+* **Completions** are batched: results queue up and a background flusher sends them with
+  one ``durable.complete_many`` per batch, as soon as ``flush_size`` are waiting or
+  ``flush_interval`` seconds after the first one.
+* **Failures** are reported at once with ``durable.fail``: the error is
+  ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
+  it final, so does a result that is not JSON-serialisable.
+* **Shutdown** (``stop()``, SIGTERM or SIGINT when ``run()`` is on the main thread):
+  stop claiming, give running attempts up to ``shutdown_grace`` seconds to finish
+  (a second signal or ``stop()`` ends the wait), release the rest with
+  ``durable.release(task, token, 0, 'worker shutdown')``, flush completions, close the pool.
+
+``create_queue=True`` (the default) calls ``durable.create_queue(queue)`` at start, which
+creates the queue if it is missing and changes nothing otherwise. With
+``create_queue=False`` the queue must exist (``UnknownQueue`` otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar, overload
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from . import commands
+from .commands import ClaimedTask, Command
+from .connections import async_pool, execute_async, resolve_dsn
+from .context import TaskContext
+from .errors import DurableError, LeaseLost, NonRetryableError, PayloadTooLarge, TaskCancelled, UnknownTask
+from .threads import ThreadRunner
+
+logger = logging.getLogger("durable.worker")
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+#: the most tasks one claim or one complete_many handles
+MAX_BATCH: Final = 1000
+#: delay before a task this worker cannot run may be claimed again
+UNKNOWN_TASK_RELEASE_DELAY: Final = 1.0
+
+# states of a running attempt
+_RUNNING: Final = "running"
+_CANCELLED: Final = "cancelled"
+_LOST: Final = "lost"
+_RELEASED: Final = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFunction:
+    """A registered task function and how to call it."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    wants_context: bool
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters of one worker since it started."""
+
+    claimed: int = 0
+    completed: int = 0
+    failed: int = 0
+    released: int = 0
+    stopped: int = 0
+
+
+class _Attempt:
+    """A claimed task this worker is running."""
+
+    __slots__ = ("claimed", "context", "function", "next_beat", "state", "task")
+
+    def __init__(
+        self, claimed: ClaimedTask, function: TaskFunction, context: TaskContext | None, next_beat: float
+    ) -> None:
+        self.claimed = claimed
+        self.function = function
+        self.context = context
+        self.next_beat = next_beat
+        self.state: str = _RUNNING
+        self.task: asyncio.Task[None] | None = None
+
+
+def describe(fn: Callable[..., Any], name: str | None = None) -> TaskFunction:
+    """Check a task function's signature: ``(input)`` or ``(input, ctx)``, sync or async."""
+    if not callable(fn):
+        raise TypeError(f"a task function must be callable, got {fn!r}")
+    task_name = name or getattr(fn, "__name__", None)
+    if not task_name:
+        raise ValueError(f"give a name for the task function {fn!r}")
+    parameters = list(inspect.signature(fn).parameters.values())
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    required = [p for p in positional if p.default is inspect.Parameter.empty]
+    var_positional = any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+    if len(required) > 2 or (not positional and not var_positional):
+        raise TypeError(f"task function {task_name!r} must take (input) or (input, ctx)")
+    is_async = inspect.iscoroutinefunction(fn) or (
+        not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
+    )
+    return TaskFunction(task_name, fn, is_async, len(positional) >= 2 or var_positional)
+
+
+def _error_of(exc: BaseException) -> dict[str, Any]:
+    return {
+        "type": type(exc).__qualname__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+class Worker:
+    """Runs the task functions registered with :meth:`task` for the tasks of one queue.
+
+    ``dsn`` None: ``DURABLE_DATABASE_URL``/``DATABASE_URL`` or the embedded server.
+    See the module documentation for claiming, heartbeats, batching and shutdown.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        queue: str = "default",
+        *,
+        concurrency: int = 10,
+        name: str | None = None,
+        lease_seconds: int = 30,
+        poll_interval: float = 1.0,
+        shutdown_grace: float = 30.0,
+        listen: bool = True,
+        create_queue: bool = True,
+        flush_interval: float = 0.002,
+        flush_size: int = 100,
+        pool_size: int = 4,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        if not 1 <= lease_seconds <= 86400:
+            raise ValueError("lease_seconds must be between 1 and 86400")
+        if poll_interval <= 0:
+            raise ValueError("poll_interval must be positive")
+        self.dsn = dsn
+        self.queue = queue
+        self.concurrency = concurrency
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.lease_seconds = int(lease_seconds)
+        self.poll_interval = poll_interval
+        self.shutdown_grace = shutdown_grace
+        self.listen = listen
+        self.create_queue = create_queue
+        self.flush_interval = flush_interval
+        self.flush_size = flush_size
+        self.pool_size = max(pool_size, 3)
+        self.stats = WorkerStats()
+        self._functions: dict[str, TaskFunction] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_early = False
+        # set up by run_async, inside its loop
+        self._pool: AsyncConnectionPool | None = None
+        self._threads: ThreadRunner | None = None
+        self._attempts: dict[uuid.UUID, _Attempt] = {}
+        self._completed: list[tuple[uuid.UUID, uuid.UUID, str | None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self._closing = False
+
+    # -- registration --------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+
+    @overload
+    def task(self, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def task(self, fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:  # type: ignore[misc]
+        """Register a task function under its ``__name__`` (or ``name``); use as a decorator."""
+
+        def register(f: F) -> F:
+            described = describe(f, name)
+            if described.name in self._functions:
+                raise ValueError(f"a task named {described.name!r} is already registered")
+            self._functions[described.name] = described
+            return f
+
+        return register if fn is None else register(fn)
+
+    @property
+    def task_names(self) -> list[str]:
+        """The names of the registered task functions."""
+        return sorted(self._functions)
+
+    # -- running and stopping ------------------------------------------------------------
+
+    def run(self) -> None:
+        """Run until stopped (blocking). On the main thread, SIGTERM and SIGINT stop it gracefully."""
+        asyncio.run(self.run_async(handle_signals=threading.current_thread() is threading.main_thread()))
+
+    def stop(self) -> None:
+        """Stop gracefully (from any thread); a second call skips the rest of the grace period."""
+        loop = self._loop
+        if loop is None:
+            self._stop_early = True
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._request_stop()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
+                loop.call_soon_threadsafe(self._request_stop)
+
+    async def run_async(self, *, handle_signals: bool = False) -> None:
+        """Run in the current event loop until stopped."""
+        if not self._functions:
+            raise RuntimeError("no task functions are registered on this worker")
+        if self._loop is not None:
+            raise RuntimeError("this worker is already running")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._grace_over = asyncio.Event()
+        self._flush_wanted = asyncio.Event()
+        self._flush_full = asyncio.Event()
+        self._attempts = {}
+        self._completed = []
+        self._stopping = self._stop_early
+        self._closing = False
+        installed: list[signal.Signals] = []
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                installed.append(sig)
+        try:
+            await self._serve()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            self._loop = None
+            self._stop_early = False
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self._stopping:
+            logger.warning("%s again: not waiting for running tasks any longer", sig.name)
+        else:
+            logger.info("%s: stopping (send it again to skip the grace period)", sig.name)
+        self._request_stop()
+
+    def _request_stop(self) -> None:
+        if self._stopping:
+            self._grace_over.set()
+        self._stopping = True
+        self._wake.set()
+        self._slot_freed.set()
+
+    async def _serve(self) -> None:
+        dsn = self.dsn if self.dsn else await asyncio.to_thread(resolve_dsn, None)
+        self._pool = await async_pool(dsn, min_size=2, max_size=self.pool_size, name=f"durable-{self.name}")
+        self._threads = ThreadRunner(self.concurrency, name=f"durable-{self.name}")
+        helpers: list[asyncio.Task[None]] = []
+        flusher: asyncio.Task[None] | None = None
+        try:
+            if self.create_queue:
+                await self._call(commands.create_queue(self.queue, {}))
+            logger.info(
+                "worker %s: queue %s, tasks %s, concurrency %d",
+                self.name,
+                self.queue,
+                ", ".join(self.task_names),
+                self.concurrency,
+            )
+            flusher = asyncio.create_task(self._flush_loop(), name="durable-flusher")
+            helpers.append(asyncio.create_task(self._heartbeat_loop(), name="durable-heartbeat"))
+            if self.listen:
+                helpers.append(asyncio.create_task(self._listen_loop(dsn), name="durable-listener"))
+            try:
+                await self._claim_loop()
+            finally:
+                await self._drain()
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            if flusher is not None:
+                self._closing = True
+                self._flush_wanted.set()
+                self._flush_full.set()
+                await flusher
+            if self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
+            self._threads.close()
+            await self._pool.close()
+            logger.info("worker %s stopped (%s)", self.name, self.stats)
+
+    async def _call(self, command: Command[T]) -> T:
+        assert self._pool is not None
+        async with self._pool.connection() as conn:
+            return await execute_async(conn, command)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- claiming ------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        names = self.task_names
+        errors_in_a_row = 0
+        while not self._stopping:
+            free = min(self.concurrency - len(self._attempts), MAX_BATCH)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            self._wake.clear()
+            try:
+                claimed = await self._call(
+                    commands.claim(self.queue, self.name, free, self.lease_seconds, names)
+                )
+            except psycopg.Error as exc:
+                errors_in_a_row += 1
+                delay = min(self.poll_interval * 2 ** min(errors_in_a_row, 5), 30.0)
+                logger.warning("claim failed (%s); retrying in %.1f s", exc, delay)
+                await self._wait_for_work(delay)
+                continue
+            errors_in_a_row = 0
+            if claimed:
+                self.stats.claimed += len(claimed)
+                for task in claimed:
+                    self._start(task)
+            if len(claimed) < free:
+                await self._wait_for_work(self.poll_interval)
+
+    async def _wait_for_work(self, seconds: float) -> None:
+        """Until a notification for this queue, a stop, or ``seconds`` have passed."""
+        if self._stopping:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    def _start(self, claimed: ClaimedTask) -> None:
+        function = self._functions.get(claimed.task_name)
+        if function is None:
+            # durable.claim only hands out the names we pass it; this is a safety net
+            logger.error("task %s: no function named %r; releasing it", claimed.task_id, claimed.task_name)
+            self._spawn(
+                self._release(
+                    claimed,
+                    UNKNOWN_TASK_RELEASE_DELAY,
+                    f"worker {self.name} has no task {claimed.task_name!r}",
+                )
+            )
+            return
+        context = (
+            TaskContext(claimed.task_id, claimed.task_name, self.queue, claimed.attempt, self.name)
+            if function.wants_context
+            else None
+        )
+        loop = asyncio.get_running_loop()
+        attempt = _Attempt(claimed, function, context, loop.time() + self.lease_seconds / 3)
+        self._attempts[claimed.task_id] = attempt
+        attempt.task = loop.create_task(self._run_attempt(attempt))
+
+    async def _release(self, claimed: ClaimedTask, delay: float, reason: str) -> None:
+        try:
+            await self._call(commands.release(claimed.task_id, claimed.lease_token, delay, reason))
+            self.stats.released += 1
+        except (LeaseLost, TaskCancelled, UnknownTask) as exc:
+            logger.info("task %s: not released (%s)", claimed.task_id, exc)
+        except (psycopg.Error, DurableError) as exc:
+            logger.warning("task %s: release failed (%s); its lease will expire", claimed.task_id, exc)
+
+    # -- running -------------------------------------------------------------------------
+
+    async def _run_attempt(self, attempt: _Attempt) -> None:
+        function, claimed = attempt.function, attempt.claimed
+        try:
+            try:
+                if function.is_async:
+                    if attempt.context is None:
+                        result = await function.fn(claimed.input)
+                    else:
+                        result = await function.fn(claimed.input, attempt.context)
+                else:
+                    assert self._threads is not None
+                    if attempt.context is None:
+                        result = await self._threads.run(function.fn, claimed.input)
+                    else:
+                        result = await self._threads.run(function.fn, claimed.input, attempt.context)
+            except asyncio.CancelledError as exc:
+                if attempt.state != _RUNNING:
+                    return  # we stopped it: nothing to report
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the loop is going away
+                await self._fail(attempt, exc, retryable=True)  # raised by the function itself
+                return
+            except BaseException as exc:
+                if attempt.state == _RUNNING:
+                    await self._fail(attempt, exc, retryable=not isinstance(exc, NonRetryableError))
+                return
+            if attempt.state != _RUNNING:
+                return
+            if result is None:
+                output = None
+            else:
+                try:
+                    output = json.dumps(result, allow_nan=False, separators=(",", ":"))
+                except (TypeError, ValueError) as exc:
+                    await self._report_failure(
+                        attempt,
+                        {
+                            "type": "ResultNotSerializable",
+                            "message": f"task {claimed.task_name!r} returned a value that is not "
+                            f"JSON-serialisable: {type(exc).__name__}: {exc}",
+                        },
+                        retryable=False,
+                    )
+                    return
+            self._completed.append((claimed.task_id, claimed.lease_token, output))
+            self._flush_wanted.set()
+            if len(self._completed) >= self.flush_size:
+                self._flush_full.set()
+        finally:
+            del self._attempts[claimed.task_id]
+            self._slot_freed.set()
+
+    async def _fail(self, attempt: _Attempt, exc: BaseException, *, retryable: bool) -> None:
+        await self._report_failure(attempt, _error_of(exc), retryable=retryable)
+
+    async def _report_failure(self, attempt: _Attempt, error: dict[str, Any], *, retryable: bool) -> None:
+        claimed = attempt.claimed
+        try:
+            result = await self._call(commands.fail(claimed.task_id, claimed.lease_token, error, retryable))
+        except (LeaseLost, TaskCancelled, UnknownTask) as exc:
+            logger.info("task %s: failure not recorded (%s)", claimed.task_id, exc)
+            return
+        except (psycopg.Error, DurableError) as exc:
+            logger.warning(
+                "task %s: could not report its failure (%s); its lease will expire", claimed.task_id, exc
+            )
+            return
+        self.stats.failed += 1
+        logger.info(
+            "task %s (%s) attempt %d failed: %s: %s; %s",
+            claimed.task_id,
+            claimed.task_name,
+            claimed.attempt,
+            error.get("type"),
+            error.get("message"),
+            f"retry at {result.run_at}" if result.status == "pending" else "no retry",
+        )
+
+    def _stop_attempt(self, attempt: _Attempt, state: str, reason: str) -> None:
+        """Give up an attempt: nothing will be reported for it."""
+        attempt.state = state
+        self.stats.stopped += 1
+        if attempt.context is not None:
+            attempt.context.stop_reason = reason
+            attempt.context.cancel_event.set()
+        if attempt.function.is_async and attempt.task is not None:
+            attempt.task.cancel()
+
+    # -- heartbeats ----------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.lease_seconds / 3
+        tick = min(max(interval / 4, 0.05), 1.0)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            due = [a for a in self._attempts.values() if a.state == _RUNNING and a.next_beat <= now]
+            if not due:
+                continue
+            try:
+                assert self._pool is not None
+                async with self._pool.connection() as conn:
+                    for attempt in due:
+                        if attempt.state != _RUNNING:
+                            continue
+                        await self._beat(conn, attempt)
+                        attempt.next_beat = now + interval
+            except psycopg.Error as exc:
+                logger.warning("heartbeat failed (%s); retrying", exc)
+
+    async def _beat(self, conn: psycopg.AsyncConnection[Any], attempt: _Attempt) -> None:
+        claimed = attempt.claimed
+        try:
+            await execute_async(conn, commands.heartbeat(claimed.task_id, claimed.lease_token))
+        except TaskCancelled:
+            logger.info("task %s was cancelled; stopping it", claimed.task_id)
+            self._stop_attempt(attempt, _CANCELLED, "the task was cancelled")
+        except (LeaseLost, UnknownTask) as exc:
+            logger.warning("task %s: lease lost (%s); abandoning the attempt", claimed.task_id, exc)
+            self._stop_attempt(attempt, _LOST, "the lease was lost")
+
+    # -- completions ---------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            if not self._completed:
+                if self._closing:
+                    return
+                self._flush_wanted.clear()
+                await self._flush_wanted.wait()
+                continue
+            if len(self._completed) < self.flush_size and not self._closing and self.flush_interval > 0:
+                self._flush_full.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_full.wait(), self.flush_interval)
+            batch = self._completed[:MAX_BATCH]
+            del self._completed[:MAX_BATCH]
+            await self._send_completions(batch)
+
+    async def _send_completions(self, batch: list[tuple[uuid.UUID, uuid.UUID, str | None]]) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        tries = 0
+        while True:
+            try:
+                results = await self._call(
+                    commands.complete_many(
+                        [b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch]
+                    )
+                )
+                break
+            except PayloadTooLarge as exc:
+                if len(batch) > 1:  # find the culprit: complete the others one by one
+                    for item in batch:
+                        await self._send_completions([item])
+                    return
+                task_id, token, _ = batch[0]
+                await self._fail_raw(task_id, token, {"type": "PayloadTooLarge", "message": str(exc)})
+                return
+            except DurableError as exc:
+                logger.error("completing %d tasks failed (%s)", len(batch), exc)
+                return
+            except psycopg.Error as exc:
+                tries += 1
+                if (self._closing and tries >= 3) or loop.time() - started > self.lease_seconds:
+                    logger.error(
+                        "could not complete %d tasks (%s); their leases will expire and they will run again",
+                        len(batch),
+                        exc,
+                    )
+                    return
+                logger.warning("completing %d tasks failed (%s); retrying", len(batch), exc)
+                await asyncio.sleep(min(0.05 * 2**tries, 2.0))
+        for result in results:
+            if result.ok:
+                self.stats.completed += 1
+            else:
+                logger.info("task %s: completion not recorded (%s)", result.task_id, result.reason)
+
+    async def _fail_raw(self, task_id: uuid.UUID, token: uuid.UUID, error: dict[str, Any]) -> None:
+        try:
+            await self._call(commands.fail(task_id, token, error, False))
+            self.stats.failed += 1
+        except (psycopg.Error, DurableError) as exc:
+            logger.warning("task %s: could not report its failure (%s)", task_id, exc)
+
+    # -- notifications -------------------------------------------------------------------
+
+    async def _listen_loop(self, dsn: str) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                    await conn.execute("listen durable")
+                    delay = 0.5
+                    self._wake.set()  # notifications may have been missed while (re)connecting
+                    async for notify in conn.notifies():
+                        if notify.payload == self.queue:
+                            self._wake.set()
+            except psycopg.Error as exc:
+                logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    # -- shutdown ------------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._attempts:
+            logger.info(
+                "waiting up to %.1f s for %d running task(s)", self.shutdown_grace, len(self._attempts)
+            )
+        deadline = loop.time() + self.shutdown_grace
+        while self._attempts and not self._grace_over.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._slot_freed.wait(), remaining)
+        leftovers = list(self._attempts.values())
+        for attempt in leftovers:
+            if attempt.state == _RUNNING:
+                self._stop_attempt(attempt, _RELEASED, "worker shutdown")
+                await self._release(attempt.claimed, 0, "worker shutdown")
+        tasks = [a.task for a in leftovers if a.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,173 @@
+"""The SQL verbs of durable tasks (event log, suspension, restarts), without I/O.
+
+Like :mod:`durable.commands`: each function returns a :class:`~durable.commands.Command`
+that the clients and the worker run. The rules (dense seq, determinism, fencing,
+suspension) are PL/pgSQL; nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .commands import Command, Row, to_json
+
+
+def _scalar(rows: list[Row]) -> Any:
+    return rows[0][0] if rows else None
+
+
+def _json_object(rows: list[Row]) -> dict[str, Any]:
+    value = _scalar(rows)
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+# ---------------------------------------------------------------------------------------
+# worker verbs (fenced by the lease token)
+
+
+def checkpoint(
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    seq: int,
+    kind: str,
+    name: str,
+    result_json: str | None,
+    error_json: str | None = None,
+) -> Command[dict[str, Any]]:
+    """Record event ``seq``; returns ``{"result": ...}`` or ``{"error": ...}`` as recorded."""
+    return Command(
+        "select durable.checkpoint(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
+        (task_id, lease_token, seq, kind, name, result_json, error_json),
+        _json_object,
+    )
+
+
+def replay_check(task_id: uuid.UUID, lease_token: uuid.UUID, presented: Sequence[Mapping[str, Any]]) -> Command[int]:
+    """Check the calls a re-run made against the recorded events, in one call (DU020 on a mismatch)."""
+    return Command(
+        "select durable.replay_check(%s, %s, %s::jsonb)",
+        (task_id, lease_token, to_json(list(presented), "presented events")),
+        lambda rows: int(_scalar(rows) or 0),
+    )
+
+
+def complete_durable(
+    task_id: uuid.UUID, lease_token: uuid.UUID, output_json: str | None, consumed: int
+) -> Command[None]:
+    """Complete a durable task that went through ``consumed`` events (DU020 if history is left)."""
+    return Command(
+        "select durable.complete(%s, %s, %s::jsonb, %s)",
+        (task_id, lease_token, output_json, consumed),
+        lambda rows: None,
+    )
+
+
+def sleep(
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    seq: int,
+    name: str,
+    seconds: float | None,
+    until: datetime | None,
+) -> Command[dict[str, Any]]:
+    """Durable sleep; ``{"until", "suspended"}``."""
+    return Command(
+        "select durable.sleep(%s, %s, %s, %s, %s::double precision, %s::timestamptz)",
+        (task_id, lease_token, seq, name, seconds, until),
+        _json_object,
+    )
+
+
+def wait_event(
+    task_id: uuid.UUID, lease_token: uuid.UUID, seq: int, key: str, timeout: float | None
+) -> Command[dict[str, Any]]:
+    """Wait for an event key; ``{"payload", "timed_out", "suspended"}``."""
+    return Command(
+        "select durable.wait_event(%s, %s, %s, %s, %s::double precision)",
+        (task_id, lease_token, seq, key, timeout),
+        _json_object,
+    )
+
+
+def spawn(
+    task_id: uuid.UUID,
+    lease_token: uuid.UUID,
+    seq: int,
+    queue: str,
+    task_name: str,
+    input_json: str,
+    options: Mapping[str, Any],
+) -> Command[uuid.UUID]:
+    """Spawn a child exactly once; returns its id."""
+    return Command(
+        "select durable.spawn(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
+        (task_id, lease_token, seq, queue, task_name, input_json, to_json(dict(options), "spawn options")),
+        _scalar,
+    )
+
+
+def wait_children(
+    task_id: uuid.UUID, lease_token: uuid.UUID, seq: int, children: Sequence[uuid.UUID], name: str
+) -> Command[dict[str, Any]]:
+    """Wait until the children ended; ``{"children": [...], "suspended"}``."""
+    return Command(
+        "select durable.wait_children(%s, %s, %s, %s::uuid[], %s)",
+        (task_id, lease_token, seq, list(children), name),
+        _json_object,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# client verbs
+
+
+def emit_event(key: str, payload: Any) -> Command[int]:
+    """Set an event key's payload and wake its waiters; returns how many were woken."""
+    return Command(
+        "select durable.emit_event(%s, %s::jsonb)",
+        (key, to_json(payload, "event payload")),
+        lambda rows: int(_scalar(rows) or 0),
+    )
+
+
+def retry(task_id: uuid.UUID | str) -> Command[None]:
+    """Run a failed or cancelled task again, keeping its history."""
+    return Command("select durable.retry(%s::uuid)", (str(task_id),), lambda rows: None)
+
+
+def replay(task_id: uuid.UUID | str) -> Command[int]:
+    """Run a finished task again from scratch; returns the new history generation."""
+    return Command("select durable.replay(%s::uuid)", (str(task_id),), lambda rows: int(_scalar(rows)))
+
+
+def fork(task_id: uuid.UUID | str, at_seq: int) -> Command[uuid.UUID]:
+    """A new task whose history is the events before ``at_seq``; returns its id."""
+    return Command("select durable.fork(%s::uuid, %s)", (str(task_id), at_seq), _scalar)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of a durable task's log."""
+
+    generation: int
+    seq: int
+    kind: str
+    name: str
+    outcome: str
+    result: Any
+    attempt: int
+    recorded_at: datetime
+
+
+def history(task_id: uuid.UUID | str, all_generations: bool = False) -> Command[list[Event]]:
+    """The task's event log (current generation, or all of them)."""
+    return Command(
+        "select generation, seq, kind, name, outcome, result, attempt, recorded_at"
+        " from durable.history(%s::uuid, %s)",
+        (str(task_id), all_generations),
+        lambda rows: [Event(*row) for row in rows],
+    )
