@@ -1,0 +1,216 @@
+"""The ``durable`` command.
+
+    durable migrate                     bring the schema up to date
+    durable worker MODULE:WORKER        run the Worker named WORKER in module MODULE
+    durable task ID                     print a task and its attempts as JSON
+    durable enqueue QUEUE NAME [INPUT]  enqueue a task (INPUT: a JSON object)
+    durable stats QUEUE                 task counts by status
+    durable demo                        a tour: a worker, four tasks, their outcomes
+
+The database is ``--database-url``, else ``DURABLE_DATABASE_URL``/``DATABASE_URL``, else an
+embedded PostgreSQL kept in the user's data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .client import AsyncClient, Client
+from .connections import resolve_dsn
+from .context import TaskContext
+from .errors import DurableError, NonRetryableError, TaskFailed
+from .migrate import migrate
+from .worker import Worker
+
+
+def _json_default(value: Any) -> Any:
+    return str(value)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=_json_default))
+
+
+def load_worker(target: str) -> Worker:
+    """The Worker at ``module:attribute`` (an instance, or a callable returning one)."""
+    module_name, _, attribute = target.partition(":")
+    if not module_name or not attribute:
+        raise SystemExit(f"durable worker: expected MODULE:WORKER, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attribute.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, Worker) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, Worker):
+        raise SystemExit(f"durable worker: {target} is not a durable.Worker")
+    return obj
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    result = migrate(resolve_dsn(None))
+    applied = ", ".join(result.applied) or "none"
+    print(f"migrations applied: {applied}; functions reloaded: {result.functions_reloaded}")
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    worker = load_worker(args.target)
+    worker.run()
+    return 0
+
+
+def _cmd_task(args: argparse.Namespace) -> int:
+    with Client(min_size=1, max_size=1) as client:
+        info = client.get_task(args.task_id)
+    _print_json(dataclasses.asdict(info))
+    return 0
+
+
+def _cmd_enqueue(args: argparse.Namespace) -> int:
+    payload = json.loads(args.input) if args.input else {}
+    with Client(min_size=1, max_size=1) as client:
+        if args.create_queue:
+            client.create_queue(args.queue)
+        task_id = client.enqueue(
+            args.queue,
+            args.task_name,
+            payload,
+            priority=args.priority,
+            delay=args.delay,
+            max_attempts=args.max_attempts,
+            idempotency_key=args.idempotency_key,
+        )
+    print(task_id)
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with Client(min_size=1, max_size=1) as client:
+        _print_json(client.queue_stats(args.queue))
+    return 0
+
+
+def demo_worker(dsn: str | None = None, queue: str = "demo") -> Worker:
+    """The worker of ``durable demo``: four small task functions."""
+    worker = Worker(dsn, queue, concurrency=4, name="demo-worker", poll_interval=0.2, lease_seconds=10)
+
+    @worker.task
+    def add(input: dict[str, Any]) -> dict[str, Any]:
+        return {"sum": input["a"] + input["b"]}
+
+    @worker.task
+    async def greet(input: dict[str, Any], ctx: TaskContext) -> str:
+        await asyncio.sleep(0.05)
+        return f"hello {input['name']}, from {ctx.worker} (attempt {ctx.attempt})"
+
+    @worker.task
+    def flaky(input: dict[str, Any], ctx: TaskContext) -> str:
+        if ctx.attempt < 2:
+            raise RuntimeError("the first attempt always fails")
+        return f"succeeded on attempt {ctx.attempt}"
+
+    @worker.task
+    def refuse(input: dict[str, Any]) -> None:
+        raise NonRetryableError(f"cannot handle {input}")
+
+    return worker
+
+
+async def _demo(dsn: str) -> None:
+    queue = "demo"
+    worker = demo_worker(dsn, queue)
+    async with AsyncClient(dsn) as client:
+        await client.create_queue(queue, backoff={"kind": "fixed", "delay": 0.2})
+        running = asyncio.create_task(worker.run_async())
+        try:
+            tasks = {
+                "add": await client.enqueue(queue, "add", {"a": 2, "b": 3}),
+                "greet": await client.enqueue(queue, "greet", {"name": "durable"}),
+                "flaky": await client.enqueue(queue, "flaky"),
+                "refuse": await client.enqueue(queue, "refuse", {"x": 1}),
+            }
+            for name, task_id in tasks.items():
+                try:
+                    output = await client.wait(task_id, timeout=30)
+                    print(f"{name:7} {task_id} completed: {json.dumps(output)}")
+                except TaskFailed as exc:
+                    error = exc.error if isinstance(exc.error, dict) else {}
+                    print(f"{name:7} {task_id} {exc.status}: {error.get('type')}: {error.get('message')}")
+            info = await client.get_task(tasks["flaky"])
+            print(f"flaky   attempts: {[(a.attempt, a.outcome) for a in info.attempts]}")
+        finally:
+            worker.stop()
+            await running
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    dsn = resolve_dsn(None)
+    migrate(dsn)
+    asyncio.run(_demo(dsn))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="durable", description="Durable execution in PostgreSQL.")
+    parser.add_argument(
+        "--database-url", help="PostgreSQL URL (default: $DURABLE_DATABASE_URL, $DATABASE_URL)"
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("migrate", help="bring the schema up to date").set_defaults(func=_cmd_migrate)
+
+    worker = commands.add_parser("worker", help="run a worker defined in a module")
+    worker.add_argument("target", metavar="MODULE:WORKER", help="e.g. myapp.tasks:worker")
+    worker.set_defaults(func=_cmd_worker)
+
+    task = commands.add_parser("task", help="print a task as JSON")
+    task.add_argument("task_id", metavar="ID")
+    task.set_defaults(func=_cmd_task)
+
+    enqueue = commands.add_parser("enqueue", help="enqueue a task and print its id")
+    enqueue.add_argument("queue")
+    enqueue.add_argument("task_name")
+    enqueue.add_argument("input", nargs="?", help="the input, a JSON object")
+    enqueue.add_argument("--priority", type=int)
+    enqueue.add_argument("--delay", type=float, help="seconds before it may run")
+    enqueue.add_argument("--max-attempts", type=int)
+    enqueue.add_argument("--idempotency-key")
+    enqueue.add_argument("--create-queue", action="store_true", help="create the queue if it is missing")
+    enqueue.set_defaults(func=_cmd_enqueue)
+
+    stats = commands.add_parser("stats", help="task counts of a queue by status")
+    stats.add_argument("queue")
+    stats.set_defaults(func=_cmd_stats)
+
+    commands.add_parser("demo", help="run a small demonstration").set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.database_url:
+        # through the environment, so that worker modules building Worker(None) use it too
+        os.environ["DURABLE_DATABASE_URL"] = args.database_url
+    try:
+        code: int = args.func(args)
+    except DurableError as exc:
+        print(f"durable: {exc}", file=sys.stderr)
+        return 1
+    return code
