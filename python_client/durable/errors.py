@@ -84,6 +84,55 @@ class NonRetryableError(Exception):
     """
 
 
+class EventsImmutable(DurableError):
+    """DU013: the event log is append-only."""
+
+    sqlstate = "DU013"
+
+
+class NonDeterminismError(DurableError):
+    """DU020: the code no longer matches the recorded history of a durable task.
+
+    The message names the event (seq), what was recorded and what the code did;
+    ``detail`` holds the same as JSON. The task is failed without retry.
+    """
+
+    sqlstate = "DU020"
+
+
+class HistoryGap(DurableError):
+    """DU021: an event was recorded out of order (its seq is not the next one)."""
+
+    sqlstate = "DU021"
+
+
+class StepFailed(DurableError):
+    """A step of a durable task failed after its retries; the failure is recorded in the log.
+
+    A re-run raises it again from the log instead of running the step: a retry of the task
+    keeps the failure. To run the step again, replay the task or fork it before the step.
+    """
+
+    def __init__(self, step: str, error: dict[str, object]) -> None:
+        super().__init__(f"step {step!r} failed: {error.get('type')}: {error.get('message')}")
+        self.step = step
+        self.error = error
+
+
+class ChildFailed(DurableError):
+    """A child task awaited by a durable task did not complete (failed or cancelled)."""
+
+    def __init__(self, task_id: str, status: str, error: object) -> None:
+        super().__init__(f"child task {task_id} ended {status}: {error}")
+        self.task_id = task_id
+        self.status = status
+        self.error = error
+
+
+class EventTimeout(DurableError):
+    """``wait_for_event`` gave up: no event came within its timeout (the timeout is recorded)."""
+
+
 _BY_SQLSTATE: dict[str, type[DurableError]] = {
     cls.sqlstate: cls
     for cls in (
@@ -94,6 +143,9 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         LeaseLost,
         TaskCancelled,
         InvalidTransition,
+        EventsImmutable,
+        NonDeterminismError,
+        HistoryGap,
     )
     if cls.sqlstate
 }

@@ -46,7 +46,9 @@ def checkpoint(
     )
 
 
-def replay_check(task_id: uuid.UUID, lease_token: uuid.UUID, presented: Sequence[Mapping[str, Any]]) -> Command[int]:
+def replay_check(
+    task_id: uuid.UUID, lease_token: uuid.UUID, presented: Sequence[Mapping[str, Any]]
+) -> Command[int]:
     """Check the calls a re-run made against the recorded events, in one call (DU020 on a mismatch)."""
     return Command(
         "select durable.replay_check(%s, %s, %s::jsonb)",
