@@ -182,6 +182,7 @@ as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
     v_bad record;
+    v_gap record;
     v_checked integer;
 begin
     if not t.durable then
@@ -190,6 +191,17 @@ begin
     if p_presented is null or jsonb_typeof(p_presented) <> 'array' then
         raise exception 'durable: presented events must be a JSON array of {"seq", "kind", "name"}'
             using errcode = 'DU001';
+    end if;
+    -- a prefix: element i is event i, or events would pass unchecked (a gap, a repeat)
+    select x.ord, x.value -> 'seq' as seq into v_gap
+    from jsonb_array_elements(p_presented) with ordinality as x (value, ord)
+    where (x.value ->> 'seq') is distinct from x.ord::text
+    order by x.ord
+    limit 1;
+    if found then
+        raise exception 'durable: task % presents % as event %; a replayed prefix is numbered 1, 2, 3, ... without gaps',
+            p_task, coalesce(v_gap.seq::text, 'no seq'), v_gap.ord
+            using errcode = 'DU021';
     end if;
     select p.seq, p.call, p.input_hash, to_jsonb(e) as recorded
     into v_bad
@@ -220,7 +232,7 @@ end;
 $$;
 
 comment on function durable.replay_check(uuid, uuid, jsonb) is
-'Checks in one call the durable calls a re-run made against recorded events: p_presented is a JSON array of {"seq", "kind", "name"} with, for spawns and child waits, "input" (hashed here with durable.input_hash) or "input_hash". Raises DU020 (naming the first mismatching seq, what was recorded and what the code did) and writes nothing on a mismatch. Workers call it before the code runs its first new event. Returns the number of events checked. Fenced (DU010, DU011).';
+'Checks in one call the durable calls a re-run made against recorded events: p_presented is a JSON array of {"seq", "kind", "name"} with, for spawns and child waits, "input" (hashed here with durable.input_hash) or "input_hash". Raises DU020 (naming the first mismatching seq, what was recorded and what the code did) and writes nothing on a mismatch; DU021 unless the array is numbered 1, 2, 3, ... in order. Workers call it before the code runs its first new event. Returns the number of events checked. Fenced (DU010, DU011).';
 
 -- The event recorded at p_seq after a determinism check, or null when p_seq is the next
 -- free number (DU020 when the recorded event differs, DU021 on a gap). Every verb that
