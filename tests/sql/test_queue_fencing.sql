@@ -1,0 +1,150 @@
+-- Fencing: every worker verb (heartbeat, complete, fail, release) presents the lease
+-- token of its attempt; a token that is not the task's live lease is rejected with the
+-- right SQLSTATE (DU010 lease lost, DU011 cancelled, DU004 unknown task, DU001 missing)
+-- and changes nothing: not the task row, not its attempt history, nothing else.
+select plan(106);
+
+-- helpers of this session (pg_temp): task ids and lease tokens by name, the test clock,
+-- and a snapshot of everything the queue stores, to check that a rejected call changed nothing
+create temp table ids (name text primary key, id uuid, token uuid);
+create function pg_temp.id(p_name text) returns uuid language sql
+    as $$ select i.id from ids i where i.name = p_name $$;
+create function pg_temp.tok(p_name text) returns uuid language sql
+    as $$ select i.token from ids i where i.name = p_name $$;
+create function pg_temp.task(p_name text) returns durable.tasks language sql
+    as $$ select t.* from durable.tasks t where t.task_id = pg_temp.id(p_name) $$;
+-- T0 + p_seconds; pg_temp.clock(s) moves the test clock there
+create function pg_temp.t(p_seconds double precision) returns timestamptz language sql
+    as $$ select '2030-01-01 00:00:00+00'::timestamptz + make_interval(secs => p_seconds) $$;
+create function pg_temp.clock(p_seconds double precision) returns timestamptz language sql
+    as $$ select set_config('durable.fake_now', pg_temp.t(p_seconds)::text, false)::timestamptz $$;
+create function pg_temp.enq(p_name text, p_queue text, p_options jsonb default '{}', p_input jsonb default '{}')
+returns uuid language sql as $$
+    insert into ids (name, id) values (p_name, durable.enqueue(p_queue, 'job', p_input, p_options))
+    on conflict (name) do update set id = excluded.id, token = null
+    returning id
+$$;
+-- claims one task of the queue and records it under p_name (null when nothing was claimed)
+create function pg_temp.claim_as(p_name text, p_queue text, p_worker text default 'w1', p_lease integer default 30)
+returns uuid language sql as $$
+    insert into ids (name, id, token)
+    select p_name, c.task_id, c.lease_token from durable.claim(p_queue, p_worker, 1, p_lease) c
+    on conflict (name) do update set id = excluded.id, token = excluded.token
+    returning id
+$$;
+create function pg_temp.everything() returns jsonb language sql as $$
+    select jsonb_build_object(
+        'queues', (select coalesce(jsonb_agg(to_jsonb(q) order by q.queue), '[]') from durable.queues q),
+        'tasks', (select coalesce(jsonb_agg(to_jsonb(t) order by t.seq), '[]') from durable.tasks t),
+        'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.task_id, a.attempt), '[]')
+                     from durable.attempts a))
+$$;
+create temp table saved (label text primary key, state jsonb);
+create function pg_temp.save(p_label text) returns boolean language sql as $$
+    insert into saved values (p_label, pg_temp.everything())
+    on conflict (label) do update set state = excluded.state
+    returning true
+$$;
+create function pg_temp.saved(p_label text) returns jsonb language sql
+    as $$ select s.state from saved s where s.label = p_label $$;
+-- the row of one task and its attempt history
+create function pg_temp.state(p_task uuid) returns jsonb language sql as $$
+    select jsonb_build_object(
+        'task', (select to_jsonb(t) from durable.tasks t where t.task_id = p_task),
+        'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.attempt), '[]')
+                     from durable.attempts a where a.task_id = p_task))
+$$;
+-- two assertions: p_sql raises p_errcode, and nothing stored changed
+create function pg_temp.rejects(p_sql text, p_errcode text, p_description text)
+returns setof text language plpgsql as $$
+declare
+    v_before jsonb := pg_temp.everything();
+begin
+    return next throws_ok(p_sql, p_errcode::char(5), null, p_description);
+    return next is(pg_temp.everything(), v_before, p_description || ': nothing changed');
+end;
+$$;
+
+-- the four worker verbs with a task and a token: each must raise p_errcode and change
+-- nothing (eight assertions)
+create function pg_temp.fenced_out(p_task uuid, p_token uuid, p_errcode text, p_case text)
+returns setof text language plpgsql as $$
+begin
+    return query select pg_temp.rejects(format('select durable.heartbeat(%L, %L, 60)', p_task, p_token),
+                                        p_errcode, 'heartbeat ' || p_case);
+    return query select pg_temp.rejects(format('select durable.complete(%L, %L, %L)', p_task, p_token, '{"r": 1}'),
+                                        p_errcode, 'complete ' || p_case);
+    return query select pg_temp.rejects(format('select * from durable.fail(%L, %L, %L)', p_task, p_token,
+                                                '{"type": "E", "message": "boom"}'),
+                                        p_errcode, 'fail ' || p_case);
+    return query select pg_temp.rejects(format('select durable.release(%L, %L, 0)', p_task, p_token),
+                                        p_errcode, 'release ' || p_case);
+end;
+$$;
+
+select pg_temp.clock(0);
+select durable.create_queue('q', '{"backoff": {"kind": "none"}}');
+select pg_temp.enq('a', 'q');
+select pg_temp.enq('b', 'q');
+select pg_temp.claim_as('a', 'q', 'w1', 30);
+select pg_temp.claim_as('b', 'q', 'w1', 300);
+
+-- a live lease is accepted
+select pg_temp.clock(10);
+select is(durable.heartbeat(pg_temp.id('a'), pg_temp.tok('a')), pg_temp.t(40),
+          'the live token is accepted: heartbeat extends the lease by its length from now');
+
+select pg_temp.fenced_out(pg_temp.id('a'), gen_random_uuid(), 'DU010', 'with a made-up token');
+select pg_temp.fenced_out(pg_temp.id('a'), pg_temp.tok('b'), 'DU010', 'with the token of another task');
+select pg_temp.fenced_out(gen_random_uuid(), pg_temp.tok('a'), 'DU004', 'of an unknown task');
+select pg_temp.fenced_out(pg_temp.id('a'), null, 'DU001', 'without a token');
+
+-- the lease ran out; nobody reclaimed it yet: the task is still running, the token dead
+select pg_temp.clock(40);
+select pg_temp.fenced_out(pg_temp.id('a'), pg_temp.tok('a'), 'DU010', 'at the instant the lease expires');
+select is((pg_temp.task('a')).status, 'running', 'the expired task is still running until someone reclaims it');
+
+-- another worker reclaims it: the old token stays dead, the new one lives
+select pg_temp.clock(41);
+insert into ids (name, id, token) values ('a_old', pg_temp.id('a'), pg_temp.tok('a'));
+select is(pg_temp.claim_as('a', 'q', 'w2', 30), pg_temp.id('a'), 'a second worker claims the task whose lease ran out');
+select isnt(pg_temp.tok('a'), pg_temp.tok('a_old'), 'with a new token');
+select pg_temp.fenced_out(pg_temp.id('a'), pg_temp.tok('a_old'), 'DU010', 'with the token of a reclaimed lease');
+select is(
+    (select array[status, worker] from durable.tasks where task_id = pg_temp.id('a')),
+    array['running', 'w2'],
+    'the zombie worker did not disturb the new attempt'
+);
+
+-- after complete
+select durable.complete(pg_temp.id('a'), pg_temp.tok('a'), '{"done": true}');
+select is((select array[status, output::text] from durable.tasks where task_id = pg_temp.id('a')),
+          array['completed', '{"done": true}'], 'the new worker completes the task');
+select pg_temp.fenced_out(pg_temp.id('a'), pg_temp.tok('a'), 'DU010', 'after the task completed');
+
+-- after cancel: the worker of the cancelled attempt learns it (DU011); a stranger does not
+select is(durable.cancel(pg_temp.id('b'), 'no longer wanted'), true, 'cancel of a running task');
+select pg_temp.fenced_out(pg_temp.id('b'), pg_temp.tok('b'), 'DU011', 'after the task was cancelled');
+select pg_temp.fenced_out(pg_temp.id('b'), gen_random_uuid(), 'DU010', 'of a cancelled task with a made-up token');
+
+-- after a failure (the task waits for its retry) and after a release
+select pg_temp.enq('c', 'q', '{"backoff": {"kind": "fixed", "delay": 100}}');
+select pg_temp.claim_as('c', 'q', 'w1', 30);
+select is((select status from durable.fail(pg_temp.id('c'), pg_temp.tok('c'), '{"message": "x"}')), 'pending',
+          'a failed attempt is retried later');
+select pg_temp.fenced_out(pg_temp.id('c'), pg_temp.tok('c'), 'DU010', 'after the attempt failed');
+
+select pg_temp.enq('d', 'q');
+select pg_temp.claim_as('d', 'q', 'w1', 30);
+select durable.release(pg_temp.id('d'), pg_temp.tok('d'), 100);
+select is((pg_temp.task('d')).status, 'pending', 'a released task is pending');
+select pg_temp.fenced_out(pg_temp.id('d'), pg_temp.tok('d'), 'DU010', 'after the attempt was released');
+
+-- after the task failed for good
+select pg_temp.enq('e', 'q');
+select pg_temp.claim_as('e', 'q', 'w1', 30);
+select is((select status from durable.fail(pg_temp.id('e'), pg_temp.tok('e'), '{"message": "x"}', false)), 'failed',
+          'a non-retryable failure ends the task');
+select pg_temp.fenced_out(pg_temp.id('e'), pg_temp.tok('e'), 'DU010', 'after the task failed');
+
+select * from finish();
