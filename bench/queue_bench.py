@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import re
@@ -57,8 +56,8 @@ class Results:
     server: str = ""
     enqueue_single: float | None = None
     enqueue_batched: float | None = None
-    processed: float | None = None
-    processed_wall: float | None = None
+    # processed/s by kind of task function: "sync" (def) and "async" (async def)
+    processed: dict[str, float] = field(default_factory=dict)
     pgbench_tps: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -97,6 +96,12 @@ def scratch_database(server_url: str) -> Iterator[str]:
             admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
+def settle(url: str) -> None:
+    """A checkpoint before each phase, so one phase's dirty pages are not flushed during the next."""
+    with contextlib.suppress(psycopg.Error), psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("checkpoint")
+
+
 def rate(count: int, seconds: float) -> float:
     return count / seconds if seconds > 0 else float("inf")
 
@@ -133,30 +138,28 @@ def bench_enqueue_batched(url: str, queue: str, n: int, batch: int) -> float:
 # ------------------------------------------------------------------ worker
 
 
-def worker_child(url: str, queue: str, slots: int) -> None:
-    """Runs in the worker process: one Worker with a no-op task, until SIGTERM."""
-    # imported by name: the bench runs (and type-checks) before durable.worker exists
-    worker_module: Any = importlib.import_module("durable.worker")
-    worker = worker_module.Worker(url, queue=queue, concurrency=slots)
+def worker_child(url: str, queue: str, slots: int, kind: str) -> None:
+    """Runs in the worker process: one Worker with a no-op task, until SIGTERM (graceful)."""
+    from durable.worker import Worker
 
-    def noop(*args: Any, **kwargs: Any) -> None:
-        return None
+    worker = Worker(url, queue=queue, concurrency=slots)
+    if kind == "async":
 
-    worker.task(noop)  # as @worker.task would: registers it under its name, "noop"
+        @worker.task(name=TASK_NAME)
+        async def noop_async(input: dict[str, Any]) -> None:
+            return None
 
-    def stop(signum: int, frame: Any) -> None:
-        stopper = getattr(worker, "stop", None)
-        if callable(stopper):
-            stopper()
-        else:
-            raise KeyboardInterrupt
+    else:
 
-    signal.signal(signal.SIGTERM, stop)
+        @worker.task(name=TASK_NAME)
+        def noop(input: dict[str, Any]) -> None:
+            return None
+
     with contextlib.suppress(KeyboardInterrupt):
         worker.run()
 
 
-def bench_worker(url: str, queue: str, n: int, slots: int, timeout: float) -> tuple[float, float]:
+def bench_worker(url: str, queue: str, n: int, slots: int, kind: str, timeout: float) -> tuple[float, float]:
     """processed/s of one worker process with ``slots`` slots over n queued no-op tasks.
 
     The tasks are queued first; the rate is n over the time from the first claim to the
@@ -178,7 +181,7 @@ def bench_worker(url: str, queue: str, n: int, slots: int, timeout: float) -> tu
         )
         conn.execute("vacuum analyze durable.tasks")
         child = subprocess.Popen(
-            [sys.executable, __file__, "--worker-child", url, queue, str(slots)],
+            [sys.executable, __file__, "--worker-child", url, queue, str(slots), kind],
             stdin=subprocess.DEVNULL,
         )
         started = time.perf_counter()
@@ -375,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
         def phase(name: str, action: Any) -> Any:
             nonlocal failed
             log(f"\n== {name}")
+            settle(url)
             started = time.perf_counter()
             try:
                 value = action()
@@ -397,18 +401,30 @@ def run(args: argparse.Namespace) -> int:
         )
         log(f"   enqueue/s batched: {fmt(results.enqueue_batched)}")
 
-        if not args.skip_worker:
-            worker_rates = phase(
-                f"processed: {args.tasks} no-op tasks through one worker process with {args.slots} slots",
-                lambda: bench_worker(url, "bench_worker", args.tasks, args.slots, args.worker_timeout),
+        kinds = ["sync", "async"] if args.task_kind == "both" else [args.task_kind]
+        for kind in kinds if not args.skip_worker else []:
+            rates = phase(
+                f"processed: {args.tasks} no-op tasks ({kind} def) through one worker process "
+                f"with {args.slots} slots",
+                lambda kind=kind: bench_worker(
+                    url, f"bench_worker_{kind}", args.tasks, args.slots, kind, args.worker_timeout
+                ),
             )
-            if worker_rates:
-                results.processed, results.processed_wall = worker_rates
+            if rates:
+                results.processed[kind] = rates[0]
             log(
-                f"   processed/s: {fmt(results.processed)} (first claim to last completion); "
-                f"{fmt(results.processed_wall)} over wall time with the worker's start-up"
+                f"   processed/s: {fmt(rates and rates[0])} (first claim to last completion); "
+                f"{fmt(rates and rates[1])} over wall time with the worker's start-up"
             )
 
+        if args.pgbench_seconds > 0:
+            results.pgbench_tps = phase(
+                f"reference: pgbench, 1-row INSERT, {args.pgbench_clients} clients, {args.pgbench_seconds} s",
+                lambda: bench_pgbench(url, args.pgbench_clients, args.pgbench_seconds),
+            )
+            log(f"   pgbench tps: {fmt(results.pgbench_tps, '')}")
+
+        # last: a million rows change the table the other phases use
         if args.explain_rows > 0:
             loaded = phase(
                 f"claim plans: loading {args.explain_rows:,} queued tasks",
@@ -424,27 +440,28 @@ def run(args: argparse.Namespace) -> int:
                 log(plan)
                 log("")
 
-        if args.pgbench_seconds > 0:
-            results.pgbench_tps = phase(
-                f"reference: pgbench, 1-row INSERT, {args.pgbench_clients} clients, {args.pgbench_seconds} s",
-                lambda: bench_pgbench(url, args.pgbench_clients, args.pgbench_seconds),
-            )
-            log(f"   pgbench tps: {fmt(results.pgbench_tps, '')}")
-
+    rows: list[tuple[str, str]] = [
+        ("server", results.server),
+        ("N tasks, B batch, K slots", f"N={args.tasks}, B={args.batch}, K={args.slots}"),
+        ("enqueue/s single", fmt(results.enqueue_single)),
+        ("enqueue/s batched", fmt(results.enqueue_batched)),
+    ]
+    rows += [(f"processed/s ({kind} def, 1 worker)", fmt(results.processed.get(kind))) for kind in kinds]
+    rows += [
+        (f"pgbench insert tps ({args.pgbench_clients} clients)", fmt(results.pgbench_tps, "")),
+        ("ratio enqueue batched/single", ratio(results.enqueue_batched, results.enqueue_single)),
+    ]
+    for kind in kinds:
+        processed = results.processed.get(kind)
+        verdict = ""
+        if processed is not None and results.pgbench_tps:
+            met = processed / results.pgbench_tps >= 0.5
+            verdict = "  (target >= 0.50: " + ("met" if met else "NOT met") + ")"
+        rows.append((f"ratio processed ({kind})/pgbench", ratio(processed, results.pgbench_tps) + verdict))
     log("\n== summary")
-    log(f"server:                       {results.server}")
-    log(f"tasks N={args.tasks}, batch B={args.batch}, worker slots K={args.slots}")
-    log(f"enqueue/s single:             {fmt(results.enqueue_single)}")
-    log(f"enqueue/s batched:            {fmt(results.enqueue_batched)}")
-    log(f"processed/s (1 worker, K):    {fmt(results.processed)}")
-    log(f"pgbench insert tps ({args.pgbench_clients} cl.):  {fmt(results.pgbench_tps, '')}")
-    log(f"ratio enqueue batched/single: {ratio(results.enqueue_batched, results.enqueue_single)}")
-    processed_ratio = ratio(results.processed, results.pgbench_tps)
-    verdict = ""
-    if results.processed is not None and results.pgbench_tps:
-        met = results.processed / results.pgbench_tps >= 0.5
-        verdict = "  (target >= 0.50: " + ("met" if met else "NOT met") + ")"
-    log(f"ratio processed/pgbench tps:  {processed_ratio}{verdict}")
+    width = max(len(label) for label, _ in rows) + 1
+    for label, value in rows:
+        log(f"{label + ':':<{width}} {value}")
     for note in results.notes:
         log(f"note: {note}")
     return 1 if failed else 0
@@ -453,7 +470,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--worker-child"]:
-        worker_child(argv[1], argv[2], int(argv[3]))
+        worker_child(argv[1], argv[2], int(argv[3]), argv[4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="the server (default: $DATABASE_URL, else an embedded PostgreSQL)")
@@ -473,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--pgbench-clients", type=int, default=16, help="pgbench clients (default 16)")
     parser.add_argument("--skip-worker", action="store_true", help="do not measure processed/s")
+    parser.add_argument(
+        "--task-kind",
+        choices=["sync", "async", "both"],
+        default="both",
+        help="the no-op task function: def (run in the worker's threads), async def, or both (default)",
+    )
     parser.add_argument(
         "--worker-timeout",
         type=float,
