@@ -94,7 +94,7 @@ begin
         insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome)
         select d.task_id, d.attempt, d.queue, d.worker, d.lease_token, d.started_at, v_now, 'completed'
         from done d
-        returning attempts.task_id
+        returning attempts.task_id, attempts.lease_token
     )
     select b.task_id,
            r.task_id is not null,
@@ -107,7 +107,8 @@ begin
                else 'lease_lost'
            end
     from batch b
-    left join recorded r on r.task_id = b.task_id
+    -- by token too: the same task twice in a batch, once with a dead token, is rejected there
+    left join recorded r on r.task_id = b.task_id and r.lease_token = b.token
     left join durable.tasks k on r.task_id is null and k.task_id = b.task_id
     order by b.ord;
 end;
