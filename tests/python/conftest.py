@@ -1,0 +1,32 @@
+"""Fixtures of the Python client tests (the database fixtures are in tests/conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from pyclient_support import ThreadedWorker
+
+from durable import Client, Worker
+
+
+@pytest.fixture
+def client(db_url: str) -> Iterator[Client]:
+    with Client(db_url) as c:
+        yield c
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[[Worker], ThreadedWorker]]:
+    """Starts workers in threads; stops whichever are still running at the end of the test."""
+    started: list[ThreadedWorker] = []
+
+    def start(worker: Worker) -> ThreadedWorker:
+        running = ThreadedWorker(worker).start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        if running.thread.is_alive():
+            running.stop()

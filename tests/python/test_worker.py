@@ -1,0 +1,352 @@
+"""The Worker, run in a thread against a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from datetime import timedelta
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pyclient_support import ThreadedWorker, wait_until
+
+from durable import Client, NonRetryableError, TaskContext, TaskSpec, Worker
+from durable.worker import describe
+
+StartWorker = Callable[[Worker], ThreadedWorker]
+
+
+def finished(client: Client, task_id: uuid.UUID) -> Callable[[], bool]:
+    return lambda: client.get_task(task_id).finished
+
+
+def make_worker(db_url: str, queue: str = "q", **options: Any) -> Worker:
+    options.setdefault("poll_interval", 0.1)
+    options.setdefault("name", f"test-{uuid.uuid4().hex[:6]}")
+    return Worker(db_url, queue, **options)
+
+
+def test_sync_and_async_functions_run_with_and_without_context(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url, concurrency=4)
+    contexts: list[TaskContext] = []
+
+    @worker.task
+    def add(input: dict[str, Any]) -> dict[str, Any]:
+        return {"sum": input["a"] + input["b"]}
+
+    @worker.task(name="greet")
+    async def greet_fn(input: dict[str, Any], ctx: TaskContext) -> str:
+        contexts.append(ctx)
+        await asyncio.sleep(0)
+        return f"hello {input['who']}"
+
+    @worker.task
+    def nothing(input: dict[str, Any], ctx: TaskContext) -> None:
+        contexts.append(ctx)
+
+    start_worker(worker)  # creates the queue itself
+    client.create_queue("q")
+    add_id = client.enqueue("q", "add", {"a": 2, "b": 3})
+    greet_id = client.enqueue("q", "greet", {"who": "you"})
+    nothing_id = client.enqueue("q", "nothing")
+    assert client.wait(add_id, timeout=30) == {"sum": 5}
+    assert client.wait(greet_id, timeout=30) == "hello you"
+    assert client.wait(nothing_id, timeout=30) is None
+    by_name = {c.task_name: c for c in contexts}
+    assert by_name["greet"].task_id == greet_id
+    assert (by_name["greet"].queue, by_name["greet"].attempt, by_name["greet"].worker) == (
+        "q",
+        1,
+        worker.name,
+    )
+    assert not by_name["nothing"].cancelled
+    info = client.get_task(add_id)
+    assert [(a.attempt, a.outcome, a.worker) for a in info.attempts] == [(1, "completed", worker.name)]
+
+
+def test_a_raising_task_is_retried_per_backoff_and_then_completes(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url)
+
+    @worker.task
+    def flaky(input: dict[str, Any], ctx: TaskContext) -> str:
+        if ctx.attempt < 3:
+            raise ValueError(f"attempt {ctx.attempt} fails")
+        return "third time lucky"
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "flaky", backoff={"kind": "none"})
+    start_worker(worker)
+    assert client.wait(task_id, timeout=30) == "third time lucky"
+    info = client.get_task(task_id)
+    assert [(a.attempt, a.outcome) for a in info.attempts] == [(1, "failed"), (2, "failed"), (3, "completed")]
+    assert (info.failures, info.lost_leases) == (2, 0)
+    first_error = info.attempts[0].error
+    assert first_error is not None
+    assert (first_error["type"], first_error["message"]) == ("ValueError", "attempt 1 fails")
+    assert "Traceback" in first_error["traceback"] and "in flaky" in first_error["traceback"]
+
+
+def test_a_task_failing_every_attempt_ends_failed(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url)
+
+    class Broken(Exception):
+        pass
+
+    @worker.task
+    async def always(input: dict[str, Any]) -> None:
+        raise Broken("still broken")
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "always", max_attempts=2, backoff={"kind": "none"})
+    start_worker(worker)
+    wait_until(finished(client, task_id))
+    info = client.get_task(task_id)
+    assert (info.status, info.failures, info.attempt) == ("failed", 2, 2)
+    assert info.error is not None
+    assert info.error["type"] == Broken.__qualname__
+    assert info.error["message"] == "still broken"
+
+
+def test_non_retryable_error_fails_at_once(db_url: str, client: Client, start_worker: StartWorker) -> None:
+    worker = make_worker(db_url)
+
+    class BadInput(NonRetryableError):
+        pass
+
+    @worker.task
+    def picky(input: dict[str, Any]) -> None:
+        raise BadInput("no such user")
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "picky", max_attempts=5, backoff={"kind": "none"})
+    start_worker(worker)
+    wait_until(finished(client, task_id))
+    info = client.get_task(task_id)
+    assert (info.status, info.attempt, info.failures) == ("failed", 1, 1)
+    assert info.error is not None
+    assert (info.error["type"], info.error["message"]) == (BadInput.__qualname__, "no such user")
+
+
+def test_a_result_that_is_not_json_fails_without_retry(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url)
+
+    @worker.task
+    def odd(input: dict[str, Any]) -> Any:
+        return {"when": object()}
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "odd", max_attempts=5, backoff={"kind": "none"})
+    start_worker(worker)
+    wait_until(finished(client, task_id))
+    info = client.get_task(task_id)
+    assert (info.status, info.attempt) == ("failed", 1)
+    assert info.error is not None
+    assert info.error["type"] == "ResultNotSerializable"
+    assert "not JSON-serialisable" in info.error["message"]
+
+
+def test_a_task_name_the_worker_does_not_know_is_never_claimed(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url)
+
+    @worker.task
+    def known(input: dict[str, Any]) -> str:
+        return "ok"
+
+    client.create_queue("q")
+    unknown_id = client.enqueue("q", "unknown")  # first in claim order
+    known_id = client.enqueue("q", "known")
+    start_worker(worker)
+    assert client.wait(known_id, timeout=30) == "ok"
+    info = client.get_task(unknown_id)
+    assert (info.status, info.attempt, info.attempts) == ("pending", 0, [])
+
+
+def test_cancelling_a_running_async_task_cancels_it(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url, lease_seconds=1)  # heartbeats every 1/3 s
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    @worker.task
+    async def long(input: dict[str, Any]) -> str:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return "too late"
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "long")
+    start_worker(worker)
+    assert started.wait(30)
+    assert client.cancel(task_id, "changed my mind")
+    assert cancelled.wait(30)
+    info = client.get_task(task_id)
+    assert info.status == "cancelled"
+    assert [(a.attempt, a.outcome) for a in info.attempts] == [(1, "cancelled")]
+
+
+def test_cancelling_a_running_sync_task_sets_its_flag(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url, lease_seconds=1)
+    started = threading.Event()
+    saw_cancel = threading.Event()
+
+    @worker.task
+    def loop(input: dict[str, Any], ctx: TaskContext) -> str:
+        started.set()
+        if ctx.cancel_event.wait(60):
+            saw_cancel.set()
+            ctx.raise_if_cancelled()
+        return "not cancelled"
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "loop")
+    running = start_worker(worker)
+    assert started.wait(30)
+    client.cancel(task_id)
+    assert saw_cancel.wait(30)
+    wait_until(lambda: running.worker.stats.stopped == 1)
+    info = client.get_task(task_id)
+    assert info.status == "cancelled"
+    assert info.error == {"type": "Cancelled", "message": "cancelled"}  # the raise was not reported
+
+
+def test_heartbeats_keep_a_task_longer_than_its_lease(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url, lease_seconds=1)
+    release = threading.Event()
+    started = threading.Event()
+
+    @worker.task
+    def slow(input: dict[str, Any]) -> str:
+        started.set()
+        release.wait(30)
+        return "done"
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "slow")
+    start_worker(worker)
+    assert started.wait(30)
+    first_expiry = wait_until(lambda: client.get_task(task_id).lease_expires_at)
+    # renewed until the task has outlived its first lease by a whole lease
+    wait_until(
+        lambda: (
+            (e := client.get_task(task_id).lease_expires_at) is not None
+            and e > first_expiry + timedelta(seconds=1)
+        )
+    )
+    release.set()
+    assert client.wait(task_id, timeout=30) == "done"
+    info = client.get_task(task_id)
+    assert (info.attempt, info.lost_leases) == (1, 0)
+
+
+def test_stop_releases_what_outlives_the_grace_period(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url, shutdown_grace=0.2)
+    started = threading.Event()
+    cancelled = threading.Event()
+
+    @worker.task
+    async def endless(input: dict[str, Any]) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "endless")
+    running = start_worker(worker)
+    assert started.wait(30)
+    running.stop()
+    assert cancelled.is_set()
+    info = client.get_task(task_id)
+    assert (info.status, info.failures, info.lost_leases) == ("pending", 0, 0)
+    [attempt] = info.attempts
+    assert attempt.outcome == "released"
+    assert attempt.error == {"type": "Released", "message": "worker shutdown"}
+    assert worker.stats.released == 1
+
+
+def test_many_tasks_are_completed_in_batches(db_url: str, client: Client, start_worker: StartWorker) -> None:
+    worker = make_worker(db_url, concurrency=50)
+
+    @worker.task
+    async def echo(input: dict[str, Any]) -> int:
+        return int(input["i"])
+
+    @worker.task
+    def echo_sync(input: dict[str, Any]) -> int:
+        return int(input["i"])
+
+    client.create_queue("q")
+    ids = client.enqueue_many("q", [TaskSpec("echo" if i % 2 else "echo_sync", {"i": i}) for i in range(600)])
+    running = start_worker(worker)
+    wait_until(lambda: client.queue_stats("q") == {"completed": 600})
+    assert [client.get_task(i).output for i in ids[:10]] == list(range(10))
+    wait_until(lambda: running.worker.stats.completed == 600)
+    assert running.worker.stats.claimed == 600
+
+
+@pytest.mark.parametrize("listen", [True, False], ids=["listen", "poll-only"])
+def test_wakes_on_notify_or_on_polling(
+    db_url: str, client: Client, start_worker: StartWorker, listen: bool
+) -> None:
+    # listening: a poll interval far longer than the test; poll-only: a short one
+    worker = make_worker(db_url, listen=listen, poll_interval=120 if listen else 0.1)
+
+    @worker.task
+    def ping(input: dict[str, Any]) -> str:
+        return "pong"
+
+    client.create_queue("q")
+    first = client.enqueue("q", "ping")
+    start_worker(worker)
+    assert client.wait(first, timeout=30) == "pong"
+    # the worker is idle now, waiting for a notification (or its next poll)
+    second = client.enqueue("q", "ping")
+    assert client.wait(second, timeout=20) == "pong"
+
+
+def test_task_registration_checks_signatures() -> None:
+    worker = Worker("postgresql://unused", "q")
+
+    @worker.task
+    def one(input: dict[str, Any]) -> None: ...
+
+    class Callable2:
+        async def __call__(self, input: dict[str, Any], ctx: TaskContext) -> None: ...
+
+    described = describe(Callable2(), "obj")
+    assert (described.is_async, described.wants_context) == (True, True)
+    assert (describe(one).is_async, describe(one).wants_context) == (False, False)
+    with pytest.raises(ValueError, match="already registered"):
+        worker.task(name="one")(lambda input: None)
+    with pytest.raises(TypeError):
+        worker.task(name="none")(lambda: None)
+    with pytest.raises(TypeError):
+        worker.task(name="three")(lambda a, b, c: None)
+    assert worker.task_names == ["one"]
+    with pytest.raises(RuntimeError, match="no task functions"):
+        Worker("postgresql://unused").run()
