@@ -166,7 +166,8 @@ language sql
 immutable
 set search_path = pg_catalog, durable
 as $$
-    select e.kind = p_kind and e.name = p_name
+    -- never null: a call without a kind or name does not match (it would pass otherwise)
+    select e.kind is not distinct from p_kind and e.name is not distinct from p_name
         and e.input_hash is not distinct from p_input_hash
 $$;
 

@@ -1,7 +1,7 @@
 -- The determinism check: a re-run must make the recorded calls in the recorded order
 -- (renamed, reordered, removed steps, a changed spawn input and unconsumed history are
 -- DU020); the message and DETAIL name the seq, the recorded event and what the code did.
-select plan(45);
+select plan(49);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q', '{"backoff": {"kind": "none"}}');
@@ -225,6 +225,26 @@ select throws_ok(
     format('durable: non-determinism in task %s at event 5: recorded nothing, the code did step "notify"',
            (select id from k)),
     'replay_check: presenting a call past the recorded end is not a replay'
+);
+select throws_ok(
+    $$select durable.replay_check(c2.task_id, c2.lease_token, '[{"seq": 1, "kind": "step"}]') from c2$$,
+    'DU020', null,
+    'replay_check: a presented call without a name matches nothing'
+);
+select throws_ok(
+    $$select durable.replay_check(c2.task_id, c2.lease_token, '[{"seq": 1, "name": "fetch"}]') from c2$$,
+    'DU020', null,
+    'replay_check: a presented call without a kind matches nothing'
+);
+select throws_ok(
+    $$select durable.replay_check(c2.task_id, c2.lease_token, '[{"seq": 1}]') from c2$$,
+    'DU020', null,
+    'replay_check: a presented call with only a seq matches nothing'
+);
+select throws_ok(
+    $$select durable.replay_check(c2.task_id, c2.lease_token, '[1]') from c2$$,
+    'DU021', null,
+    'replay_check: a presented element that is not an object has no seq (DU021)'
 );
 select throws_ok(
     $$select durable.replay_check(c2.task_id, c2.lease_token, '{"seq": 1}') from c2$$,
