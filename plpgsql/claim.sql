@@ -164,6 +164,8 @@ begin
         select d.task_id from durable.tasks d
         where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
           and d.schedule_deadline <= v_now
+          -- only a task that never started: a retry of one that started in time is not late
+          and d.attempt = 0
         limit p_limit
         for update skip locked
     );
@@ -221,7 +223,7 @@ begin
           and k.status = 'pending'
           and k.run_at <= v_now
           and (p_task_names is null or k.task_name = any(p_task_names))
-          and (k.schedule_deadline is null or k.schedule_deadline > v_now)
+          and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > v_now)
         order by k.priority desc, k.run_at, k.seq
         limit p_max_tasks
         for update skip locked

@@ -1,0 +1,184 @@
+-- Timeouts: an attempt past its timeout is failed as timed_out by the next claim's
+-- reclaim and retried per backoff; a lease never reaches past the attempt's deadline,
+-- whatever the heartbeat asks; schedule_timeout cancels a task not started in time.
+select plan(35);
+
+-- helpers of this session (pg_temp): task ids and lease tokens by name, the test clock,
+-- and a snapshot of everything the queue stores, to check that a rejected call changed nothing
+create temp table ids (name text primary key, id uuid, token uuid);
+create function pg_temp.id(p_name text) returns uuid language sql
+    as $$ select i.id from ids i where i.name = p_name $$;
+create function pg_temp.tok(p_name text) returns uuid language sql
+    as $$ select i.token from ids i where i.name = p_name $$;
+create function pg_temp.task(p_name text) returns durable.tasks language sql
+    as $$ select t.* from durable.tasks t where t.task_id = pg_temp.id(p_name) $$;
+-- T0 + p_seconds; pg_temp.clock(s) moves the test clock there
+create function pg_temp.t(p_seconds double precision) returns timestamptz language sql
+    as $$ select '2030-01-01 00:00:00+00'::timestamptz + make_interval(secs => p_seconds) $$;
+create function pg_temp.clock(p_seconds double precision) returns timestamptz language sql
+    as $$ select set_config('durable.fake_now', pg_temp.t(p_seconds)::text, false)::timestamptz $$;
+create function pg_temp.enq(p_name text, p_queue text, p_options jsonb default '{}', p_input jsonb default '{}')
+returns uuid language sql as $$
+    insert into ids (name, id) values (p_name, durable.enqueue(p_queue, 'job', p_input, p_options))
+    on conflict (name) do update set id = excluded.id, token = null
+    returning id
+$$;
+-- claims one task of the queue and records it under p_name (null when nothing was claimed)
+create function pg_temp.claim_as(p_name text, p_queue text, p_worker text default 'w1', p_lease integer default 30)
+returns uuid language sql as $$
+    insert into ids (name, id, token)
+    select p_name, c.task_id, c.lease_token from durable.claim(p_queue, p_worker, 1, p_lease) c
+    on conflict (name) do update set id = excluded.id, token = excluded.token
+    returning id
+$$;
+create function pg_temp.everything() returns jsonb language sql as $$
+    select jsonb_build_object(
+        'queues', (select coalesce(jsonb_agg(to_jsonb(q) order by q.queue), '[]') from durable.queues q),
+        'tasks', (select coalesce(jsonb_agg(to_jsonb(t) order by t.seq), '[]') from durable.tasks t),
+        'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.task_id, a.attempt), '[]')
+                     from durable.attempts a))
+$$;
+create temp table saved (label text primary key, state jsonb);
+create function pg_temp.save(p_label text) returns boolean language sql as $$
+    insert into saved values (p_label, pg_temp.everything())
+    on conflict (label) do update set state = excluded.state
+    returning true
+$$;
+create function pg_temp.saved(p_label text) returns jsonb language sql
+    as $$ select s.state from saved s where s.label = p_label $$;
+-- the row of one task and its attempt history
+create function pg_temp.state(p_task uuid) returns jsonb language sql as $$
+    select jsonb_build_object(
+        'task', (select to_jsonb(t) from durable.tasks t where t.task_id = p_task),
+        'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.attempt), '[]')
+                     from durable.attempts a where a.task_id = p_task))
+$$;
+-- two assertions: p_sql raises p_errcode, and nothing stored changed
+create function pg_temp.rejects(p_sql text, p_errcode text, p_description text)
+returns setof text language plpgsql as $$
+declare
+    v_before jsonb := pg_temp.everything();
+begin
+    return next throws_ok(p_sql, p_errcode::char(5), null, p_description);
+    return next is(pg_temp.everything(), v_before, p_description || ': nothing changed');
+end;
+$$;
+
+select pg_temp.clock(0);
+select durable.create_queue('q', '{"backoff": {"kind": "fixed", "delay": 5}}');
+
+-- timeout ----------------------------------------------------------------------------------------
+select pg_temp.enq('t', 'q', '{"timeout": 10, "max_attempts": 2}');
+create temp table c1 as select * from durable.claim('q', 'w1', 1, 30);
+update ids set token = (select lease_token from c1) where name = 't';
+select is((select lease_expires_at from c1), pg_temp.t(10), 'the lease of an attempt with a timeout ends at its deadline');
+select is((pg_temp.task('t')).attempt_deadline, pg_temp.t(10), 'the deadline is started_at + timeout');
+select pg_temp.clock(5);
+select is(durable.heartbeat(pg_temp.id('t'), pg_temp.tok('t'), 30), pg_temp.t(10),
+          'a heartbeat cannot extend the lease past the deadline');
+select is(durable.heartbeat(pg_temp.id('t'), pg_temp.tok('t')), pg_temp.t(10), 'nor can one with the default length');
+select pg_temp.clock(8);
+select is(durable.heartbeat(pg_temp.id('t'), pg_temp.tok('t'), 1), pg_temp.t(9), 'a shorter lease is allowed');
+select pg_temp.clock(8.5);
+select is(durable.heartbeat(pg_temp.id('t'), pg_temp.tok('t'), 60), pg_temp.t(10), 'capped again');
+select pg_temp.clock(10);
+select pg_temp.rejects(format('select durable.heartbeat(%L, %L, 60)', pg_temp.id('t'), pg_temp.tok('t')),
+    'DU010', 'a heartbeat at the deadline');
+select pg_temp.rejects(format('select durable.complete(%L, %L)', pg_temp.id('t'), pg_temp.tok('t')),
+    'DU010', 'complete at the deadline');
+
+select is((select count(*)::int from durable.claim('q', 'w2')), 0,
+          'the next claim reclaims the attempt that ran out of time; its retry is not due yet');
+select is(
+    (select jsonb_build_object('status', status, 'failures', failures, 'lost_leases', lost_leases,
+                               'run_at', run_at, 'error_type', error ->> 'type',
+                               'lease_expires_at', lease_expires_at, 'attempt_deadline', attempt_deadline)
+     from durable.tasks where task_id = pg_temp.id('t')),
+    jsonb_build_object('status', 'pending', 'failures', 1, 'lost_leases', 0, 'run_at', pg_temp.t(15),
+                       'error_type', 'Timeout', 'lease_expires_at', null, 'attempt_deadline', null),
+    'timed out: counted as a failure, retried after the backoff (5 s)'
+);
+select is(
+    (select jsonb_build_object('attempt', attempt, 'outcome', outcome, 'worker', worker, 'ended_at', ended_at,
+                               'error_type', error ->> 'type')
+     from durable.attempts where task_id = pg_temp.id('t')),
+    '{"attempt": 1, "outcome": "timed_out", "worker": "w1", "ended_at": "2030-01-01T00:00:10+00:00", "error_type": "Timeout"}'::jsonb,
+    'the attempt is recorded as timed_out'
+);
+select pg_temp.clock(15);
+select is(pg_temp.claim_as('t', 'q', 'w3', 3), pg_temp.id('t'), 'the retry is claimed when due');
+select is((pg_temp.task('t')).lease_expires_at, pg_temp.t(18), 'a lease shorter than the timeout is kept');
+select is((pg_temp.task('t')).attempt_deadline, pg_temp.t(25), 'the new attempt has a deadline of its own');
+
+-- a lease lost before the deadline is a lost lease, not a timeout
+select pg_temp.clock(18);
+select is(pg_temp.claim_as('t', 'q', 'w4', 30), pg_temp.id('t'),
+          'a lease that ran out before the deadline: the task is claimable at once');
+select is((select array[failures, lost_leases, attempt] from durable.tasks where task_id = pg_temp.id('t')),
+          array[1, 1, 3], 'counted as a lost lease, not a failure');
+select is((select outcome from durable.attempts where task_id = pg_temp.id('t') and attempt = 2), 'lease_expired',
+          'and recorded as lease_expired');
+
+-- the second timeout of max_attempts 2 ends the task
+select pg_temp.clock(28);
+select is(durable.reclaim('q'), 1, 'reclaim() fails the attempt past its deadline');
+select is(
+    (select jsonb_build_object('status', status, 'failures', failures, 'error_type', error ->> 'type',
+                               'finished_at', finished_at)
+     from durable.tasks where task_id = pg_temp.id('t')),
+    jsonb_build_object('status', 'failed', 'failures', 2, 'error_type', 'Timeout', 'finished_at', pg_temp.t(28)),
+    'a timeout on the last attempt fails the task'
+);
+
+-- the queue's timeout applies to its tasks
+select durable.create_queue('qt', '{"timeout": 2.5}');
+select pg_temp.clock(100);
+select pg_temp.enq('qt', 'qt');
+select pg_temp.claim_as('qt', 'qt', 'w1', 60);
+select is((select array[lease_expires_at, attempt_deadline] from durable.tasks where task_id = pg_temp.id('qt')),
+          array[pg_temp.t(102.5), pg_temp.t(102.5)], 'a queue''s timeout bounds its tasks'' attempts');
+
+-- no timeout: heartbeats extend the lease for as long as they come
+select durable.create_queue('qn');
+select pg_temp.enq('free', 'qn');
+select pg_temp.claim_as('free', 'qn', 'w1', 60);
+select pg_temp.clock(150);
+select is(durable.heartbeat(pg_temp.id('free'), pg_temp.tok('free'), 60), pg_temp.t(210), 'without a timeout, no deadline');
+select pg_temp.clock(200);
+select is(durable.heartbeat(pg_temp.id('free'), pg_temp.tok('free'), 3600), pg_temp.t(3800), 'the lease goes as far as asked');
+
+-- schedule_timeout ---------------------------------------------------------------------------------
+select durable.create_queue('qs');
+select pg_temp.clock(1000);
+select pg_temp.enq('late', 'qs', '{"schedule_timeout": 30}');
+select pg_temp.enq('delayed', 'qs', '{"delay": 100, "schedule_timeout": 30}');
+select pg_temp.clock(1029.999);
+select is(durable.reclaim('qs'), 0, 'before its schedule deadline a task is left alone');
+select pg_temp.clock(1030);
+select is((select count(*)::int from durable.claim('qs', 'w1')), 0,
+          'at its schedule deadline a task that has not started is not claimed');
+select is(
+    (select jsonb_build_object('status', status, 'error_type', error ->> 'type', 'finished_at', finished_at, 'attempt', attempt)
+     from durable.tasks where task_id = pg_temp.id('late')),
+    jsonb_build_object('status', 'cancelled', 'error_type', 'ScheduleTimeout', 'finished_at', pg_temp.t(1030), 'attempt', 0),
+    'it is cancelled (ScheduleTimeout)'
+);
+select is((select count(*)::int from durable.attempts where task_id = pg_temp.id('late')), 0, 'no attempt is recorded');
+select is((pg_temp.task('delayed')).status, 'pending', 'the schedule clock of a delayed task starts at its run_at');
+select pg_temp.clock(1129);
+select is(pg_temp.claim_as('delayed', 'qs', 'w1', 10), pg_temp.id('delayed'), 'and it is claimed before its deadline');
+
+-- a task that started in time is not cancelled by its schedule deadline when it is retried
+select pg_temp.clock(1140);
+select is(pg_temp.claim_as('delayed2', 'qs', 'w2', 10), pg_temp.id('delayed'),
+          'after a lost lease past the schedule deadline, the task that had started is claimed again');
+select is((pg_temp.task('delayed')).status, 'running', 'not cancelled');
+select is(
+    (select f.status from durable.fail(pg_temp.id('delayed'), pg_temp.tok('delayed2'), '{"message": "x"}') f),
+    'pending', 'a failure past the schedule deadline is retried'
+);
+select pg_temp.clock(1200);
+select is(durable.reclaim('qs'), 0, 'reclaim leaves the retry alone');
+select is(pg_temp.claim_as('delayed3', 'qs', 'w3', 10), pg_temp.id('delayed'), 'and the retry is claimed');
+
+select * from finish();
