@@ -106,7 +106,7 @@ begin
     ),
     gone_attempts as (
         delete from durable.attempts a using gone where a.task_id = gone.task_id
-    )
+    ),
     gone_events as (
         delete from durable.events e using gone where e.task_id = gone.task_id
     )

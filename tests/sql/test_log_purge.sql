@@ -1,4 +1,3 @@
--- pytest.mark.xfail(reason="durable.purge fails to run: syntax error in plpgsql/read.sql (no comma between the gone_attempts and gone_events CTEs); remove this marker once it is fixed", strict=True)
 --
 -- The retention purge is the one thing allowed to delete events: it deletes a finished
 -- task with its attempts and its events of every generation, and closes the door
