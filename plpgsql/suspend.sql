@@ -271,6 +271,7 @@ declare
     v_hash text := durable.input_hash(to_jsonb(p_children));
     e durable.events;
     v_stranger uuid;
+    v_inherited boolean;
 begin
     perform durable._check_name(p_name, 'wait name');
     if p_children is null or cardinality(p_children) = 0 then
@@ -280,15 +281,23 @@ begin
     if e.seq is not null then
         return jsonb_build_object('children', e.result, 'suspended', false);
     end if;
+    -- a child is a task this task's log records spawning (a fork inherits the spawns
+    -- before its fork point, and so the children of its origin)
     select c.id into v_stranger
     from unnest(p_children) as c (id)
-    left join durable.tasks k on k.task_id = c.id
-    where k.parent_id is distinct from p_task
+    where not exists (
+        select 1 from durable.events s
+        where s.task_id = p_task and s.generation = t.generation and s.kind = 'spawn'
+          and (s.result ->> 'task_id')::uuid = c.id
+    )
     limit 1;
     if found then
         raise exception 'durable: task % is not a child of task %', v_stranger, p_task
             using errcode = 'DU001', hint = 'wait only for tasks this task spawned with durable.spawn()';
     end if;
+    select exists (
+        select 1 from durable.tasks k where k.task_id = any(p_children) and k.parent_id is distinct from p_task
+    ) into v_inherited;
     -- the parent row is locked (fenced): a child ending now waits for this transaction,
     -- then sees the parent waiting
     if not exists (
@@ -298,7 +307,12 @@ begin
         perform durable._append_event(t, p_seq, 'children', p_name, 'ok', durable._children_outcome(p_children), v_hash);
         return jsonb_build_object('children', durable._children_outcome(p_children), 'suspended', false);
     end if;
-    perform durable._suspend(t, 'waiting', null, 'children', p_name, p_seq, p_children);
+    -- children of its origin do not wake a fork when they end (their trigger wakes their
+    -- own parent): the sweep looks again every second instead
+    perform durable._suspend(
+        t, 'waiting', case when v_inherited then durable.current_time() + interval '1 second' end,
+        'children', p_name, p_seq, p_children
+    );
     return jsonb_build_object('suspended', true);
 end;
 $$;
@@ -362,9 +376,22 @@ begin
         limit p_limit
         for update skip locked
     loop
-        perform durable._resume(
-            t, case when t.status = 'waiting' then jsonb_build_object('payload', null, 'timed_out', true) end
-        );
+        if t.wait_kind = 'children' then
+            -- a fork waiting for children of its origin: resume once they have all ended
+            if exists (
+                select 1 from durable.tasks k
+                where k.task_id = any(t.wait_children) and k.status not in ('completed', 'failed', 'cancelled')
+            ) then
+                update durable.tasks k set wake_at = v_now + interval '1 second' where k.task_id = t.task_id;
+                continue;
+            end if;
+            perform durable._resume(t, durable._children_outcome(t.wait_children),
+                                    durable.input_hash(to_jsonb(t.wait_children)));
+        else
+            perform durable._resume(
+                t, case when t.status = 'waiting' then jsonb_build_object('payload', null, 'timed_out', true) end
+            );
+        end if;
         v_count := v_count + 1;
     end loop;
     return v_count;
