@@ -1,0 +1,177 @@
+-- durable.purge: deletes only finished tasks (completed, failed, cancelled) of its queue
+-- that ended before the cutoff, oldest first, with their attempt history; skips rows
+-- another session holds.
+select plan(21);
+
+-- helpers of this session (pg_temp): task ids and lease tokens by name, the test clock,
+-- and a snapshot of everything the queue stores, to check that a rejected call changed nothing
+create temp table ids (name text primary key, id uuid, token uuid);
+create function pg_temp.id(p_name text) returns uuid language sql
+    as $$ select i.id from ids i where i.name = p_name $$;
+create function pg_temp.tok(p_name text) returns uuid language sql
+    as $$ select i.token from ids i where i.name = p_name $$;
+create function pg_temp.task(p_name text) returns durable.tasks language sql
+    as $$ select t.* from durable.tasks t where t.task_id = pg_temp.id(p_name) $$;
+-- T0 + p_seconds; pg_temp.clock(s) moves the test clock there
+create function pg_temp.t(p_seconds double precision) returns timestamptz language sql
+    as $$ select '2030-01-01 00:00:00+00'::timestamptz + make_interval(secs => p_seconds) $$;
+create function pg_temp.clock(p_seconds double precision) returns timestamptz language sql
+    as $$ select set_config('durable.fake_now', pg_temp.t(p_seconds)::text, false)::timestamptz $$;
+create function pg_temp.enq(p_name text, p_queue text, p_options jsonb default '{}', p_input jsonb default '{}')
+returns uuid language sql as $$
+    insert into ids (name, id) values (p_name, durable.enqueue(p_queue, 'job', p_input, p_options))
+    on conflict (name) do update set id = excluded.id, token = null
+    returning id
+$$;
+-- claims one task of the queue and records it under p_name (null when nothing was claimed)
+create function pg_temp.claim_as(p_name text, p_queue text, p_worker text default 'w1', p_lease integer default 30)
+returns uuid language sql as $$
+    insert into ids (name, id, token)
+    select p_name, c.task_id, c.lease_token from durable.claim(p_queue, p_worker, 1, p_lease) c
+    on conflict (name) do update set id = excluded.id, token = excluded.token
+    returning id
+$$;
+create function pg_temp.everything() returns jsonb language sql as $$
+    select jsonb_build_object(
+        'queues', (select coalesce(jsonb_agg(to_jsonb(q) order by q.queue), '[]') from durable.queues q),
+        'tasks', (select coalesce(jsonb_agg(to_jsonb(t) order by t.seq), '[]') from durable.tasks t),
+        'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.task_id, a.attempt), '[]')
+                     from durable.attempts a))
+$$;
+create temp table saved (label text primary key, state jsonb);
+create function pg_temp.save(p_label text) returns boolean language sql as $$
+    insert into saved values (p_label, pg_temp.everything())
+    on conflict (label) do update set state = excluded.state
+    returning true
+$$;
+create function pg_temp.saved(p_label text) returns jsonb language sql
+    as $$ select s.state from saved s where s.label = p_label $$;
+-- the row of one task and its attempt history
+create function pg_temp.state(p_task uuid) returns jsonb language sql as $$
+    select jsonb_build_object(
+        'task', (select to_jsonb(t) from durable.tasks t where t.task_id = p_task),
+        'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.attempt), '[]')
+                     from durable.attempts a where a.task_id = p_task))
+$$;
+-- two assertions: p_sql raises p_errcode, and nothing stored changed
+create function pg_temp.rejects(p_sql text, p_errcode text, p_description text)
+returns setof text language plpgsql as $$
+declare
+    v_before jsonb := pg_temp.everything();
+begin
+    return next throws_ok(p_sql, p_errcode::char(5), null, p_description);
+    return next is(pg_temp.everything(), v_before, p_description || ': nothing changed');
+end;
+$$;
+
+select pg_temp.clock(0);
+select durable.create_queue('p', '{"backoff": {"kind": "none"}}');
+select durable.create_queue('other', '{"backoff": {"kind": "none"}}');
+
+-- finished at t0: one completed, one failed, one cancelled while running; in both queues
+create function pg_temp.finish_three(p_queue text, p_prefix text) returns void language plpgsql as $$
+begin
+    perform pg_temp.enq(p_prefix || '_done', p_queue);
+    perform pg_temp.claim_as(p_prefix || '_done', p_queue);
+    perform durable.complete(pg_temp.id(p_prefix || '_done'), pg_temp.tok(p_prefix || '_done'), '{"x": 1}');
+    perform pg_temp.enq(p_prefix || '_failed', p_queue, '{"max_attempts": 1}');
+    perform pg_temp.claim_as(p_prefix || '_failed', p_queue);
+    perform durable.fail(pg_temp.id(p_prefix || '_failed'), pg_temp.tok(p_prefix || '_failed'), '{"message": "x"}');
+    perform pg_temp.enq(p_prefix || '_cancelled', p_queue);
+    perform pg_temp.claim_as(p_prefix || '_cancelled', p_queue);
+    perform durable.cancel(pg_temp.id(p_prefix || '_cancelled'));
+end;
+$$;
+select pg_temp.finish_three('p', 'old');
+select pg_temp.finish_three('other', 'oth');
+-- unfinished, created long ago
+select pg_temp.enq('pending', 'p', '{"delay": 100000}');
+select pg_temp.enq('running', 'p');
+select pg_temp.claim_as('running', 'p', 'w', 86400);
+select pg_temp.enq('retrying', 'p', '{"max_attempts": 5, "backoff": {"kind": "fixed", "delay": 100000}}');
+select pg_temp.claim_as('retrying', 'p', 'w', 86400);
+select durable.fail(pg_temp.id('retrying'), pg_temp.tok('retrying'), '{"message": "again"}');
+-- finished later
+select pg_temp.clock(150);
+select pg_temp.enq('edge', 'p');
+select pg_temp.claim_as('edge', 'p');
+select durable.complete(pg_temp.id('edge'), pg_temp.tok('edge'));
+select pg_temp.clock(180);
+select pg_temp.enq('recent', 'p');
+select pg_temp.claim_as('recent', 'p');
+select durable.complete(pg_temp.id('recent'), pg_temp.tok('recent'));
+
+select is(
+    (select count(*)::int from durable.attempts where task_id in (select id from ids where name like 'old\_%')), 3,
+    'the old finished tasks have attempt history'
+);
+
+select pg_temp.clock(200);
+select pg_temp.save('before');
+select is(durable.purge('p'), 0, 'without retention and without an age, purge deletes nothing');
+select is(pg_temp.everything(), pg_temp.saved('before'), 'nothing at all');
+
+select is(durable.purge('p', 50), 3, 'purge deletes the tasks of the queue that finished before the cutoff');
+select is(
+    (select array_agg(name order by name) from ids where id not in (select task_id from durable.tasks)),
+    array['old_cancelled', 'old_done', 'old_failed'],
+    'the completed, failed and cancelled tasks that ended at t0'
+);
+select is(
+    (select count(*)::int from durable.attempts where task_id in (select id from ids where name like 'old\_%')), 0,
+    'with their attempt history'
+);
+select is(
+    (select count(*)::int from durable.attempts a where not exists (select 1 from durable.tasks t where t.task_id = a.task_id)),
+    0, 'no attempt row is left without its task'
+);
+select is(
+    (select array_agg(status order by status) from durable.tasks where queue = 'p'),
+    array['completed', 'completed', 'pending', 'pending', 'running'],
+    'unfinished tasks stay however old; so do tasks that finished at or after the cutoff'
+);
+select is(
+    (select count(*)::int from durable.tasks where queue = 'other'), 3,
+    'the finished tasks of another queue stay'
+);
+select is(
+    (select count(*)::int from durable.attempts a join durable.tasks t using (task_id) where t.queue in ('p', 'other')),
+    (select count(*)::int from durable.attempts), 'the other tasks keep their attempts'
+);
+select is(durable.purge('p', 50), 0, 'purging again finds nothing');
+select is(durable.purge('p', 49.999999), 1, 'the cutoff is strict: the task that ended exactly at it goes a microsecond later');
+select is((select count(*)::int from durable.tasks where task_id = pg_temp.id('edge')), 0, 'that was the task ended at t150');
+
+-- the queue's retention; limit, oldest first
+select durable.create_queue('other', '{"retention": 150}');
+select pg_temp.clock(300);
+select is(durable.purge('other', null, 2), 2, 'purge with a limit deletes at most that many');
+select is(
+    (select array_agg(name order by name) from ids where name like 'oth\_%' and id not in (select task_id from durable.tasks)),
+    array['oth_done', 'oth_failed'],
+    'the oldest first (the queue''s retention of 150 s applies when no age is given)'
+);
+select pg_temp.rejects($$select durable.purge('p', -1)$$, 'DU001', 'purge with a negative age');
+select pg_temp.rejects($$select durable.purge('nope', 10)$$, 'DU002', 'purge of an unknown queue');
+
+-- rows another session holds are skipped, not waited for
+select durable.create_queue('locked');
+select pg_temp.enq('l1', 'locked');
+select pg_temp.claim_as('l1', 'locked');
+select durable.complete(pg_temp.id('l1'), pg_temp.tok('l1'));
+select pg_temp.enq('l2', 'locked');
+select pg_temp.claim_as('l2', 'locked');
+select durable.complete(pg_temp.id('l2'), pg_temp.tok('l2'));
+commit;
+select dblink_connect('a', current_setting('durable_test.conninfo'));
+select dblink_exec('a', 'begin');
+select * from dblink('a', format('select task_id from durable.tasks where task_id = %L for update', pg_temp.id('l1')))
+    as r (task_id uuid);
+select pg_temp.clock(1000);
+select is(durable.purge('locked', 0), 1, 'purge skips a finished task another session has locked');
+select is((select array_agg(task_id) from durable.tasks where queue = 'locked'), array[pg_temp.id('l1')],
+          'the locked one is still there');
+select dblink_exec('a', 'rollback');
+select dblink_disconnect('a');
+
+select * from finish();
