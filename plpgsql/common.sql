@@ -150,6 +150,7 @@ as $$
 declare
     v_value jsonb := p_options -> p_key;
     v_number double precision;
+    v_numeric numeric;
 begin
     if v_value is null or jsonb_typeof(v_value) = 'null' then
         return null;
@@ -158,16 +159,18 @@ begin
         raise exception 'durable: option "%" must be a number, got %', p_key, v_value::text
             using errcode = 'DU001';
     end if;
-    v_number := (v_value #>> '{}')::double precision;
-    if p_integer and v_number <> trunc(v_number) then
-        raise exception 'durable: option "%" must be a whole number, got %', p_key, v_value::text
+    -- checked as numeric: a JSON number beyond double precision is out of range (DU001), not an overflow
+    v_numeric := (v_value #>> '{}')::numeric;
+    if p_integer and v_numeric <> trunc(v_numeric) then
+        raise exception 'durable: option "%" must be a whole number, got %', p_key, left(v_value::text, 100)
             using errcode = 'DU001';
     end if;
-    if v_number < p_min or v_number > p_max then
+    if v_numeric < p_min::numeric or v_numeric > p_max::numeric then
         raise exception 'durable: option "%" must be between % and %, got %',
-            p_key, p_min, p_max, v_value::text
+            p_key, p_min, p_max, left(v_value::text, 100)
             using errcode = 'DU001';
     end if;
+    v_number := round(v_numeric, 20)::double precision;
     return v_number;
 end;
 $$;

@@ -240,7 +240,9 @@ begin
     with specs as materialized (
         select e.ord,
                durable._task_row(
-                   v_queue, e.spec ->> 'task_name', coalesce(e.spec -> 'input', '{}'::jsonb),
+                   -- a task_name that is not a JSON string is no name (DU001), not its JSON text
+                   v_queue, case when jsonb_typeof(e.spec -> 'task_name') = 'string' then e.spec ->> 'task_name' end,
+                   coalesce(e.spec -> 'input', '{}'::jsonb),
                    coalesce(e.spec -> 'options', '{}'::jsonb), v_now
                ) as task
         from jsonb_array_elements(p_tasks) with ordinality as e (spec, ord)
