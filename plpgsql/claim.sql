@@ -1,9 +1,12 @@
 -- claim.sql: claiming tasks, leases, and reclaiming the leases that ran out.
 --
 -- The claim is one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED of the queue's ready
--- tasks in claim order (priority desc, run_at, enqueue order), served by the partial
--- index tasks_claim_idx. Two claimers never take the same task: each skips the rows the
--- other has locked, and a row it does lock is re-checked (still pending) before update.
+-- tasks in claim order (priority desc, fair_tag, run_at, enqueue order; fair_tag is 0
+-- outside round_robin queues), served by the partial index tasks_claim_idx. A queue with
+-- concurrency or rate limits has its tasks picked by durable._claim_admit instead, under
+-- the queue's lock (see limits.sql). Two claimers never take the same task: each skips
+-- the rows the other has locked, and a row it does lock is re-checked (still pending)
+-- before update.
 --
 -- There is no reaper daemon: each claim first reclaims up to 100 expired leases of its
 -- queue (and cancels tasks whose schedule_timeout passed), so a queue that has workers
@@ -200,8 +203,10 @@ set search_path = pg_catalog, durable
 as $$
 declare
     v_now timestamptz;
+    v_queue durable.queues;
+    v_admitted uuid[];
 begin
-    perform durable._queue(p_queue);
+    v_queue := durable._queue(p_queue);
     perform durable._check_name(p_worker, 'worker');
     if p_max_tasks is null or p_max_tasks < 1 or p_max_tasks > 1000 then
         raise exception 'durable: max_tasks must be between 1 and 1000, got %', p_max_tasks
@@ -213,20 +218,32 @@ begin
     end if;
 
     perform durable.reclaim(p_queue, 100);
-    v_now := durable.current_time();
+    if durable._has_limits(v_queue.options) then
+        -- concurrency or rate limits: the admission picks and locks, under the queue's lock
+        select a.task_ids, a.claimed_at into v_admitted, v_now
+        from durable._claim_admit(v_queue, p_max_tasks, p_task_names) as a;
+    else
+        v_now := durable.current_time();
+    end if;
 
     return query
     with picked as (
         select k.task_id
         from durable.tasks k
-        where k.queue = p_queue
+        where v_admitted is null
+          and k.queue = p_queue
           and k.status = 'pending'
           and k.run_at <= v_now
           and (p_task_names is null or k.task_name = any(p_task_names))
           and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > v_now)
-        order by k.priority desc, k.run_at, k.seq
+        order by k.priority desc, k.fair_tag, k.run_at, k.seq
         limit p_max_tasks
         for update skip locked
+    ),
+    chosen as (
+        select picked.task_id from picked
+        union all
+        select a.task_id from unnest(v_admitted) as a (task_id)
     )
     update durable.tasks t
     set status = 'running',
@@ -240,15 +257,15 @@ begin
             v_now + make_interval(secs => p_lease_seconds),
             v_now + make_interval(secs => t.timeout_seconds)
         )
-    from picked
-    where t.task_id = picked.task_id
+    from chosen
+    where t.task_id = chosen.task_id
     returning t.task_id, t.task_name, t.input, t.attempt, t.lease_token, t.lease_expires_at, t.durable,
         case when t.durable then durable._history(t.task_id, t.generation) end;
 end;
 $$;
 
 comment on function durable.claim(text, text, integer, integer, text[]) is
-'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint). Reclaims expired leases of the queue first. Errors: DU001, DU002.';
+'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint). Reclaims expired leases of the queue first. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002.';
 
 create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
 returns timestamptz

@@ -16,7 +16,14 @@ language sql
 immutable
 parallel safe
 set search_path = pg_catalog, durable
-as $$ select array['max_attempts', 'max_lost_leases', 'backoff', 'timeout', 'retention'] $$;
+as $$
+    select array[
+        'max_attempts', 'max_lost_leases', 'backoff', 'timeout', 'retention',
+        -- concurrency and rate limits: see limits.sql
+        'concurrency_limit', 'concurrency_key_limit', 'concurrency_strategy', 'rate_limit',
+        'hold_slots_while_suspended'
+    ]
+$$;
 
 comment on function durable._queue_option_keys() is
 'Internal: the keys a queue''s options may hold.';
@@ -31,7 +38,8 @@ set search_path = pg_catalog, durable
 as $$
     select array[
         'priority', 'run_at', 'delay', 'max_attempts', 'max_lost_leases', 'backoff',
-        'timeout', 'schedule_timeout', 'idempotency_key', 'durable'
+        'timeout', 'schedule_timeout', 'idempotency_key', 'durable',
+        'concurrency_key', 'concurrency_key_limit'
     ]
 $$;
 
@@ -69,6 +77,7 @@ begin
         v_result := v_result || jsonb_build_object(
             'retention', durable._opt_number(p_options, 'retention', 0, 315360000));
     end if;
+    v_result := v_result || durable._limit_options(p_options);
     -- a JSON null removes the setting
     return jsonb_strip_nulls(v_result);
 end;
@@ -95,12 +104,13 @@ begin
             (q.options - array(select jsonb_object_keys(p_options))) || excluded.options
         )
     returning q.options into v_options;
+    perform durable._limits_changed(p_queue, v_options);
     return v_options;
 end;
 $$;
 
 comment on function durable.create_queue(text, jsonb) is
-'Creates a queue, or, when it exists, merges the given options into its own (a key given as JSON null is removed). Idempotent. Options: max_attempts (default 5), max_lost_leases (default 10), backoff (default exponential 1 s x2 up to 300 s with jitter), timeout (seconds per attempt), retention (seconds finished tasks are kept; see durable.purge). Returns the queue''s options. Errors: DU001.';
+'Creates a queue, or, when it exists, merges the given options into its own (a key given as JSON null is removed). Idempotent. Options: max_attempts (default 5), max_lost_leases (default 10), backoff (default exponential 1 s x2 up to 300 s with jitter), timeout (seconds per attempt), retention (seconds finished tasks are kept; see durable.purge); concurrency_limit, concurrency_key_limit, concurrency_strategy (queue, round_robin, cancel_in_progress, cancel_newest), rate_limit ({"limit": n, "period": seconds, "per": "key" or "queue"}, a sliding window) and hold_slots_while_suspended (see limits.sql). Returns the queue''s options. Errors: DU001.';
 
 -- Builds the row of a new task, every option resolved and checked.
 create or replace function durable._task_row(
@@ -176,6 +186,17 @@ begin
     end if;
     t.idempotency_key := durable._opt_text(p_options, 'idempotency_key', 255);
     t.durable := coalesce(durable._opt_bool(p_options, 'durable'), false);
+    -- concurrency limits (limits.sql): the key, this task's own key limit, its round_robin tag
+    t.concurrency_key := durable._opt_text(p_options, 'concurrency_key', 255);
+    t.concurrency_key_limit := durable._opt_number(p_options, 'concurrency_key_limit', 1, 100000, true)::integer;
+    if t.concurrency_key_limit is not null
+        and (t.concurrency_key is null or not durable._has_limits(p_queue.options)) then
+        raise exception 'durable: option "concurrency_key_limit" needs a concurrency_key and a queue with concurrency options'
+            using errcode = 'DU001',
+                  hint = 'set concurrency_key_limit or concurrency_strategy on the queue with durable.create_queue()';
+    end if;
+    t.fair_tag := case when p_queue.options ->> 'concurrency_strategy' = 'round_robin'
+                       then durable._fair_tag(p_queue.queue, t.concurrency_key) else 0 end;
     t.generation := 1;
     t.attempt := 0;
     t.failures := 0;
@@ -221,6 +242,7 @@ declare
     v_now timestamptz := durable.current_time();
     v_ready boolean;
     v_ids uuid[];
+    v_new_ids uuid[];
 begin
     if p_tasks is null or jsonb_typeof(p_tasks) <> 'array' then
         raise exception 'durable: enqueue_many takes a JSON array of task specs, got %',
@@ -251,13 +273,15 @@ begin
         insert into durable.tasks (
             task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
             lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-            schedule_deadline, idempotency_key, created_at, durable
+            schedule_deadline, idempotency_key, created_at, durable,
+            concurrency_key, concurrency_key_limit, fair_tag
         )
         select (s.task).task_id, (s.task).queue, (s.task).task_name, (s.task).input, 'pending',
                (s.task).priority, (s.task).run_at, 0, 0, 0, (s.task).max_attempts,
                (s.task).max_lost_leases, (s.task).backoff, (s.task).timeout_seconds,
                (s.task).schedule_deadline, (s.task).idempotency_key, (s.task).created_at,
-               (s.task).durable
+               (s.task).durable, (s.task).concurrency_key, (s.task).concurrency_key_limit,
+               (s.task).fair_tag
         from specs s
         order by s.ord
         on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
@@ -266,8 +290,9 @@ begin
     -- the id of each spec, in order: its new task, or the task that holds its idempotency
     -- key (an earlier spec of this batch, or a task that existed before this statement)
     select array_agg(coalesce(i.task_id, ik.task_id, k.task_id) order by s.ord),
-           coalesce(bool_or(i.run_at <= v_now), false)
-    into v_ids, v_ready
+           coalesce(bool_or(i.run_at <= v_now), false),
+           array_agg(i.task_id) filter (where i.task_id is not null)
+    into v_ids, v_ready, v_new_ids
     from specs s
     left join inserted i on i.task_id = (s.task).task_id
     left join inserted ik
@@ -276,6 +301,9 @@ begin
         on i.task_id is null and ik.task_id is null
         and k.queue = p_queue and k.idempotency_key = (s.task).idempotency_key;
 
+    if v_new_ids is not null and v_queue.options ? 'concurrency_strategy' then
+        perform durable._enqueued_under_limits(v_queue, v_new_ids);
+    end if;
     if v_ready then
         perform pg_notify('durable', p_queue);
     end if;
@@ -296,18 +324,21 @@ set search_path = pg_catalog, durable
 as $$
 declare
     v_now timestamptz := durable.current_time();
-    t durable.tasks := durable._task_row(durable._queue(p_queue), p_task_name, p_input, p_options, v_now);
+    v_queue durable.queues := durable._queue(p_queue);
+    t durable.tasks := durable._task_row(v_queue, p_task_name, p_input, p_options, v_now);
     v_id uuid;
 begin
     insert into durable.tasks (
         task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
         lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-        schedule_deadline, idempotency_key, created_at, durable
+        schedule_deadline, idempotency_key, created_at, durable,
+        concurrency_key, concurrency_key_limit, fair_tag
     )
     values (
         t.task_id, t.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0, 0,
         t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
-        t.schedule_deadline, t.idempotency_key, t.created_at, t.durable
+        t.schedule_deadline, t.idempotency_key, t.created_at, t.durable,
+        t.concurrency_key, t.concurrency_key_limit, t.fair_tag
     )
     on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
     returning tasks.task_id into v_id;
@@ -318,6 +349,9 @@ begin
         where k.queue = p_queue and k.idempotency_key = t.idempotency_key;
         return v_id;
     end if;
+    if v_queue.options ? 'concurrency_strategy' then
+        perform durable._enqueued_under_limits(v_queue, array[v_id]);
+    end if;
     if t.run_at <= v_now then
         perform pg_notify('durable', p_queue);
     end if;
@@ -326,4 +360,4 @@ end;
 $$;
 
 comment on function durable.enqueue(text, text, jsonb, jsonb) is
-'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large.';
+'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint), concurrency_key (the key per-key limits, rate limits and round_robin count it under) and concurrency_key_limit (this task''s own per-key limit; see limits.sql). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large.';
