@@ -239,6 +239,7 @@ def test_purge_deletes_finished_tasks(client: Client, queue: str) -> None:
 
 
 def test_migrate_again_changes_nothing(client: Client) -> None:
+    client.migrate()  # the database is migrated already, unless the SQL files changed since
     result = client.migrate()
     assert result.applied == []
     assert result.functions_reloaded is False
@@ -271,6 +272,7 @@ def test_async_client_has_the_same_verbs(db_url: str) -> None:
             with pytest.raises(InvalidTransition):
                 await client.cancel(task_id)
             assert await client.purge("aq", older_than=0) == 2
+            await client.migrate()
             assert (await client.migrate()).applied == []
 
     asyncio.run(scenario())
