@@ -300,6 +300,16 @@ begin
     left join durable.tasks k
         on i.task_id is null and ik.task_id is null
         and k.queue = p_queue and k.idempotency_key = (s.task).idempotency_key;
+    -- a key committed by another transaction while the insert waited for it is not in that
+    -- statement's snapshot: look it up again, in a statement (and snapshot) of its own
+    if array_position(v_ids, null) is not null then
+        select array_agg(coalesce(u.id, k.task_id) order by u.ord) into v_ids
+        from unnest(v_ids) with ordinality as u (id, ord)
+        join jsonb_array_elements(p_tasks) with ordinality as e (spec, ord) on e.ord = u.ord
+        left join durable.tasks k
+            on u.id is null and k.queue = p_queue
+            and k.idempotency_key = e.spec -> 'options' ->> 'idempotency_key';
+    end if;
 
     if v_new_ids is not null and v_queue.options ? 'concurrency_strategy' then
         perform durable._enqueued_under_limits(v_queue, v_new_ids);
