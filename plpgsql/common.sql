@@ -299,7 +299,7 @@ declare
 begin
     case p_backoff ->> 'kind'
         when 'none' then
-            return 0;
+            return 0::double precision;
         when 'fixed' then
             v_delay := (p_backoff ->> 'delay')::double precision;
         else

@@ -70,7 +70,9 @@ $$;
 comment on function durable.queue_stats(text) is
 'How many tasks of the queue are in each status, with the creation time of the oldest.';
 
-create or replace function durable.purge(p_queue text, p_older_than_seconds double precision default null, p_limit integer default 10000)
+create or replace function durable.purge(
+    p_queue text, p_older_than_seconds double precision default null, p_limit integer default 10000
+)
 returns integer
 language plpgsql
 volatile
@@ -80,7 +82,7 @@ declare
     v_queue durable.queues := durable._queue(p_queue);
     v_keep double precision := coalesce(p_older_than_seconds, (v_queue.options ->> 'retention')::double precision);
     v_cutoff timestamptz;
-    v_count integer;
+    v_count bigint;
 begin
     if v_keep is null then
         return 0;
@@ -112,7 +114,7 @@ begin
     )
     select count(*) into v_count from gone;
     perform set_config('durable.purging', 'off', true);
-    return v_count;
+    return v_count::integer;
 end;
 $$;
 
