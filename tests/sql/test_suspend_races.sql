@@ -2,14 +2,14 @@
 -- holds its transaction open while the other blocks on a row it locked; the test checks
 -- that the second one is blocked by the first (pg_blocking_pids), commits the first,
 -- then collects the second's result. No sleeps.
---   1. emit vs wait on one key, both orders: no lost wakeup;
+--   1. emit vs wait on one key, both orders, new key or existing row: no lost wakeup;
 --   2. children ending at once (two children; a child vs its parent's wait_children,
 --      both orders): the parent is woken exactly once with every outcome;
 --   3. an emit racing the timeout sweep, both orders: one outcome only.
-select plan(39);
+select plan(43);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
-select durable.create_queue(q) from unnest(array['q1', 'q2', 'parents', 'kids', 'q3a', 'q3b']) as q;
+select durable.create_queue(q) from unnest(array['q1', 'q2', 'q4', 'parents', 'kids', 'q3a', 'q3b']) as q;
 
 -- blocks until session p_conn (backend p_pid) waits for a lock, or its query ended;
 -- returns the pids it waits for (empty when it did not block)
@@ -122,6 +122,39 @@ select is((select r from r3), '{"payload": {"n": 3}, "timed_out": false, "suspen
           '1c: once A commits, B''s wait gets the payload at once');
 select is((select status from durable.tasks, w3 where task_id = w3.id and w3.n = 2), 'running',
           '1c: the waiter did not suspend');
+
+-- 1d. wait first on a key whose row exists (nobody inserts it now): A's wait must
+-- still lock it, or B's emit would not see the waiter
+create temp table w4 as
+select n, durable.enqueue('q4', 'wf', jsonb_build_object('n', n), '{"durable": true}') as id
+from generate_series(1, 2) as n;
+create temp table c4 as select * from durable.claim('q4', 'w', 2, 3600);
+select durable.wait_event(c4.task_id, c4.lease_token, 1, 'race-4') from c4 where c4.input ->> 'n' = '1';
+select durable.cancel((select id from w4 where n = 1));
+commit;
+select dblink_exec('a', 'begin');
+select is(
+    (select r::jsonb from c4, dblink('a', format('select durable.wait_event(%L, %L, 1, %L)::text',
+                                                 c4.task_id, c4.lease_token, 'race-4')) as x (r text)
+     where c4.input ->> 'n' = '2'),
+    '{"suspended": true}'::jsonb,
+    '1d: A''s wait on the existing key suspends the task (not committed)'
+);
+select dblink_send_query('b', $$select durable.emit_event('race-4', '{"n": 4}')$$);
+select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids)],
+          '1d: B''s emit blocks on A (the key''s row A locked)');
+select dblink_exec('a', 'commit');
+create temp table r4 as select n from dblink_get_result('b') as x (n integer);
+select count(*) from dblink_get_result('b') as x (n integer);
+select is((select n from r4), 1, '1d: once A commits, B''s emit wakes the task: 1 woken');
+select is(
+    (select jsonb_build_object('status', k.status,
+                               'recorded', (select e.result from durable.events e
+                                            where e.task_id = k.task_id and e.seq = 1))
+     from durable.tasks k, w4 where k.task_id = w4.id and w4.n = 2),
+    '{"status": "pending", "recorded": {"payload": {"n": 4}, "timed_out": false}}'::jsonb,
+    '1d: no lost wakeup'
+);
 
 -- ---------------------------------------------------------------------------------
 -- 2a. two children end at once: A completes child 1 and B child 2, each in an open
@@ -299,11 +332,11 @@ select is(
 );
 select dblink_send_query('b', $$select durable.reclaim('q3b')$$);
 select is(pg_temp.blockers('b', (select b from pids)), '{}'::integer[],
-          '3b: B''s sweep, meanwhile, does not wait for A');
+          '3b: B''s sweep, meanwhile, does not wait for A (it skips the task A holds)');
+select dblink_exec('a', 'commit');
 create temp table r3b as select n from dblink_get_result('b') as x (n integer);
 select count(*) from dblink_get_result('b') as x (n integer);
-select is((select n from r3b), 0, '3b: it skips the task A holds');
-select dblink_exec('a', 'commit');
+select is((select n from r3b), 0, '3b: it woke nothing');
 select is(
     (select n from dblink('b', $$select durable.reclaim('q3b')$$) as x (n integer)),
     0, '3b: after A commits there is nothing left to time out'
