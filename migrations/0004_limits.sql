@@ -26,6 +26,11 @@ where status = 'pending';
 create index tasks_concurrency_key_idx on durable.tasks (queue, concurrency_key, status)
 where concurrency_key is not null and status in ('pending', 'running', 'sleeping', 'waiting');
 
+-- With hold_slots_while_suspended, the suspended tasks of a queue count too (with or
+-- without a key, with or without a wake time: tasks_wake_idx has only the latter).
+create index tasks_suspended_idx on durable.tasks (queue, concurrency_key)
+where status in ('sleeping', 'waiting');
+
 -- Claim-side state of limited queues, written only by a claim that holds the queue's
 -- lock, so nobody ever waits on these rows. One row per (queue, key) that has recent
 -- starts under a rate limit: the sliding-window log, as parallel arrays (one element per

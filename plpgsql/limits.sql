@@ -240,7 +240,25 @@ declare
     v_limit integer;
     v_used integer;
     v_ids uuid[] := '{}'::uuid[];
-    c record;
+    -- Ready tasks in claim order, at most 10,000 deep, without the keys known to be full
+    -- (unless the task brings its own limit) or out of rate budget. The subquery's order
+    -- is kept: nothing above its LIMIT reorders rows.
+    ready cursor for
+        select r.task_id, r.concurrency_key, r.concurrency_key_limit
+        from (
+            select k.task_id, k.concurrency_key, k.concurrency_key_limit
+            from durable.tasks k
+            where k.queue = p_queue.queue
+              and k.status = 'pending'
+              and k.run_at <= claimed_at
+              and (p_task_names is null or k.task_name = any(p_task_names))
+              and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > claimed_at)
+            order by k.priority desc, k.fair_tag, k.run_at, k.seq
+            limit 10000
+        ) r
+        where r.concurrency_key is null
+           or (r.concurrency_key <> all(v_exhausted)
+               and (r.concurrency_key_limit is not null or r.concurrency_key <> all(v_full)));
 begin
     perform durable._require_read_committed('a claim on a queue with concurrency or rate limits');
     perform pg_advisory_xact_lock(1685418497, hashtext(p_queue.queue));
@@ -250,17 +268,46 @@ begin
     claimed_at := durable.current_time();
     task_ids := '{}'::uuid[];
 
-    if v_queue_limit is not null then
-        select count(*)::integer into v_used
-        from durable.tasks k
-        where k.queue = p_queue.queue and k.status = 'running';
+    -- What holds a slot: one scan of the queue's running tasks (and suspended ones with
+    -- hold_slots_while_suspended) gives the queue's total and each key's count. Two static
+    -- queries rather than one with an OR on v_hold, so that each keeps its partial index.
+    if v_queue_limit is not null or v_key_limit is not null then
         if v_hold then
-            v_used := v_used + (
-                select count(*)::integer from durable.tasks k
-                where k.queue = p_queue.queue and k.status in ('sleeping', 'waiting')
-            );
+            select coalesce(sum(r.n), 0)::integer,
+                   coalesce(jsonb_object_agg(r.concurrency_key, r.n) filter (where r.concurrency_key is not null),
+                            '{}'::jsonb),
+                   coalesce(array_agg(r.concurrency_key)
+                            filter (where r.concurrency_key is not null and r.n >= v_key_limit), '{}'::text[])
+            into v_used, v_running, v_full
+            from (
+                select h.concurrency_key, count(*)::integer as n
+                from (
+                    select k.concurrency_key from durable.tasks k
+                    where k.queue = p_queue.queue and k.status = 'running'
+                    union all
+                    select k.concurrency_key from durable.tasks k
+                    where k.queue = p_queue.queue and k.status in ('sleeping', 'waiting')
+                ) h
+                group by h.concurrency_key
+            ) r;
+        else
+            select coalesce(sum(r.n), 0)::integer,
+                   coalesce(jsonb_object_agg(r.concurrency_key, r.n) filter (where r.concurrency_key is not null),
+                            '{}'::jsonb),
+                   coalesce(array_agg(r.concurrency_key)
+                            filter (where r.concurrency_key is not null and r.n >= v_key_limit), '{}'::text[])
+            into v_used, v_running, v_full
+            from (
+                select k.concurrency_key, count(*)::integer as n
+                from durable.tasks k
+                where k.queue = p_queue.queue and k.status = 'running'
+                group by k.concurrency_key
+            ) r;
         end if;
-        v_take := least(v_take, v_queue_limit - v_used);
+        v_all_running := true;
+        if v_queue_limit is not null then
+            v_take := least(v_take, v_queue_limit - v_used);
+        end if;
     end if;
 
     if v_rate_limit is not null then
@@ -292,40 +339,11 @@ begin
         return;
     end if;
 
-    if v_key_limit is not null then
-        select coalesce(jsonb_object_agg(r.concurrency_key, r.n), '{}'::jsonb),
-               coalesce(array_agg(r.concurrency_key) filter (where r.n >= v_key_limit), '{}')
-        into v_running, v_full
-        from (
-            select k.concurrency_key, count(*)::integer as n
-            from durable.tasks k
-            where k.queue = p_queue.queue
-              and k.concurrency_key is not null
-              and (k.status = 'running' or (v_hold and k.status in ('sleeping', 'waiting')))
-            group by k.concurrency_key
-        ) r;
-        v_all_running := true;
-    end if;
-
-    -- Ready tasks in claim order, at most 10,000 deep, without the keys known to be full
-    -- (unless the task brings its own limit) or out of rate budget. The subquery's order
-    -- is kept: nothing above its LIMIT reorders rows.
-    for c in
-        select r.task_id, r.concurrency_key, r.concurrency_key_limit
-        from (
-            select k.task_id, k.concurrency_key, k.concurrency_key_limit
-            from durable.tasks k
-            where k.queue = p_queue.queue
-              and k.status = 'pending'
-              and k.run_at <= claimed_at
-              and (p_task_names is null or k.task_name = any(p_task_names))
-              and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > claimed_at)
-            order by k.priority desc, k.fair_tag, k.run_at, k.seq
-            limit 10000
-        ) r
-        where r.concurrency_key is null
-           or (r.concurrency_key <> all(v_exhausted)
-               and (r.concurrency_key_limit is not null or r.concurrency_key <> all(v_full)))
+    -- The walk (the cursor "ready" above). A cursor, not a plain FOR over a query: a
+    -- cursor is planned to return its first rows fast (cursor_tuple_fraction), i.e. by
+    -- walking tasks_claim_idx in order, where a plain query planned for all its 10,000
+    -- rows would sort the queue's whole backlog first.
+    for c in ready
     loop
         if c.concurrency_key is not null then
             v_taken_key := coalesce((v_taken ->> c.concurrency_key)::integer, 0);
