@@ -195,6 +195,23 @@ declare
     v_now timestamptz := durable.current_time();
     v_error jsonb := jsonb_build_object('type', 'Cancelled', 'message', coalesce(p_reason, 'cancelled'));
 begin
+    -- lock the unfinished descendants first, deepest first, and the task last: a child
+    -- that ends locks its own row, then its parent's (durable._child_ended), so taking
+    -- the locks in that same order cannot deadlock with it
+    perform 1
+    from durable.tasks k
+    join (
+        with recursive tree (task_id, depth) as (
+            select c.task_id, 1 from durable.tasks c
+            where c.parent_id = p_task and c.status not in ('completed', 'failed', 'cancelled')
+            union all
+            select c.task_id, tree.depth + 1 from durable.tasks c join tree on c.parent_id = tree.task_id
+            where c.status not in ('completed', 'failed', 'cancelled')
+        )
+        select tree.task_id, tree.depth from tree
+    ) as d on d.task_id = k.task_id
+    order by d.depth desc, k.task_id
+    for update of k;
     select * into t from durable.tasks k where k.task_id = p_task for update;
     if not found then
         raise exception 'durable: unknown task %', p_task using errcode = 'DU004';

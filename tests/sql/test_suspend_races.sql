@@ -5,8 +5,9 @@
 --   1. emit vs wait on one key, both orders, new key or existing row: no lost wakeup;
 --   2. children ending at once (two children; a child vs its parent's wait_children,
 --      both orders): the parent is woken exactly once with every outcome;
---   3. an emit racing the timeout sweep, both orders: one outcome only.
-select plan(43);
+--   3. an emit racing the timeout sweep, both orders: one outcome only;
+--   4. a cancel cascading to a child that ends meanwhile: no deadlock.
+select plan(49);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue(q) from unnest(array['q1', 'q2', 'q4', 'parents', 'kids', 'q3a', 'q3b']) as q;
@@ -354,6 +355,45 @@ select is(
     (select durable.wait_event(c3b2.task_id, c3b2.lease_token, 1, 'race-t2', 5) from c3b2),
     '{"payload": "first", "timed_out": false, "suspended": false}'::jsonb,
     '3b: the re-run sees the payload'
+);
+
+-- ---------------------------------------------------------------------------------
+-- 4. a cancel cascading while a child ends: the child's worker (A) holds the child's
+-- row (a heartbeat in an open transaction) and then completes it, which locks the
+-- parent (the trigger); B cancels the parent meanwhile. Whatever order the cancel takes
+-- its locks in, it must not deadlock with the child's end: no error on either side.
+select set_config('durable.fake_now', '2030-01-01 00:01:00+00', false);
+select dblink_exec('a', $$set durable.fake_now = '2030-01-01 00:01:00+00'$$);
+select dblink_exec('b', $$set durable.fake_now = '2030-01-01 00:01:00+00'$$);
+create temp table p4 as select durable.enqueue('parents', 'parent4', '{}', '{"durable": true}') as id;
+create temp table cp4 as select * from durable.claim('parents', 'w', 1, 3600, array['parent4']);
+create temp table k4 as
+select n, durable.spawn(cp4.task_id, cp4.lease_token, n, 'kids', 'child4', jsonb_build_object('n', n)) as id
+from cp4, generate_series(1, 2) as n order by n;
+select durable.wait_children(cp4.task_id, cp4.lease_token, 3, array(select id from k4 order by n)) from cp4;
+create temp table ck4 as select * from durable.claim('kids', 'wk', 1, 3600);
+select is((select task_id from ck4), (select id from k4 where n = 1), '4: child 1 runs, child 2 is pending');
+commit;
+select dblink_exec('a', 'begin');
+select x.r from ck4, dblink('a', format('select durable.heartbeat(%L, %L)', ck4.task_id, ck4.lease_token)) as x (r text);
+select dblink_send_query('b', format('select durable.cancel(%L)', (select id from p4)));
+select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids)],
+          '4: B''s cancel blocks on the running child''s row, held by A');
+select x.r from ck4, dblink('a', format('select durable.complete(%L, %L, %L)', ck4.task_id, ck4.lease_token, '{"r": 4}'),
+                            false) as x (r text);
+select is(dblink_error_message('a'), 'OK', '4: A''s complete does not fail (no deadlock)');
+select dblink_exec('a', 'commit');
+create temp table r4b as select r from dblink_get_result('b', false) as x (r boolean);
+create temp table r4b_error as select dblink_error_message('b') as m;
+select count(*) from dblink_get_result('b', false) as x (r boolean);
+select is((select m from r4b_error), 'OK', '4: B''s cancel does not fail (no deadlock)');
+select is((select r from r4b), true, '4: the cancel returns true');
+select is(
+    (select jsonb_object_agg(coalesce('child ' || k4.n, 'parent'), t.status)
+     from durable.tasks t left join k4 on k4.id = t.task_id
+     where t.task_id in (select id from k4 union all select id from p4)),
+    '{"parent": "cancelled", "child 1": "completed", "child 2": "cancelled"}'::jsonb,
+    '4: the child that ended first stays completed; the parent and the other child are cancelled'
 );
 
 select dblink_disconnect('a');
