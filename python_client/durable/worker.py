@@ -306,7 +306,9 @@ class Worker:
     async def _serve(self) -> None:
         dsn = self.dsn if self.dsn else await asyncio.to_thread(resolve_dsn, None)
         self._pool = await async_pool(dsn, min_size=2, max_size=self.pool_size, name=f"durable-{self.name}")
-        self._threads = ThreadRunner(self.concurrency, name=f"durable-{self.name}")
+        self._threads = ThreadRunner(
+            asyncio.get_running_loop(), self.concurrency, name=f"durable-{self.name}"
+        )
         helpers: list[asyncio.Task[None]] = []
         flusher: asyncio.Task[None] | None = None
         try:
