@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pyclient_support import ThreadedWorker, wait_until
 
-from durable import Client, NonRetryableError, TaskContext, TaskSpec, Worker
+from durable import Client, NonRetryableError, TaskContext, TaskSpec, UnknownQueue, Worker
 from durable.worker import describe
 
 StartWorker = Callable[[Worker], ThreadedWorker]
@@ -350,3 +350,13 @@ def test_task_registration_checks_signatures() -> None:
     assert worker.task_names == ["one"]
     with pytest.raises(RuntimeError, match="no task functions"):
         Worker("postgresql://unused").run()
+
+
+def test_without_create_queue_the_queue_must_exist(db_url: str) -> None:
+    worker = make_worker(db_url, queue="missing", create_queue=False)
+
+    @worker.task
+    def anything(input: dict[str, Any]) -> None: ...
+
+    with pytest.raises(UnknownQueue):
+        worker.run()
