@@ -246,13 +246,14 @@ def test_heartbeats_keep_a_task_longer_than_its_lease(
     start_worker(worker)
     assert started.wait(30)
     first_expiry = wait_until(lambda: client.get_task(task_id).lease_expires_at)
-    # renewed until the task has outlived its first lease by a whole lease
-    wait_until(
-        lambda: (
-            (e := client.get_task(task_id).lease_expires_at) is not None
-            and e > first_expiry + timedelta(seconds=1)
-        )
-    )
+    assert first_expiry is not None
+
+    def outlived_first_lease() -> bool:
+        # renewed until the task has outlived its first lease by a whole lease
+        expiry = client.get_task(task_id).lease_expires_at
+        return expiry is not None and expiry > first_expiry + timedelta(seconds=1)
+
+    wait_until(outlived_first_lease)
     release.set()
     assert client.wait(task_id, timeout=30) == "done"
     info = client.get_task(task_id)

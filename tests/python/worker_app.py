@@ -44,6 +44,7 @@ def build() -> Worker:
         seconds = input.get("seconds")
         if seconds is None:
             threading.Event().wait()  # until the process is killed
+            raise AssertionError("unreachable")
         time.sleep(float(seconds))
         return {"pid": os.getpid(), "slept": seconds}
 
