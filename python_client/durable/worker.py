@@ -534,8 +534,10 @@ class Worker:
                             continue
                         await self._beat(conn, attempt)
                         attempt.next_beat = now + interval
-            except psycopg.Error as exc:
+            except (psycopg.Error, DurableError) as exc:
                 logger.warning("heartbeat failed (%s); retrying", exc)
+            except Exception:
+                logger.exception("heartbeat loop error; retrying")
 
     async def _beat(self, conn: psycopg.AsyncConnection[Any], attempt: _Attempt) -> None:
         claimed = attempt.claimed
@@ -564,7 +566,10 @@ class Worker:
                     await asyncio.wait_for(self._flush_full.wait(), self.flush_interval)
             batch = self._completed[:MAX_BATCH]
             del self._completed[:MAX_BATCH]
-            await self._send_completions(batch)
+            try:
+                await self._send_completions(batch)
+            except Exception:
+                logger.exception("completing %d tasks failed; their leases will expire", len(batch))
 
     async def _send_completions(self, batch: list[tuple[uuid.UUID, uuid.UUID, str | None]]) -> None:
         loop = asyncio.get_running_loop()
@@ -626,8 +631,10 @@ class Worker:
                     async for notify in conn.notifies():
                         if notify.payload == self.queue:
                             self._wake.set()
-            except psycopg.Error as exc:
+            except (psycopg.Error, OSError) as exc:
                 logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            except Exception:
+                logger.exception("LISTEN loop error; polling until it is back")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
 
