@@ -562,30 +562,36 @@ stable
 set search_path = pg_catalog, durable
 as $$
     with q as (select * from durable._queue(p_queue)),
-    counts as (
+    keyed as (
         select k.concurrency_key,
                count(*) filter (where k.status = 'running') as running,
                count(*) filter (where k.status = 'pending') as pending
         from durable.tasks k
-        where k.queue = p_queue and k.status in ('pending', 'running')
-        group by grouping sets ((), (k.concurrency_key))
-        having grouping(k.concurrency_key) = 1 or k.concurrency_key is not null
+        where k.queue = p_queue and k.concurrency_key is not null and k.status in ('pending', 'running')
+        group by k.concurrency_key
     ),
     starts as (
-        select nullif(ls.concurrency_key, '') as concurrency_key, sum(u.n)::bigint as recent_starts
-        from durable.limit_state ls, q,
-             unnest(ls.start_times, ls.start_counts) as u (t, n)
-        where ls.queue = p_queue
-          and u.t > durable.current_time()
+        select ls.concurrency_key, coalesce(sum(u.n), 0)::bigint as n
+        from q
+        join durable.limit_state ls on ls.queue = q.queue
+        cross join lateral unnest(ls.start_times, ls.start_counts) as u (t, n)
+        where u.t > durable.current_time()
                     - make_interval(secs => (q.options #>> '{rate_limit,period}')::double precision)
         group by ls.concurrency_key
     )
-    select c.concurrency_key, c.running, c.pending, coalesce(s.recent_starts, 0)
+    select null::text,
+           count(*) filter (where k.status = 'running'),
+           count(*) filter (where k.status = 'pending'),
+           (select coalesce(sum(s.n), 0)::bigint from starts s)
     from q
-    cross join counts c
-    left join starts s on s.concurrency_key is not distinct from c.concurrency_key
-    order by c.concurrency_key nulls first
+    left join durable.tasks k on k.queue = q.queue and k.status in ('pending', 'running')
+    union all
+    select coalesce(kd.concurrency_key, s.concurrency_key), coalesce(kd.running, 0), coalesce(kd.pending, 0),
+           coalesce(s.n, 0)
+    from keyed kd
+    full join (select * from starts where starts.concurrency_key <> '') s on s.concurrency_key = kd.concurrency_key
+    order by 1 nulls first
 $$;
 
 comment on function durable.limit_usage(text) is
-'What the limits of a queue see now: one row for the whole queue (concurrency_key null) and one per concurrency key with unfinished tasks: running and pending tasks, and starts within the rate_limit window (0 without a rate limit). For monitoring; it takes no lock. Errors: DU002.';
+'What the limits of a queue see now: one row for the whole queue (concurrency_key null) and one per concurrency key with unfinished tasks or recent starts: running and pending tasks, and starts within the rate_limit window (0 without a rate limit). For monitoring; it takes no lock. Errors: DU002.';
