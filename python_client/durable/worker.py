@@ -206,6 +206,7 @@ class Worker:
         # set up by run_async, inside its loop
         self._pool: AsyncConnectionPool | None = None
         self._threads: ThreadRunner | None = None
+        # running attempts by lease token (one task may be here twice: a lost attempt and its retry)
         self._attempts: dict[uuid.UUID, _Attempt] = {}
         self._completed: list[tuple[uuid.UUID, uuid.UUID, str | None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -411,7 +412,7 @@ class Worker:
         )
         loop = asyncio.get_running_loop()
         attempt = _Attempt(claimed, function, context, loop.time() + self.lease_seconds / 3)
-        self._attempts[claimed.task_id] = attempt
+        self._attempts[claimed.lease_token] = attempt
         attempt.task = loop.create_task(self._run_attempt(attempt))
 
     async def _release(self, claimed: ClaimedTask, delay: float, reason: str) -> None:
@@ -475,7 +476,7 @@ class Worker:
             if len(self._completed) >= self.flush_size:
                 self._flush_full.set()
         finally:
-            del self._attempts[claimed.task_id]
+            del self._attempts[claimed.lease_token]
             self._slot_freed.set()
 
     async def _fail(self, attempt: _Attempt, exc: BaseException, *, retryable: bool) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from pyclient_support import ThreadedWorker, wait_until
 
@@ -361,3 +362,40 @@ def test_without_create_queue_the_queue_must_exist(db_url: str) -> None:
 
     with pytest.raises(UnknownQueue):
         worker.run()
+
+
+def test_an_attempt_whose_lease_was_lost_is_abandoned_and_not_reported(
+    db_url: str, client: Client, conn: psycopg.Connection[Any], start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url, lease_seconds=1)
+    first_started = threading.Event()
+    first_stopped = threading.Event()
+
+    @worker.task
+    async def stubborn(input: dict[str, Any], ctx: TaskContext) -> str:
+        if ctx.attempt == 1:
+            first_started.set()
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                first_stopped.set()
+                raise
+        return f"attempt {ctx.attempt}"
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "stubborn", backoff={"kind": "none"})
+    start_worker(worker)
+    assert first_started.wait(30)
+    # the lease runs out behind the worker's back (as after a long pause) and is reclaimed,
+    # in one transaction so that neither a heartbeat nor a claim of the worker comes between
+    with conn.transaction():
+        conn.execute(
+            "update durable.tasks set lease_expires_at = clock_timestamp() where task_id = %s", (task_id,)
+        )
+        assert conn.execute("select durable.reclaim('q')").fetchone() == (1,)
+    # the next heartbeat of attempt 1 meets DU010: the worker cancels it and reports nothing
+    assert first_stopped.wait(30)
+    assert client.wait(task_id, timeout=30) == "attempt 2"
+    info = client.get_task(task_id)
+    assert [(a.attempt, a.outcome) for a in info.attempts] == [(1, "lease_expired"), (2, "completed")]
+    assert (info.lost_leases, info.failures) == (1, 0)
