@@ -280,8 +280,9 @@ class Worker:
         installed: list[signal.Signals] = []
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self._on_signal, sig)
-                installed.append(sig)
+                with contextlib.suppress(NotImplementedError):  # loops without signal support
+                    loop.add_signal_handler(sig, self._on_signal, sig)
+                    installed.append(sig)
         try:
             await self._serve()
         finally:
