@@ -265,7 +265,6 @@ begin
     -- From here on, each statement sees what every earlier claimer of this queue
     -- committed: the lock is released after the holder's commit becomes visible.
     perform set_config('synchronous_commit', 'off', true);
-    claimed_at := durable.current_time();
     task_ids := '{}'::uuid[];
 
     -- What holds a slot: one scan of the queue's running tasks (and suspended ones with
@@ -309,6 +308,10 @@ begin
             v_take := least(v_take, v_queue_limit - v_used);
         end if;
     end if;
+    -- The claim's time, read after the count: every end the count relied on (a complete,
+    -- a fail, a reclaim) read its own time before committing, so on the database clock
+    -- an attempt never starts before the end of one whose slot it took.
+    claimed_at := durable.current_time();
 
     if v_rate_limit is not null then
         select coalesce(jsonb_object_agg(s.concurrency_key, s.used), '{}'::jsonb),
