@@ -48,8 +48,8 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python_client"))
 
-from durable.migrate import migrate  # noqa: E402
-from durable.server import database_url  # noqa: E402
+from durable.migrate import migrate
+from durable.server import database_url
 
 
 def worker_main(url: str, queue: str, batch: int, work_ms: float, idle_ms: float, stop_at: int) -> None:
@@ -62,7 +62,8 @@ def worker_main(url: str, queue: str, batch: int, work_ms: float, idle_ms: float
             ).fetchall()
             if not rows:
                 left = conn.execute(
-                    "select count(*) from durable.tasks where queue = %s and status in ('pending', 'running')",
+                    "select count(*) from durable.tasks"
+                    " where queue = %s and status in ('pending', 'running')",
                     (queue,),
                 ).fetchone()
                 if left is not None and left[0] <= stop_at:
