@@ -261,7 +261,19 @@ declare
                and (r.concurrency_key_limit is not null or r.concurrency_key <> all(v_full)));
 begin
     perform durable._require_read_committed('a claim on a queue with concurrency or rate limits');
-    perform pg_advisory_xact_lock(1685418497, hashtext(p_queue.queue));
+    if not pg_try_advisory_xact_lock(1685418497, hashtext(p_queue.queue)) then
+        -- Another claim holds the lock. When the committed tasks already fill the queue,
+        -- waiting could only end in starting nothing: return at once (a slot freed
+        -- meanwhile goes to a later claim), rather than queue up behind the lock.
+        if v_queue_limit is not null and not v_hold
+            and (select count(*) from durable.tasks k
+                 where k.queue = p_queue.queue and k.status = 'running') >= v_queue_limit then
+            claimed_at := durable.current_time();
+            task_ids := '{}'::uuid[];
+            return;
+        end if;
+        perform pg_advisory_xact_lock(1685418497, hashtext(p_queue.queue));
+    end if;
     -- From here on, each statement sees what every earlier claimer of this queue
     -- committed: the lock is released after the holder's commit becomes visible.
     perform set_config('synchronous_commit', 'off', true);

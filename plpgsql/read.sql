@@ -34,6 +34,8 @@ as $$
         'generation', t.generation,
         'forked_from', t.forked_from,
         'forked_at_seq', t.forked_at_seq,
+        'concurrency_key', t.concurrency_key,
+        'concurrency_key_limit', t.concurrency_key_limit,
         'attempts', coalesce((
             select jsonb_agg(jsonb_build_object(
                 'attempt', a.attempt,

@@ -137,12 +137,14 @@ begin
     insert into durable.tasks (
         task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
         lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-        created_at, durable, generation, forked_from, forked_at_seq
+        created_at, durable, generation, forked_from, forked_at_seq,
+        concurrency_key, concurrency_key_limit
     )
     values (
         v_new, t.queue, t.task_name, t.input, 'pending', t.priority, v_now, 0, 0,
         0, t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
-        v_now, true, 1, p_task, p_at_seq
+        v_now, true, 1, p_task, p_at_seq,
+        t.concurrency_key, t.concurrency_key_limit
     );
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
     select v_new, 1, e.seq, e.kind, e.name, e.outcome, e.result, e.input_hash, 0, e.recorded_at
