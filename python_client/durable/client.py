@@ -16,12 +16,13 @@ from typing import Any, Self, TypeVar
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from . import commands
+from . import commands, workflow_commands
 from .commands import Command, Seconds, TaskSpec
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .migrate import MigrationResult, migrate
 from .task_info import TaskInfo
 from .waiting import Waiter
+from .workflow_commands import Event
 
 T = TypeVar("T")
 
@@ -103,6 +104,7 @@ class Client:
         timeout: Seconds | None = None,
         schedule_timeout: Seconds | None = None,
         idempotency_key: str | None = None,
+        durable: bool | None = None,
     ) -> uuid.UUID:
         """Enqueue one task; returns its id (the existing task's id for a known idempotency key)."""
         options = commands.enqueue_options(
@@ -115,6 +117,7 @@ class Client:
             timeout=timeout,
             schedule_timeout=schedule_timeout,
             idempotency_key=idempotency_key,
+            durable=durable,
         )
         return self.run(commands.enqueue(queue, task_name, input, options))
 
@@ -137,6 +140,26 @@ class Client:
     def queue_stats(self, queue: str) -> dict[str, int]:
         """Task counts by status."""
         return self.run(commands.queue_stats(queue))
+
+    def retry(self, task_id: uuid.UUID | str) -> None:
+        """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""
+        self.run(workflow_commands.retry(task_id))
+
+    def replay(self, task_id: uuid.UUID | str) -> int:
+        """Run a finished task again from scratch; returns the new history generation."""
+        return self.run(workflow_commands.replay(task_id))
+
+    def fork(self, task_id: uuid.UUID | str, at_seq: int) -> uuid.UUID:
+        """A new task whose history is this one's events before ``at_seq``; returns its id."""
+        return self.run(workflow_commands.fork(task_id, at_seq))
+
+    def history(self, task_id: uuid.UUID | str, *, all_generations: bool = False) -> list[Event]:
+        """The event log of a durable task."""
+        return self.run(workflow_commands.history(task_id, all_generations))
+
+    def emit_event(self, key: str, payload: Any = None) -> int:
+        """Emit the event ``key``: its waiters wake with ``payload``; returns how many woke."""
+        return self.run(workflow_commands.emit_event(key, payload))
 
     def wait(self, task_id: uuid.UUID | str, timeout: float | None = None) -> Any:
         """The output of the task once it completes.
@@ -246,6 +269,7 @@ class AsyncClient:
         timeout: Seconds | None = None,  # noqa: ASYNC109 (the task's timeout option)
         schedule_timeout: Seconds | None = None,
         idempotency_key: str | None = None,
+        durable: bool | None = None,
     ) -> uuid.UUID:
         """Enqueue one task; returns its id (the existing task's id for a known idempotency key)."""
         options = commands.enqueue_options(
@@ -258,6 +282,7 @@ class AsyncClient:
             timeout=timeout,
             schedule_timeout=schedule_timeout,
             idempotency_key=idempotency_key,
+            durable=durable,
         )
         return await self.run(commands.enqueue(queue, task_name, input, options))
 
@@ -282,6 +307,26 @@ class AsyncClient:
     async def queue_stats(self, queue: str) -> dict[str, int]:
         """Task counts by status."""
         return await self.run(commands.queue_stats(queue))
+
+    async def retry(self, task_id: uuid.UUID | str) -> None:
+        """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""
+        await self.run(workflow_commands.retry(task_id))
+
+    async def replay(self, task_id: uuid.UUID | str) -> int:
+        """Run a finished task again from scratch; returns the new history generation."""
+        return await self.run(workflow_commands.replay(task_id))
+
+    async def fork(self, task_id: uuid.UUID | str, at_seq: int) -> uuid.UUID:
+        """A new task whose history is this one's events before ``at_seq``; returns its id."""
+        return await self.run(workflow_commands.fork(task_id, at_seq))
+
+    async def history(self, task_id: uuid.UUID | str, *, all_generations: bool = False) -> list[Event]:
+        """The event log of a durable task."""
+        return await self.run(workflow_commands.history(task_id, all_generations))
+
+    async def emit_event(self, key: str, payload: Any = None) -> int:
+        """Emit the event ``key``: its waiters wake with ``payload``; returns how many woke."""
+        return await self.run(workflow_commands.emit_event(key, payload))
 
     async def wait(self, task_id: uuid.UUID | str, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """The output of the task once it completes.

@@ -84,6 +84,7 @@ def enqueue_options(
     timeout: Seconds | None = None,
     schedule_timeout: Seconds | None = None,
     idempotency_key: str | None = None,
+    durable: bool | None = None,
 ) -> dict[str, Any]:
     """The options object of ``durable.enqueue``: only the options given (None = not given)."""
     options: dict[str, Any] = {}
@@ -107,6 +108,8 @@ def enqueue_options(
         options["schedule_timeout"] = _seconds(schedule_timeout)
     if idempotency_key is not None:
         options["idempotency_key"] = idempotency_key
+    if durable is not None:
+        options["durable"] = durable
     return options
 
 
@@ -125,6 +128,7 @@ class TaskSpec:
     timeout: Seconds | None = None
     schedule_timeout: Seconds | None = None
     idempotency_key: str | None = None
+    durable: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +144,7 @@ class TaskSpec:
                 timeout=self.timeout,
                 schedule_timeout=self.schedule_timeout,
                 idempotency_key=self.idempotency_key,
+                durable=self.durable,
             ),
         }
 
@@ -248,13 +253,16 @@ class ClaimedTask:
     attempt: int
     lease_token: uuid.UUID
     lease_expires_at: datetime
+    #: a durable task comes with its recorded events (see durable.workflow)
+    durable: bool = False
+    history: list[dict[str, Any]] | None = None
 
 
 def claim(
     queue: str, worker: str, max_tasks: int, lease_seconds: int, task_names: Sequence[str] | None
 ) -> Command[list[ClaimedTask]]:
     return Command(
-        "select task_id, task_name, input, attempt, lease_token, lease_expires_at"
+        "select task_id, task_name, input, attempt, lease_token, lease_expires_at, durable, history"
         " from durable.claim(%s, %s, %s, %s, %s::text[])",
         (queue, worker, max_tasks, lease_seconds, None if task_names is None else list(task_names)),
         lambda rows: [ClaimedTask(*row) for row in rows],

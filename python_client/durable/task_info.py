@@ -74,6 +74,11 @@ class TaskInfo:
     created_at: datetime
     finished_at: datetime | None
     attempts: list[AttemptInfo] = field(default_factory=list)
+    #: a durable task (event log), its history generation, and where a fork came from
+    durable: bool = False
+    generation: int = 1
+    forked_from: uuid.UUID | None = None
+    forked_at_seq: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -110,4 +115,8 @@ class TaskInfo:
             created_at=created_at,
             finished_at=_time(data.get("finished_at")),
             attempts=[AttemptInfo.from_json(a) for a in data.get("attempts") or []],
+            durable=bool(data.get("durable", False)),
+            generation=int(data.get("generation") or 1),
+            forked_from=uuid.UUID(data["forked_from"]) if data.get("forked_from") else None,
+            forked_at_seq=data.get("forked_at_seq"),
         )

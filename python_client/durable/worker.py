@@ -66,12 +66,23 @@ from typing import Any, Final, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from . import commands
+from . import commands, workflow_commands
 from .commands import ClaimedTask, Command
 from .connections import async_pool, execute_async, resolve_dsn
 from .context import TaskContext
-from .errors import DurableError, LeaseLost, NonRetryableError, PayloadTooLarge, TaskCancelled, UnknownTask
+from .errors import (
+    ChildFailed,
+    DurableError,
+    LeaseLost,
+    NonDeterminismError,
+    NonRetryableError,
+    PayloadTooLarge,
+    StepFailed,
+    TaskCancelled,
+    UnknownTask,
+)
 from .threads import ThreadRunner
+from .workflow import DurableContext, Suspended, SyncDurableContext
 
 logger = logging.getLogger("durable.worker")
 
@@ -98,6 +109,8 @@ class TaskFunction:
     fn: Callable[..., Any]
     is_async: bool
     wants_context: bool
+    #: a durable task: called as fn(input, ctx) with a durable.workflow context
+    durable: bool = False
 
 
 @dataclass(slots=True)
@@ -127,7 +140,7 @@ class _Attempt:
         self.task: asyncio.Task[None] | None = None
 
 
-def describe(fn: Callable[..., Any], name: str | None = None) -> TaskFunction:
+def describe(fn: Callable[..., Any], name: str | None = None, *, durable: bool = False) -> TaskFunction:
     """Check a task function's signature: ``(input)`` or ``(input, ctx)``, sync or async."""
     if not callable(fn):
         raise TypeError(f"a task function must be callable, got {fn!r}")
@@ -147,15 +160,21 @@ def describe(fn: Callable[..., Any], name: str | None = None) -> TaskFunction:
     is_async = inspect.iscoroutinefunction(fn) or (
         not inspect.isroutine(fn) and inspect.iscoroutinefunction(type(fn).__call__)
     )
-    return TaskFunction(task_name, fn, is_async, len(positional) >= 2 or var_positional)
+    wants_context = len(positional) >= 2 or var_positional
+    if durable and not wants_context:
+        raise TypeError(f"durable task function {task_name!r} must take (input, ctx)")
+    return TaskFunction(task_name, fn, is_async, wants_context, durable)
 
 
 def _error_of(exc: BaseException) -> dict[str, Any]:
-    return {
+    error = {
         "type": type(exc).__qualname__,
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc)),
     }
+    if isinstance(exc, DurableError) and exc.detail:
+        error["detail"] = exc.detail
+    return error
 
 
 class Worker:
@@ -224,8 +243,28 @@ class Worker:
     def task(self, fn: F | None = None, /, *, name: str | None = None) -> F | Callable[[F], F]:  # type: ignore[misc]
         """Register a task function under its ``__name__`` (or ``name``); use as a decorator."""
 
+        return self._register(fn, name, durable=False)
+
+    @overload
+    def durable_task(self, fn: F, /) -> F: ...
+
+    @overload
+    def durable_task(self, *, name: str | None = None) -> Callable[[F], F]: ...
+
+    def durable_task(  # type: ignore[misc]
+        self, fn: F | None = None, /, *, name: str | None = None
+    ) -> F | Callable[[F], F]:
+        """Register a durable task function ``(input, ctx)``: its progress is an event log.
+
+        ``ctx`` is a :class:`~durable.workflow.DurableContext` for an ``async def`` and a
+        :class:`~durable.workflow.SyncDurableContext` for a plain ``def``. Enqueue its tasks
+        with ``durable=True``.
+        """
+        return self._register(fn, name, durable=True)
+
+    def _register(self, fn: F | None, name: str | None, *, durable: bool) -> F | Callable[[F], F]:
         def register(f: F) -> F:
-            described = describe(f, name)
+            described = describe(f, name, durable=durable)
             if described.name in self._functions:
                 raise ValueError(f"a task named {described.name!r} is already registered")
             self._functions[described.name] = described
@@ -430,6 +469,9 @@ class Worker:
     async def _run_attempt(self, attempt: _Attempt) -> None:
         function, claimed = attempt.function, attempt.claimed
         try:
+            if function.durable:
+                await self._run_durable(attempt)
+                return
             try:
                 if function.is_async:
                     if attempt.context is None:
@@ -479,6 +521,76 @@ class Worker:
         finally:
             del self._attempts[claimed.lease_token]
             self._slot_freed.set()
+
+    async def _run_durable(self, attempt: _Attempt) -> None:
+        """A durable task: its code runs against its history (see :mod:`durable.workflow`).
+
+        A sleep or wait that suspends ends the attempt in the database: nothing to report.
+        Before reporting a failure or completing, the replayed prefix is checked, so a
+        non-determinism is what gets reported. Non-determinism, a recorded step failure and
+        a failed child end the task without retry: a re-run would meet them again.
+        """
+        function, claimed = attempt.function, attempt.claimed
+        ctx = DurableContext(
+            call=self._call,
+            task_id=claimed.task_id,
+            lease_token=claimed.lease_token,
+            queue=self.queue,
+            task_name=claimed.task_name,
+            attempt=claimed.attempt,
+            history=claimed.history,
+        )
+        try:
+            try:
+                if function.is_async:
+                    result = await function.fn(claimed.input, ctx)
+                else:
+                    assert self._threads is not None
+                    sync_ctx = SyncDurableContext(ctx, asyncio.get_running_loop())
+                    result = await self._threads.run(function.fn, claimed.input, sync_ctx)
+            except Suspended as suspended:
+                logger.debug("task %s: %s", claimed.task_id, suspended)
+                return
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if attempt.state != _RUNNING or (current is not None and current.cancelling()):
+                    raise
+                await self._fail(
+                    attempt, asyncio.CancelledError("cancelled by the task itself"), retryable=True
+                )
+                return
+            except BaseException as exc:
+                if attempt.state != _RUNNING or isinstance(exc, (LeaseLost, TaskCancelled)):
+                    raise
+                if not isinstance(exc, NonDeterminismError):
+                    await ctx.verify()  # a mismatch earlier in the history explains the failure
+                final = isinstance(exc, (NonRetryableError, NonDeterminismError, StepFailed, ChildFailed))
+                await self._fail(attempt, exc, retryable=not final)
+                return
+            if attempt.state != _RUNNING:
+                return
+            try:
+                output = (
+                    None if result is None else json.dumps(result, allow_nan=False, separators=(",", ":"))
+                )
+            except (TypeError, ValueError) as exc:
+                await self._fail(
+                    attempt, NonRetryableError(f"the result is not JSON-serialisable: {exc}"), retryable=False
+                )
+                return
+            await ctx.verify()
+            await self._call(
+                workflow_commands.complete_durable(claimed.task_id, claimed.lease_token, output, ctx.seq)
+            )
+            self.stats.completed += 1
+        except NonDeterminismError as exc:
+            if attempt.state == _RUNNING:
+                await self._fail(attempt, exc, retryable=False)
+        except (LeaseLost, TaskCancelled, UnknownTask) as exc:
+            logger.info("task %s: attempt %d stopped: %s", claimed.task_id, claimed.attempt, exc)
+        except asyncio.CancelledError:
+            if attempt.state == _RUNNING:
+                raise
 
     async def _fail(self, attempt: _Attempt, exc: BaseException, *, retryable: bool) -> None:
         await self._report_failure(attempt, _error_of(exc), retryable=retryable)
