@@ -423,7 +423,17 @@ class Worker:
                 for task in claimed:
                     self._start(task)
             if len(claimed) < free:
-                await self._wait_for_work(self.poll_interval)
+                await self._wait_for_work(await self._idle_wait())
+
+    async def _idle_wait(self) -> float:
+        """How long to wait for work: ``poll_interval``, or less when a sleeping task is due sooner."""
+        try:
+            due_in = await self._call(workflow_commands.seconds_until_wake(self.queue))
+        except (psycopg.Error, DurableError):
+            return self.poll_interval
+        if due_in is None:
+            return self.poll_interval
+        return min(self.poll_interval, max(due_in, 0.001))
 
     async def _wait_for_work(self, seconds: float) -> None:
         """Until a notification for this queue, a stop, or ``seconds`` have passed."""

@@ -123,6 +123,15 @@ def wait_children(
     )
 
 
+def seconds_until_wake(queue: str) -> Command[float | None]:
+    """Seconds until the next sleeping or timed waiting task of the queue is due (None: none)."""
+    return Command(
+        "select extract(epoch from durable.next_wake(%s) - durable.current_time())::float8",
+        (queue,),
+        lambda rows: None if not rows or rows[0][0] is None else float(rows[0][0]),
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # client verbs
 
