@@ -5,7 +5,7 @@
     durable task ID                     print a task and its attempts as JSON
     durable enqueue QUEUE NAME [INPUT]  enqueue a task (INPUT: a JSON object)
     durable stats QUEUE                 task counts by status
-    durable demo                        a tour: a worker, four tasks, their outcomes
+    durable demo                        a durable agent whose worker is killed mid-run, and resumes
 
 The database is ``--database-url``, else ``DURABLE_DATABASE_URL``/``DATABASE_URL``, else an
 embedded PostgreSQL kept in the user's data directory.
@@ -14,7 +14,6 @@ embedded PostgreSQL kept in the user's data directory.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import importlib
 import json
@@ -24,10 +23,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .client import AsyncClient, Client
+from .client import Client
 from .connections import resolve_dsn
-from .context import TaskContext
-from .errors import DurableError, NonRetryableError, TaskFailed
+from .errors import DurableError
 from .migrate import migrate
 from .worker import Worker
 
@@ -102,64 +100,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def demo_worker(dsn: str | None = None, queue: str = "demo") -> Worker:
-    """The worker of ``durable demo``: four small task functions."""
-    worker = Worker(dsn, queue, concurrency=4, name="demo-worker", poll_interval=0.2, lease_seconds=10)
-
-    @worker.task
-    def add(input: dict[str, Any]) -> dict[str, Any]:
-        return {"sum": input["a"] + input["b"]}
-
-    @worker.task
-    async def greet(input: dict[str, Any], ctx: TaskContext) -> str:
-        await asyncio.sleep(0.05)
-        return f"hello {input['name']}, from {ctx.worker} (attempt {ctx.attempt})"
-
-    @worker.task
-    def flaky(input: dict[str, Any], ctx: TaskContext) -> str:
-        if ctx.attempt < 2:
-            raise RuntimeError("the first attempt always fails")
-        return f"succeeded on attempt {ctx.attempt}"
-
-    @worker.task
-    def refuse(input: dict[str, Any]) -> None:
-        raise NonRetryableError(f"cannot handle {input}")
-
-    return worker
-
-
-async def _demo(dsn: str) -> None:
-    queue = "demo"
-    worker = demo_worker(dsn, queue)
-    async with AsyncClient(dsn) as client:
-        await client.create_queue(queue, backoff={"kind": "fixed", "delay": 0.2})
-        running = asyncio.create_task(worker.run_async())
-        try:
-            tasks = {
-                "add": await client.enqueue(queue, "add", {"a": 2, "b": 3}),
-                "greet": await client.enqueue(queue, "greet", {"name": "durable"}),
-                "flaky": await client.enqueue(queue, "flaky"),
-                "refuse": await client.enqueue(queue, "refuse", {"x": 1}),
-            }
-            for name, task_id in tasks.items():
-                try:
-                    output = await client.wait(task_id, timeout=30)
-                    print(f"{name:7} {task_id} completed: {json.dumps(output)}")
-                except TaskFailed as exc:
-                    error = exc.error if isinstance(exc.error, dict) else {}
-                    print(f"{name:7} {task_id} {exc.status}: {error.get('type')}: {error.get('message')}")
-            info = await client.get_task(tasks["flaky"])
-            print(f"flaky   attempts: {[(a.attempt, a.outcome) for a in info.attempts]}")
-        finally:
-            worker.stop()
-            await running
-
-
 def _cmd_demo(args: argparse.Namespace) -> int:
-    dsn = resolve_dsn(None)
-    migrate(dsn)
-    asyncio.run(_demo(dsn))
-    return 0
+    from .demo import run_demo
+
+    return run_demo(resolve_dsn(None))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("queue")
     stats.set_defaults(func=_cmd_stats)
 
-    commands.add_parser("demo", help="run a small demonstration").set_defaults(func=_cmd_demo)
+    commands.add_parser("demo", help="a durable workflow that survives kill -9 of its worker").set_defaults(
+        func=_cmd_demo
+    )
     return parser
 
 

@@ -47,13 +47,19 @@ def test_errors_are_printed_with_exit_code_1(capsys: pytest.CaptureFixture[str])
     assert "unknown queue" in capsys.readouterr().err
 
 
-def test_demo_runs_its_tasks_to_their_outcomes(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_kills_its_worker_and_the_second_one_finishes_without_repeating_steps(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["--log-level", "warning", "demo"]) == 0
     out = capsys.readouterr().out
-    assert 'completed: {"sum": 5}' in out
-    assert "succeeded on attempt 2" in out
-    assert "failed: NonRetryableError" in out
-    assert "[(1, 'failed'), (2, 'completed')]" in out
+    assert "worker 1 killed with SIGKILL" in out
+    assert "status: completed; 2 worker processes made tool calls" in out
+    assert "#1 lease_expired" in out and "completed" in out
+    # the plan step was recorded before the kill: worker 1 ran it once, worker 2 never
+    assert out.count(": plan(") == 1 and "worker 1: plan(" in out
+    log = out.split("event log of", 1)[1].split("attempts:", 1)[0]
+    kinds = [line.split()[1] for line in log.splitlines()[2:] if line.strip()]
+    assert kinds == ["step", "step", "step", "step", "step", "sleep", "step"]
 
 
 def test_load_worker_rejects_what_is_not_a_worker() -> None:
@@ -61,4 +67,4 @@ def test_load_worker_rejects_what_is_not_a_worker() -> None:
         load_worker("json")
     with pytest.raises(SystemExit):
         load_worker("os:getcwd")
-    assert load_worker("durable.cli:demo_worker").queue == "demo"
+    assert load_worker("durable.demo:build_worker").queue == "demo-agent"
