@@ -54,17 +54,23 @@
 --
 -- Naive SKIP LOCKED with counting is racy (two claimers both count 4 of 5 and both
 -- start one); the lock is what serialises the decision on the limited resource itself.
--- Queues without limits keep the lock-free SKIP LOCKED claim, unchanged and at no extra
--- cost.
+-- Queues without limits keep the lock-free SKIP LOCKED claim, at no extra cost (its
+-- order gains fair_tag, which is 0 outside round_robin queues). A claim that finds the
+-- lock taken and the queue already full (by the committed tasks) returns nothing at once
+-- instead of queueing behind the lock.
 --
--- The admission walks ready tasks in claim order (priority desc, fair_tag, run_at, seq):
--- keys already at their limit or out of rate budget are excluded by the scan itself; the
--- walk counts, per key, what runs plus what it has admitted so far, and stops when it has
--- enough. It looks at most 10,000 tasks deep: under the queue strategy, tasks behind
--- more than 10,000 ready tasks of keys that cannot start (but whose limit the scan
--- cannot exclude up front: tasks with their own concurrency_key_limit) wait their turn.
--- Admitted rows are locked (SKIP LOCKED: a row a concurrent cancel holds is left for
--- later) and handed back to durable.claim, which starts them.
+-- The admission walks ready tasks in claim order (priority desc, fair_tag, run_at, seq)
+-- through tasks_claim_idx: tasks of keys already at their limit or out of rate budget
+-- are dropped by the scan itself, the walk counts per key what runs plus what it has
+-- admitted so far, and it stops as soon as it has enough. Its cost under the lock is
+-- bounded: it looks at most 10,000 ready tasks deep (those of full keys included). So
+-- under the queue strategy, a full key whose backlog fills the first 10,000 places in
+-- claim order holds back the keys behind it until the backlog thins (3,000 deep is
+-- tested); round_robin interleaves keys by tag, so a backlog never piles up in front.
+-- Admitted rows are locked with SKIP LOCKED and handed back to durable.claim, which
+-- starts them. Skipping matters: another claimer's reclaim may hold a pending row
+-- (cancelling it at its schedule_timeout) while it waits for this lock; waiting for that
+-- row here would deadlock.
 --
 -- Rate limits keep a log of recent starts in durable.limit_state (one row per key, and
 -- one for the queue, key ''), written only by claims holding the queue's lock, so nobody
@@ -99,7 +105,9 @@
 -- advisory lock per (queue, key) it enqueued for (1685418498, in key order), then counts
 -- the key's unfinished tasks. The tasks of this enqueue are the newest (others that it
 -- can see committed before it took the lock). Victims go through durable.cancel, so
--- running ones get an attempt row and their workers DU011.
+-- running ones get an attempt row and their workers DU011. One call locks its keys in
+-- order; a transaction that enqueues keys in several calls can deadlock with another
+-- doing the same in the opposite order (PostgreSQL then aborts one of them, 40P01).
 --
 -- SQLSTATEs: DU001 (bad options; a limited claim, or an enqueue with a cancel strategy,
 -- outside READ COMMITTED).
