@@ -10,7 +10,9 @@ Python worker framework in between, so what is measured is the SQL (and its comm
 
 Rounds alternate between the two configurations, ``--rounds`` times each, so both see
 the same server, cache and machine load; the median processed/s of each is reported and
-their ratio (limited / unlimited).
+their ratio (limited / unlimited), and the median of the per-round ratios (each limited
+round against the unlimited round just before it, which drifting machine load affects
+less).
 
     unlimited  a queue without concurrency options: the lock-free SKIP LOCKED claim
     limited    concurrency_limit = --queue-limit and concurrency_key_limit = --key-limit:
@@ -175,6 +177,10 @@ def main() -> None:
         print(f"unlimited: median {free:.0f} processed/s  ({', '.join(f'{r:.0f}' for r in rates[False])})")
         print(f"limited:   median {limited:.0f} processed/s  ({', '.join(f'{r:.0f}' for r in rates[True])})")
         print(f"ratio limited/unlimited: {limited / free:.0%}")
+        # each limited round against the unlimited round just before it: less exposed to drift
+        pairs = [lim / unl for unl, lim in zip(rates[False], rates[True], strict=True)]
+        listed = ", ".join(f"{r:.0%}" for r in pairs)
+        print(f"median of per-round ratios: {statistics.median(pairs):.0%}  ({listed})")
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'drop database if exists "{name}" with (force)'.encode())
