@@ -1,0 +1,72 @@
+-- The queue option notify: enqueue announces ready work with NOTIFY durable unless the
+-- queue says {"notify": false}; a delayed task is never announced.
+--
+-- Notifications reach the listening session asynchronously. After each step this
+-- session sends a sentinel notification; notifications are delivered in commit order,
+-- so what the listener received before the sentinel is exactly what the step sent.
+select plan(7);
+
+select durable.create_queue('loud');
+select durable.create_queue('quiet', '{"notify": false}');
+
+create function pg_temp.notified_before_sentinel() returns text[]
+language plpgsql as $$
+declare
+    got text[] := '{}';
+    r record;
+begin
+    for i in 1..1000 loop
+        for r in select n.extra from dblink_get_notify('listener') as n loop
+            if r.extra = 'sentinel' then
+                return got;
+            end if;
+            got := got || r.extra;
+        end loop;
+        perform pg_sleep(0.01);  -- waiting for a condition (the sentinel), at most 10 s
+    end loop;
+    raise exception 'the sentinel notification did not arrive within 10 s';
+end;
+$$;
+commit;
+
+select dblink_connect('listener', current_setting('durable_test.conninfo'));
+select dblink_exec('listener', 'listen durable');
+
+select durable.enqueue('quiet', 't');
+select durable.enqueue_many('quiet', '[{"task_name": "t"}]');
+select pg_notify('durable', 'sentinel');
+commit;
+select is(
+    pg_temp.notified_before_sentinel(), '{}'::text[],
+    'a queue with notify false sends no notification, single or batched'
+);
+
+select durable.enqueue('loud', 't', '{}', '{"delay": 60}');
+select pg_notify('durable', 'sentinel');
+commit;
+select is(pg_temp.notified_before_sentinel(), '{}'::text[], 'a task that is not due yet is not announced');
+
+select durable.enqueue('loud', 't');
+commit;
+select pg_notify('durable', 'sentinel');
+commit;
+select is(
+    pg_temp.notified_before_sentinel(), array['loud'],
+    'a due task on a notifying queue sends one NOTIFY durable with the queue name'
+);
+
+select durable.enqueue_many('loud', '[{"task_name": "a"}, {"task_name": "b"}, {"task_name": "c"}]');
+commit;
+select pg_notify('durable', 'sentinel');
+commit;
+select is(pg_temp.notified_before_sentinel(), array['loud'], 'a batch sends one notification, not one per task');
+
+select is(durable.create_queue('loud', '{"notify": false}') ->> 'notify', 'false', 'notify can be turned off');
+select throws_ok(
+    $$select durable.create_queue('loud', '{"notify": "yes"}')$$, 'DU001', null,
+    'notify must be a boolean'
+);
+select is(durable.create_queue('loud', '{"notify": null}') ? 'notify', false, 'a JSON null removes it');
+
+select dblink_disconnect('listener');
+select * from finish();
