@@ -84,10 +84,12 @@ begin
           and t.status = 'running'
           and t.lease_expires_at > v_now
           -- a durable task must have consumed its whole recorded history
-          and (not t.durable or coalesce(b.consumed, 0) >= (
-              select coalesce(max(e.seq), 0) from durable.events e
+          and (not t.durable or coalesce(b.consumed, 0) >= coalesce((
+              select e.seq from durable.events e
               where e.task_id = t.task_id and e.generation = t.generation
-          ))
+              order by e.seq desc
+              limit 1
+          ), 0))
         returning t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at
     ),
     recorded as (

@@ -254,9 +254,18 @@ begin
         raise exception 'durable: task % is not a durable task (enqueue it with {"durable": true})', t.task_id
             using errcode = 'DU012';
     end if;
+    -- the last event first: one step down the primary key, whatever the log's length (the
+    -- common case is p_seq = last + 1, a new event)
     select * into e from durable.events k
-    where k.task_id = t.task_id and k.generation = t.generation and k.seq = p_seq;
-    if found then
+    where k.task_id = t.task_id and k.generation = t.generation
+    order by k.seq desc
+    limit 1;
+    v_last := coalesce(e.seq, 0);
+    if p_seq >= 1 and p_seq <= v_last then
+        if p_seq < v_last then
+            select * into e from durable.events k
+            where k.task_id = t.task_id and k.generation = t.generation and k.seq = p_seq;
+        end if;
         -- already recorded (a re-run passing through, or the same attempt writing again)
         if not durable._same_event(p_kind, p_name, p_input_hash, e) then
             perform durable._nondeterminism(
@@ -267,9 +276,6 @@ begin
         end if;
         return e;
     end if;
-    select coalesce(max(k.seq), 0) into v_last
-    from durable.events k
-    where k.task_id = t.task_id and k.generation = t.generation;
     if p_seq is null or p_seq <> v_last + 1 then
         raise exception 'durable: task % records event % but its log ends at %; events are numbered without gaps',
             t.task_id, coalesce(p_seq::text, 'null'), v_last
@@ -328,11 +334,15 @@ begin
             using errcode = 'DU001';
     end if;
     perform durable._check_name(p_name, 'event name');
-    if p_error is not null and jsonb_typeof(p_error) <> 'object' then
-        raise exception 'durable: an event error must be a JSON object' using errcode = 'DU001';
+    if p_error is not null then
+        if jsonb_typeof(p_error) <> 'object' then
+            raise exception 'durable: an event error must be a JSON object' using errcode = 'DU001';
+        end if;
+        perform durable._check_payload(p_error, 'event error');
     end if;
-    perform durable._check_payload(p_result, 'event result');
-    perform durable._check_payload(p_error, 'event error');
+    if p_result is not null then
+        perform durable._check_payload(p_result, 'event result');
+    end if;
 
     e := durable._event_at(t, p_seq, p_kind, p_name, p_input_hash);
     if e.seq is not null then
