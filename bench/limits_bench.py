@@ -47,6 +47,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python_client"))
 
@@ -86,7 +87,7 @@ def run_round(url: str, args: argparse.Namespace, limited: bool, index: int) -> 
     if limited:
         options = {"concurrency_limit": args.queue_limit, "concurrency_key_limit": args.key_limit}
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("select durable.create_queue(%s, %s)", (queue, psycopg.types.json.Jsonb(options)))
+        conn.execute("select durable.create_queue(%s, %s)", (queue, Jsonb(options)))
         specs = [
             {"task_name": "t", "input": {"i": i}, "options": {"concurrency_key": f"k{i % args.keys}"}}
             for i in range(args.tasks)
@@ -94,7 +95,7 @@ def run_round(url: str, args: argparse.Namespace, limited: bool, index: int) -> 
         for start in range(0, len(specs), 1000):
             conn.execute(
                 "select count(*) from durable.enqueue_many(%s, %s)",
-                (queue, psycopg.types.json.Jsonb(specs[start : start + 1000])),
+                (queue, Jsonb(specs[start : start + 1000])),
             )
         conn.execute("analyze durable.tasks")
     procs = [
@@ -117,7 +118,7 @@ def run_round(url: str, args: argparse.Namespace, limited: bool, index: int) -> 
         conn.execute("delete from durable.attempts where queue = %s", (queue,))
         conn.execute("delete from durable.tasks where queue = %s", (queue,))
         conn.execute("vacuum durable.tasks, durable.attempts, durable.limit_state")
-    rate = args.tasks / elapsed
+    rate = float(args.tasks) / elapsed
     print(f"  {queue:<14} {args.tasks} tasks in {elapsed:6.2f} s  {rate:8.0f} processed/s", flush=True)
     return rate
 
@@ -173,10 +174,10 @@ def main() -> None:
             for limited in (False, True):
                 rates[limited].append(run_round(url, args, limited, i))
         free = statistics.median(rates[False])
-        limited = statistics.median(rates[True])
+        capped = statistics.median(rates[True])
         print(f"unlimited: median {free:.0f} processed/s  ({', '.join(f'{r:.0f}' for r in rates[False])})")
-        print(f"limited:   median {limited:.0f} processed/s  ({', '.join(f'{r:.0f}' for r in rates[True])})")
-        print(f"ratio limited/unlimited: {limited / free:.0%}")
+        print(f"limited:   median {capped:.0f} processed/s  ({', '.join(f'{r:.0f}' for r in rates[True])})")
+        print(f"ratio limited/unlimited: {capped / free:.0%}")
         # each limited round against the unlimited round just before it: less exposed to drift
         pairs = [lim / unl for unl, lim in zip(rates[False], rates[True], strict=True)]
         listed = ", ".join(f"{r:.0%}" for r in pairs)

@@ -84,9 +84,8 @@ def test_changed_code_after_a_crash_fails_with_a_nondeterminism_error_before_any
     task_id = crash_after_three_steps(procs, client, conn)
     before = effects(conn, task_id)
     procs.start("wf", "--version", "2")  # step two was renamed
-    info = wait_until(
-        lambda: (i := client.get_task(task_id)).status in ("failed", "completed") and i, 60, "the task to end"
-    )
+    wait_until(lambda: client.get_task(task_id).finished, 60, "the task to end")
+    info = client.get_task(task_id)
     assert info.status == "failed"
     assert info.error is not None
     assert info.error["type"] == "NonDeterminismError"

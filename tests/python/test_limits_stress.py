@@ -208,7 +208,7 @@ def test_limits_hold_under_contention_and_kill_9(db_url: str, strategy: str) -> 
     assert kills >= 3, f"only {kills} workers were killed"
 
     with psycopg.connect(db_url, autocommit=True) as conn:
-        statuses = dict(
+        statuses: dict[str, int] = dict(
             conn.execute(
                 "select status, count(*) from durable.tasks where queue = %s group by status", (queue,)
             ).fetchall()

@@ -6,6 +6,7 @@ The database is DURABLE_DATABASE_URL. Steps write their side effects to the tabl
 ``side_effects`` (made by the tests), so a test can count how often each step really ran.
 ``BLOCK_AT_STEP=name`` makes that step hang (until the process is killed) after it wrote
 its side effect, which is how the tests crash a worker in the middle of a step.
+``STEP_SECONDS=s`` makes every step take that long after writing its side effect.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -25,21 +27,33 @@ from durable.workflow import DurableContext, SyncDurableContext
 _local = threading.local()
 
 
-def _conn() -> psycopg.Connection[Any]:
-    conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
-    if conn is None or conn.closed:
-        conn = psycopg.connect(os.environ["DURABLE_DATABASE_URL"], autocommit=True)
-        _local.conn = conn
-    return conn
+def _record(task_id: uuid.UUID, step: str, attempt: int) -> None:
+    """Insert the side effect row, reconnecting (for up to 60 s) while the server restarts."""
+    deadline = time.monotonic() + 60
+    while True:
+        conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
+        try:
+            if conn is None or conn.closed:
+                conn = psycopg.connect(os.environ["DURABLE_DATABASE_URL"], autocommit=True)
+                _local.conn = conn
+            conn.execute(
+                "insert into side_effects (task_id, step, attempt) values (%s, %s, %s)",
+                (task_id, step, attempt),
+            )
+            return
+        except psycopg.OperationalError:
+            _local.conn = None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def side_effect(task_id: uuid.UUID, step: str, attempt: int) -> None:
     """Record that a step ran; hang afterwards when this is the step to crash in."""
-    _conn().execute(
-        "insert into side_effects (task_id, step, attempt) values (%s, %s, %s)", (task_id, step, attempt)
-    )
+    _record(task_id, step, attempt)
     if os.environ.get("BLOCK_AT_STEP") == step:
         threading.Event().wait()  # until kill -9
+    time.sleep(float(os.environ.get("STEP_SECONDS", "0")))
 
 
 def build(queue: str, version: int, concurrency: int, lease: int) -> Worker:
@@ -52,12 +66,11 @@ def build(queue: str, version: int, concurrency: int, lease: int) -> Worker:
 
     @worker.durable_task
     def five_steps(input: dict[str, Any], ctx: SyncDurableContext) -> dict[str, Any]:
-        results = []
-        for name in names:
-            results.append(
-                ctx.step(name, lambda name=name: side_effect(ctx.task_id, name, ctx.attempt) or name)
-            )
-        return {"steps": results}
+        def run(name: str) -> str:
+            side_effect(ctx.task_id, name, ctx.attempt)
+            return name
+
+        return {"steps": [ctx.step(name, run, name) for name in names]}
 
     @worker.task
     def child(input: dict[str, Any]) -> int:
