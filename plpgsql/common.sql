@@ -23,12 +23,8 @@
 -- `durable.fake_now` when a session sets it.
 --
 -- ## SQLSTATEs (class DU), the stable error contract
---   DU001 invalid argument (bad option, wrong JSON type, empty name, out of range)
---   DU002 unknown queue          DU003 payload too large      DU004 unknown task
---   DU010 lease lost (the token is not the task's live lease)
---   DU011 task cancelled (the worker must stop the attempt)
---   DU012 invalid transition (the verb makes no sense in the task's state)
--- A lease token that is not a uuid fails with PostgreSQL's own 22P02.
+-- Listed, all of them, in one place: the table "Errors (SQLSTATEs)" of README.md (DU001
+-- invalid argument ... DU021 history gap); durable/errors.py maps each to an exception.
 
 -- The database clock, or the test clock.
 create or replace function durable.current_time()

@@ -20,8 +20,8 @@
 -- Events are immutable: a trigger rejects UPDATE, DELETE and TRUNCATE (DU013), except
 -- for the retention purge. A replay does not delete: it starts a new generation.
 --
--- SQLSTATEs: DU020 non-determinism, DU021 seq out of order (a gap), DU013 events are
--- immutable.
+-- SQLSTATEs raised here (see README.md, "Errors"): DU020 non-determinism, DU021 an event
+-- out of order, DU013 the log is immutable.
 
 -- The event kinds durable calls may record.
 create or replace function durable._event_kinds()

@@ -1,6 +1,6 @@
 """Exceptions, one per SQLSTATE of the SQL API (class DU), and the mapping between them.
 
-The SQLSTATEs are the contract; docs/errors.md lists them with what raises each.
+The SQLSTATEs are the contract; the table "Errors (SQLSTATEs)" of README.md lists them all.
 """
 
 from __future__ import annotations
