@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -152,14 +153,25 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield c
 
 
-class _Runner(Runner):
-    """pytest-pgtap's runner, keeping only the text rows (TAP lines) of a file's results.
+SQL_TESTS = Path(__file__).parent / "sql"
+_INCLUDE = re.compile(r"^\\ir\s+(\S+)\s*$", re.MULTILINE)
 
-    Setup statements in test files (``select durable.create_queue(...)``) return other
-    values; they are not TAP and are left out.
+
+def expand_includes(text: str) -> str:
+    """Replace psql's ``\\ir FILE`` lines with the file (relative to tests/sql), as psql would."""
+    return _INCLUDE.sub(lambda m: (SQL_TESTS / m.group(1)).read_text(), text)
+
+
+class _Runner(Runner):
+    """pytest-pgtap's runner, for test files that may ``\\ir`` shared helpers.
+
+    Only the text rows (TAP lines) of a file's results are kept: setup statements in
+    test files (``select durable.create_queue(...)``) return other values, not TAP.
     """
 
     def run(self, query: Any) -> list[str]:
+        if isinstance(query, str):
+            query = expand_includes(query)
         return [row for row in super().run(query) if isinstance(row, str)]
 
 
