@@ -1,4 +1,4 @@
-"""Worker processes for the tests: start them, kill them (-9), wait on conditions."""
+"""Worker processes of workflow_apps.py for the tests: start them, kill them (-9)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 APPS = Path(__file__).with_name("workflow_apps.py")
-T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.05) -> T:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class WorkerProcesses:

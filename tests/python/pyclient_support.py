@@ -12,7 +12,9 @@ from durable import Worker
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: float = 0.02) -> T:
+def wait_until(
+    condition: Callable[[], T], timeout: float = 30.0, what: str | None = None, interval: float = 0.02
+) -> T:
     """Poll ``condition`` until it returns a truthy value (returned); fail after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -20,7 +22,7 @@ def wait_until(condition: Callable[[], T], timeout: float = 30.0, interval: floa
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s: {condition}")
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(interval)
 
 

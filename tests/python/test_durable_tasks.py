@@ -8,7 +8,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from procs import WorkerProcesses, wait_until, worker_processes
+from procs import WorkerProcesses, worker_processes
+from pyclient_support import wait_until
 
 from durable import Client
 from durable.errors import InvalidTransition

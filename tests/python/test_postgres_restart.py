@@ -15,7 +15,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from procs import wait_until, worker_processes
+from procs import worker_processes
+from pyclient_support import wait_until
 
 from durable import Client
 from durable.migrate import migrate
