@@ -60,14 +60,12 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from durable import commands, workflow_commands
 from durable.commands import ClaimedTask, Command
 from durable.connections import execute_async
-from durable.migrate import migrate
 from durable.workflow import DurableContext
-from queue_bench import bench_pgbench, fmt, log, ratio, scratch_database, server, settle
+from queue_bench import Phases, bench_database, bench_pgbench, fmt, log, ratio, settle
 
 T = TypeVar("T")
 
@@ -674,34 +672,13 @@ def summary(args: argparse.Namespace, results: Results, kinds: Sequence[str]) ->
 
 def run(args: argparse.Namespace) -> int:
     results = Results()
-    failed = False
     kinds = [
         label
         for label, count, fn in STEP_KINDS
         if count == 0 or args.step_kind == "both" or fn == args.step_kind
     ]
-    with server(args.url) as server_url, scratch_database(server_url) as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute("select version(), current_setting('synchronous_commit')").fetchone()
-            assert row is not None
-            results.server = f"{row[0].split(',')[0]} (synchronous_commit={row[1]})"
-        log(f"server: {results.server}; scratch database {conninfo_to_dict(url).get('dbname')}")
-        migrate(url)
-
-        def phase(name: str, action: Any) -> Any:
-            nonlocal failed
-            log(f"\n== {name}")
-            settle(url)
-            started = time.perf_counter()
-            try:
-                value = action()
-            except Exception as exc:
-                failed = True
-                results.notes.append(f"{name}: {type(exc).__name__}: {exc}")
-                log(f"   FAILED: {type(exc).__name__}: {exc}")
-                return None
-            log(f"   ({time.perf_counter() - started:.1f} s)")
-            return value
+    with bench_database(args.url) as (url, results.server):
+        phase = Phases(url, results.notes)
 
         results.rounds = phase(
             f"{args.rounds} rounds of: pgbench (1 client, 1-row INSERT, {args.pgbench_seconds} s in all),"
@@ -749,7 +726,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"{label + ':':<{width}} {value}")
     for note in results.notes:
         log(f"note: {note}")
-    return 1 if failed else 0
+    return 1 if phase.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

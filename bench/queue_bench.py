@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
@@ -36,10 +37,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -47,6 +48,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durable.migrate import migrate
 from durable.server import configured_url, embedded_bin_dir, start_embedded
+
+T = TypeVar("T")
 
 TASK_NAME = "noop"
 
@@ -100,6 +103,43 @@ def settle(url: str) -> None:
     """A checkpoint before each phase, so one phase's dirty pages are not flushed during the next."""
     with contextlib.suppress(psycopg.Error), psycopg.connect(url, autocommit=True) as conn:
         conn.execute("checkpoint")
+
+
+@contextlib.contextmanager
+def bench_database(url: str | None) -> Iterator[tuple[str, str]]:
+    """A migrated scratch database on the chosen server: yields its URL and a line describing the server."""
+    with server(url) as server_url, scratch_database(server_url) as scratch:
+        with psycopg.connect(scratch, autocommit=True) as conn:
+            row = conn.execute("select version(), current_setting('synchronous_commit')").fetchone()
+            assert row is not None
+            described = f"{row[0].split(',')[0]} (synchronous_commit={row[1]})"
+        log(f"server: {described}; scratch database {conninfo_to_dict(scratch).get('dbname')}")
+        migrate(scratch)
+        yield scratch, described
+
+
+class Phases:
+    """Runs the phases of a benchmark: each is announced, starts on a settled server, is timed,
+    and, when it raises, is noted and skipped (``failed`` turns true) so the others still run."""
+
+    def __init__(self, url: str, notes: list[str]) -> None:
+        self.url = url
+        self.notes = notes
+        self.failed = False
+
+    def __call__(self, name: str, action: Callable[[], T]) -> T | None:
+        log(f"\n== {name}")
+        settle(self.url)
+        started = time.perf_counter()
+        try:
+            value = action()
+        except Exception as exc:
+            self.failed = True
+            self.notes.append(f"{name}: {type(exc).__name__}: {exc}")
+            log(f"   FAILED: {type(exc).__name__}: {exc}")
+            return None
+        log(f"   ({time.perf_counter() - started:.1f} s)")
+        return value
 
 
 def rate(count: int, seconds: float) -> float:
@@ -366,29 +406,8 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     results = Results()
-    failed = False
-    with server(args.url) as server_url, scratch_database(server_url) as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute("select version(), current_setting('synchronous_commit')").fetchone()
-            assert row is not None
-            results.server = f"{row[0].split(',')[0]} (synchronous_commit={row[1]})"
-        log(f"server: {results.server}; scratch database {conninfo_to_dict(url).get('dbname')}")
-        migrate(url)
-
-        def phase(name: str, action: Any) -> Any:
-            nonlocal failed
-            log(f"\n== {name}")
-            settle(url)
-            started = time.perf_counter()
-            try:
-                value = action()
-            except Exception as exc:
-                failed = True
-                results.notes.append(f"{name}: {type(exc).__name__}: {exc}")
-                log(f"   FAILED: {type(exc).__name__}: {exc}")
-                return None
-            log(f"   ({time.perf_counter() - started:.1f} s)")
-            return value
+    with bench_database(args.url) as (url, results.server):
+        phase = Phases(url, results.notes)
 
         results.enqueue_single = phase(
             f"enqueue, single: {args.tasks} x durable.enqueue",
@@ -406,8 +425,14 @@ def run(args: argparse.Namespace) -> int:
             rates = phase(
                 f"processed: {args.tasks} no-op tasks ({kind} def) through one worker process "
                 f"with {args.slots} slots",
-                lambda kind=kind: bench_worker(
-                    url, f"bench_worker_{kind}", args.tasks, args.slots, kind, args.worker_timeout
+                functools.partial(
+                    bench_worker,
+                    url,
+                    f"bench_worker_{kind}",
+                    args.tasks,
+                    args.slots,
+                    kind,
+                    args.worker_timeout,
                 ),
             )
             if rates:
@@ -464,7 +489,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"{label + ':':<{width}} {value}")
     for note in results.notes:
         log(f"note: {note}")
-    return 1 if failed else 0
+    return 1 if phase.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,14 +44,12 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 
 from durable import commands, workflow_commands
 from durable.connections import execute
-from durable.migrate import migrate
 from durable.workflow import DurableContext
 from durable_bench import enqueue_durable, ms, percentile, verdict, worker_process
-from queue_bench import log, ratio, scratch_database, server, settle
+from queue_bench import Phases, bench_database, log, ratio, settle
 
 PLAIN_TASK = "noop"
 SLEEPER = "sleeper"
@@ -336,29 +334,8 @@ def p50(values: list[float]) -> float:
 
 def run(args: argparse.Namespace) -> int:
     results = Results()
-    failed = False
-    with server(args.url) as server_url, scratch_database(server_url) as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute("select version(), current_setting('synchronous_commit')").fetchone()
-            assert row is not None
-            results.server = f"{row[0].split(',')[0]} (synchronous_commit={row[1]})"
-        log(f"server: {results.server}; scratch database {conninfo_to_dict(url).get('dbname')}")
-        migrate(url)
-
-        def phase(name: str, action: Any) -> Any:
-            nonlocal failed
-            log(f"\n== {name}")
-            settle(url)
-            started = time.perf_counter()
-            try:
-                value = action()
-            except Exception as exc:
-                failed = True
-                results.notes.append(f"{name}: {type(exc).__name__}: {exc}")
-                log(f"   FAILED: {type(exc).__name__}: {exc}")
-                return None
-            log(f"   ({time.perf_counter() - started:.1f} s)")
-            return value
+    with bench_database(args.url) as (url, results.server):
+        phase = Phases(url, results.notes)
 
         baseline = phase(
             f"claim latency, baseline: {args.ready} x claim(max_tasks 1) + complete,"
@@ -456,7 +433,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"{label + ':':<{width}} {value}")
     for note in results.notes:
         log(f"note: {note}")
-    return 1 if failed else 0
+    return 1 if phase.failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
