@@ -414,3 +414,42 @@ $$;
 
 comment on function durable.next_wake(text) is
 'When the next sleeping or timed waiting task of the queue is due (null when none): idle workers poll then instead of waiting out their poll interval.';
+
+create or replace function durable.purge_event_keys(
+    p_older_than_seconds double precision, p_limit integer default 10000
+)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    v_cutoff timestamptz;
+    v_count integer;
+begin
+    if p_older_than_seconds is null or p_older_than_seconds < 0 then
+        raise exception 'durable: older_than_seconds must be a number >= 0, got %', p_older_than_seconds
+            using errcode = 'DU001';
+    end if;
+    if p_limit is null or p_limit < 1 then
+        raise exception 'durable: limit must be at least 1, got %', p_limit using errcode = 'DU001';
+    end if;
+    v_cutoff := durable.current_time() - make_interval(secs => p_older_than_seconds);
+    -- a key row is locked by waits and emits first; skip the ones in use right now
+    delete from durable.event_values v
+    where v.key in (
+        select ev.key from durable.event_values ev
+        where (ev.emitted_at < v_cutoff
+               or (ev.emitted_at is null
+                   and not exists (select 1 from durable.tasks k
+                                   where k.status = 'waiting' and k.wait_kind = 'event' and k.wait_key = ev.key)))
+        limit p_limit
+        for update skip locked
+    );
+    get diagnostics v_count = row_count;
+    return v_count;
+end;
+$$;
+
+comment on function durable.purge_event_keys(double precision, integer) is
+'Retention for event latches: deletes up to p_limit keys emitted more than p_older_than_seconds ago, and keys that were never emitted and have no waiter left. A wait for a deleted key waits for the next emit, as for a new key. Returns how many keys it deleted. Errors: DU001.';
