@@ -121,4 +121,4 @@ end;
 $$;
 
 comment on function durable.purge(text, double precision, integer) is
-'Deletes up to p_limit finished (completed, failed, cancelled) tasks of the queue, with their attempt history and event log, that ended more than p_older_than_seconds ago (default: the queue''s retention option; nothing when neither is set). Returns how many tasks it deleted. Workers call it now and then; call it from cron otherwise.';
+'Deletes up to p_limit finished (completed, failed, cancelled) tasks of the queue, with their attempt history and event log, that ended more than p_older_than_seconds ago (default: the queue''s retention option; nothing when neither is set). Returns how many tasks it deleted. Python workers call it every minute (maintenance_interval); other clients call it from cron.';

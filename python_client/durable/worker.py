@@ -35,6 +35,9 @@ How it works (all rules are SQL functions; the worker only calls them):
 * **Failures** are reported at once with ``durable.fail``: the error is
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
   it final, so does a result that is not JSON-serialisable.
+* **Retention.** Every ``maintenance_interval`` seconds (60; None: never) it calls
+  ``durable.purge(queue)``, which deletes the finished tasks older than the queue's
+  ``retention`` option, with their attempts and events.
 * **Shutdown** (``stop()``, SIGTERM or SIGINT when ``run()`` is on the main thread):
   stop claiming, give running attempts up to ``shutdown_grace`` seconds to finish
   (a second signal or ``stop()`` ends the wait), release the rest with
@@ -199,6 +202,7 @@ class Worker:
         flush_interval: float = 0.002,
         flush_size: int = 100,
         pool_size: int = 4,
+        maintenance_interval: float | None = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -218,6 +222,9 @@ class Worker:
         self.flush_interval = flush_interval
         self.flush_size = flush_size
         self.pool_size = max(pool_size, 3)
+        if maintenance_interval is not None and maintenance_interval <= 0:
+            raise ValueError("maintenance_interval must be positive (or None)")
+        self.maintenance_interval = maintenance_interval
         self.stats = WorkerStats()
         self._functions: dict[str, TaskFunction] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -364,6 +371,8 @@ class Worker:
             )
             flusher = asyncio.create_task(self._flush_loop(), name="durable-flusher")
             helpers.append(asyncio.create_task(self._heartbeat_loop(), name="durable-heartbeat"))
+            if self.maintenance_interval is not None:
+                helpers.append(asyncio.create_task(self._maintenance_loop(), name="durable-maintenance"))
             if self.listen:
                 helpers.append(asyncio.create_task(self._listen_loop(dsn), name="durable-listener"))
             try:
@@ -637,6 +646,24 @@ class Worker:
             attempt.context.cancel_event.set()
         if attempt.function.is_async and attempt.task is not None:
             attempt.task.cancel()
+
+    # -- retention -----------------------------------------------------------------------
+
+    async def _maintenance_loop(self) -> None:
+        """Every ``maintenance_interval`` s: ``durable.purge(queue)``, which applies the queue's
+        ``retention`` option (and does nothing without one). Workers of a queue may all do it:
+        the purge skips rows another one is deleting."""
+        assert self.maintenance_interval is not None
+        while True:
+            await asyncio.sleep(self.maintenance_interval)
+            try:
+                purged = await self._call(commands.purge(self.queue))
+                if purged:
+                    logger.info("purged %d finished task(s) of queue %s", purged, self.queue)
+            except (psycopg.Error, DurableError) as exc:
+                logger.warning("purge failed (%s); retrying later", exc)
+            except Exception:
+                logger.exception("maintenance loop error; retrying later")
 
     # -- heartbeats ----------------------------------------------------------------------
 

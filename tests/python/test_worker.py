@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from pyclient_support import ThreadedWorker, wait_until
 
-from durable import Client, NonRetryableError, TaskContext, TaskSpec, UnknownQueue, Worker
+from durable import Client, NonRetryableError, TaskContext, TaskSpec, UnknownQueue, UnknownTask, Worker
 from durable.worker import describe
 
 StartWorker = Callable[[Worker], ThreadedWorker]
@@ -399,3 +399,22 @@ def test_an_attempt_whose_lease_was_lost_is_abandoned_and_not_reported(
     info = client.get_task(task_id)
     assert [(a.attempt, a.outcome) for a in info.attempts] == [(1, "lease_expired"), (2, "completed")]
     assert (info.lost_leases, info.failures) == (1, 0)
+
+
+def test_the_worker_applies_the_queue_retention(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url, "kept", maintenance_interval=0.1)
+
+    @worker.task
+    def job(input: dict[str, Any]) -> None:
+        return None
+
+    client.create_queue("kept", retention=0)
+    done = client.enqueue("kept", "job")
+    later = client.enqueue("kept", "job", delay=3600)
+    start_worker(worker)
+    wait_until(lambda: client.queue_stats("kept") == {"pending": 1}, what="the completed task to be purged")
+    assert client.get_task(later).status == "pending"
+    with pytest.raises(UnknownTask):
+        client.get_task(done)
