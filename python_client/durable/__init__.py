@@ -1,8 +1,10 @@
 """durable: durable execution that lives in PostgreSQL.
 
-The public API: :class:`Client` and :class:`AsyncClient` (enqueue, inspect, cancel and
-wait for tasks), :class:`Worker` (runs task functions), :class:`TaskContext` (what a task
-function may receive), :func:`migrate`, and the exceptions of :mod:`durable.errors`.
+The public API: :class:`Client` and :class:`AsyncClient` (enqueue, inspect, cancel, wait,
+retry, replay, fork, emit events), :class:`Worker` (runs task and durable task functions),
+:class:`TaskContext` (what a task function may receive), :class:`DurableContext` and
+:class:`SyncDurableContext` (what a durable task function receives), :func:`migrate`, and
+the exceptions of :mod:`durable.errors`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from .client import AsyncClient, Client
 from .commands import TaskSpec
 from .context import TaskContext
 from .errors import (
+    ChildFailed,
     DurableError,
+    EventTimeout,
     InvalidArgument,
     InvalidTransition,
     LeaseLost,
     MigrationError,
+    NonDeterminismError,
     NonRetryableError,
     PayloadTooLarge,
+    StepFailed,
     TaskCancelled,
     TaskFailed,
     UnknownQueue,
@@ -28,18 +34,26 @@ from .errors import (
 from .migrate import migrate
 from .task_info import AttemptInfo, TaskInfo
 from .worker import Worker, WorkerStats
+from .workflow import DurableContext, RetryPolicy, SyncDurableContext
 
 __all__ = [
     "AsyncClient",
     "AttemptInfo",
+    "ChildFailed",
     "Client",
+    "DurableContext",
     "DurableError",
+    "EventTimeout",
     "InvalidArgument",
     "InvalidTransition",
     "LeaseLost",
     "MigrationError",
+    "NonDeterminismError",
     "NonRetryableError",
     "PayloadTooLarge",
+    "RetryPolicy",
+    "StepFailed",
+    "SyncDurableContext",
     "TaskCancelled",
     "TaskContext",
     "TaskFailed",
