@@ -123,3 +123,18 @@ def test_cancel_cascades_to_running_and_sleeping_children(
     info = client.get_task(running_child[0])
     assert info.error is not None and "was cancelled" in info.error["message"]
     assert [a.outcome for a in info.attempts] == ["cancelled"]
+
+
+def test_except_exception_in_user_code_does_not_swallow_the_suspension(
+    procs: WorkerProcesses, client: Client, conn: psycopg.Connection[Any]
+) -> None:
+    procs.start("wf")
+    task_id = client.enqueue("wf", "swallow_everything", {"seconds": 1}, durable=True)
+    wait_until(lambda: status(client, task_id) == "sleeping", 30, "the task to sleep")
+    assert client.wait(task_id, timeout=30) == "slept"
+    assert [a.outcome for a in client.get_task(task_id).attempts] == ["suspended", "completed"]
+    # the except branch never ran: the suspension went past it
+    swallowed = conn.execute(
+        "select count(*) from side_effects where task_id = %s and step = 'swallowed'", (task_id,)
+    ).fetchone()
+    assert swallowed == (0,)

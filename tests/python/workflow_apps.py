@@ -91,6 +91,15 @@ def build(queue: str, version: int, concurrency: int, lease: int) -> Worker:
         return {"before": before.isoformat(), "after": after.isoformat()}
 
     @worker.durable_task
+    async def swallow_everything(input: dict[str, Any], ctx: DurableContext) -> str:
+        try:
+            await ctx.sleep(float(input["seconds"]))
+        except Exception:  # user code that catches everything must not swallow the suspension
+            side_effect(ctx.task_id, "swallowed", ctx.attempt)
+            return "swallowed"
+        return "slept"
+
+    @worker.durable_task
     def wait_for(input: dict[str, Any], ctx: SyncDurableContext) -> dict[str, Any]:
         try:
             payload = ctx.wait_for_event(input["key"], timeout=input.get("timeout"))
