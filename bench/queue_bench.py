@@ -47,7 +47,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from durable.migrate import migrate
-from durable.server import configured_url, embedded_bin_dir, start_embedded
+from durable.server import configured_url, embedded_bin_dir, start_embedded, stop_embedded
 
 T = TypeVar("T")
 
@@ -80,10 +80,16 @@ def server(url: str | None) -> Iterator[str]:
         yield url
         return
     data = Path(tempfile.mkdtemp(prefix="durable-bench-pg-"))
+    log(f"no DATABASE_URL: starting an embedded PostgreSQL in {data}")
     try:
-        log(f"no DATABASE_URL: starting an embedded PostgreSQL in {data}")
-        yield start_embedded(data / "pgdata", keep_running=False)
+        embedded = start_embedded(data / "pgdata", keep_running=False)
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
+    try:
+        yield embedded
     finally:
+        stop_embedded(data / "pgdata")
         shutil.rmtree(data, ignore_errors=True)
 
 

