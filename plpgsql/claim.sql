@@ -27,10 +27,7 @@ begin
     if p_task is null or p_token is null then
         raise exception 'durable: task id and lease token are required' using errcode = 'DU001';
     end if;
-    select * into t from durable.tasks k where k.task_id = p_task for update;
-    if not found then
-        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
-    end if;
+    t := durable._locked_task(p_task);
     if t.lease_token is distinct from p_token then
         raise exception 'durable: lease % is not the live lease of task %', p_token, p_task
             using errcode = 'DU010',

@@ -85,6 +85,27 @@ $$;
 comment on function durable.uuidv7() is
 'A random uuid whose first 48 bits are the Unix time in milliseconds (the version 7 layout), so new task ids land at the right edge of their index.';
 
+-- Locks a task's row and returns it; DU004 when there is no such task.
+create or replace function durable._locked_task(p_task uuid)
+returns durable.tasks
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+declare
+    t durable.tasks;
+begin
+    select * into t from durable.tasks k where k.task_id = p_task for update;
+    if not found then
+        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
+    end if;
+    return t;
+end;
+$$;
+
+comment on function durable._locked_task(uuid) is
+'Internal: locks and returns a task row (FOR UPDATE); DU004 when there is none. The fence, cancel and the restart verbs start with it.';
+
 -- Raises DU003 when a payload is over the limit.
 create or replace function durable._check_payload(p_value jsonb, p_what text)
 returns void

@@ -214,10 +214,7 @@ begin
     ) as d on d.task_id = k.task_id
     order by d.depth desc, k.task_id
     for update of k;
-    select * into t from durable.tasks k where k.task_id = p_task for update;
-    if not found then
-        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
-    end if;
+    t := durable._locked_task(p_task);
     if t.status = 'cancelled' then
         return false;
     end if;

@@ -41,27 +41,6 @@ $$;
 comment on function durable._restart(durable.tasks, boolean) is
 'Internal: moves a finished task back to pending (new history generation when asked), resetting its failure and lost-lease counts.';
 
--- Locks a task for a restart verb.
-create or replace function durable._task_for_restart(p_task uuid)
-returns durable.tasks
-language plpgsql
-volatile
-set search_path = pg_catalog, durable
-as $$
-declare
-    t durable.tasks;
-begin
-    select * into t from durable.tasks k where k.task_id = p_task for update;
-    if not found then
-        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
-    end if;
-    return t;
-end;
-$$;
-
-comment on function durable._task_for_restart(uuid) is
-'Internal: locks and returns a task, DU004 when there is none.';
-
 create or replace function durable.retry(p_task uuid)
 returns void
 language plpgsql
@@ -69,7 +48,7 @@ volatile
 set search_path = pg_catalog, durable
 as $$
 declare
-    t durable.tasks := durable._task_for_restart(p_task);
+    t durable.tasks := durable._locked_task(p_task);
 begin
     if t.status not in ('failed', 'cancelled') then
         raise exception 'durable: only a failed or cancelled task can be retried; task % is %', p_task, t.status
@@ -91,7 +70,7 @@ volatile
 set search_path = pg_catalog, durable
 as $$
 declare
-    t durable.tasks := durable._task_for_restart(p_task);
+    t durable.tasks := durable._locked_task(p_task);
 begin
     if t.status not in ('completed', 'failed', 'cancelled') then
         raise exception 'durable: only a finished task can be replayed; task % is %', p_task, t.status

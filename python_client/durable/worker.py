@@ -435,7 +435,11 @@ class Worker:
                 await self._wait_for_work(await self._idle_wait())
 
     async def _idle_wait(self) -> float:
-        """How long to wait for work: ``poll_interval``, or less when a sleeping task is due sooner."""
+        """How long to wait for work: ``poll_interval``, or less when a sleeping task is due sooner.
+
+        Only durable tasks sleep: a worker without durable functions does not ask."""
+        if not any(f.durable for f in self._functions.values()):
+            return self.poll_interval
         try:
             due_in = await self._call(workflow_commands.seconds_until_wake(self.queue))
         except (psycopg.Error, DurableError):
