@@ -10,14 +10,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, Unpack
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import commands, workflow_commands
-from .commands import Command, Seconds, TaskSpec
+from .commands import Command, EnqueueOptions, QueueOptions, Seconds, TaskSpec
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .migrate import MigrationResult, migrate
 from .task_info import TaskInfo
@@ -69,57 +68,19 @@ class Client:
         with self._pool.connection() as conn:
             return migrate(conn)
 
-    def create_queue(
-        self,
-        queue: str,
-        *,
-        max_attempts: int | None = None,
-        max_lost_leases: int | None = None,
-        backoff: Mapping[str, Any] | None = None,
-        timeout: Seconds | None = None,
-        retention: Seconds | None = None,
-    ) -> dict[str, Any]:
+    def create_queue(self, queue: str, **options: Unpack[QueueOptions]) -> dict[str, Any]:
         """Create a queue, or merge the given options into an existing one; returns its options."""
-        options = commands.queue_options(
-            max_attempts=max_attempts,
-            max_lost_leases=max_lost_leases,
-            backoff=backoff,
-            timeout=timeout,
-            retention=retention,
-        )
-        return self.run(commands.create_queue(queue, options))
+        return self.run(commands.create_queue(queue, commands.queue_options(**options)))
 
     def enqueue(
         self,
         queue: str,
         task_name: str,
         input: Mapping[str, Any] | None = None,
-        *,
-        priority: int | None = None,
-        delay: Seconds | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        max_lost_leases: int | None = None,
-        backoff: Mapping[str, Any] | None = None,
-        timeout: Seconds | None = None,
-        schedule_timeout: Seconds | None = None,
-        idempotency_key: str | None = None,
-        durable: bool | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> uuid.UUID:
         """Enqueue one task; returns its id (the existing task's id for a known idempotency key)."""
-        options = commands.enqueue_options(
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            max_lost_leases=max_lost_leases,
-            backoff=backoff,
-            timeout=timeout,
-            schedule_timeout=schedule_timeout,
-            idempotency_key=idempotency_key,
-            durable=durable,
-        )
-        return self.run(commands.enqueue(queue, task_name, input, options))
+        return self.run(commands.enqueue(queue, task_name, input, commands.enqueue_options(**options)))
 
     def enqueue_many(self, queue: str, specs: Iterable[TaskSpec | Mapping[str, Any]]) -> list[uuid.UUID]:
         """Enqueue a batch in one statement (all or nothing); returns the ids in order."""
@@ -234,57 +195,19 @@ class AsyncClient:
             conninfo = conn.info.dsn
         return await asyncio.to_thread(migrate, self._dsn or conninfo)
 
-    async def create_queue(
-        self,
-        queue: str,
-        *,
-        max_attempts: int | None = None,
-        max_lost_leases: int | None = None,
-        backoff: Mapping[str, Any] | None = None,
-        timeout: Seconds | None = None,  # noqa: ASYNC109 (the queue's task timeout option)
-        retention: Seconds | None = None,
-    ) -> dict[str, Any]:
+    async def create_queue(self, queue: str, **options: Unpack[QueueOptions]) -> dict[str, Any]:
         """Create a queue, or merge the given options into an existing one; returns its options."""
-        options = commands.queue_options(
-            max_attempts=max_attempts,
-            max_lost_leases=max_lost_leases,
-            backoff=backoff,
-            timeout=timeout,
-            retention=retention,
-        )
-        return await self.run(commands.create_queue(queue, options))
+        return await self.run(commands.create_queue(queue, commands.queue_options(**options)))
 
     async def enqueue(
         self,
         queue: str,
         task_name: str,
         input: Mapping[str, Any] | None = None,
-        *,
-        priority: int | None = None,
-        delay: Seconds | None = None,
-        run_at: datetime | None = None,
-        max_attempts: int | None = None,
-        max_lost_leases: int | None = None,
-        backoff: Mapping[str, Any] | None = None,
-        timeout: Seconds | None = None,  # noqa: ASYNC109 (the task's timeout option)
-        schedule_timeout: Seconds | None = None,
-        idempotency_key: str | None = None,
-        durable: bool | None = None,
+        **options: Unpack[EnqueueOptions],
     ) -> uuid.UUID:
         """Enqueue one task; returns its id (the existing task's id for a known idempotency key)."""
-        options = commands.enqueue_options(
-            priority=priority,
-            delay=delay,
-            run_at=run_at,
-            max_attempts=max_attempts,
-            max_lost_leases=max_lost_leases,
-            backoff=backoff,
-            timeout=timeout,
-            schedule_timeout=schedule_timeout,
-            idempotency_key=idempotency_key,
-            durable=durable,
-        )
-        return await self.run(commands.enqueue(queue, task_name, input, options))
+        return await self.run(commands.enqueue(queue, task_name, input, commands.enqueue_options(**options)))
 
     async def enqueue_many(
         self, queue: str, specs: Iterable[TaskSpec | Mapping[str, Any]]

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, LiteralString, TypeVar
+from typing import Any, Generic, LiteralString, TypedDict, TypeVar, Unpack
 
 from .errors import InvalidArgument, UnknownTask
 from .task_info import TaskInfo
@@ -50,102 +50,96 @@ def to_json(value: Any, what: str) -> str:
         raise InvalidArgument(f"durable: {what} is not JSON-serialisable: {exc}") from exc
 
 
-def queue_options(
-    *,
-    max_attempts: int | None = None,
-    max_lost_leases: int | None = None,
-    backoff: Mapping[str, Any] | None = None,
-    timeout: Seconds | None = None,
-    retention: Seconds | None = None,
-) -> dict[str, Any]:
+class QueueOptions(TypedDict, total=False):
+    """The options of ``durable.create_queue`` (its COMMENT says each); seconds may be timedeltas.
+
+    None means not given.
+    """
+
+    max_attempts: int | None
+    max_lost_leases: int | None
+    backoff: Mapping[str, Any] | None
+    timeout: Seconds | None
+    retention: Seconds | None
+    notify: bool | None
+    concurrency_limit: int | None
+    concurrency_key_limit: int | None
+    concurrency_strategy: str | None
+    rate_limit: Mapping[str, Any] | None
+    hold_slots_while_suspended: bool | None
+
+
+class EnqueueOptions(TypedDict, total=False):
+    """The options of ``durable.enqueue`` (its COMMENT says each); seconds may be timedeltas.
+
+    None means not given.
+    """
+
+    priority: int | None
+    delay: Seconds | None
+    run_at: datetime | None
+    max_attempts: int | None
+    max_lost_leases: int | None
+    backoff: Mapping[str, Any] | None
+    timeout: Seconds | None
+    schedule_timeout: Seconds | None
+    idempotency_key: str | None
+    durable: bool | None
+    concurrency_key: str | None
+    concurrency_key_limit: int | None
+
+
+#: options given in seconds, which may also be timedeltas
+_SECONDS = frozenset({"delay", "timeout", "schedule_timeout", "retention"})
+
+
+def _options_json(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON form of options: None means not given; seconds as numbers; run_at as ISO text.
+
+    Which keys exist and what values they take is checked by the SQL (DU001)."""
+    result: dict[str, Any] = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in _SECONDS:
+            value = _seconds(value)
+        elif key == "run_at":
+            if not isinstance(value, datetime) or value.tzinfo is None:
+                raise InvalidArgument("durable: run_at must be a timezone-aware datetime")
+            value = value.isoformat()
+        elif isinstance(value, Mapping):
+            value = dict(value)
+        result[key] = value
+    return result
+
+
+def queue_options(**options: Unpack[QueueOptions]) -> dict[str, Any]:
     """The options object of ``durable.create_queue``: only the options given (None = not given)."""
-    options: dict[str, Any] = {}
-    if max_attempts is not None:
-        options["max_attempts"] = max_attempts
-    if max_lost_leases is not None:
-        options["max_lost_leases"] = max_lost_leases
-    if backoff is not None:
-        options["backoff"] = dict(backoff)
-    if timeout is not None:
-        options["timeout"] = _seconds(timeout)
-    if retention is not None:
-        options["retention"] = _seconds(retention)
-    return options
+    return _options_json(options)
 
 
-def enqueue_options(
-    *,
-    priority: int | None = None,
-    delay: Seconds | None = None,
-    run_at: datetime | None = None,
-    max_attempts: int | None = None,
-    max_lost_leases: int | None = None,
-    backoff: Mapping[str, Any] | None = None,
-    timeout: Seconds | None = None,
-    schedule_timeout: Seconds | None = None,
-    idempotency_key: str | None = None,
-    durable: bool | None = None,
-) -> dict[str, Any]:
+def enqueue_options(**options: Unpack[EnqueueOptions]) -> dict[str, Any]:
     """The options object of ``durable.enqueue``: only the options given (None = not given)."""
-    options: dict[str, Any] = {}
-    if priority is not None:
-        options["priority"] = priority
-    if delay is not None:
-        options["delay"] = _seconds(delay)
-    if run_at is not None:
-        if run_at.tzinfo is None:
-            raise InvalidArgument("durable: run_at must be a timezone-aware datetime")
-        options["run_at"] = run_at.isoformat()
-    if max_attempts is not None:
-        options["max_attempts"] = max_attempts
-    if max_lost_leases is not None:
-        options["max_lost_leases"] = max_lost_leases
-    if backoff is not None:
-        options["backoff"] = dict(backoff)
-    if timeout is not None:
-        options["timeout"] = _seconds(timeout)
-    if schedule_timeout is not None:
-        options["schedule_timeout"] = _seconds(schedule_timeout)
-    if idempotency_key is not None:
-        options["idempotency_key"] = idempotency_key
-    if durable is not None:
-        options["durable"] = durable
-    return options
+    return _options_json(options)
 
 
-@dataclass(frozen=True, slots=True)
 class TaskSpec:
     """One task of :meth:`Client.enqueue_many`: a name, its input and its enqueue options."""
 
-    task_name: str
-    input: Mapping[str, Any] | None = None
-    priority: int | None = None
-    delay: Seconds | None = None
-    run_at: datetime | None = None
-    max_attempts: int | None = None
-    max_lost_leases: int | None = None
-    backoff: Mapping[str, Any] | None = None
-    timeout: Seconds | None = None
-    schedule_timeout: Seconds | None = None
-    idempotency_key: str | None = None
-    durable: bool | None = None
+    __slots__ = ("input", "options", "task_name")
+
+    def __init__(
+        self, task_name: str, input: Mapping[str, Any] | None = None, **options: Unpack[EnqueueOptions]
+    ) -> None:
+        self.task_name = task_name
+        self.input = input
+        self.options = options
 
     def to_json(self) -> dict[str, Any]:
         return {
             "task_name": self.task_name,
             "input": dict(self.input or {}),
-            "options": enqueue_options(
-                priority=self.priority,
-                delay=self.delay,
-                run_at=self.run_at,
-                max_attempts=self.max_attempts,
-                max_lost_leases=self.max_lost_leases,
-                backoff=self.backoff,
-                timeout=self.timeout,
-                schedule_timeout=self.schedule_timeout,
-                idempotency_key=self.idempotency_key,
-                durable=self.durable,
-            ),
+            "options": _options_json(self.options),
         }
 
 

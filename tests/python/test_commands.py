@@ -28,6 +28,18 @@ def test_enqueue_options_keep_only_what_is_given() -> None:
         "max_attempts": 3,
         "retention": 86400.0,
     }
+    assert commands.enqueue_options(concurrency_key="tenant-1", concurrency_key_limit=2, durable=True) == {
+        "concurrency_key": "tenant-1",
+        "concurrency_key_limit": 2,
+        "durable": True,
+    }
+    assert commands.queue_options(
+        concurrency_limit=5, rate_limit={"limit": 10, "period": 1}, notify=False
+    ) == {
+        "concurrency_limit": 5,
+        "rate_limit": {"limit": 10, "period": 1},
+        "notify": False,
+    }
 
 
 def test_commands_carry_sql_and_json_parameters() -> None:
