@@ -29,15 +29,17 @@
 -- The database clock, or the test clock.
 create or replace function durable.current_time()
 returns timestamptz
-language sql
+language plpgsql
 stable
 parallel safe
 set search_path = pg_catalog, durable
 as $$
-    select coalesce(
+begin
+    return coalesce(
         nullif(current_setting('durable.fake_now', true), '')::timestamptz,
         clock_timestamp()
-    )
+    );
+end;
 $$;
 
 comment on function durable.current_time() is
@@ -46,11 +48,15 @@ comment on function durable.current_time() is
 -- The largest JSON payload (input, output, error, event result) accepted, in bytes.
 create or replace function durable.max_payload_bytes()
 returns integer
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = pg_catalog, durable
-as $$ select 1048576 $$;
+as $$
+begin
+    return 1048576;
+end;
+$$;
 
 comment on function durable.max_payload_bytes() is
 'Largest JSON payload (task input, output, error, step result) accepted, in bytes: 1 MiB. Larger ones fail with DU003.';
@@ -58,12 +64,13 @@ comment on function durable.max_payload_bytes() is
 -- A time-ordered uuid (version 7 layout): index-friendly primary keys on PG 15 and 18.
 create or replace function durable.uuidv7()
 returns uuid
-language sql
+language plpgsql
 volatile
 parallel safe
 set search_path = pg_catalog, durable
 as $$
-    select encode(
+begin
+    return encode(
         set_bit(
             set_bit(
                 overlay(
@@ -79,7 +86,8 @@ as $$
             53, 1
         ),
         'hex'
-    )::uuid
+    )::uuid;
+end;
 $$;
 
 comment on function durable.uuidv7() is

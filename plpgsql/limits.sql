@@ -115,14 +115,16 @@
 -- Whether a queue's options ask for any limit (the claim then takes the admission path).
 create or replace function durable._has_limits(p_options jsonb)
 returns boolean
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = pg_catalog, durable
 as $$
-    select coalesce(p_options ?| array[
+begin
+    return coalesce(p_options ?| array[
         'concurrency_limit', 'concurrency_key_limit', 'concurrency_strategy', 'rate_limit'
-    ], false)
+    ], false);
+end;
 $$;
 
 comment on function durable._has_limits(jsonb) is

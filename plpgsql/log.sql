@@ -26,11 +26,15 @@
 -- The event kinds durable calls may record.
 create or replace function durable._event_kinds()
 returns text[]
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = pg_catalog, durable
-as $$ select array['step', 'now', 'random', 'uuid'] $$;
+as $$
+begin
+    return array['step', 'now', 'random', 'uuid'];
+end;
+$$;
 
 comment on function durable._event_kinds() is
 'Internal: the kinds of event the log accepts.';
@@ -68,18 +72,22 @@ execute function durable._reject_event_change();
 -- The recorded events of a task's current generation, as the claim hands them over.
 create or replace function durable._history(p_task uuid, p_generation integer)
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, durable
 as $$
-    select coalesce(jsonb_agg(
-        jsonb_build_object(
-            'seq', e.seq, 'kind', e.kind, 'name', e.name, 'outcome', e.outcome,
-            'result', e.result, 'input_hash', e.input_hash
-        ) order by e.seq
-    ), '[]'::jsonb)
-    from durable.events e
-    where e.task_id = p_task and e.generation = p_generation
+begin
+    return (
+        select coalesce(jsonb_agg(
+            jsonb_build_object(
+                'seq', e.seq, 'kind', e.kind, 'name', e.name, 'outcome', e.outcome,
+                'result', e.result, 'input_hash', e.input_hash
+            ) order by e.seq
+        ), '[]'::jsonb)
+        from durable.events e
+        where e.task_id = p_task and e.generation = p_generation
+    );
+end;
 $$;
 
 comment on function durable._history(uuid, integer) is
@@ -147,11 +155,15 @@ comment on function durable._nondeterminism(uuid, integer, jsonb, jsonb) is
 -- children a wait is for), compared on re-runs.
 create or replace function durable.input_hash(p_value jsonb)
 returns text
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = pg_catalog, durable
-as $$ select md5(p_value::text) $$;
+as $$
+begin
+    return md5(p_value::text);
+end;
+$$;
 
 comment on function durable.input_hash(jsonb) is
 'The hash recorded with an event for what the call was given (md5 of the canonical jsonb text; null for null). A re-run that presents a different input at the same event is a non-determinism.';
@@ -162,13 +174,15 @@ create or replace function durable._same_event(
     p_kind text, p_name text, p_input_hash text, e durable.events
 )
 returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = pg_catalog, durable
 as $$
+begin
     -- never null: a call without a kind or name does not match (it would pass otherwise)
-    select e.kind is not distinct from p_kind and e.name is not distinct from p_name
-        and e.input_hash is not distinct from p_input_hash
+    return e.kind is not distinct from p_kind and e.name is not distinct from p_name
+        and e.input_hash is not distinct from p_input_hash;
+end;
 $$;
 
 comment on function durable._same_event(text, text, text, durable.events) is

@@ -15,17 +15,19 @@
 -- Keys accepted in a queue's options.
 create or replace function durable._queue_option_keys()
 returns text[]
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = pg_catalog, durable
 as $$
-    select array[
+begin
+    return array[
         'max_attempts', 'max_lost_leases', 'backoff', 'timeout', 'retention', 'notify',
         -- concurrency and rate limits: see limits.sql
         'concurrency_limit', 'concurrency_key_limit', 'concurrency_strategy', 'rate_limit',
         'hold_slots_while_suspended'
-    ]
+    ];
+end;
 $$;
 
 comment on function durable._queue_option_keys() is
@@ -34,16 +36,18 @@ comment on function durable._queue_option_keys() is
 -- Keys accepted in the options of one enqueue.
 create or replace function durable._enqueue_option_keys()
 returns text[]
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = pg_catalog, durable
 as $$
-    select array[
+begin
+    return array[
         'priority', 'run_at', 'delay', 'max_attempts', 'max_lost_leases', 'backoff',
         'timeout', 'schedule_timeout', 'idempotency_key', 'durable',
         'concurrency_key', 'concurrency_key_limit'
-    ]
+    ];
+end;
 $$;
 
 comment on function durable._enqueue_option_keys() is

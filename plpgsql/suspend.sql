@@ -243,16 +243,20 @@ comment on function durable.spawn(uuid, uuid, integer, text, text, jsonb, jsonb)
 -- The outcome of a set of children, in the order given.
 create or replace function durable._children_outcome(p_children uuid[])
 returns jsonb
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, durable
 as $$
-    select coalesce(jsonb_agg(
-        jsonb_build_object('task_id', c.id, 'status', k.status, 'output', k.output, 'error', k.error)
-        order by c.ord
-    ), '[]'::jsonb)
-    from unnest(p_children) with ordinality as c (id, ord)
-    left join durable.tasks k on k.task_id = c.id
+begin
+    return (
+        select coalesce(jsonb_agg(
+            jsonb_build_object('task_id', c.id, 'status', k.status, 'output', k.output, 'error', k.error)
+            order by c.ord
+        ), '[]'::jsonb)
+        from unnest(p_children) with ordinality as c (id, ord)
+        left join durable.tasks k on k.task_id = c.id
+    );
+end;
 $$;
 
 comment on function durable._children_outcome(uuid[]) is
