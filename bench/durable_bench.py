@@ -12,8 +12,10 @@ Prints, on one server:
   Target: a checkpoint at most 1.5 x that latency. Also the same INSERT sent from this
   process (the client path the checkpoints take);
 * the per-step cost through the package: N durable tasks of each kind, S no-op
-  ``ctx.step`` calls each with an ``async def`` step function, the same with a ``def``
-  (run in a thread), and tasks of no step (the claim and the completion alone), run
+  ``ctx.step`` calls each: an ``async def`` task with ``async def`` steps, a plain ``def``
+  task with ``def`` steps (called in the task's thread, its commands on a sync
+  connection), an ``async def`` task with ``def`` steps (each run in a thread), and tasks
+  of no step (the claim and the completion alone), run
   interleaved by ONE ``durable.worker.Worker`` process with one slot. The per-step figure
   is the time between the recording of consecutive events of a task (a whole step: the
   code's turn, the checkpoint's round trip and commit); the per-task difference with the
@@ -64,13 +66,15 @@ import psycopg
 from durable import commands, workflow_commands
 from durable.commands import ClaimedTask, Command
 from durable.connections import execute_async
-from durable.workflow import DurableContext
+from durable.workflow import DurableContext, SyncDurableContext
 from queue_bench import Phases, bench_database, bench_pgbench, fmt, log, ratio, settle
 
 T = TypeVar("T")
 
 #: the durable task of every phase: input {"steps": n, "kind": "async" | "sync"}
 STEPS_TASK = "steps"
+#: the same as a plain def (its context a SyncDurableContext): input {"steps": n}
+SYNC_STEPS_TASK = "steps_sync"
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -156,7 +160,9 @@ def enqueue_durable(
 ) -> list[uuid.UUID]:
     """Durable tasks with these inputs, in one durable.enqueue_many."""
     conn.execute("select durable.create_queue(%s)", (queue,))
-    specs = [{"task_name": task_name, "input": i, "options": {"durable": True}} for i in inputs]
+    specs = [
+        {"task_name": i.get("task", task_name), "input": i, "options": {"durable": True}} for i in inputs
+    ]
     rows = conn.execute(
         "select task_id from durable.enqueue_many(%s, %s::jsonb)", (queue, json.dumps(specs))
     ).fetchall()
@@ -194,20 +200,34 @@ async def steps_task(input: dict[str, Any], ctx: DurableContext) -> int:
     return steps
 
 
+def sync_steps_task(input: dict[str, Any], ctx: SyncDurableContext) -> int:
+    """``steps`` no-op def steps named s1, s2, ..., called in the task's thread."""
+    steps = int(input["steps"])
+    for i in range(1, steps + 1):
+        ctx.step(f"s{i}", noop_sync)
+    return steps
+
+
 def worker_child(url: str, queue: str, slots: int) -> None:
-    """Runs in the worker process: one Worker with the durable task, until SIGTERM (graceful)."""
+    """Runs in the worker process: one Worker with the durable tasks, until SIGTERM (graceful)."""
     from durable.worker import Worker
 
     worker = Worker(url, queue=queue, concurrency=slots)
     worker.durable_task(name=STEPS_TASK)(steps_task)
+    worker.durable_task(name=SYNC_STEPS_TASK)(sync_steps_task)
     with contextlib.suppress(KeyboardInterrupt):
         worker.run()
 
 
 # ------------------------------------------------------------------ checkpoint cost, in rounds
 
-#: the kinds of task of the one-slot worker runs: (label, steps (None: S), step function)
-STEP_KINDS = (("0 steps", 0, "async"), ("async def", None, "async"), ("def", None, "sync"))
+#: the kinds of task of the one-slot worker runs: (label, steps (None: S), task, step function)
+STEP_KINDS = (
+    ("0 steps", 0, STEPS_TASK, "async"),
+    ("async def", None, STEPS_TASK, "async"),
+    ("def", None, SYNC_STEPS_TASK, "sync"),
+    ("async def, def steps", None, STEPS_TASK, "sync"),
+)
 
 
 @dataclass
@@ -255,9 +275,17 @@ def worker_round(
     """
     specs = []
     for i in range(n):
-        for label, count, fn in STEP_KINDS:
+        for label, count, task, fn in STEP_KINDS:
             if label in kinds:
-                specs.append({"steps": steps if count is None else count, "kind": fn, "label": label, "i": i})
+                specs.append(
+                    {
+                        "steps": steps if count is None else count,
+                        "kind": fn,
+                        "label": label,
+                        "i": i,
+                        "task": task,
+                    }
+                )
     ids = enqueue_durable(conn, queue, STEPS_TASK, specs)
     started = time.perf_counter()
     while True:
@@ -674,7 +702,7 @@ def run(args: argparse.Namespace) -> int:
     results = Results()
     kinds = [
         label
-        for label, count, fn in STEP_KINDS
+        for label, count, _, fn in STEP_KINDS
         if count == 0 or args.step_kind == "both" or fn == args.step_kind
     ]
     with bench_database(args.url) as (url, results.server):
@@ -747,7 +775,8 @@ def main(argv: list[str] | None = None) -> int:
         "--step-kind",
         choices=["async", "sync", "both"],
         default="both",
-        help="the no-op step function: async def, def (run in a thread), or both (default)",
+        help="the no-op step functions: async def, def (a def task, and an async def task running them"
+        " in threads), or both (default)",
     )
     parser.add_argument(
         "-m", "--checkpoints", type=int, default=2000, help="M: raw checkpoint calls (default 2000)"

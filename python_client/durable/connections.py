@@ -7,6 +7,7 @@ turning database errors of class DU into the exceptions of :mod:`durable.errors`
 
 from __future__ import annotations
 
+import collections
 from typing import Any, TypeVar
 
 import psycopg
@@ -53,10 +54,43 @@ async def execute_async(conn: psycopg.AsyncConnection[Any], command: Command[T])
     return command.parse(rows)
 
 
-def sync_pool(dsn: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None) -> ConnectionPool:
-    """An opened pool of autocommit connections."""
-    return ConnectionPool(
-        dsn, min_size=min_size, max_size=max_size, kwargs=dict(CONNECTION_KWARGS), open=True, name=name
+# psycopg_pool hands out its idle connections first in, first out: with two idle
+# connections, calls one after the other alternate between them, so every call lands on
+# a server process that has just been idle (measured: a durable step 0.1-0.15 ms slower
+# than on one connection). Like the pools of other drivers (node-postgres, SQLAlchemy's
+# pool_use_lifo), ours reuse the connection returned last. This relies on two internals
+# of psycopg_pool (the idle deque ``_pool``, taken from the left by
+# ``_get_ready_connection``); should they change, the pools are simply first in, first out.
+
+
+def _most_recent_first(pool: Any) -> None:
+    idle = getattr(pool, "_pool", None)
+    if isinstance(idle, collections.deque) and len(idle) > 1:
+        idle.rotate(1)  # the connection returned last goes first in line
+
+
+class LifoConnectionPool(ConnectionPool):
+    """A psycopg ConnectionPool that reuses the connection returned last."""
+
+    def _get_ready_connection(self, timeout: float | None) -> Any:
+        _most_recent_first(self)
+        return super()._get_ready_connection(timeout)
+
+
+class LifoAsyncConnectionPool(AsyncConnectionPool):
+    """A psycopg AsyncConnectionPool that reuses the connection returned last."""
+
+    async def _get_ready_connection(self, timeout: float | None) -> Any:  # noqa: ASYNC109 - its signature
+        _most_recent_first(self)
+        return await super()._get_ready_connection(timeout)
+
+
+def sync_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None, open: bool = True
+) -> ConnectionPool:
+    """A pool of autocommit connections (opened unless ``open`` is False)."""
+    return LifoConnectionPool(
+        dsn, min_size=min_size, max_size=max_size, kwargs=dict(CONNECTION_KWARGS), open=open, name=name
     )
 
 
@@ -64,7 +98,7 @@ async def async_pool(
     dsn: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None
 ) -> AsyncConnectionPool:
     """An opened async pool of autocommit connections."""
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    pool: AsyncConnectionPool = LifoAsyncConnectionPool(
         dsn, min_size=min_size, max_size=max_size, kwargs=dict(CONNECTION_KWARGS), open=False, name=name
     )
     await pool.open()

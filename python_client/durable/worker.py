@@ -67,11 +67,11 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar, overload
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import commands, workflow_commands
 from .commands import ClaimedTask, Command
-from .connections import async_pool, execute_async, resolve_dsn
+from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .context import TaskContext
 from .errors import (
     ChildFailed,
@@ -231,6 +231,8 @@ class Worker:
         self._stop_early = False
         # set up by run_async, inside its loop
         self._pool: AsyncConnectionPool | None = None
+        # the commands of plain-def durable tasks, sent from their own threads
+        self._sync_pool: ConnectionPool | None = None
         self._threads: ThreadRunner | None = None
         # running attempts by lease token (one task may be here twice: a lost attempt and its retry)
         self._attempts: dict[uuid.UUID, _Attempt] = {}
@@ -354,6 +356,11 @@ class Worker:
     async def _serve(self) -> None:
         dsn = self.dsn if self.dsn else await asyncio.to_thread(resolve_dsn, None)
         self._pool = await async_pool(dsn, min_size=2, max_size=self.pool_size, name=f"durable-{self.name}")
+        if any(f.durable and not f.is_async for f in self._functions.values()):
+            self._sync_pool = sync_pool(
+                dsn, min_size=1, max_size=self.pool_size, name=f"durable-{self.name}-sync", open=False
+            )
+            self._sync_pool.open(wait=False)  # connects in its own threads
         self._threads = ThreadRunner(
             asyncio.get_running_loop(), self.concurrency, name=f"durable-{self.name}"
         )
@@ -391,6 +398,8 @@ class Worker:
             if self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
             self._threads.close()
+            if self._sync_pool is not None:
+                await asyncio.to_thread(self._sync_pool.close)
             await self._pool.close()
             logger.info("worker %s stopped (%s)", self.name, self.stats)
 
@@ -398,6 +407,12 @@ class Worker:
         assert self._pool is not None
         async with self._pool.connection() as conn:
             return await execute_async(conn, command)
+
+    def _sync_call(self, command: Command[T]) -> T:
+        """Run a command from a task's thread (plain-def durable tasks)."""
+        assert self._sync_pool is not None
+        with self._sync_pool.connection() as conn:
+            return execute(conn, command)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -569,7 +584,7 @@ class Worker:
                     result = await function.fn(claimed.input, ctx)
                 else:
                     assert self._threads is not None
-                    sync_ctx = SyncDurableContext(ctx, asyncio.get_running_loop())
+                    sync_ctx = SyncDurableContext(ctx, self._sync_call)
                     result = await self._threads.run(function.fn, claimed.input, sync_ctx)
             except Suspended as suspended:
                 logger.debug("task %s: %s", claimed.task_id, suspended)

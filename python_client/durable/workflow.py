@@ -6,9 +6,14 @@ collected and presented to the database in one ``durable.replay_check`` call bef
 code runs its first new event (or completes, fails or suspends), so the determinism check
 is done by the SQL, before any new side effect, at one round trip per attempt.
 
-:class:`DurableContext` is the one implementation (async). A durable task written as a
-plain ``def`` gets a :class:`SyncDurableContext`, which runs the same code on the
-worker's event loop and calls the step functions in the task's own thread.
+The rules of every durable call are written once, without I/O, in :class:`EventLog`:
+each call is a generator that yields what it needs done (a database
+:class:`~durable.commands.Command`, a run of the step function, a pause between step
+retries) and gets the outcome back. Two small drivers do the I/O:
+:class:`DurableContext` for ``async def`` tasks (commands on the worker's async pool,
+on its event loop) and :class:`SyncDurableContext` for plain ``def`` tasks (commands on a
+sync connection, step functions called right in the task's own thread, so a step costs
+no hop between the thread and the event loop).
 
 Suspension (a sleep or wait that must wait) raises :class:`Suspended`, a
 ``BaseException``: user code's ``except Exception`` does not swallow it.
@@ -22,17 +27,19 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from . import workflow_commands as wc
 from .commands import Command, to_json
 from .errors import ChildFailed, EventTimeout, InvalidArgument, StepFailed
 
 T = TypeVar("T")
+#: runs a command on the async pool (DurableContext) or on a sync connection (SyncDurableContext)
 Call = Callable[[Command[Any]], Awaitable[Any]]
+SyncCall = Callable[[Command[Any]], Any]
 
 
 class Suspended(BaseException):
@@ -64,6 +71,31 @@ def _error_json(exc: BaseException) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class RunStep:
+    """What a driver does for an :class:`EventLog` call: run the step function once.
+
+    It sends back ``(True, value)``, or ``(False, exception)`` when the function raised
+    an ``Exception``."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """What a driver does for an :class:`EventLog` call: wait ``seconds`` (between step retries)."""
+
+    seconds: float
+
+
+#: what an EventLog call yields: run this command and send back its result, or a RunStep, or a Pause
+Op: TypeAlias = Command[Any] | RunStep | Pause
+#: an EventLog call: yields Ops, returns T
+Steps: TypeAlias = Generator[Op, Any, T]
+
+
+@dataclass(frozen=True, slots=True)
 class ChildHandle:
     """A child task spawned by a durable task."""
 
@@ -82,32 +114,27 @@ def _output_of(outcome: Mapping[str, Any]) -> Any:
     return outcome.get("output")
 
 
-class DurableContext:
-    """The running attempt of a durable task, as seen by its (async) code."""
+class EventLog:
+    """The rules of a durable task's calls against its log, without I/O (see the module doc).
+
+    Each public method is a generator of :data:`Op`; :class:`DurableContext` and
+    :class:`SyncDurableContext` drive them."""
 
     def __init__(
         self,
         *,
-        call: Call,
         task_id: uuid.UUID,
         lease_token: uuid.UUID,
         queue: str,
-        task_name: str,
-        attempt: int,
         history: Sequence[Mapping[str, Any]] | None,
     ) -> None:
-        self._call = call
         self.task_id = task_id
         self.lease_token = lease_token
         self.queue = queue
-        self.task_name = task_name
-        self.attempt = attempt
         self._history = list(history or [])
         #: durable calls made so far by the code (the seq of the last one)
         self.seq = 0
         self._presented: list[dict[str, Any]] = []
-
-    # --- the log -------------------------------------------------------------------
 
     @property
     def replaying(self) -> bool:
@@ -125,42 +152,194 @@ class DurableContext:
             return self.seq, self._history[self.seq - 1]
         return self.seq, None
 
-    async def verify(self) -> None:
+    def verify(self) -> Steps[None]:
         """Present the replayed calls not yet checked (one round trip; DU020 on a mismatch)."""
         if self._presented:
             presented, self._presented = self._presented, []
-            await self._call(wc.replay_check(self.task_id, self.lease_token, presented))
+            yield wc.replay_check(self.task_id, self.lease_token, presented)
 
-    async def _record(self, seq: int, kind: str, name: str, value: Any) -> Any:
-        text, seen = _json_roundtrip(value, f"the result of {kind} {name!r}")
-        await self.verify()
-        await self._call(wc.checkpoint(self.task_id, self.lease_token, seq, kind, name, text))
-        return seen
+    def _checkpoint(self, seq: int, kind: str, name: str, result: str | None, error: str | None = None) -> Op:
+        return wc.checkpoint(self.task_id, self.lease_token, seq, kind, name, result, error)
 
-    # --- steps ---------------------------------------------------------------------
-
-    async def begin_step(self, name: str) -> tuple[int, Mapping[str, Any] | None]:
-        """Phase 1 of a step: its seq and recorded event (for a new one, the replayed prefix is verified)."""
+    def step(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: RetryPolicy | None,
+    ) -> Steps[Any]:
+        """Step ``name``: the recorded outcome, or ``fn`` run (with its retries) and recorded."""
         seq, recorded = self._next("step", name)
-        if recorded is None:
-            await self.verify()
-        return seq, recorded
+        if recorded is not None:
+            return _recorded_outcome(name, recorded)
+        yield from self.verify()
+        policy = retry or RetryPolicy()
+        for attempt in range(1, policy.max_attempts + 1):
+            ok, value = yield RunStep(fn, args, kwargs)
+            if ok:
+                text, seen = _json_roundtrip(value, f"the result of step {name!r}")
+                yield self._checkpoint(seq, "step", name, text)
+                return seen
+            if attempt >= policy.max_attempts:
+                payload = _error_json(value)
+                yield self._checkpoint(seq, "step", name, None, to_json(payload, "step error"))
+                raise StepFailed(name, payload) from value
+            yield Pause(policy.wait_before(attempt + 1))
+        raise AssertionError("unreachable")
 
-    async def end_step(
-        self, seq: int, name: str, value: Any = None, error: BaseException | None = None
-    ) -> Any:
-        """Phase 2 of a new step: record its result, or its failure after its retries."""
-        if error is not None:
-            payload = _error_json(error)
-            await self._call(
-                wc.checkpoint(
-                    self.task_id, self.lease_token, seq, "step", name, None, to_json(payload, "step error")
-                )
-            )
-            raise StepFailed(name, payload) from error
-        text, seen = _json_roundtrip(value, f"the result of step {name!r}")
-        await self._call(wc.checkpoint(self.task_id, self.lease_token, seq, "step", name, text))
+    def _value(self, kind: str, name: str, make: Callable[[], Any]) -> Steps[Any]:
+        """A recorded value (random, uuid): the recorded one, or ``make()`` recorded."""
+        seq, recorded = self._next(kind, name)
+        if recorded is not None:
+            return recorded["result"]
+        text, seen = _json_roundtrip(make(), f"the result of {kind} {name!r}")
+        yield from self.verify()
+        yield self._checkpoint(seq, kind, name, text)
         return seen
+
+    def now(self) -> Steps[datetime]:
+        """The database's clock, recorded: a re-run sees the same time."""
+        seq, recorded = self._next("now", "now")
+        if recorded is not None:
+            return datetime.fromisoformat(str(recorded["result"]))
+        yield from self.verify()
+        answer = yield self._checkpoint(seq, "now", "now", None)
+        return datetime.fromisoformat(str(answer["result"]))
+
+    def random(self) -> Steps[float]:
+        """A random float in [0, 1), recorded."""
+        return float((yield from self._value("random", "random", random.random)))
+
+    def uuid4(self) -> Steps[uuid.UUID]:
+        """A random uuid, recorded."""
+        return uuid.UUID(str((yield from self._value("uuid", "uuid4", lambda: str(uuid.uuid4())))))
+
+    def sleep(self, name: str, seconds: float | None, until: datetime | None) -> Steps[None]:
+        """Sleep in the database (``seconds`` or ``until``): Suspended while time remains."""
+        if until is not None and until.tzinfo is None:
+            raise InvalidArgument("durable: sleep_until needs a timezone-aware datetime")
+        seq, recorded = self._next("sleep", name)
+        if recorded is not None and seq < len(self._history):
+            return  # later events exist: this sleep was over
+        # the last recorded event, or a new one: the database decides whether time remains
+        if recorded is not None:
+            self._presented.pop()
+        yield from self.verify()
+        answer = yield wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
+        if answer.get("suspended"):
+            raise Suspended(f"sleeping until {answer.get('until')}")
+
+    def wait_for_event(self, key: str, timeout: float | None) -> Steps[Any]:
+        """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
+        seq, recorded = self._next("wait", key)
+        if recorded is None:
+            yield from self.verify()
+            answer = yield wc.wait_event(self.task_id, self.lease_token, seq, key, timeout)
+            if answer.get("suspended"):
+                raise Suspended(f"waiting for event {key!r}")
+        else:
+            answer = dict(recorded.get("result") or {})
+        if answer.get("timed_out"):
+            raise EventTimeout(f"durable: no event {key!r} within the timeout")
+        return answer.get("payload")
+
+    def spawn(
+        self, task_name: str, input: Mapping[str, Any] | None, queue: str | None, options: dict[str, Any]
+    ) -> Steps[uuid.UUID]:
+        """Spawn a child task exactly once; its id."""
+        target = queue or self.queue
+        given = {"queue": target, "input": dict(input or {})}
+        seq, recorded = self._next("spawn", task_name, given)
+        if recorded is not None:
+            return uuid.UUID(str(recorded["result"]["task_id"]))
+        yield from self.verify()
+        child = yield wc.spawn(
+            self.task_id,
+            self.lease_token,
+            seq,
+            target,
+            task_name,
+            to_json(given["input"], "child input"),
+            options,
+        )
+        return uuid.UUID(str(child))
+
+    def wait_children(self, ids: Sequence[uuid.UUID], name: str) -> Steps[list[dict[str, Any]]]:
+        """Wait (holding no worker) until every child ended; their outcomes, in order."""
+        seq, recorded = self._next("children", name, [str(i) for i in ids])
+        if recorded is not None:
+            return [dict(o) for o in recorded["result"]]
+        yield from self.verify()
+        answer = yield wc.wait_children(self.task_id, self.lease_token, seq, list(ids), name)
+        if answer.get("suspended"):
+            raise Suspended(f"waiting for {len(ids)} child task(s)")
+        return [dict(o) for o in answer["children"]]
+
+
+def _seconds(value: float | timedelta | None) -> float | None:
+    return (
+        value.total_seconds() if isinstance(value, timedelta) else (None if value is None else float(value))
+    )
+
+
+class DurableContext:
+    """The running attempt of a durable task, as seen by its (async) code."""
+
+    def __init__(
+        self,
+        *,
+        call: Call,
+        task_id: uuid.UUID,
+        lease_token: uuid.UUID,
+        queue: str,
+        task_name: str,
+        attempt: int,
+        history: Sequence[Mapping[str, Any]] | None,
+    ) -> None:
+        self._call = call
+        self.log = EventLog(task_id=task_id, lease_token=lease_token, queue=queue, history=history)
+        self.task_id = task_id
+        self.lease_token = lease_token
+        self.queue = queue
+        self.task_name = task_name
+        self.attempt = attempt
+
+    async def _drive(self, steps: Steps[T]) -> T:
+        """Run an EventLog call: its commands on the pool, its step function here or in a thread."""
+        sent: Any = None
+        while True:
+            try:
+                op = steps.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(op, RunStep):
+                try:
+                    if inspect.iscoroutinefunction(op.fn):
+                        sent = (True, await op.fn(*op.args, **op.kwargs))
+                    else:
+                        sent = (True, await asyncio.to_thread(op.fn, *op.args, **op.kwargs))
+                except Exception as exc:
+                    sent = (False, exc)
+            elif isinstance(op, Pause):
+                await asyncio.sleep(op.seconds)
+                sent = None
+            else:
+                sent = await self._call(op)
+
+    @property
+    def seq(self) -> int:
+        """Durable calls made so far by the code."""
+        return self.log.seq
+
+    @property
+    def replaying(self) -> bool:
+        """True while the code is still going through recorded events."""
+        return self.log.replaying
+
+    async def verify(self) -> None:
+        """Present the replayed calls not yet checked (one round trip; DU020 on a mismatch)."""
+        await self._drive(self.log.verify())
 
     async def step(
         self,
@@ -178,73 +357,27 @@ class DurableContext:
         """
         if fn is None:
             return _step_decorator(self, name, retry)
-        seq, recorded = await self.begin_step(name)
-        if recorded is not None:
-            return _recorded_outcome(name, recorded)
-        policy = retry or RetryPolicy()
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                if inspect.iscoroutinefunction(fn):
-                    value = await fn(*args, **kwargs)
-                else:
-                    value = await asyncio.to_thread(fn, *args, **kwargs)
-            except Exception as exc:
-                if attempt >= policy.max_attempts:
-                    return await self.end_step(seq, name, error=exc)
-                await asyncio.sleep(policy.wait_before(attempt + 1))
-                continue
-            return await self.end_step(seq, name, value)
-        raise AssertionError("unreachable")
-
-    # --- recorded values -------------------------------------------------------------
+        return await self._drive(self.log.step(name, fn, args, kwargs, retry))
 
     async def now(self) -> datetime:
         """The database's clock, recorded: a re-run sees the same time."""
-        seq, recorded = self._next("now", "now")
-        if recorded is not None:
-            return datetime.fromisoformat(str(recorded["result"]))
-        await self.verify()
-        answer = await self._call(wc.checkpoint(self.task_id, self.lease_token, seq, "now", "now", None))
-        return datetime.fromisoformat(str(answer["result"]))
+        return await self._drive(self.log.now())
 
     async def random(self) -> float:
         """A random float in [0, 1), recorded."""
-        seq, recorded = self._next("random", "random")
-        if recorded is not None:
-            return float(recorded["result"])
-        return float(await self._record(seq, "random", "random", random.random()))
+        return await self._drive(self.log.random())
 
     async def uuid4(self) -> uuid.UUID:
         """A random uuid, recorded."""
-        seq, recorded = self._next("uuid", "uuid4")
-        if recorded is not None:
-            return uuid.UUID(str(recorded["result"]))
-        return uuid.UUID(str(await self._record(seq, "uuid", "uuid4", str(uuid.uuid4()))))
-
-    # --- suspension --------------------------------------------------------------------
+        return await self._drive(self.log.uuid4())
 
     async def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> None:
         """Sleep in the database: the task holds no worker while it sleeps."""
-        seconds = duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
-        await self._sleep(name, seconds, None)
+        await self._drive(self.log.sleep(name, _seconds(duration), None))
 
     async def sleep_until(self, when: datetime, *, name: str = "sleep") -> None:
         """Sleep until ``when`` (timezone-aware), on the database's clock."""
-        if when.tzinfo is None:
-            raise InvalidArgument("durable: sleep_until needs a timezone-aware datetime")
-        await self._sleep(name, None, when)
-
-    async def _sleep(self, name: str, seconds: float | None, until: datetime | None) -> None:
-        seq, recorded = self._next("sleep", name)
-        if recorded is not None and seq < len(self._history):
-            return  # later events exist: this sleep was over
-        # the last recorded event, or a new one: the database decides whether time remains
-        if recorded is not None:
-            self._presented.pop()
-        await self.verify()
-        answer = await self._call(wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until))
-        if answer.get("suspended"):
-            raise Suspended(f"sleeping until {answer.get('until')}")
+        await self._drive(self.log.sleep(name, None, when))
 
     async def wait_for_event(
         self,
@@ -253,20 +386,7 @@ class DurableContext:
         timeout: float | timedelta | None = None,  # noqa: ASYNC109 - kept by the database
     ) -> Any:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        seq, recorded = self._next("wait", key)
-        if recorded is None:
-            await self.verify()
-            answer = await self._call(wc.wait_event(self.task_id, self.lease_token, seq, key, seconds))
-            if answer.get("suspended"):
-                raise Suspended(f"waiting for event {key!r}")
-        else:
-            answer = dict(recorded.get("result") or {})
-        if answer.get("timed_out"):
-            raise EventTimeout(f"durable: no event {key!r} within the timeout")
-        return answer.get("payload")
-
-    # --- children ------------------------------------------------------------------
+        return await self._drive(self.log.wait_for_event(key, _seconds(timeout)))
 
     async def spawn(
         self,
@@ -277,38 +397,13 @@ class DurableContext:
         **options: Any,
     ) -> ChildHandle:
         """Spawn a child task exactly once (``options`` as for enqueue, e.g. ``durable=True``)."""
-        target = queue or self.queue
-        given = {"queue": target, "input": dict(input or {})}
-        seq, recorded = self._next("spawn", task_name, given)
-        if recorded is not None:
-            return ChildHandle(uuid.UUID(str(recorded["result"]["task_id"])), self)
-        await self.verify()
-        child = await self._call(
-            wc.spawn(
-                self.task_id,
-                self.lease_token,
-                seq,
-                target,
-                task_name,
-                to_json(given["input"], "child input"),
-                options,
-            )
-        )
-        return ChildHandle(uuid.UUID(str(child)), self)
+        return ChildHandle(await self._drive(self.log.spawn(task_name, input, queue, options)), self)
 
     async def wait_children(
         self, handles: Sequence[ChildHandle], *, name: str = "children"
     ) -> list[dict[str, Any]]:
         """Wait (holding no worker) until every child ended; their outcomes, in order."""
-        ids = [h.task_id for h in handles]
-        seq, recorded = self._next("children", name, [str(i) for i in ids])
-        if recorded is not None:
-            return [dict(o) for o in recorded["result"]]
-        await self.verify()
-        answer = await self._call(wc.wait_children(self.task_id, self.lease_token, seq, ids, name))
-        if answer.get("suspended"):
-            raise Suspended(f"waiting for {len(ids)} child task(s)")
-        return [dict(o) for o in answer["children"]]
+        return await self._drive(self.log.wait_children([h.task_id for h in handles], name))
 
     async def gather(self, *handles: ChildHandle) -> list[Any]:
         """The outputs of several children (ChildFailed for the first that did not complete)."""
@@ -337,24 +432,41 @@ def _step_decorator(
 class SyncDurableContext:
     """The same context for a durable task written as a plain ``def``.
 
-    It runs in one of the worker's threads: database calls go to the worker's event loop
-    (the one implementation, :class:`DurableContext`), step functions run right here.
+    It runs in the task's own thread: its commands go to a sync connection (``call``),
+    its step functions are called right here. It shares the attempt's :class:`EventLog`
+    with the worker's :class:`DurableContext`.
     """
 
-    def __init__(self, inner: DurableContext, loop: asyncio.AbstractEventLoop) -> None:
-        self._inner = inner
-        self._loop = loop
+    def __init__(self, inner: DurableContext, call: SyncCall) -> None:
+        self._call = call
+        self.log = inner.log
         self.task_id = inner.task_id
         self.queue = inner.queue
         self.task_name = inner.task_name
         self.attempt = inner.attempt
 
-    def _run(self, coro: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(_await(coro), self._loop).result()
+    def _drive(self, steps: Steps[T]) -> T:
+        """Run an EventLog call: its commands on the sync connection, its step function here."""
+        sent: Any = None
+        while True:
+            try:
+                op = steps.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if isinstance(op, RunStep):
+                try:
+                    sent = (True, op.fn(*op.args, **op.kwargs))
+                except Exception as exc:
+                    sent = (False, exc)
+            elif isinstance(op, Pause):
+                time.sleep(op.seconds)
+                sent = None
+            else:
+                sent = self._call(op)
 
     @property
     def replaying(self) -> bool:
-        return self._inner.replaying
+        return self.log.replaying
 
     def step(
         self,
@@ -367,38 +479,25 @@ class SyncDurableContext:
         """As :meth:`DurableContext.step`; ``fn`` runs in this thread."""
         if fn is None:
             return _step_decorator(self, name, retry)
-        seq, recorded = self._run(self._inner.begin_step(name))
-        if recorded is not None:
-            return _recorded_outcome(name, recorded)
-        policy = retry or RetryPolicy()
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                value = fn(*args, **kwargs)
-            except Exception as exc:
-                if attempt >= policy.max_attempts:
-                    return self._run(self._inner.end_step(seq, name, error=exc))
-                time.sleep(policy.wait_before(attempt + 1))
-                continue
-            return self._run(self._inner.end_step(seq, name, value))
-        raise AssertionError("unreachable")
+        return self._drive(self.log.step(name, fn, args, kwargs, retry))
 
     def now(self) -> datetime:
-        return self._run(self._inner.now())
+        return self._drive(self.log.now())
 
     def random(self) -> float:
-        return self._run(self._inner.random())
+        return self._drive(self.log.random())
 
     def uuid4(self) -> uuid.UUID:
-        return self._run(self._inner.uuid4())
+        return self._drive(self.log.uuid4())
 
     def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> None:
-        self._run(self._inner.sleep(duration, name=name))
+        self._drive(self.log.sleep(name, _seconds(duration), None))
 
     def sleep_until(self, when: datetime, *, name: str = "sleep") -> None:
-        self._run(self._inner.sleep_until(when, name=name))
+        self._drive(self.log.sleep(name, None, when))
 
     def wait_for_event(self, key: str, *, timeout: float | timedelta | None = None) -> Any:
-        return self._run(self._inner.wait_for_event(key, timeout=timeout))
+        return self._drive(self.log.wait_for_event(key, _seconds(timeout)))
 
     def spawn(
         self,
@@ -408,26 +507,24 @@ class SyncDurableContext:
         queue: str | None = None,
         **options: Any,
     ) -> SyncChildHandle:
-        return SyncChildHandle(self._run(self._inner.spawn(task_name, input, queue=queue, **options)), self)
+        return SyncChildHandle(self._drive(self.log.spawn(task_name, input, queue, options)), self)
+
+    def wait_children(
+        self, handles: Sequence[SyncChildHandle], *, name: str = "children"
+    ) -> list[dict[str, Any]]:
+        return self._drive(self.log.wait_children([h.task_id for h in handles], name))
 
     def gather(self, *handles: SyncChildHandle) -> list[Any]:
-        return self._run(self._inner.gather(*(h.handle for h in handles)))
+        return [_output_of(o) for o in self.wait_children(handles, name="gather")]
 
 
 @dataclass(frozen=True, slots=True)
 class SyncChildHandle:
     """A child task, seen from a sync durable task."""
 
-    handle: ChildHandle
+    task_id: uuid.UUID
     ctx: SyncDurableContext
 
-    @property
-    def task_id(self) -> uuid.UUID:
-        return self.handle.task_id
-
     def result(self) -> Any:
-        return self.ctx._run(self.handle.result())
-
-
-async def _await(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+        """Wait for the child (the parent suspends); its output, or ChildFailed if it did not complete."""
+        return _output_of(self.ctx.wait_children([self], name="result")[0])
