@@ -343,6 +343,45 @@ declare
     v_now timestamptz := durable.current_time();
     v_result jsonb := p_result;
 begin
+    if p_kind = 'now' and v_result is null then
+        -- the clock read is the database's, like every other time in durable
+        v_result := to_jsonb(v_now);
+    end if;
+
+    -- The common case in one statement: a valid new event right after the last one, on
+    -- the live lease (the task row locked, so a reclaim waits for it or it sees the
+    -- reclaim). The argument conditions here only pick this path: anything else (a bad
+    -- argument, a replay passing through, a gap, a mismatch, a dead lease) falls through
+    -- to the checks below, which decide and say why. Checking the arguments inside the
+    -- statement instead of calling the checks first saves about 6% of a checkpoint.
+    insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
+    select k.task_id, k.generation, p_seq, p_kind, p_name,
+           case when p_error is null then 'ok' else 'error' end,
+           coalesce(p_error, v_result), p_input_hash, k.attempt, v_now
+    from durable.tasks k
+    where k.task_id = p_task
+      and k.lease_token = p_lease_token
+      and k.status = 'running'
+      and k.lease_expires_at > v_now
+      and k.durable
+      and p_kind = any(durable._event_kinds())
+      -- the rule of durable._check_name
+      and btrim(p_name) <> '' and length(p_name) <= 255
+      and (p_result is null or pg_column_size(p_result) <= durable.max_payload_bytes())
+      and (p_error is null
+           or (jsonb_typeof(p_error) = 'object' and pg_column_size(p_error) <= durable.max_payload_bytes()))
+      and p_seq = 1 + coalesce((
+          select l.seq from durable.events l
+          where l.task_id = k.task_id and l.generation = k.generation
+          order by l.seq desc
+          limit 1
+      ), 0)
+    for update of k;
+    if found then
+        return case when p_error is null then jsonb_build_object('result', v_result)
+                    else jsonb_build_object('error', p_error) end;
+    end if;
+
     if p_kind is null or p_kind <> all(durable._event_kinds()) then
         raise exception 'durable: checkpoint records events of kind %, got % (sleeps, waits and spawns have verbs of their own)',
             array_to_string(durable._event_kinds(), ', '), coalesce(p_kind, 'null')
@@ -358,37 +397,6 @@ begin
     if p_result is not null then
         perform durable._check_payload(p_result, 'event result');
     end if;
-    if p_kind = 'now' and v_result is null then
-        -- the clock read is the database's, like every other time in durable
-        v_result := to_jsonb(v_now);
-    end if;
-
-    -- The common case in one statement: a new event right after the last one, on the
-    -- live lease (the task row locked, so a reclaim waits for it or it sees the reclaim).
-    -- Anything else (a replay passing through, a gap, a mismatch, a dead lease) falls
-    -- through to the checks below, which decide and say why.
-    insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
-    select k.task_id, k.generation, p_seq, p_kind, p_name,
-           case when p_error is null then 'ok' else 'error' end,
-           coalesce(p_error, v_result), p_input_hash, k.attempt, v_now
-    from durable.tasks k
-    where k.task_id = p_task
-      and k.lease_token = p_lease_token
-      and k.status = 'running'
-      and k.lease_expires_at > v_now
-      and k.durable
-      and p_seq = 1 + coalesce((
-          select l.seq from durable.events l
-          where l.task_id = k.task_id and l.generation = k.generation
-          order by l.seq desc
-          limit 1
-      ), 0)
-    for update of k;
-    if found then
-        return case when p_error is null then jsonb_build_object('result', v_result)
-                    else jsonb_build_object('error', p_error) end;
-    end if;
-
     t := durable._fenced(p_task, p_lease_token);
     e := durable._event_at(t, p_seq, p_kind, p_name, p_input_hash);
     if e.seq is not null then
