@@ -11,6 +11,10 @@ Prints, on one server:
   (for one client pgbench's "latency average" is 1000 / tps, which is what is used here).
   Target: a checkpoint at most 1.5 x that latency. Also the same INSERT sent from this
   process (the client path the checkpoints take);
+* the SQL verb alone, without this Python client: ONE pgbench run of P seconds (default
+  the same seconds as above) that interleaves, transaction by transaction, the one-row
+  INSERT and ``durable.checkpoint`` on a claimed durable task (its seq counted by a
+  pgbench variable); pgbench's latency average of each script, and their ratio;
 * the per-step cost through the package: N durable tasks of each kind, S no-op
   ``ctx.step`` calls each: an ``async def`` task with ``async def`` steps, a plain ``def``
   task with ``def`` steps (called in the task's thread, its commands on a sync
@@ -51,14 +55,17 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -67,7 +74,17 @@ from durable import commands, workflow_commands
 from durable.commands import ClaimedTask, Command
 from durable.connections import execute_async
 from durable.workflow import DurableContext, SyncDurableContext
-from queue_bench import Phases, bench_database, bench_pgbench, fmt, log, ratio, settle
+from queue_bench import (
+    Phases,
+    bench_database,
+    bench_pgbench,
+    fmt,
+    libpq_env,
+    log,
+    pgbench_path,
+    ratio,
+    settle,
+)
 
 T = TypeVar("T")
 
@@ -390,6 +407,46 @@ def bench_rounds(url: str, args: argparse.Namespace, kinds: Sequence[str]) -> Ro
     return out
 
 
+# ------------------------------------------------------------------ the SQL verb through pgbench
+
+
+def pgbench_checkpoint(url: str, seconds: int) -> tuple[float, float]:
+    """pgbench latency averages (s) of a one-row INSERT and of durable.checkpoint, interleaved.
+
+    One pgbench run, one client, two scripts of equal weight: pgbench picks one of them for
+    every transaction, so both see the same machine at the same moments.
+    """
+    binary = pgbench_path()
+    if binary is None:
+        raise RuntimeError("no pgbench on PATH nor in the embedded server's bin dir")
+    with psycopg.connect(url, autocommit=True) as conn:
+        enqueue_durable(conn, "bench_pgbench_checkpoint", STEPS_TASK, [{"steps": 0}])
+        task, token = claim_one(conn, "bench_pgbench_checkpoint")
+        conn.execute(
+            "create table bench_pgbench_interleaved ("
+            " id bigint generated always as identity primary key,"
+            " payload jsonb not null,"
+            " created_at timestamptz not null default now())"
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        insert, checkpoint = Path(folder, "insert.sql"), Path(folder, "checkpoint.sql")
+        insert.write_text("insert into bench_pgbench_interleaved (payload) values ('{}');\n")
+        checkpoint.write_text(
+            "\\set seq :seq + 1\n"
+            f"select durable.checkpoint('{task}', '{token}', :seq, 'step', 's', '{{}}'::jsonb);\n"
+        )
+        command = [binary, "-n", "-c", "1", "-T", str(seconds), "-M", "prepared", "-D", "seq=0"]
+        command += ["-f", f"{insert}@1", "-f", f"{checkpoint}@1"]
+        done = subprocess.run(command, env=libpq_env(url), capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"pgbench failed ({done.returncode}): {done.stderr.strip()}")
+    latencies = [float(x) for x in re.findall(r"^ - latency average = ([0-9.]+) ms", done.stdout, re.M)]
+    failed = re.findall(r"^ - number of failed transactions: ([0-9]+)", done.stdout, re.M)
+    if len(latencies) != 2 or any(int(f) for f in failed):
+        raise RuntimeError(f"unexpected pgbench output:\n{done.stdout}")
+    return latencies[0] / 1000, latencies[1] / 1000
+
+
 # ------------------------------------------------------------------ throughput with K slots
 
 
@@ -571,6 +628,8 @@ def bench_replay_worker(url: str, queue: str, events: int, runs: int, timeout: f
 class Results:
     server: str = ""
     rounds: Rounds | None = None
+    #: pgbench latency averages (s): the one-row INSERT and durable.checkpoint, interleaved
+    verb: tuple[float, float] | None = None
     throughput: float | None = None
     replays: list[ReplayBreakdown] = field(default_factory=list)
     recording: float | None = None
@@ -630,6 +689,18 @@ def summary(args: argparse.Namespace, results: Results, kinds: Sequence[str]) ->
             )
         )
         rows += by_round(cost.checkpoint_ratios)
+        if results.verb:
+            insert, checkpoint = results.verb
+            rows += [
+                (
+                    "pgbench, interleaved: 1-row INSERT / durable.checkpoint",
+                    f"{ms(insert, 3)} / {ms(checkpoint, 3)}",
+                ),
+                (
+                    "RATIO SQL verb / INSERT, both through pgbench",
+                    ratio(checkpoint, insert) + verdict(checkpoint / insert, 1.5, "<= 1.5"),
+                ),
+            ]
         zero = cost.task_seconds.get("0 steps")
         for label in kinds:
             if label == "0 steps" or label not in cost.step_seconds:
@@ -715,6 +786,12 @@ def run(args: argparse.Namespace) -> int:
             f" {args.steps} no-op steps) through one Worker process with one slot",
             lambda: bench_rounds(url, args, kinds),
         )
+        if args.pgbench_seconds > 0:
+            results.verb = phase(
+                f"the SQL verb alone: one pgbench run of {args.pgbench_seconds} s, 1 client, interleaving"
+                " a one-row INSERT and durable.checkpoint",
+                lambda: pgbench_checkpoint(url, args.pgbench_seconds),
+            )
         if args.slots > 1:
             results.throughput = phase(
                 f"throughput: {args.tasks} durable tasks of {args.steps} steps (async def),"
