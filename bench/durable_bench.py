@@ -10,7 +10,8 @@ Prints, on one server:
 * the reference: pgbench, one-row INSERT per transaction, ONE client; its latency average
   (for one client pgbench's "latency average" is 1000 / tps, which is what is used here).
   Target: a checkpoint at most 1.5 x that latency. Also the same INSERT sent from this
-  process (the client path the checkpoints take);
+  process (the client path the checkpoints take), and through an async pool like the
+  Worker's (asyncio and psycopg's async connection: the floor of a step's round trip);
 * the SQL verb alone, without this Python client: ONE pgbench run of P seconds (default
   the same seconds as above) that interleaves, transaction by transaction, the one-row
   INSERT and ``durable.checkpoint`` on a claimed durable task (its seq counted by a
@@ -66,13 +67,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 
 from durable import commands, workflow_commands
 from durable.commands import ClaimedTask, Command
-from durable.connections import execute_async
+from durable.connections import async_pool, execute_async
 from durable.workflow import DurableContext, SyncDurableContext
 from queue_bench import (
     Phases,
@@ -255,6 +256,8 @@ class Rounds:
     checkpoints: list[float] = field(default_factory=list)
     #: seconds of each one-row INSERT from this process (same connection, same client path)
     inserts: list[float] = field(default_factory=list)
+    #: the same INSERT from an async pool like the Worker's (asyncio, psycopg's async connection)
+    async_inserts: list[float] = field(default_factory=list)
     #: pgbench's tps of each round (one client)
     pgbench_tps: list[float] = field(default_factory=list)
     #: mean checkpoint / pgbench latency, per round
@@ -345,6 +348,24 @@ def worker_round(
     return out
 
 
+async def pool_inserts(url: str, insert: LiteralString, count: int) -> list[float]:
+    """Seconds of each of ``count`` one-row INSERTs, each through a pool like the Worker's."""
+    pool = await async_pool(url, min_size=2, max_size=4)
+    try:
+        for _ in range(10):  # warm up: connections open, statement prepared
+            async with pool.connection() as conn:
+                await conn.execute(insert, prepare=True)
+        seconds = []
+        for _ in range(count):
+            started = time.perf_counter()
+            async with pool.connection() as conn:
+                await conn.execute(insert, prepare=True)
+            seconds.append(time.perf_counter() - started)
+        return seconds
+    finally:
+        await pool.close()
+
+
 def bench_rounds(url: str, args: argparse.Namespace, kinds: Sequence[str]) -> Rounds:
     """R rounds of: pgbench, M/R one-row INSERTs, the next M/R checkpoints, N/R tasks of each kind.
 
@@ -381,6 +402,7 @@ def bench_rounds(url: str, args: argparse.Namespace, kinds: Sequence[str]) -> Ro
                     started = time.perf_counter()
                     conn.execute(insert, prepare=True)
                     out.inserts.append(time.perf_counter() - started)
+                out.async_inserts += asyncio.run(pool_inserts(url, insert, count))
                 first = len(out.checkpoints)
                 for _ in range(count):
                     seq += 1
@@ -667,6 +689,11 @@ def summary(args: argparse.Namespace, results: Results, kinds: Sequence[str]) ->
         rows += [
             ("pgbench 1-row INSERT, 1 client: latency", f"{ms(latency, 3)} (tps by round: {tps})"),
             ("one-row INSERT from Python: mean", ms(statistics.fmean(cost.inserts), 3)),
+            (
+                "  the same through an async pool (as the Worker): mean",
+                f"{ms(statistics.fmean(cost.async_inserts), 3)}"
+                f" ({ratio(statistics.fmean(cost.async_inserts), latency)} x pgbench)",
+            ),
             (
                 "raw durable.checkpoint: mean / p50 / p99",
                 f"{ms(statistics.fmean(cost.checkpoints), 3)} / {ms(percentile(cost.checkpoints, 50), 3)}"
