@@ -38,7 +38,10 @@ class Command(Generic[T]):
 # parameter building
 
 
-def _seconds(value: Seconds) -> float:
+def to_seconds(value: Seconds | None) -> float | None:
+    """Seconds as a float (a timedelta's total seconds); None stays None."""
+    if value is None:
+        return None
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
@@ -102,7 +105,7 @@ def _options_json(options: Mapping[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if key in _SECONDS:
-            value = _seconds(value)
+            value = to_seconds(value)
         elif key == "run_at":
             if not isinstance(value, datetime) or value.tzinfo is None:
                 raise InvalidArgument("durable: run_at must be a timezone-aware datetime")
@@ -219,7 +222,7 @@ def purge(queue: str, older_than: Seconds | None = None, limit: int = 10000) -> 
     """Delete finished tasks older than ``older_than`` seconds (default: the queue's retention)."""
     return Command(
         "select durable.purge(%s, %s, %s)",
-        (queue, None if older_than is None else _seconds(older_than), limit),
+        (queue, to_seconds(older_than), limit),
         lambda rows: int(_scalar(rows) or 0),
     )
 
@@ -316,5 +319,5 @@ def release(
 ) -> Command[datetime]:
     """Hand a claimed task back without spending an attempt; returns when it runs again."""
     return Command(
-        "select durable.release(%s, %s, %s, %s)", (task_id, lease_token, _seconds(delay), reason), _scalar
+        "select durable.release(%s, %s, %s, %s)", (task_id, lease_token, to_seconds(delay), reason), _scalar
     )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import random
 import time
 import uuid
@@ -33,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeAlias, TypeVar
 
 from . import workflow_commands as wc
-from .commands import Command, to_json
+from .commands import Command, Seconds, to_json
 from .errors import ChildFailed, EventTimeout, InvalidArgument, StepFailed
 
 T = TypeVar("T")
@@ -58,12 +57,6 @@ class RetryPolicy:
     def wait_before(self, attempt: int) -> float:
         """Seconds to wait before try number ``attempt`` (2, 3, ...)."""
         return float(min(self.max_delay, self.delay * self.factor ** (attempt - 2)))
-
-
-def _json_roundtrip(value: Any, what: str) -> tuple[str, Any]:
-    """The JSON text of a value, and the value as a re-run will see it (a list for a tuple...)."""
-    text = to_json(value, what)
-    return text, json.loads(text)
 
 
 def _error_json(exc: BaseException) -> dict[str, Any]:
@@ -178,9 +171,11 @@ class EventLog:
         for attempt in range(1, policy.max_attempts + 1):
             ok, value = yield RunStep(fn, args, kwargs)
             if ok:
-                text, seen = _json_roundtrip(value, f"the result of step {name!r}")
-                yield self._checkpoint(seq, "step", name, text)
-                return seen
+                text = to_json(value, f"the result of step {name!r}")
+                # the value as stored (jsonb): what a re-run gets from the history, so the
+                # first run sees the same (a list for a tuple, jsonb's key order, 1e20 an int)
+                recorded = yield self._checkpoint(seq, "step", name, text)
+                return recorded["result"]
             if attempt >= policy.max_attempts:
                 payload = _error_json(value)
                 yield self._checkpoint(seq, "step", name, None, to_json(payload, "step error"))
@@ -193,10 +188,10 @@ class EventLog:
         seq, recorded = self._next(kind, name)
         if recorded is not None:
             return recorded["result"]
-        text, seen = _json_roundtrip(make(), f"the result of {kind} {name!r}")
+        text = to_json(make(), f"the result of {kind} {name!r}")
         yield from self.verify()
-        yield self._checkpoint(seq, kind, name, text)
-        return seen
+        recorded = yield self._checkpoint(seq, kind, name, text)
+        return recorded["result"]
 
     def now(self) -> Steps[datetime]:
         """The database's clock, recorded: a re-run sees the same time."""
@@ -215,7 +210,7 @@ class EventLog:
         """A random uuid, recorded."""
         return uuid.UUID(str((yield from self._value("uuid", "uuid4", lambda: str(uuid.uuid4())))))
 
-    def sleep(self, name: str, seconds: float | None, until: datetime | None) -> Steps[None]:
+    def sleep(self, name: str, seconds: Seconds | None, until: datetime | None) -> Steps[None]:
         """Sleep in the database (``seconds`` or ``until``): Suspended while time remains."""
         if until is not None and until.tzinfo is None:
             raise InvalidArgument("durable: sleep_until needs a timezone-aware datetime")
@@ -230,7 +225,7 @@ class EventLog:
         if answer.get("suspended"):
             raise Suspended(f"sleeping until {answer.get('until')}")
 
-    def wait_for_event(self, key: str, timeout: float | None) -> Steps[Any]:
+    def wait_for_event(self, key: str, timeout: Seconds | None) -> Steps[Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
         seq, recorded = self._next("wait", key)
         if recorded is None:
@@ -275,12 +270,6 @@ class EventLog:
         if answer.get("suspended"):
             raise Suspended(f"waiting for {len(ids)} child task(s)")
         return [dict(o) for o in answer["children"]]
-
-
-def _seconds(value: float | timedelta | None) -> float | None:
-    return (
-        value.total_seconds() if isinstance(value, timedelta) else (None if value is None else float(value))
-    )
 
 
 class DurableContext:
@@ -373,7 +362,7 @@ class DurableContext:
 
     async def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> None:
         """Sleep in the database: the task holds no worker while it sleeps."""
-        await self._drive(self.log.sleep(name, _seconds(duration), None))
+        await self._drive(self.log.sleep(name, duration, None))
 
     async def sleep_until(self, when: datetime, *, name: str = "sleep") -> None:
         """Sleep until ``when`` (timezone-aware), on the database's clock."""
@@ -386,7 +375,7 @@ class DurableContext:
         timeout: float | timedelta | None = None,  # noqa: ASYNC109 - kept by the database
     ) -> Any:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
-        return await self._drive(self.log.wait_for_event(key, _seconds(timeout)))
+        return await self._drive(self.log.wait_for_event(key, timeout))
 
     async def spawn(
         self,
@@ -491,13 +480,13 @@ class SyncDurableContext:
         return self._drive(self.log.uuid4())
 
     def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> None:
-        self._drive(self.log.sleep(name, _seconds(duration), None))
+        self._drive(self.log.sleep(name, duration, None))
 
     def sleep_until(self, when: datetime, *, name: str = "sleep") -> None:
         self._drive(self.log.sleep(name, None, when))
 
     def wait_for_event(self, key: str, *, timeout: float | timedelta | None = None) -> Any:
-        return self._drive(self.log.wait_for_event(key, _seconds(timeout)))
+        return self._drive(self.log.wait_for_event(key, timeout))
 
     def spawn(
         self,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .commands import Command, Row, to_json
+from .commands import Command, Row, Seconds, to_json, to_seconds
 
 
 def _scalar(rows: list[Row]) -> Any:
@@ -73,24 +73,24 @@ def sleep(
     lease_token: uuid.UUID,
     seq: int,
     name: str,
-    seconds: float | None,
+    seconds: Seconds | None,
     until: datetime | None,
 ) -> Command[dict[str, Any]]:
     """Durable sleep; ``{"until", "suspended"}``."""
     return Command(
         "select durable.sleep(%s, %s, %s, %s, %s::double precision, %s::timestamptz)",
-        (task_id, lease_token, seq, name, seconds, until),
+        (task_id, lease_token, seq, name, to_seconds(seconds), until),
         _json_object,
     )
 
 
 def wait_event(
-    task_id: uuid.UUID, lease_token: uuid.UUID, seq: int, key: str, timeout: float | None
+    task_id: uuid.UUID, lease_token: uuid.UUID, seq: int, key: str, timeout: Seconds | None
 ) -> Command[dict[str, Any]]:
     """Wait for an event key; ``{"payload", "timed_out", "suspended"}``."""
     return Command(
         "select durable.wait_event(%s, %s, %s, %s, %s::double precision)",
-        (task_id, lease_token, seq, key, timeout),
+        (task_id, lease_token, seq, key, to_seconds(timeout)),
         _json_object,
     )
 
