@@ -485,7 +485,7 @@ class Worker:
             return
         context = (
             TaskContext(claimed.task_id, claimed.task_name, self.queue, claimed.attempt, self.name)
-            if function.wants_context
+            if function.wants_context and not function.durable  # a durable task gets its own context
             else None
         )
         loop = asyncio.get_running_loop()
@@ -507,6 +507,18 @@ class Worker:
     async def _run_attempt(self, attempt: _Attempt) -> None:
         function, claimed = attempt.function, attempt.claimed
         try:
+            if function.durable != claimed.durable:
+                # the code and the task disagree on the event log: running it would do side
+                # effects that cannot be recorded (or complete a task whose log it ignored)
+                await self._fail(
+                    attempt,
+                    NonRetryableError(
+                        f"task {claimed.task_name!r} was enqueued with durable={claimed.durable}, but its"
+                        f" function is registered with {'durable_task' if function.durable else 'task'}"
+                    ),
+                    retryable=False,
+                )
+                return
             if function.durable:
                 await self._run_durable(attempt)
                 return
@@ -602,7 +614,9 @@ class Worker:
                     raise
                 if not isinstance(exc, NonDeterminismError):
                     await ctx.verify()  # a mismatch earlier in the history explains the failure
-                final = isinstance(exc, (NonRetryableError, NonDeterminismError, StepFailed, ChildFailed))
+                final = isinstance(
+                    exc, (NonRetryableError, NonDeterminismError, StepFailed, ChildFailed, PayloadTooLarge)
+                )
                 await self._fail(attempt, exc, retryable=not final)
                 return
             if attempt.state != _RUNNING:
@@ -621,11 +635,21 @@ class Worker:
                 workflow_commands.complete_durable(claimed.task_id, claimed.lease_token, output, ctx.seq)
             )
             self.stats.completed += 1
-        except NonDeterminismError as exc:
+        except (
+            NonDeterminismError,
+            PayloadTooLarge,
+        ) as exc:  # from verify or complete: a re-run meets it again
             if attempt.state == _RUNNING:
                 await self._fail(attempt, exc, retryable=False)
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
             logger.info("task %s: attempt %d stopped: %s", claimed.task_id, claimed.attempt, exc)
+        except (psycopg.Error, DurableError) as exc:
+            logger.warning(
+                "task %s: attempt %d could not be reported (%s); its lease will expire",
+                claimed.task_id,
+                claimed.attempt,
+                exc,
+            )
         except asyncio.CancelledError:
             if attempt.state == _RUNNING:
                 raise

@@ -418,3 +418,47 @@ def test_the_worker_applies_the_queue_retention(
     assert client.get_task(later).status == "pending"
     with pytest.raises(UnknownTask):
         client.get_task(done)
+
+
+def test_a_task_whose_durability_differs_from_its_function_fails_before_any_code_runs(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url)
+    ran: list[str] = []
+
+    @worker.durable_task
+    async def flow(input: dict[str, Any], ctx: Any) -> None:
+        ran.append("flow")
+
+    @worker.task
+    def plain(input: dict[str, Any]) -> None:
+        ran.append("plain")
+
+    client.create_queue("q")
+    not_durable = client.enqueue("q", "flow", max_attempts=5, backoff={"kind": "none"})
+    durable = client.enqueue("q", "plain", durable=True, max_attempts=5, backoff={"kind": "none"})
+    start_worker(worker)
+    for task_id, expected in ((not_durable, "durable=False"), (durable, "durable=True")):
+        wait_until(finished(client, task_id))
+        info = client.get_task(task_id)
+        assert (info.status, info.attempt) == ("failed", 1)
+        assert info.error is not None and expected in info.error["message"]
+    assert ran == []
+
+
+def test_a_durable_task_whose_output_is_too_large_fails_without_retry(
+    db_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(db_url)
+
+    @worker.durable_task
+    async def huge(input: dict[str, Any], ctx: Any) -> str:
+        return "x" * 1_100_000
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "huge", durable=True, max_attempts=5, backoff={"kind": "none"})
+    start_worker(worker)
+    wait_until(finished(client, task_id))
+    info = client.get_task(task_id)
+    assert (info.status, info.attempt) == ("failed", 1)
+    assert info.error is not None and info.error["type"] == "PayloadTooLarge"
