@@ -531,11 +531,10 @@ begin
         where r.rank > r.lim and (r.mine or v_strategy = 'cancel_in_progress')
         order by r.concurrency_key, r.rank
     loop
-        -- locked and checked again: a task that ended meanwhile is left alone
-        perform 1 from durable.tasks k
-        where k.task_id = v.task_id and k.status not in ('completed', 'failed', 'cancelled')
-        for update;
-        if found then
+        -- durable.cancel locks the task's unfinished descendants, then the task (the order a
+        -- child that ends takes them in): locking the task first here could deadlock. A
+        -- task that ended meanwhile is left alone (cancel refuses it with DU012).
+        begin
             perform durable.cancel(
                 v.task_id,
                 case when v_strategy = 'cancel_newest'
@@ -545,7 +544,9 @@ begin
                                  quote_literal(v.concurrency_key), v.lim)
                 end
             );
-        end if;
+        exception when sqlstate 'DU012' then
+            null;
+        end;
     end loop;
 end;
 $$;
