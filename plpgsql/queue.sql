@@ -241,6 +241,25 @@ $$;
 comment on function durable._queue(text) is
 'Internal: the queue''s row, or DU002 when there is no such queue.';
 
+-- The one place that sends NOTIFY durable: a queue whose options say {"notify": false}
+-- never notifies (its workers poll), whatever made one of its tasks ready.
+create or replace function durable._notify(p_queue text, p_options jsonb default null)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable
+as $$
+begin
+    if coalesce((coalesce(p_options, (select q.options from durable.queues q where q.queue = p_queue))
+                 ->> 'notify')::boolean, true) then
+        perform pg_notify('durable', p_queue);
+    end if;
+end;
+$$;
+
+comment on function durable._notify(text, jsonb) is
+'Internal: NOTIFY durable with the queue''s name, unless the queue''s options (p_options, else read) set notify to false.';
+
 create or replace function durable.enqueue_many(p_queue text, p_tasks jsonb)
 returns table (task_id uuid)
 language plpgsql
@@ -324,8 +343,8 @@ begin
     if v_new_ids is not null and v_queue.options ? 'concurrency_strategy' then
         perform durable._enqueued_under_limits(v_queue, v_new_ids);
     end if;
-    if v_ready and coalesce((v_queue.options ->> 'notify')::boolean, true) then
-        perform pg_notify('durable', p_queue);
+    if v_ready then
+        perform durable._notify(p_queue, v_queue.options);
     end if;
     return query select u.id from unnest(v_ids) with ordinality as u (id, ord) order by u.ord;
 end;
@@ -372,8 +391,8 @@ begin
     if v_queue.options ? 'concurrency_strategy' then
         perform durable._enqueued_under_limits(v_queue, array[v_id]);
     end if;
-    if t.run_at <= v_now and coalesce((v_queue.options ->> 'notify')::boolean, true) then
-        perform pg_notify('durable', p_queue);
+    if t.run_at <= v_now then
+        perform durable._notify(p_queue, v_queue.options);
     end if;
     return v_id;
 end;

@@ -34,7 +34,7 @@ begin
         attempt_deadline = null
     where k.task_id = t.task_id;
     perform set_config('durable.restarting', 'off', true);
-    perform pg_notify('durable', t.queue);
+    perform durable._notify(t.queue);
 end;
 $$;
 
@@ -129,7 +129,7 @@ begin
     select v_new, 1, e.seq, e.kind, e.name, e.outcome, e.result, e.input_hash, 0, e.recorded_at
     from durable.events e
     where e.task_id = p_task and e.generation = t.generation and e.seq < p_at_seq;
-    perform pg_notify('durable', t.queue);
+    perform durable._notify(t.queue);
     return v_new;
 end;
 $$;

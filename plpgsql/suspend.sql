@@ -85,7 +85,7 @@ begin
         wait_seq = null,
         wait_children = null
     where k.task_id = t.task_id;
-    perform pg_notify('durable', t.queue);
+    perform durable._notify(t.queue);
 end;
 $$;
 

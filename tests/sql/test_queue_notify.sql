@@ -1,10 +1,11 @@
 -- The queue option notify: enqueue announces ready work with NOTIFY durable unless the
--- queue says {"notify": false}; a delayed task is never announced.
+-- queue says {"notify": false}; a delayed task is never announced. The same holds for a
+-- task made ready again (a retry here; a wake-up and a fork go through the same helper).
 --
 -- Notifications reach the listening session asynchronously. After each step this
 -- session sends a sentinel notification; notifications are delivered in commit order,
 -- so what the listener received before the sentinel is exactly what the step sent.
-select plan(7);
+select plan(9);
 
 select durable.create_queue('loud');
 select durable.create_queue('quiet', '{"notify": false}');
@@ -60,6 +61,34 @@ commit;
 select pg_notify('durable', 'sentinel');
 commit;
 select is(pg_temp.notified_before_sentinel(), array['loud'], 'a batch sends one notification, not one per task');
+
+create function pg_temp.failed_task(p_queue text) returns uuid
+language plpgsql as $$
+declare
+    c record;
+begin
+    perform durable.enqueue(p_queue, 'r');
+    select * into c from durable.claim(p_queue, 'w', 1, 60, array['r']);
+    perform durable.fail(c.task_id, c.lease_token, '{"type": "E", "message": "m"}', false);
+    return c.task_id;
+end;
+$$;
+create temp table failed as
+select pg_temp.failed_task('quiet') as quiet, pg_temp.failed_task('loud') as loud;
+commit;
+select pg_notify('durable', 'sentinel');
+commit;
+select pg_temp.notified_before_sentinel();  -- the enqueue on loud
+select durable.retry(quiet) from failed;
+commit;
+select pg_notify('durable', 'sentinel');
+commit;
+select is(pg_temp.notified_before_sentinel(), '{}'::text[], 'a retry on a queue with notify false sends nothing');
+select durable.retry(loud) from failed;
+commit;
+select pg_notify('durable', 'sentinel');
+commit;
+select is(pg_temp.notified_before_sentinel(), array['loud'], 'a retry on a notifying queue announces it');
 
 select is(durable.create_queue('loud', '{"notify": false}') ->> 'notify', 'false', 'notify can be turned off');
 select throws_ok(
