@@ -113,11 +113,13 @@ comment on function durable._end_attempt_unsuccessfully(durable.tasks, timestamp
 
 -- Reclaims up to p_limit expired leases of a queue and cancels tasks past their
 -- schedule deadline. Returns how many tasks it touched.
+-- (force_generic_plan: see "Plans" at the top of common.sql)
 create or replace function durable.reclaim(p_queue text, p_limit integer default 100)
 returns integer
 language plpgsql
 volatile
 set search_path = pg_catalog, durable
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_now timestamptz := durable.current_time();
@@ -177,6 +179,7 @@ $$;
 comment on function durable.reclaim(text, integer) is
 'Reclaims up to p_limit expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed.';
 
+-- (force_generic_plan: see "Plans" at the top of common.sql)
 create or replace function durable.claim(
     p_queue text,
     p_worker text,
@@ -197,6 +200,7 @@ returns table (
 language plpgsql
 volatile
 set search_path = pg_catalog, durable
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_now timestamptz;

@@ -22,6 +22,17 @@
 -- All times come from `durable.current_time()`: the database clock, or the test clock
 -- `durable.fake_now` when a session sets it.
 --
+-- ## Plans
+-- Two costs of PL/pgSQL that the hot paths (claim, checkpoint, complete) avoid:
+-- * A SQL-language helper that is not inlined (none is: each has SET search_path) is
+--   parsed and planned again in every transaction at every call site, about 25 us each;
+--   so the small helpers called from PL/pgSQL are PL/pgSQL themselves.
+-- * PostgreSQL plans a statement with parameters anew on every call while it judges the
+--   generic plan costlier than a custom one, which for the claim and the completion
+--   statements is always; the functions marked force_generic_plan use the generic plans
+--   (the same index scans). Measured: enqueue, claim, heartbeat and complete_many of one
+--   task, 4.5 -> 3.4 ms.
+--
 -- ## SQLSTATEs (class DU), the stable error contract
 -- Listed, all of them, in one place: the table "Errors (SQLSTATEs)" of README.md (DU001
 -- invalid argument ... DU021 history gap); durable/errors.py maps each to an exception.

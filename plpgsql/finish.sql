@@ -41,6 +41,7 @@ for each row
 when (old.status is distinct from new.status)
 execute function durable._check_transition();
 
+-- (force_generic_plan: see "Plans" at the top of common.sql)
 create or replace function durable.complete_many(
     p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null, p_consumed integer[] default null
 )
@@ -48,6 +49,7 @@ returns table (task_id uuid, ok boolean, reason text)
 language plpgsql
 volatile
 set search_path = pg_catalog, durable
+set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_now timestamptz := durable.current_time();
