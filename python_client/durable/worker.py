@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import json
 import logging
 import os
 import secrets
@@ -70,12 +69,13 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import commands, workflow_commands
-from .commands import ClaimedTask, Command
+from .commands import ClaimedTask, Command, to_json
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .context import TaskContext
 from .errors import (
     ChildFailed,
     DurableError,
+    InvalidArgument,
     LeaseLost,
     NonDeterminismError,
     NonRetryableError,
@@ -548,22 +548,9 @@ class Worker:
                 return
             if attempt.state != _RUNNING:
                 return
-            if result is None:
-                output = None
-            else:
-                try:
-                    output = json.dumps(result, allow_nan=False, separators=(",", ":"))
-                except (TypeError, ValueError) as exc:
-                    await self._report_failure(
-                        attempt,
-                        {
-                            "type": "ResultNotSerializable",
-                            "message": f"task {claimed.task_name!r} returned a value that is not "
-                            f"JSON-serialisable: {type(exc).__name__}: {exc}",
-                        },
-                        retryable=False,
-                    )
-                    return
+            serialisable, output = await self._output_json(attempt, result)
+            if not serialisable:
+                return
             self._completed.append((claimed.task_id, claimed.lease_token, output))
             self._flush_wanted.set()
             if len(self._completed) >= self.flush_size:
@@ -621,14 +608,8 @@ class Worker:
                 return
             if attempt.state != _RUNNING:
                 return
-            try:
-                output = (
-                    None if result is None else json.dumps(result, allow_nan=False, separators=(",", ":"))
-                )
-            except (TypeError, ValueError) as exc:
-                await self._fail(
-                    attempt, NonRetryableError(f"the result is not JSON-serialisable: {exc}"), retryable=False
-                )
+            serialisable, output = await self._output_json(attempt, result)
+            if not serialisable:
                 return
             await ctx.verify()
             await self._call(
@@ -653,6 +634,19 @@ class Worker:
         except asyncio.CancelledError:
             if attempt.state == _RUNNING:
                 raise
+
+    async def _output_json(self, attempt: _Attempt, result: Any) -> tuple[bool, str | None]:
+        """(True, the JSON text of a task's result); (False, None) when JSON cannot hold the
+        result, after failing the task for good."""
+        if result is None:
+            return True, None
+        try:
+            return True, to_json(result, f"the result of task {attempt.claimed.task_name!r}")
+        except InvalidArgument as exc:
+            await self._report_failure(
+                attempt, {"type": "ResultNotSerializable", "message": str(exc)}, retryable=False
+            )
+            return False, None
 
     async def _fail(self, attempt: _Attempt, exc: BaseException, *, retryable: bool) -> None:
         await self._report_failure(attempt, _error_of(exc), retryable=retryable)
