@@ -150,7 +150,8 @@ class TaskSpec:
 # result parsing
 
 
-def _scalar(rows: list[Row]) -> Any:
+def scalar(rows: list[Row]) -> Any:
+    """The first column of the first row (None for no row): the parser of one-value commands."""
     return rows[0][0] if rows else None
 
 
@@ -167,7 +168,7 @@ def create_queue(queue: str, options: Mapping[str, Any]) -> Command[dict[str, An
     return Command(
         "select durable.create_queue(%s, %s::jsonb)",
         (queue, to_json(dict(options), "queue options")),
-        lambda rows: dict(_scalar(rows) or {}),
+        lambda rows: dict(scalar(rows) or {}),
     )
 
 
@@ -182,7 +183,7 @@ def enqueue(
             to_json(dict(input or {}), "task input"),
             to_json(dict(options), "enqueue options"),
         ),
-        _scalar,
+        scalar,
     )
 
 
@@ -198,7 +199,7 @@ def enqueue_many(queue: str, specs: Iterable[TaskSpec | Mapping[str, Any]]) -> C
 
 def _task_info(task_id: uuid.UUID | str) -> Callable[[list[Row]], TaskInfo]:
     def parse(rows: list[Row]) -> TaskInfo:
-        data = _scalar(rows)
+        data = scalar(rows)
         if data is None:
             raise UnknownTask(f"durable: unknown task {task_id}")
         return TaskInfo.from_json(data)
@@ -214,7 +215,7 @@ def get_task(task_id: uuid.UUID | str) -> Command[TaskInfo]:
 def cancel(task_id: uuid.UUID | str, reason: str | None = None) -> Command[bool]:
     """Cancel an unfinished task; False when it was already cancelled."""
     return Command(
-        "select durable.cancel(%s::uuid, %s)", (str(task_id), reason), lambda rows: bool(_scalar(rows))
+        "select durable.cancel(%s::uuid, %s)", (str(task_id), reason), lambda rows: bool(scalar(rows))
     )
 
 
@@ -223,7 +224,7 @@ def purge(queue: str, older_than: Seconds | None = None, limit: int = 10000) -> 
     return Command(
         "select durable.purge(%s, %s, %s)",
         (queue, to_seconds(older_than), limit),
-        lambda rows: int(_scalar(rows) or 0),
+        lambda rows: int(scalar(rows) or 0),
     )
 
 
@@ -271,7 +272,7 @@ def heartbeat(
 ) -> Command[datetime]:
     """Extend a lease; raises LeaseLost (DU010) or TaskCancelled (DU011)."""
     return Command(
-        "select durable.heartbeat(%s, %s, %s::integer)", (task_id, lease_token, lease_seconds), _scalar
+        "select durable.heartbeat(%s, %s, %s::integer)", (task_id, lease_token, lease_seconds), scalar
     )
 
 
@@ -319,5 +320,5 @@ def release(
 ) -> Command[datetime]:
     """Hand a claimed task back without spending an attempt; returns when it runs again."""
     return Command(
-        "select durable.release(%s, %s, %s, %s)", (task_id, lease_token, to_seconds(delay), reason), _scalar
+        "select durable.release(%s, %s, %s, %s)", (task_id, lease_token, to_seconds(delay), reason), scalar
     )

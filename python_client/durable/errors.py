@@ -151,13 +151,6 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
 }
 
 
-def register(cls: type[DurableError]) -> type[DurableError]:
-    """Class decorator: map ``cls.sqlstate`` to ``cls`` (for errors added by later modules)."""
-    assert cls.sqlstate
-    _BY_SQLSTATE[cls.sqlstate] = cls
-    return cls
-
-
 def from_psycopg(exc: psycopg.Error) -> Exception:
     """The durable exception for a database error, or the error itself when it is not ours."""
     state = exc.sqlstate

@@ -13,15 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .commands import Command, Row, Seconds, to_json, to_seconds
-
-
-def _scalar(rows: list[Row]) -> Any:
-    return rows[0][0] if rows else None
+from .commands import Command, Row, Seconds, scalar, to_json, to_seconds
 
 
 def _json_object(rows: list[Row]) -> dict[str, Any]:
-    value = _scalar(rows)
+    value = scalar(rows)
     return dict(value) if isinstance(value, Mapping) else {}
 
 
@@ -53,7 +49,7 @@ def replay_check(
     return Command(
         "select durable.replay_check(%s, %s, %s::jsonb)",
         (task_id, lease_token, to_json(list(presented), "presented events")),
-        lambda rows: int(_scalar(rows) or 0),
+        lambda rows: int(scalar(rows) or 0),
     )
 
 
@@ -108,7 +104,7 @@ def spawn(
     return Command(
         "select durable.spawn(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
         (task_id, lease_token, seq, queue, task_name, input_json, to_json(dict(options), "spawn options")),
-        _scalar,
+        scalar,
     )
 
 
@@ -141,7 +137,7 @@ def emit_event(key: str, payload: Any) -> Command[int]:
     return Command(
         "select durable.emit_event(%s, %s::jsonb)",
         (key, to_json(payload, "event payload")),
-        lambda rows: int(_scalar(rows) or 0),
+        lambda rows: int(scalar(rows) or 0),
     )
 
 
@@ -152,12 +148,12 @@ def retry(task_id: uuid.UUID | str) -> Command[None]:
 
 def replay(task_id: uuid.UUID | str) -> Command[int]:
     """Run a finished task again from scratch; returns the new history generation."""
-    return Command("select durable.replay(%s::uuid)", (str(task_id),), lambda rows: int(_scalar(rows)))
+    return Command("select durable.replay(%s::uuid)", (str(task_id),), lambda rows: int(scalar(rows)))
 
 
 def fork(task_id: uuid.UUID | str, at_seq: int) -> Command[uuid.UUID]:
     """A new task whose history is the events before ``at_seq``; returns its id."""
-    return Command("select durable.fork(%s::uuid, %s)", (str(task_id), at_seq), _scalar)
+    return Command("select durable.fork(%s::uuid, %s)", (str(task_id), at_seq), scalar)
 
 
 @dataclass(frozen=True, slots=True)
