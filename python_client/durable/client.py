@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import commands, workflow_commands
@@ -191,8 +192,9 @@ class AsyncClient:
         """Bring the schema up to date (runs the sync migrator in a thread)."""
         pool = await self._get_pool()
         async with pool.connection() as conn:
-            # the migrator is sync: it gets its own connection to the same database
-            conninfo = conn.info.dsn
+            # the migrator is sync: it gets its own connection to the same database (info.dsn
+            # leaves the password out)
+            conninfo = make_conninfo(conn.info.dsn, password=conn.info.password)
         return await asyncio.to_thread(migrate, self._dsn or conninfo)
 
     async def create_queue(self, queue: str, **options: Unpack[QueueOptions]) -> dict[str, Any]:
