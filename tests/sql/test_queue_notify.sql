@@ -1,33 +1,13 @@
 -- The queue option notify: enqueue announces ready work with NOTIFY durable unless the
 -- queue says {"notify": false}; a delayed task is never announced. The same holds for a
 -- task made ready again (a retry here; a wake-up and a fork go through the same helper).
---
--- Notifications reach the listening session asynchronously. After each step this
--- session sends a sentinel notification; notifications are delivered in commit order,
--- so what the listener received before the sentinel is exactly what the step sent.
+-- (what a step sent is what the listener received before a sentinel: helpers/notify.sql)
 select plan(9);
 
 select durable.create_queue('loud');
 select durable.create_queue('quiet', '{"notify": false}');
 
-create function pg_temp.notified_before_sentinel() returns text[]
-language plpgsql as $$
-declare
-    got text[] := '{}';
-    r record;
-begin
-    for i in 1..1000 loop
-        for r in select n.extra from dblink_get_notify('listener') as n loop
-            if r.extra = 'sentinel' then
-                return got;
-            end if;
-            got := got || r.extra;
-        end loop;
-        perform pg_sleep(0.01);  -- waiting for a condition (the sentinel), at most 10 s
-    end loop;
-    raise exception 'the sentinel notification did not arrive within 10 s';
-end;
-$$;
+\ir helpers/notify.sql
 commit;
 
 select dblink_connect('listener', current_setting('durable_test.conninfo'));
@@ -38,21 +18,21 @@ select durable.enqueue_many('quiet', '[{"task_name": "t"}]');
 select pg_notify('durable', 'sentinel');
 commit;
 select is(
-    pg_temp.notified_before_sentinel(), '{}'::text[],
+    pg_temp.notified_before_sentinel('listener'), '{}'::text[],
     'a queue with notify false sends no notification, single or batched'
 );
 
 select durable.enqueue('loud', 't', '{}', '{"delay": 60}');
 select pg_notify('durable', 'sentinel');
 commit;
-select is(pg_temp.notified_before_sentinel(), '{}'::text[], 'a task that is not due yet is not announced');
+select is(pg_temp.notified_before_sentinel('listener'), '{}'::text[], 'a task that is not due yet is not announced');
 
 select durable.enqueue('loud', 't');
 commit;
 select pg_notify('durable', 'sentinel');
 commit;
 select is(
-    pg_temp.notified_before_sentinel(), array['loud'],
+    pg_temp.notified_before_sentinel('listener'), array['loud'],
     'a due task on a notifying queue sends one NOTIFY durable with the queue name'
 );
 
@@ -60,7 +40,7 @@ select durable.enqueue_many('loud', '[{"task_name": "a"}, {"task_name": "b"}, {"
 commit;
 select pg_notify('durable', 'sentinel');
 commit;
-select is(pg_temp.notified_before_sentinel(), array['loud'], 'a batch sends one notification, not one per task');
+select is(pg_temp.notified_before_sentinel('listener'), array['loud'], 'a batch sends one notification, not one per task');
 
 create function pg_temp.failed_task(p_queue text) returns uuid
 language plpgsql as $$
@@ -78,17 +58,17 @@ select pg_temp.failed_task('quiet') as quiet, pg_temp.failed_task('loud') as lou
 commit;
 select pg_notify('durable', 'sentinel');
 commit;
-select pg_temp.notified_before_sentinel();  -- the enqueue on loud
+select pg_temp.notified_before_sentinel('listener');  -- the enqueue on loud
 select durable.retry(quiet) from failed;
 commit;
 select pg_notify('durable', 'sentinel');
 commit;
-select is(pg_temp.notified_before_sentinel(), '{}'::text[], 'a retry on a queue with notify false sends nothing');
+select is(pg_temp.notified_before_sentinel('listener'), '{}'::text[], 'a retry on a queue with notify false sends nothing');
 select durable.retry(loud) from failed;
 commit;
 select pg_notify('durable', 'sentinel');
 commit;
-select is(pg_temp.notified_before_sentinel(), array['loud'], 'a retry on a notifying queue announces it');
+select is(pg_temp.notified_before_sentinel('listener'), array['loud'], 'a retry on a notifying queue announces it');
 
 select is(durable.create_queue('loud', '{"notify": false}') ->> 'notify', 'false', 'notify can be turned off');
 select throws_ok(

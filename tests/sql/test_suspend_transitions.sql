@@ -77,7 +77,7 @@ select is(
 );
 select throws_ok(
     format('select pg_temp.set_status(%L, %L)', (select id from t where n = 1), 'bogus'),
-    null, null, 'an unknown status is rejected'
+    'DU012', null, 'an unknown status is rejected (the transition trigger, before the CHECK constraint)'
 );
 
 -- the verbs refuse a suspended task's ended lease
