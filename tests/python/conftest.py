@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from procs import WorkerProcesses, create_side_effects, worker_processes
 from pyclient_support import ThreadedWorker
 
 from durable import Client, Worker
@@ -30,3 +31,19 @@ def start_worker() -> Iterator[Callable[[Worker], ThreadedWorker]]:
     for running in started:
         if running.thread.is_alive():
             running.stop()
+
+
+@pytest.fixture
+def procs(db_url: str) -> Iterator[WorkerProcesses]:
+    """Worker processes of workflow_apps.py (killed at the end), with the side_effects table."""
+    create_side_effects(db_url)
+    with worker_processes(db_url) as p:
+        yield p
+
+
+@pytest.fixture
+def wf_client(db_url: str) -> Iterator[Client]:
+    """A client, with the queue wf of workflow_apps.py (no backoff between retries)."""
+    with Client(db_url) as c:
+        c.create_queue("wf", backoff={"kind": "none"})
+        yield c

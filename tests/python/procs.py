@@ -1,4 +1,5 @@
-"""Worker processes of workflow_apps.py for the tests: start them, kill them (-9)."""
+"""Worker processes of workflow_apps.py for the tests: start them, kill them (-9); the
+side_effects table where their steps count what they did."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 APPS = Path(__file__).with_name("workflow_apps.py")
 
@@ -48,3 +52,20 @@ def worker_processes(db_url: str) -> Iterator[WorkerProcesses]:
         yield procs
     finally:
         procs.close()
+
+
+def create_side_effects(db_url: str) -> None:
+    """The table workflow_apps.py's steps write a row to each time they really run."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "create table side_effects (id bigserial, task_id uuid, step text, attempt int,"
+            " at timestamptz default clock_timestamp())"
+        )
+
+
+def effects(conn: psycopg.Connection[Any], task_id: uuid.UUID) -> list[tuple[str, int]]:
+    """(step, attempt) of every side effect of a task, in order."""
+    rows = conn.execute(
+        "select step, attempt from side_effects where task_id = %s order by id", (task_id,)
+    ).fetchall()
+    return [(step, attempt) for step, attempt in rows]

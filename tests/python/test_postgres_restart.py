@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from procs import worker_processes
+from procs import create_side_effects, effects, worker_processes
 from pyclient_support import wait_until
 
 from durable import Client
@@ -46,11 +46,7 @@ def crash_and_restart(server: Any) -> None:
 def test_a_durable_task_survives_a_postgres_crash_mid_run(own_server: Any) -> None:
     url = own_server.get_uri()
     migrate(url)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "create table side_effects (id bigserial, task_id uuid, step text, attempt int,"
-            " at timestamptz default clock_timestamp())"
-        )
+    create_side_effects(url)
     with Client(url) as client, worker_processes(url) as procs:
         client.create_queue("wf", backoff={"kind": "none"})
         task_id = client.enqueue("wf", "five_steps", {}, durable=True)
@@ -78,12 +74,7 @@ def test_a_durable_task_survives_a_postgres_crash_mid_run(own_server: Any) -> No
         assert len(outcomes) >= 2 and outcomes[-1] == "completed", outcomes
 
     with psycopg.connect(url, autocommit=True) as conn:
-        ran = [
-            step
-            for (step,) in conn.execute(
-                "select step from side_effects where task_id = %s order by id", (task_id,)
-            ).fetchall()
-        ]
+        ran = [step for step, _ in effects(conn, task_id)]
     # a step recorded before the crash never ran again
     for step in after_crash:
         assert ran.count(step) == 1, (step, ran)

@@ -3,47 +3,27 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import psycopg
-import pytest
-from procs import WorkerProcesses, worker_processes
+from procs import WorkerProcesses, effects
 from pyclient_support import wait_until
 
 from durable import Client
 
 
-@pytest.fixture
-def procs(db_url: str) -> Iterator[WorkerProcesses]:
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(
-            "create table side_effects (id bigserial, task_id uuid, step text, attempt int,"
-            " at timestamptz default clock_timestamp())"
-        )
-    with worker_processes(db_url) as p:
-        yield p
-
-
-@pytest.fixture
-def client(db_url: str) -> Iterator[Client]:
-    with Client(db_url) as c:
-        c.create_queue("wf", backoff={"kind": "none"})
-        yield c
-
-
-def status(client: Client, task_id: uuid.UUID) -> str:
-    return client.get_task(task_id).status
+def status(wf_client: Client, task_id: uuid.UUID) -> str:
+    return wf_client.get_task(task_id).status
 
 
 def test_a_waiting_parent_holds_no_slot_so_its_children_run_on_a_one_slot_worker(
-    procs: WorkerProcesses, client: Client
+    procs: WorkerProcesses, wf_client: Client
 ) -> None:
     procs.start("wf", "--concurrency", "1")
-    parent = client.enqueue("wf", "fan_out", {"children": 10}, durable=True)
-    assert client.wait(parent, timeout=60) == sum(n * 10 for n in range(10))
-    history = client.history(parent)
+    parent = wf_client.enqueue("wf", "fan_out", {"children": 10}, durable=True)
+    assert wf_client.wait(parent, timeout=60) == sum(n * 10 for n in range(10))
+    history = wf_client.history(parent)
     assert [e.kind for e in history] == ["spawn"] * 10 + ["children"]
     outcomes = history[-1].result
     assert [o["status"] for o in outcomes] == ["completed"] * 10
@@ -51,56 +31,55 @@ def test_a_waiting_parent_holds_no_slot_so_its_children_run_on_a_one_slot_worker
 
 
 def test_a_sleep_survives_kill_9_and_ends_on_time_on_another_worker(
-    procs: WorkerProcesses, client: Client, conn: psycopg.Connection[Any]
+    procs: WorkerProcesses, wf_client: Client, conn: psycopg.Connection[Any]
 ) -> None:
     first = procs.start("wf")
-    task_id = client.enqueue("wf", "nap", {"seconds": 2}, durable=True)
-    wait_until(lambda: status(client, task_id) == "sleeping", 30, "the task to sleep")
+    task_id = wf_client.enqueue("wf", "nap", {"seconds": 2}, durable=True)
+    wait_until(lambda: status(wf_client, task_id) == "sleeping", 30, "the task to sleep")
     procs.kill9(first)
     procs.start("wf")
-    output = client.wait(task_id, timeout=30)
+    output = wf_client.wait(task_id, timeout=30)
     before = datetime.fromisoformat(output["before"])
     after = datetime.fromisoformat(output["after"])
     slept = (after - before).total_seconds()
     assert slept >= 2.0, slept
     assert slept < 2.0 + 3.0, f"woke {slept - 2:.2f} s late"
-    info = client.get_task(task_id)
+    info = wf_client.get_task(task_id)
     assert [a.outcome for a in info.attempts] == ["suspended", "completed"]
     # the step after the sleep ran once, on the second worker's attempt
-    ran = conn.execute("select step, attempt from side_effects where task_id = %s", (task_id,)).fetchall()
-    assert ran == [("after-nap", 2)]
+    assert effects(conn, task_id) == [("after-nap", 2)]
 
 
-def test_an_event_emitted_before_the_wait_is_received(procs: WorkerProcesses, client: Client) -> None:
-    assert client.emit_event("order-1:approved", {"by": "alice"}) == 0
+def test_an_event_emitted_before_the_wait_is_received(procs: WorkerProcesses, wf_client: Client) -> None:
+    assert wf_client.emit_event("order-1:approved", {"by": "alice"}) == 0
     procs.start("wf")
-    task_id = client.enqueue("wf", "wait_for", {"key": "order-1:approved"}, durable=True)
-    assert client.wait(task_id, timeout=30) == {"payload": {"by": "alice"}}
-    assert [a.outcome for a in client.get_task(task_id).attempts] == ["completed"]
+    task_id = wf_client.enqueue("wf", "wait_for", {"key": "order-1:approved"}, durable=True)
+    assert wf_client.wait(task_id, timeout=30) == {"payload": {"by": "alice"}}
+    assert [a.outcome for a in wf_client.get_task(task_id).attempts] == ["completed"]
 
 
-def test_an_event_emitted_later_wakes_the_waiting_task(procs: WorkerProcesses, client: Client) -> None:
+def test_an_event_emitted_later_wakes_the_waiting_task(procs: WorkerProcesses, wf_client: Client) -> None:
     procs.start("wf")
-    task_id = client.enqueue("wf", "wait_for", {"key": "order-2:approved"}, durable=True)
-    wait_until(lambda: status(client, task_id) == "waiting", 30, "the task to wait")
-    assert client.emit_event("order-2:approved", {"by": "bob"}) == 1
-    assert client.wait(task_id, timeout=30) == {"payload": {"by": "bob"}}
-    assert [a.outcome for a in client.get_task(task_id).attempts] == ["suspended", "completed"]
+    task_id = wf_client.enqueue("wf", "wait_for", {"key": "order-2:approved"}, durable=True)
+    wait_until(lambda: status(wf_client, task_id) == "waiting", 30, "the task to wait")
+    assert wf_client.emit_event("order-2:approved", {"by": "bob"}) == 1
+    assert wf_client.wait(task_id, timeout=30) == {"payload": {"by": "bob"}}
+    assert [a.outcome for a in wf_client.get_task(task_id).attempts] == ["suspended", "completed"]
 
 
-def test_a_wait_that_times_out_raises_in_the_task(procs: WorkerProcesses, client: Client) -> None:
+def test_a_wait_that_times_out_raises_in_the_task(procs: WorkerProcesses, wf_client: Client) -> None:
     procs.start("wf")
-    task_id = client.enqueue("wf", "wait_for", {"key": "never", "timeout": 0.5}, durable=True)
-    assert client.wait(task_id, timeout=30) == {"timed_out": True}
-    assert client.history(task_id)[0].result == {"payload": None, "timed_out": True}
+    task_id = wf_client.enqueue("wf", "wait_for", {"key": "never", "timeout": 0.5}, durable=True)
+    assert wf_client.wait(task_id, timeout=30) == {"timed_out": True}
+    assert wf_client.history(task_id)[0].result == {"payload": None, "timed_out": True}
 
 
 def test_cancel_cascades_to_running_and_sleeping_children(
-    procs: WorkerProcesses, client: Client, conn: psycopg.Connection[Any]
+    procs: WorkerProcesses, wf_client: Client, conn: psycopg.Connection[Any]
 ) -> None:
     procs.start("wf")
     marker = uuid.uuid4()
-    parent = client.enqueue("wf", "parent_of_sleepers", {"marker": str(marker)}, durable=True)
+    parent = wf_client.enqueue("wf", "parent_of_sleepers", {"marker": str(marker)}, durable=True)
 
     def children() -> dict[str, str]:
         rows = conn.execute(
@@ -109,30 +88,32 @@ def test_cancel_cascades_to_running_and_sleeping_children(
         return dict(rows)
 
     wait_until(
-        lambda: children() == {"block": "running", "nap": "sleeping"} and status(client, parent) == "waiting",
+        lambda: (
+            children() == {"block": "running", "nap": "sleeping"} and status(wf_client, parent) == "waiting"
+        ),
         30,
         "a running and a sleeping child",
     )
-    assert client.cancel(parent) is True
-    assert status(client, parent) == "cancelled"
+    assert wf_client.cancel(parent) is True
+    assert status(wf_client, parent) == "cancelled"
     assert children() == {"block": "cancelled", "nap": "cancelled"}
     running_child = conn.execute(
         "select task_id from durable.tasks where parent_id = %s and task_name = 'block'", (parent,)
     ).fetchone()
     assert running_child is not None
-    info = client.get_task(running_child[0])
+    info = wf_client.get_task(running_child[0])
     assert info.error is not None and "was cancelled" in info.error["message"]
     assert [a.outcome for a in info.attempts] == ["cancelled"]
 
 
 def test_except_exception_in_user_code_does_not_swallow_the_suspension(
-    procs: WorkerProcesses, client: Client, conn: psycopg.Connection[Any]
+    procs: WorkerProcesses, wf_client: Client, conn: psycopg.Connection[Any]
 ) -> None:
     procs.start("wf")
-    task_id = client.enqueue("wf", "swallow_everything", {"seconds": 1}, durable=True)
-    wait_until(lambda: status(client, task_id) == "sleeping", 30, "the task to sleep")
-    assert client.wait(task_id, timeout=30) == "slept"
-    assert [a.outcome for a in client.get_task(task_id).attempts] == ["suspended", "completed"]
+    task_id = wf_client.enqueue("wf", "swallow_everything", {"seconds": 1}, durable=True)
+    wait_until(lambda: status(wf_client, task_id) == "sleeping", 30, "the task to sleep")
+    assert wf_client.wait(task_id, timeout=30) == "slept"
+    assert [a.outcome for a in wf_client.get_task(task_id).attempts] == ["suspended", "completed"]
     # the except branch never ran: the suspension went past it
     swallowed = conn.execute(
         "select count(*) from side_effects where task_id = %s and step = 'swallowed'", (task_id,)
