@@ -6,25 +6,7 @@ select plan(49);
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q', '{"backoff": {"kind": "none"}}');
 
--- error_of(sql): the SQLSTATE, message and DETAIL a statement fails with (null if it does not)
-create function pg_temp.error_of(p_sql text)
-returns jsonb
-language plpgsql
-as $$
-declare
-    v_state text;
-    v_message text;
-    v_detail text;
-    v_hint text;
-begin
-    execute p_sql;
-    return null;
-exception when others then
-    get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
-                            v_detail = pg_exception_detail, v_hint = pg_exception_hint;
-    return jsonb_build_object('sqlstate', v_state, 'message', v_message, 'detail', v_detail, 'hint', v_hint);
-end;
-$$;
+\ir helpers/errors.sql
 
 select durable.enqueue('q', 'wf', '{"order": 7}', '{"durable": true}');
 create temp table c1 as select * from durable.claim('q', 'w1', 1, 3600);

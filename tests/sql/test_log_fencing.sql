@@ -6,23 +6,7 @@ select plan(33);
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q');
 
--- error_of(sql): the SQLSTATE, message and DETAIL a statement fails with (null if it does not)
-create function pg_temp.error_of(p_sql text)
-returns jsonb
-language plpgsql
-as $$
-declare
-    v_state text;
-    v_message text;
-    v_detail text;
-begin
-    execute p_sql;
-    return null;
-exception when others then
-    get stacked diagnostics v_state = returned_sqlstate, v_message = message_text, v_detail = pg_exception_detail;
-    return jsonb_build_object('sqlstate', v_state, 'message', v_message, 'detail', v_detail);
-end;
-$$;
+\ir helpers/errors.sql
 
 select durable.enqueue('q', 'wf', '{}', '{"durable": true}');
 create temp table c1 as select * from durable.claim('q', 'w1', 1, 30);

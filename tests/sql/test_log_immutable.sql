@@ -5,23 +5,7 @@ select plan(8);
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q');
 
--- error_of(sql): the SQLSTATE, message and HINT a statement fails with (null if it does not)
-create function pg_temp.error_of(p_sql text)
-returns jsonb
-language plpgsql
-as $$
-declare
-    v_state text;
-    v_message text;
-    v_hint text;
-begin
-    execute p_sql;
-    return null;
-exception when others then
-    get stacked diagnostics v_state = returned_sqlstate, v_message = message_text, v_hint = pg_exception_hint;
-    return jsonb_build_object('sqlstate', v_state, 'message', v_message, 'hint', v_hint);
-end;
-$$;
+\ir helpers/errors.sql
 
 -- task a finishes with two events; task b is still running with one
 select durable.enqueue('q', 'a', '{}', '{"durable": true}');
