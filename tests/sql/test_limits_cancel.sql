@@ -134,27 +134,11 @@ select is((select status from durable.tasks where task_id = pg_temp.id('m4')), '
 
 -- ---------------------------------------------------------------------------------
 -- two enqueuers of one key at once
-create function pg_temp.blockers(p_conn text, p_pid integer) returns integer[]
-language plpgsql as $$
-declare
-    v_deadline timestamptz := clock_timestamp() + interval '60 seconds';
-    v integer[];
-begin
-    loop
-        v := pg_blocking_pids(p_pid);
-        exit when cardinality(v) > 0 or dblink_is_busy(p_conn) = 0 or clock_timestamp() > v_deadline;
-    end loop;
-    return v;
-end;
-$$;
+\ir helpers/sessions.sql
 select durable.create_queue('race_new', '{"concurrency_strategy": "cancel_newest"}');
 select durable.create_queue('race_cip', '{"concurrency_strategy": "cancel_in_progress"}');
 commit;
-select dblink_connect('a', current_setting('durable_test.conninfo'));
-select dblink_connect('b', current_setting('durable_test.conninfo'));
-create temp table pids as
-select (select pid from dblink('a', 'select pg_backend_pid()') as x (pid integer)) as a,
-       (select pid from dblink('b', 'select pg_backend_pid()') as x (pid integer)) as b;
+select pg_temp.connect_ab();
 
 select dblink_exec('a', 'begin');
 create temp table ya as

@@ -103,29 +103,11 @@ select is(pg_temp.take('names', 10, array['mine']), array['n2', 'n3'], 'only nam
 
 -- 7. two sessions at once: the second claim waits for the first one's lock, then sees
 -- what it started
-create function pg_temp.blockers(p_conn text, p_pid integer) returns integer[]
-language plpgsql as $$
-declare
-    v_deadline timestamptz := clock_timestamp() + interval '60 seconds';
-    v integer[];
-begin
-    loop
-        v := pg_blocking_pids(p_pid);
-        exit when cardinality(v) > 0 or dblink_is_busy(p_conn) = 0 or clock_timestamp() > v_deadline;
-    end loop;
-    return v;
-end;
-$$;
+\ir helpers/sessions.sql
 select durable.create_queue('race', '{"concurrency_limit": 2, "concurrency_key_limit": 1}');
 select pg_temp.enq('race', 'r' || i, jsonb_build_object('concurrency_key', 'k' || (i % 3))) from generate_series(1, 6) as i;
 commit;
-select dblink_connect('a', current_setting('durable_test.conninfo'));
-select dblink_connect('b', current_setting('durable_test.conninfo'));
-select dblink_exec('a', $$set durable.fake_now = '2030-01-01 00:00:00+00'$$);
-select dblink_exec('b', $$set durable.fake_now = '2030-01-01 00:00:00+00'$$);
-create temp table pids as
-select (select pid from dblink('a', 'select pg_backend_pid()') as x (pid integer)) as a,
-       (select pid from dblink('b', 'select pg_backend_pid()') as x (pid integer)) as b;
+select pg_temp.connect_ab();
 
 select dblink_exec('a', 'begin');
 create temp table ra as

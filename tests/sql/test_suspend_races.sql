@@ -12,30 +12,10 @@ select plan(49);
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue(q) from unnest(array['q1', 'q2', 'q4', 'parents', 'kids', 'q3a', 'q3b']) as q;
 
--- blocks until session p_conn (backend p_pid) waits for a lock, or its query ended;
--- returns the pids it waits for (empty when it did not block)
-create function pg_temp.blockers(p_conn text, p_pid integer) returns integer[]
-language plpgsql as $$
-declare
-    v_deadline timestamptz := clock_timestamp() + interval '60 seconds';
-    v integer[];
-begin
-    loop
-        v := pg_blocking_pids(p_pid);
-        exit when cardinality(v) > 0 or dblink_is_busy(p_conn) = 0 or clock_timestamp() > v_deadline;
-    end loop;
-    return v;
-end;
-$$;
+\ir helpers/sessions.sql
 
 commit;
-select dblink_connect('a', current_setting('durable_test.conninfo'));
-select dblink_connect('b', current_setting('durable_test.conninfo'));
-select dblink_exec('a', $$set durable.fake_now = '2030-01-01 00:00:00+00'$$);
-select dblink_exec('b', $$set durable.fake_now = '2030-01-01 00:00:00+00'$$);
-create temp table pids as
-select (select pid from dblink('a', 'select pg_backend_pid()') as x (pid integer)) as a,
-       (select pid from dblink('b', 'select pg_backend_pid()') as x (pid integer)) as b;
+select pg_temp.connect_ab();
 
 -- ---------------------------------------------------------------------------------
 -- 1a. wait first: A waits for key race-1 in an open transaction; B's emit blocks on
