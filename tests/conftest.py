@@ -6,7 +6,14 @@ embedded PostgreSQL started for this session in a temporary directory.
 
 A template database is migrated once per session (with pgTAP and dblink installed);
 every test gets its own copy, so tests run in any order. pgTAP files (``tests/sql``)
-run through pytest-pgtap, each in a fresh database of its own.
+run through pytest-pgtap, each in a fresh database of its own, as the superuser.
+
+The Python tests connect as a deployment would: Workers as the login role
+``durable_test_worker`` (a member of ``durable_worker`` only), Clients as
+``durable_test_client`` (``durable_producer`` and ``durable_operator``, and through them
+``durable_reader``); neither is a superuser nor may read a table of the schema. Only what
+neither role may do (inspect or alter the tables, migrate) goes through ``admin_url`` /
+``conn``, the superuser.
 """
 
 from __future__ import annotations
@@ -18,12 +25,13 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_pgtap.pgtap import Runner
 
@@ -148,16 +156,86 @@ def databases(server_url: str, template_db: str) -> Iterator[Databases]:
     dbs.drop_all()
 
 
+#: The login roles the Python tests connect as (names are cluster-wide), and the group
+#: roles (made by durable.migrate) each one holds, and nothing else.
+WORKER_ROLE = "durable_test_worker"
+CLIENT_ROLE = "durable_test_client"
+LOGIN_ROLES: dict[str, tuple[str, ...]] = {
+    WORKER_ROLE: ("durable_worker",),
+    CLIENT_ROLE: ("durable_producer", "durable_operator"),
+}
+
+# what a concurrent test run (on the same cluster) creating the same role or membership raises
+_RACED = (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation)
+
+
+def _create_login_roles(admin_url: str) -> tuple[str, str]:
+    """Creates the test login roles on the server of ``admin_url`` (a superuser's, on a
+    migrated database: the group roles must exist); returns the URLs of that database as
+    the worker role and as the client role.
+
+    Idempotent and safe against other test runs creating the same roles at the same
+    moment. No passwords: the test servers trust their local connections.
+    """
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        for role, groups in LOGIN_ROLES.items():
+            if admin.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone() is None:
+                with contextlib.suppress(*_RACED):
+                    admin.execute(
+                        sql.SQL("create role {} login nosuperuser nocreatedb nocreaterole").format(
+                            sql.Identifier(role)
+                        )
+                    )
+            for group in groups:
+                granted = admin.execute(
+                    "select 1 from pg_auth_members where roleid = %s::regrole and member = %s::regrole",
+                    (group, role),
+                ).fetchone()
+                if granted is None:
+                    with contextlib.suppress(*_RACED):
+                        admin.execute(
+                            sql.SQL("grant {} to {}").format(sql.Identifier(group), sql.Identifier(role))
+                        )
+    return make_conninfo(admin_url, user=WORKER_ROLE), make_conninfo(admin_url, user=CLIENT_ROLE)
+
+
+@pytest.fixture(scope="session")
+def create_login_roles() -> Callable[[str], tuple[str, str]]:
+    """For a test with a server of its own: creates the login roles there (after migrating),
+    returns the (worker, client) URLs of the given superuser URL's database."""
+    return _create_login_roles
+
+
+@pytest.fixture(scope="session")
+def login_roles(server_url: str, template_db: str) -> None:
+    """The login roles on the server under test (once the template has made the group roles)."""
+    _create_login_roles(server_url)
+
+
 @pytest.fixture
-def db_url(databases: Databases) -> str:
-    """URL of a fresh, migrated database of this test's own."""
+def admin_url(databases: Databases) -> str:
+    """URL of a fresh, migrated database of this test's own, as the superuser (for what
+    neither login role may do: read or write the tables, migrate)."""
     return databases.create()
 
 
 @pytest.fixture
-def conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection to this test's database."""
-    with psycopg.connect(db_url, autocommit=True) as c:
+def db_url(admin_url: str, login_roles: None) -> str:
+    """The same database as the client role ``durable_test_client``: what Clients use."""
+    return make_conninfo(admin_url, user=CLIENT_ROLE)
+
+
+@pytest.fixture
+def worker_url(admin_url: str, login_roles: None) -> str:
+    """The same database as the worker role ``durable_test_worker``: what Workers use."""
+    return make_conninfo(admin_url, user=WORKER_ROLE)
+
+
+@pytest.fixture
+def conn(admin_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to this test's database as the superuser, to inspect (or
+    alter) the tables directly, which neither login role may."""
+    with psycopg.connect(admin_url, autocommit=True) as c:
         yield c
 
 
@@ -184,13 +262,14 @@ class _Runner(Runner):
 
 
 @pytest.fixture
-def _pgtap_runner(db_url: str) -> Iterator[Runner]:
+def _pgtap_runner(admin_url: str) -> Iterator[Runner]:
     """pytest-pgtap's runner, on a fresh database for each SQL test file.
 
     Files may COMMIT (to let other sessions, opened through dblink, see their rows):
     the database is thrown away afterwards. dblink sessions reach the same database
     through the connection string in the setting ``durable_test.conninfo``.
     """
+    db_url = admin_url  # pgTAP files run as the superuser
     params = conninfo_to_dict(db_url)
     dblink_conninfo = " ".join(f"{k}={v}" for k, v in params.items() if v is not None)
     connection = psycopg.connect(db_url, autocommit=True)

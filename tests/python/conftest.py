@@ -1,4 +1,8 @@
-"""Fixtures of the Python client tests (the database fixtures are in tests/conftest.py)."""
+"""Fixtures of the Python client tests (the database fixtures are in tests/conftest.py).
+
+Clients connect as the client role (``db_url``), Workers as the worker role
+(``worker_url``); ``conn`` is the superuser, for reading the tables directly.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from procs import WorkerProcesses, create_side_effects, worker_processes
-from pyclient_support import ThreadedWorker
+from pyclient_support import ThreadedWorker, role_of
 
 from durable import Client, Worker
 
@@ -18,11 +22,13 @@ def client(db_url: str) -> Iterator[Client]:
 
 
 @pytest.fixture
-def start_worker() -> Iterator[Callable[[Worker], ThreadedWorker]]:
-    """Starts workers in threads; stops whichever are still running at the end of the test."""
+def start_worker(worker_url: str) -> Iterator[Callable[[Worker], ThreadedWorker]]:
+    """Starts workers (as the worker role) in threads; stops whichever are still running at
+    the end of the test."""
     started: list[ThreadedWorker] = []
 
     def start(worker: Worker) -> ThreadedWorker:
+        assert worker.dsn == worker_url, "a Worker of the tests connects as the worker role"
         running = ThreadedWorker(worker).start()
         started.append(running)
         return running
@@ -34,10 +40,11 @@ def start_worker() -> Iterator[Callable[[Worker], ThreadedWorker]]:
 
 
 @pytest.fixture
-def procs(db_url: str) -> Iterator[WorkerProcesses]:
-    """Worker processes of workflow_apps.py (killed at the end), with the side_effects table."""
-    create_side_effects(db_url)
-    with worker_processes(db_url) as p:
+def procs(admin_url: str, worker_url: str, db_url: str) -> Iterator[WorkerProcesses]:
+    """Worker processes of workflow_apps.py as the worker role (killed at the end), with the
+    side_effects table."""
+    create_side_effects(admin_url, role_of(worker_url), role_of(db_url))
+    with worker_processes(worker_url) as p:
         yield p
 
 

@@ -14,19 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 APPS = Path(__file__).with_name("workflow_apps.py")
 
 
 class WorkerProcesses:
-    """Starts worker processes of workflow_apps.py on one database; kills the rest at the end."""
+    """Starts worker processes of workflow_apps.py on one database (``worker_url``: the
+    worker role's URL of it); kills the rest at the end."""
 
-    def __init__(self, db_url: str) -> None:
-        self.db_url = db_url
+    def __init__(self, worker_url: str) -> None:
+        self.worker_url = worker_url
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, queue: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        environment = {**os.environ, "DURABLE_DATABASE_URL": self.db_url, **(env or {})}
+        environment = {**os.environ, "DURABLE_DATABASE_URL": self.worker_url, **(env or {})}
         environment.pop("DATABASE_URL", None)
         proc = subprocess.Popen([sys.executable, str(APPS), queue, *args], env=environment)
         self.procs.append(proc)
@@ -46,21 +48,27 @@ class WorkerProcesses:
 
 
 @contextmanager
-def worker_processes(db_url: str) -> Iterator[WorkerProcesses]:
-    procs = WorkerProcesses(db_url)
+def worker_processes(worker_url: str) -> Iterator[WorkerProcesses]:
+    procs = WorkerProcesses(worker_url)
     try:
         yield procs
     finally:
         procs.close()
 
 
-def create_side_effects(db_url: str) -> None:
-    """The table workflow_apps.py's steps write a row to each time they really run."""
-    with psycopg.connect(db_url, autocommit=True) as conn:
+def create_side_effects(admin_url: str, *roles: str) -> None:
+    """The table workflow_apps.py's steps write a row to each time they really run, made by
+    the superuser (the login roles may create nothing), readable and writable by ``roles``."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
             "create table side_effects (id bigserial, task_id uuid, step text, attempt int,"
             " at timestamptz default clock_timestamp())"
         )
+        for role in roles:
+            conn.execute(sql.SQL("grant select, insert on side_effects to {}").format(sql.Identifier(role)))
+            conn.execute(
+                sql.SQL("grant usage on sequence side_effects_id_seq to {}").format(sql.Identifier(role))
+            )
 
 
 def effects(conn: psycopg.Connection[Any], task_id: uuid.UUID) -> list[tuple[str, int]]:

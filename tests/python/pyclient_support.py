@@ -1,4 +1,4 @@
-"""Helpers of the Python client tests: waiting on conditions, workers in threads."""
+"""Helpers of the Python client tests: waiting on conditions, workers in threads, roles."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from psycopg.conninfo import conninfo_to_dict
 
 from durable import Worker
 
@@ -24,6 +26,13 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def role_of(url: str) -> str:
+    """The role a connection string logs in as."""
+    user = conninfo_to_dict(url).get("user")
+    assert isinstance(user, str), f"no user in {url!r}"
+    return user
 
 
 class ThreadedWorker:

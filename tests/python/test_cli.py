@@ -13,14 +13,15 @@ from durable.cli import load_worker, main
 
 @pytest.fixture(autouse=True)
 def _database(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # main() exports --database-url; monkeypatch puts the environment back afterwards
+    # as the client role; main() exports --database-url, monkeypatch puts the environment back
     monkeypatch.setenv("DURABLE_DATABASE_URL", db_url)
 
 
 def test_migrate_reports_nothing_to_do_on_a_migrated_database(
-    db_url: str, capsys: pytest.CaptureFixture[str]
+    admin_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--database-url", db_url, "migrate"]) == 0
+    # as the superuser: migrating is the owner's (a member of durable_owner), not a client's
+    assert main(["--database-url", admin_url, "migrate"]) == 0
     assert "migrations applied: none" in capsys.readouterr().out
 
 
@@ -48,9 +49,11 @@ def test_errors_are_printed_with_exit_code_1(capsys: pytest.CaptureFixture[str])
 
 
 def test_demo_kills_its_worker_and_the_second_one_finishes_without_repeating_steps(
-    capsys: pytest.CaptureFixture[str],
+    admin_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--log-level", "warning", "demo"]) == 0
+    # as the superuser: the demo runs everything on one URL, and it starts by migrating,
+    # which neither login role may (its worker and client calls are the roles' own verbs)
+    assert main(["--database-url", admin_url, "--log-level", "warning", "demo"]) == 0
     out = capsys.readouterr().out
     assert "worker 1 killed with SIGKILL" in out
     assert "status: completed; 2 worker processes made tool calls" in out

@@ -1,12 +1,18 @@
-"""Client and AsyncClient against a real database: enqueue, get, cancel, wait, errors."""
+"""Client and AsyncClient against a real database: enqueue, get, cancel, wait, errors.
+
+The clients connect as the client role; what a worker does here (claim, complete, fail)
+goes through a connection of the worker role, as it would in a deployment.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from durable import (
@@ -14,6 +20,7 @@ from durable import (
     Client,
     InvalidArgument,
     InvalidTransition,
+    MigrationError,
     PayloadTooLarge,
     TaskFailed,
     TaskSpec,
@@ -22,6 +29,7 @@ from durable import (
     WaitTimeout,
     commands,
 )
+from durable.connections import execute, execute_async
 
 
 @pytest.fixture
@@ -30,9 +38,16 @@ def queue(client: Client) -> str:
     return "q"
 
 
-def claim_one(client: Client, queue: str) -> commands.ClaimedTask:
+@pytest.fixture
+def worker(worker_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection of the worker role, for the verbs of a worker."""
+    with psycopg.connect(worker_url, autocommit=True) as c:
+        yield c
+
+
+def claim_one(worker: psycopg.Connection[Any], queue: str) -> commands.ClaimedTask:
     """Claim through the SQL verb, as a worker would."""
-    claimed = client.run(commands.claim(queue, "test-worker", 1, 30, None))
+    claimed = execute(worker, commands.claim(queue, "test-worker", 1, 30, None))
     assert len(claimed) == 1
     return claimed[0]
 
@@ -180,28 +195,32 @@ def test_cancel_a_pending_task(client: Client, queue: str) -> None:
     assert failed.value.status == "cancelled"
 
 
-def test_cancel_a_finished_task_is_an_invalid_transition(client: Client, queue: str) -> None:
+def test_cancel_a_finished_task_is_an_invalid_transition(
+    client: Client, worker: psycopg.Connection[Any], queue: str
+) -> None:
     task_id = client.enqueue(queue, "x")
-    claimed = claim_one(client, queue)
-    client.run(commands.complete_many([claimed.task_id], [claimed.lease_token], ["1"]))
+    claimed = claim_one(worker, queue)
+    execute(worker, commands.complete_many([claimed.task_id], [claimed.lease_token], ["1"]))
     with pytest.raises(InvalidTransition):
         client.cancel(task_id)
 
 
-def test_wait_returns_the_output(client: Client, queue: str) -> None:
+def test_wait_returns_the_output(client: Client, worker: psycopg.Connection[Any], queue: str) -> None:
     task_id = client.enqueue(queue, "x")
-    claimed = claim_one(client, queue)
+    claimed = claim_one(worker, queue)
     assert claimed.task_id == task_id
-    [result] = client.run(commands.complete_many([task_id], [claimed.lease_token], ['{"answer": 42}']))
+    [result] = execute(worker, commands.complete_many([task_id], [claimed.lease_token], ['{"answer": 42}']))
     assert result.ok and result.reason == "completed"
     assert client.wait(task_id, timeout=5) == {"answer": 42}
 
 
-def test_wait_raises_task_failed_with_the_error(client: Client, queue: str) -> None:
+def test_wait_raises_task_failed_with_the_error(
+    client: Client, worker: psycopg.Connection[Any], queue: str
+) -> None:
     task_id = client.enqueue(queue, "x")
-    claimed = claim_one(client, queue)
-    outcome = client.run(
-        commands.fail(task_id, claimed.lease_token, {"type": "Boom", "message": "no"}, False)
+    claimed = claim_one(worker, queue)
+    outcome = execute(
+        worker, commands.fail(task_id, claimed.lease_token, {"type": "Boom", "message": "no"}, False)
     )
     assert outcome.status == "failed"
     with pytest.raises(TaskFailed) as failed:
@@ -226,11 +245,11 @@ def test_create_queue_merges_options(client: Client) -> None:
     assert client.get_task(client.enqueue("merge", "x")).max_attempts == 3
 
 
-def test_purge_deletes_finished_tasks(client: Client, queue: str) -> None:
+def test_purge_deletes_finished_tasks(client: Client, worker: psycopg.Connection[Any], queue: str) -> None:
     done = client.enqueue(queue, "x")
     waiting = client.enqueue(queue, "y", delay=3600)
-    claimed = claim_one(client, queue)
-    client.run(commands.complete_many([claimed.task_id], [claimed.lease_token], [None]))
+    claimed = claim_one(worker, queue)
+    execute(worker, commands.complete_many([claimed.task_id], [claimed.lease_token], [None]))
     assert client.purge(queue) == 0  # no retention set and none given
     assert client.purge(queue, older_than=0) == 1
     with pytest.raises(UnknownTask):
@@ -238,16 +257,26 @@ def test_purge_deletes_finished_tasks(client: Client, queue: str) -> None:
     assert client.get_task(waiting).status == "pending"
 
 
-def test_migrate_again_changes_nothing(client: Client) -> None:
-    client.migrate()  # the database is migrated already, unless the SQL files changed since
-    result = client.migrate()
+def test_migrate_again_changes_nothing(admin_url: str) -> None:
+    # as the superuser: migrating is the owner's (a member of durable_owner), not a client's
+    with Client(admin_url) as admin:
+        admin.migrate()  # the database is migrated already, unless the SQL files changed since
+        result = admin.migrate()
     assert result.applied == []
     assert result.functions_reloaded is False
 
 
-def test_async_client_has_the_same_verbs(db_url: str) -> None:
+def test_a_client_may_not_migrate(client: Client) -> None:
+    with pytest.raises(MigrationError, match="durable_test_client is not a member of durable_owner"):
+        client.migrate()
+
+
+def test_async_client_has_the_same_verbs(db_url: str, worker_url: str, admin_url: str) -> None:
     async def scenario() -> None:
-        async with AsyncClient(db_url) as client:
+        async with (
+            AsyncClient(db_url) as client,
+            await psycopg.AsyncConnection.connect(worker_url, autocommit=True) as worker,
+        ):
             assert await client.create_queue("aq", max_attempts=2) == {"max_attempts": 2}
             task_id = await client.enqueue("aq", "x", {"a": 1}, idempotency_key="k")
             assert await client.enqueue("aq", "x", {"a": 2}, idempotency_key="k") == task_id
@@ -256,8 +285,8 @@ def test_async_client_has_the_same_verbs(db_url: str) -> None:
             assert (info.status, info.input, info.max_attempts) == ("pending", {"a": 1}, 2)
             assert await client.queue_stats("aq") == {"pending": 3}
 
-            [claimed] = await client.run(commands.claim("aq", "w", 1, 30, ["x"]))
-            await client.run(commands.complete_many([task_id], [claimed.lease_token], ['"done"']))
+            [claimed] = await execute_async(worker, commands.claim("aq", "w", 1, 30, ["x"]))
+            await execute_async(worker, commands.complete_many([task_id], [claimed.lease_token], ['"done"']))
             assert await client.wait(task_id, timeout=5) == "done"
 
             assert await client.cancel(ids[0]) is True
@@ -272,7 +301,9 @@ def test_async_client_has_the_same_verbs(db_url: str) -> None:
             with pytest.raises(InvalidTransition):
                 await client.cancel(task_id)
             assert await client.purge("aq", older_than=0) == 2
-            await client.migrate()
-            assert (await client.migrate()).applied == []
+        # as the superuser: migrating is the owner's, not a client's
+        async with AsyncClient(admin_url) as admin:
+            await admin.migrate()
+            assert (await admin.migrate()).applied == []
 
     asyncio.run(scenario())

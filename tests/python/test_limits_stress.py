@@ -16,6 +16,9 @@ has seen the end it relies on committed, so intervals that followed each other c
 overlap by clock skew.) Every task must end completed.
 
 The test runs twice: under the queue strategy and under round_robin.
+
+The workers connect as the worker role, the queue is made and filled as the client role;
+the monitor and the checks read the tables as the superuser (no role may read them).
 """
 
 from __future__ import annotations
@@ -99,8 +102,8 @@ class Monitor(threading.Thread):
             self.error = exc
 
 
-def start_worker(url: str, queue: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, DURABLE_DATABASE_URL=url, PYTHONUNBUFFERED="1")
+def start_worker(worker_url: str, queue: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, DURABLE_DATABASE_URL=worker_url, PYTHONUNBUFFERED="1")
     env.pop("DATABASE_URL", None)
     client = str(Path(__file__).resolve().parents[2] / "python_client")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (client, env.get("PYTHONPATH")) if p)
@@ -123,10 +126,12 @@ def max_overlap(intervals: list[tuple[Any, Any]]) -> int:
 
 
 @pytest.mark.parametrize("strategy", ["queue", "round_robin"])
-def test_limits_hold_under_contention_and_kill_9(db_url: str, strategy: str) -> None:
+def test_limits_hold_under_contention_and_kill_9(
+    db_url: str, worker_url: str, admin_url: str, strategy: str
+) -> None:
     queue = f"stress_{strategy}"
     rng = random.Random(20300101)
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the client role
         conn.execute(
             "select durable.create_queue(%s, %s)",
             (
@@ -149,15 +154,16 @@ def test_limits_hold_under_contention_and_kill_9(db_url: str, strategy: str) -> 
             for _ in range(TASKS)
         ]
         conn.execute("select count(*) from durable.enqueue_many(%s, %s)", (queue, Jsonb(specs)))
-        conn.execute("analyze durable.tasks")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute("analyze durable.tasks")  # the owner's (the superuser's), not a role's
 
-    monitor = Monitor(db_url, queue)
+    monitor = Monitor(admin_url, queue)
     monitor.start()
-    workers = [start_worker(db_url, queue) for _ in range(WORKERS)]
+    workers = [start_worker(worker_url, queue) for _ in range(WORKERS)]
     kills = 0
     started = time.monotonic()
     try:
-        with psycopg.connect(db_url, autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:  # reads the tables
             next_kill = time.monotonic() + rng.uniform(0.5, 1.5)
             while True:
                 row = conn.execute(
@@ -187,11 +193,11 @@ def test_limits_hold_under_contention_and_kill_9(db_url: str, strategy: str) -> 
                     os.kill(workers[victim].pid, signal.SIGKILL)
                     workers[victim].wait(timeout=10)
                     kills += 1
-                    workers[victim] = start_worker(db_url, queue)
+                    workers[victim] = start_worker(worker_url, queue)
                     next_kill = time.monotonic() + rng.uniform(0.5, 1.5)
                 for i, proc in enumerate(workers):  # a worker that died on its own is replaced too
                     if proc.poll() is not None:
-                        workers[i] = start_worker(db_url, queue)
+                        workers[i] = start_worker(worker_url, queue)
                 time.sleep(0.05)
     finally:
         monitor.stopping.set()
@@ -207,7 +213,7 @@ def test_limits_hold_under_contention_and_kill_9(db_url: str, strategy: str) -> 
     assert monitor.samples > 100, f"the monitor took only {monitor.samples} samples"
     assert kills >= 3, f"only {kills} workers were killed"
 
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:  # reads the tables
         statuses: dict[str, int] = dict(
             conn.execute(
                 "select status, count(*) from durable.tasks where queue = %s group by status", (queue,)

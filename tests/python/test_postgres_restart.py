@@ -3,20 +3,22 @@ recovery at the next start) in the middle of a durable task.
 
 The test runs a server of its own (the embedded PostgreSQL), whatever DATABASE_URL says,
 since it must be free to crash it. The worker process keeps running through the outage.
+It is migrated by its superuser, who makes the login roles there too: the worker process
+connects as the worker role, the client as the client role.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from procs import create_side_effects, effects, worker_processes
-from pyclient_support import wait_until
+from pyclient_support import role_of, wait_until
 
 from durable import Client
 from durable.migrate import migrate
@@ -43,11 +45,14 @@ def crash_and_restart(server: Any) -> None:
     server.ensure_postgres_running()
 
 
-def test_a_durable_task_survives_a_postgres_crash_mid_run(own_server: Any) -> None:
-    url = own_server.get_uri()
+def test_a_durable_task_survives_a_postgres_crash_mid_run(
+    own_server: Any, create_login_roles: Callable[[str], tuple[str, str]]
+) -> None:
+    url = own_server.get_uri()  # the superuser
     migrate(url)
-    create_side_effects(url)
-    with Client(url) as client, worker_processes(url) as procs:
+    worker_url, client_url = create_login_roles(url)
+    create_side_effects(url, role_of(worker_url), role_of(client_url))
+    with Client(client_url) as client, worker_processes(worker_url) as procs:
         client.create_queue("wf", backoff={"kind": "none"})
         task_id = client.enqueue("wf", "five_steps", {}, durable=True)
         procs.start("wf", env={"STEP_SECONDS": "0.3"})
@@ -73,7 +78,7 @@ def test_a_durable_task_survives_a_postgres_crash_mid_run(own_server: Any) -> No
         outcomes = [a.outcome for a in client.get_task(task_id).attempts]
         assert len(outcomes) >= 2 and outcomes[-1] == "completed", outcomes
 
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:  # the superuser reads the side effects
         ran = [step for step, _ in effects(conn, task_id)]
     # a step recorded before the crash never ran again
     for step in after_crash:

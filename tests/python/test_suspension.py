@@ -82,6 +82,7 @@ def test_cancel_cascades_to_running_and_sleeping_children(
     parent = wf_client.enqueue("wf", "parent_of_sleepers", {"marker": str(marker)}, durable=True)
 
     def children() -> dict[str, str]:
+        # the table, as the superuser (conn): no read verb lists a task's children
         rows = conn.execute(
             "select task_name, status from durable.tasks where parent_id = %s", (parent,)
         ).fetchall()

@@ -1,4 +1,4 @@
-"""The Worker, run in a thread against a real database."""
+"""The Worker, run in a thread against a real database, as the worker role (``worker_url``)."""
 
 from __future__ import annotations
 
@@ -23,16 +23,16 @@ def finished(client: Client, task_id: uuid.UUID) -> Callable[[], bool]:
     return lambda: client.get_task(task_id).finished
 
 
-def make_worker(db_url: str, queue: str = "q", **options: Any) -> Worker:
+def make_worker(worker_url: str, queue: str = "q", **options: Any) -> Worker:
     options.setdefault("poll_interval", 0.1)
     options.setdefault("name", f"test-{uuid.uuid4().hex[:6]}")
-    return Worker(db_url, queue, **options)
+    return Worker(worker_url, queue, **options)
 
 
 def test_sync_and_async_functions_run_with_and_without_context(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, concurrency=4)
+    worker = make_worker(worker_url, concurrency=4)
     contexts: list[TaskContext] = []
 
     @worker.task
@@ -70,9 +70,9 @@ def test_sync_and_async_functions_run_with_and_without_context(
 
 
 def test_a_raising_task_is_retried_per_backoff_and_then_completes(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url)
+    worker = make_worker(worker_url)
 
     @worker.task
     def flaky(input: dict[str, Any], ctx: TaskContext) -> str:
@@ -94,9 +94,9 @@ def test_a_raising_task_is_retried_per_backoff_and_then_completes(
 
 
 def test_a_task_failing_every_attempt_ends_failed(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url)
+    worker = make_worker(worker_url)
 
     class Broken(Exception):
         pass
@@ -116,8 +116,10 @@ def test_a_task_failing_every_attempt_ends_failed(
     assert info.error["message"] == "still broken"
 
 
-def test_non_retryable_error_fails_at_once(db_url: str, client: Client, start_worker: StartWorker) -> None:
-    worker = make_worker(db_url)
+def test_non_retryable_error_fails_at_once(
+    worker_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(worker_url)
 
     class BadInput(NonRetryableError):
         pass
@@ -137,9 +139,9 @@ def test_non_retryable_error_fails_at_once(db_url: str, client: Client, start_wo
 
 
 def test_a_result_that_is_not_json_fails_without_retry(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url)
+    worker = make_worker(worker_url)
 
     @worker.task
     def odd(input: dict[str, Any]) -> Any:
@@ -157,9 +159,9 @@ def test_a_result_that_is_not_json_fails_without_retry(
 
 
 def test_a_task_name_the_worker_does_not_know_is_never_claimed(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url)
+    worker = make_worker(worker_url)
 
     @worker.task
     def known(input: dict[str, Any]) -> str:
@@ -175,9 +177,9 @@ def test_a_task_name_the_worker_does_not_know_is_never_claimed(
 
 
 def test_cancelling_a_running_async_task_cancels_it(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, lease_seconds=1)  # heartbeats every 1/3 s
+    worker = make_worker(worker_url, lease_seconds=1)  # heartbeats every 1/3 s
     started = threading.Event()
     cancelled = threading.Event()
 
@@ -203,9 +205,9 @@ def test_cancelling_a_running_async_task_cancels_it(
 
 
 def test_cancelling_a_running_sync_task_sets_its_flag(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, lease_seconds=1)
+    worker = make_worker(worker_url, lease_seconds=1)
     started = threading.Event()
     saw_cancel = threading.Event()
 
@@ -230,9 +232,9 @@ def test_cancelling_a_running_sync_task_sets_its_flag(
 
 
 def test_heartbeats_keep_a_task_longer_than_its_lease(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, lease_seconds=1)
+    worker = make_worker(worker_url, lease_seconds=1)
     release = threading.Event()
     started = threading.Event()
 
@@ -262,9 +264,9 @@ def test_heartbeats_keep_a_task_longer_than_its_lease(
 
 
 def test_stop_releases_what_outlives_the_grace_period(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, shutdown_grace=0.2)
+    worker = make_worker(worker_url, shutdown_grace=0.2)
     started = threading.Event()
     cancelled = threading.Event()
 
@@ -291,8 +293,10 @@ def test_stop_releases_what_outlives_the_grace_period(
     assert worker.stats.released == 1
 
 
-def test_many_tasks_are_completed_in_batches(db_url: str, client: Client, start_worker: StartWorker) -> None:
-    worker = make_worker(db_url, concurrency=50)
+def test_many_tasks_are_completed_in_batches(
+    worker_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(worker_url, concurrency=50)
 
     @worker.task
     async def echo(input: dict[str, Any]) -> int:
@@ -313,10 +317,10 @@ def test_many_tasks_are_completed_in_batches(db_url: str, client: Client, start_
 
 @pytest.mark.parametrize("listen", [True, False], ids=["listen", "poll-only"])
 def test_wakes_on_notify_or_on_polling(
-    db_url: str, client: Client, start_worker: StartWorker, listen: bool
+    worker_url: str, client: Client, start_worker: StartWorker, listen: bool
 ) -> None:
     # listening: a poll interval far longer than the test; poll-only: a short one
-    worker = make_worker(db_url, listen=listen, poll_interval=120 if listen else 0.1)
+    worker = make_worker(worker_url, listen=listen, poll_interval=120 if listen else 0.1)
 
     @worker.task
     def ping(input: dict[str, Any]) -> str:
@@ -354,8 +358,8 @@ def test_task_registration_checks_signatures() -> None:
         Worker("postgresql://unused").run()
 
 
-def test_without_create_queue_the_queue_must_exist(db_url: str) -> None:
-    worker = make_worker(db_url, queue="missing", create_queue=False)
+def test_without_create_queue_the_queue_must_exist(worker_url: str) -> None:
+    worker = make_worker(worker_url, queue="missing", create_queue=False)
 
     @worker.task
     def anything(input: dict[str, Any]) -> None: ...
@@ -365,9 +369,9 @@ def test_without_create_queue_the_queue_must_exist(db_url: str) -> None:
 
 
 def test_an_attempt_whose_lease_was_lost_is_abandoned_and_not_reported(
-    db_url: str, client: Client, conn: psycopg.Connection[Any], start_worker: StartWorker
+    worker_url: str, client: Client, conn: psycopg.Connection[Any], start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, lease_seconds=1)
+    worker = make_worker(worker_url, lease_seconds=1)
     first_started = threading.Event()
     first_stopped = threading.Event()
 
@@ -387,7 +391,8 @@ def test_an_attempt_whose_lease_was_lost_is_abandoned_and_not_reported(
     start_worker(worker)
     assert first_started.wait(30)
     # the lease runs out behind the worker's back (as after a long pause) and is reclaimed,
-    # in one transaction so that neither a heartbeat nor a claim of the worker comes between
+    # in one transaction so that neither a heartbeat nor a claim of the worker comes between;
+    # as the superuser (conn): no role may write the tasks table
     with conn.transaction():
         conn.execute(
             "update durable.tasks set lease_expires_at = clock_timestamp() where task_id = %s", (task_id,)
@@ -402,9 +407,9 @@ def test_an_attempt_whose_lease_was_lost_is_abandoned_and_not_reported(
 
 
 def test_the_claims_of_a_worker_apply_the_queue_retention(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, "kept")
+    worker = make_worker(worker_url, "kept")
 
     @worker.task
     def job(input: dict[str, Any]) -> None:
@@ -421,9 +426,9 @@ def test_the_claims_of_a_worker_apply_the_queue_retention(
 
 
 def test_a_task_whose_durability_differs_from_its_function_fails_before_any_code_runs(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url)
+    worker = make_worker(worker_url)
     ran: list[str] = []
 
     @worker.durable_task
@@ -447,9 +452,9 @@ def test_a_task_whose_durability_differs_from_its_function_fails_before_any_code
 
 
 def test_a_durable_task_whose_output_is_too_large_fails_without_retry(
-    db_url: str, client: Client, start_worker: StartWorker
+    worker_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url)
+    worker = make_worker(worker_url)
 
     @worker.durable_task
     async def huge(input: dict[str, Any], ctx: Any) -> str:

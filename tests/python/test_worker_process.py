@@ -13,7 +13,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from pyclient_support import wait_until
+from psycopg import sql
+from pyclient_support import role_of, wait_until
 
 from durable import Client, Worker
 
@@ -22,18 +23,21 @@ StartProcess = Callable[..., subprocess.Popen[bytes]]
 
 
 @pytest.fixture
-def started_table(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+def started_table(conn: psycopg.Connection[Any], worker_url: str) -> psycopg.Connection[Any]:
+    """The table worker_app.py's task writes to (made by the superuser, who reads it: conn)."""
     conn.execute("create table started (task_id uuid, attempt int, pid int)")
+    conn.execute(sql.SQL("grant insert on started to {}").format(sql.Identifier(role_of(worker_url))))
     return conn
 
 
 @pytest.fixture
-def start_process(db_url: str, tmp_path: Path) -> Iterator[StartProcess]:
-    """Starts worker_app.py workers (as a script or through the CLI); kills leftovers at the end."""
+def start_process(worker_url: str, tmp_path: Path) -> Iterator[StartProcess]:
+    """Starts worker_app.py workers as the worker role (as a script or through the CLI);
+    kills leftovers at the end."""
     processes: list[tuple[subprocess.Popen[bytes], Path]] = []
 
     def start(*, via_cli: bool = False, **settings: str) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, DURABLE_DATABASE_URL=db_url, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, DURABLE_DATABASE_URL=worker_url, PYTHONUNBUFFERED="1")
         env.pop("DATABASE_URL", None)
         env.update({f"WORKER_{key.upper()}": value for key, value in settings.items()})
         args = ["-m", "durable", "worker", "worker_app:build"] if via_cli else ["worker_app.py"]
@@ -76,7 +80,7 @@ def test_sigterm_lets_the_running_task_finish_and_exits_0(
 
 
 def test_a_killed_worker_loses_only_its_lease_and_another_worker_completes_the_task(
-    db_url: str,
+    worker_url: str,
     client: Client,
     started_table: psycopg.Connection[Any],
     start_process: StartProcess,
@@ -93,7 +97,7 @@ def test_a_killed_worker_loses_only_its_lease_and_another_worker_completes_the_t
     info = client.get_task(task_id)
     assert (info.status, info.worker) == ("running", "doomed")
 
-    rescuer = Worker(db_url, "crash", name="rescuer", lease_seconds=2, poll_interval=0.1)
+    rescuer = Worker(worker_url, "crash", name="rescuer", lease_seconds=2, poll_interval=0.1)
 
     @rescuer.task
     def hold(input: dict[str, Any]) -> str:

@@ -19,16 +19,17 @@ T = TypeVar("T")
 RESULT = {"zz": 1, "a": 2, "big": 1e20, "pair": (1, 2)}
 
 
-def run_attempt(db_url: str, queue: str, calls: list[str]) -> tuple[Any, float, int]:
-    """Claim the queue's one task, run a step, random() and the seq through a DurableContext,
-    hand the task back; the step's value, the random value and the events in the history."""
+def run_attempt(worker_url: str, queue: str, calls: list[str]) -> tuple[Any, float, int]:
+    """Claim the queue's one task (as the worker role), run a step, random() and the seq
+    through a DurableContext, hand the task back; the step's value, the random value and the
+    events in the history."""
 
     def step() -> dict[str, Any]:
         calls.append("step")
         return RESULT
 
     async def attempt() -> tuple[Any, float, int]:
-        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(worker_url, autocommit=True) as conn:
 
             async def call(command: Command[T]) -> T:
                 return await execute_async(conn, command)
@@ -52,14 +53,14 @@ def run_attempt(db_url: str, queue: str, calls: list[str]) -> tuple[Any, float, 
     return asyncio.run(attempt())
 
 
-def test_a_re_run_sees_the_recorded_values_exactly_as_the_first_run_did(db_url: str) -> None:
+def test_a_re_run_sees_the_recorded_values_exactly_as_the_first_run_did(db_url: str, worker_url: str) -> None:
     queue = "values"
-    with psycopg.connect(db_url, autocommit=True) as conn:
+    with psycopg.connect(db_url, autocommit=True) as conn:  # the client role
         execute(conn, commands.create_queue(queue, {}))
         execute(conn, commands.enqueue(queue, "t", {}, {"durable": True}))
     calls: list[str] = []
-    first, first_random, recorded_before = run_attempt(db_url, queue, calls)
-    again, again_random, recorded = run_attempt(db_url, queue, calls)
+    first, first_random, recorded_before = run_attempt(worker_url, queue, calls)
+    again, again_random, recorded = run_attempt(worker_url, queue, calls)
 
     assert (recorded_before, recorded) == (0, 2)
     assert calls == ["step"]  # the re-run took the recorded result

@@ -6,7 +6,8 @@ Run it as a script (``python worker_app.py``) or through the CLI
 ``WORKER_CONCURRENCY``, ``WORKER_LEASE_SECONDS``, ``WORKER_SHUTDOWN_GRACE``.
 
 Its one task, ``hold``, records that it started in the table ``started`` (which the test
-creates), then sleeps ``input["seconds"]`` or, without it, blocks for ever.
+creates and lets the worker's role insert into), then sleeps ``input["seconds"]`` or,
+without it, blocks for ever.
 """
 
 from __future__ import annotations

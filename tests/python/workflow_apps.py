@@ -2,8 +2,9 @@
 
     python tests/python/workflow_apps.py QUEUE [--version N] [--concurrency K] [--lease S]
 
-The database is DURABLE_DATABASE_URL. Steps write their side effects to the table
-``side_effects`` (made by the tests), so a test can count how often each step really ran.
+The database is DURABLE_DATABASE_URL (in the tests, as the worker role). Steps write their
+side effects to the table ``side_effects`` (made by the tests, which let the worker role
+insert into it), so a test can count how often each step really ran.
 ``BLOCK_AT_STEP=name`` makes that step hang (until the process is killed) after it wrote
 its side effect, which is how the tests crash a worker in the middle of a step.
 ``STEP_SECONDS=s`` makes every step take that long after writing its side effect.
