@@ -15,7 +15,10 @@
 --
 -- pg_temp.durable_state() is every row of every table of the schema durable, to check that
 -- a rejected call changed nothing; pg_temp.conninfo_as(role) is a dblink connection string
--- that logs in as the role.
+-- that logs in as the role. pg_temp.error_as(role, sql) is what sql fails with (sqlstate,
+-- message, detail, hint) as that role; pg_temp.remote(conn, sql) a dblink session's answer.
+-- pg_temp.refused_as(role, sql, sqlstate, description) is two assertions: the SQLSTATE, and
+-- that nothing stored changed.
 create temp table sec_roles (kind text primary key, name text not null unique);
 create temp table sec_suffix as select substr(md5(random()::text || clock_timestamp()::text), 1, 10) as suffix;
 
@@ -136,3 +139,53 @@ $$;
 
 create function pg_temp.conninfo_as(p_role text) returns text language sql
     as $$ select current_setting('durable_test.conninfo') || format(' user=%s', p_role) $$;
+
+-- the SQLSTATE, message, DETAIL and HINT p_sql fails with as p_role (null when it succeeds)
+create function pg_temp.error_as(p_role text, p_sql text) returns jsonb
+language plpgsql as $$
+declare
+    v_saved jsonb := pg_temp.saved_settings();
+    v jsonb;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+begin
+    begin
+        execute format('set role %I', p_role);
+        execute p_sql;
+    exception when others then
+        get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
+                                v_detail = pg_exception_detail, v_hint = pg_exception_hint;
+        v := jsonb_build_object('sqlstate', v_state, 'message', v_message, 'detail', v_detail, 'hint', v_hint);
+    end;
+    perform pg_temp.restore_settings(v_saved);
+    return v;
+end;
+$$;
+
+-- the first column of the first row p_sql returns in dblink session p_conn, as text, or
+-- 'ERROR <sqlstate>: <message>' (dblink raises the remote SQLSTATE)
+create function pg_temp.remote(p_conn text, p_sql text) returns text
+language plpgsql as $$
+declare
+    v text;
+begin
+    select x.v into v from dblink(p_conn, p_sql) as x (v text);
+    return v;
+exception when others then
+    return 'ERROR ' || sqlstate || ': ' || sqlerrm;
+end;
+$$;
+
+-- two assertions: p_sql fails as p_role with SQLSTATE p_state, and nothing stored changed
+create function pg_temp.refused_as(p_role text, p_sql text, p_state text, p_description text)
+returns setof text
+language plpgsql as $$
+declare
+    v_before jsonb := pg_temp.durable_state();
+begin
+    return next is(pg_temp.state_as(p_role, p_sql), p_state, p_description);
+    return next is(pg_temp.durable_state(), v_before, p_description || ': nothing changed');
+end;
+$$;
