@@ -28,7 +28,11 @@ def scratch(server_url: str) -> Iterator[tuple[str, str, str]]:
     superuser), and a third role with no right at all: (database url of the manager, url of
     the powerless role, manager's name)."""
     suffix = uuid.uuid4().hex[:8]
-    manager, powerless, dbname = f"durable_mgr_{suffix}", f"durable_nobody_{suffix}", f"durable_mgr_db_{suffix}"
+    manager, powerless, dbname = (
+        f"durable_mgr_{suffix}",
+        f"durable_nobody_{suffix}",
+        f"durable_mgr_db_{suffix}",
+    )
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("create role {} login createrole").format(sql.Identifier(manager)))
         admin.execute(sql.SQL("create role {} login").format(sql.Identifier(powerless)))
@@ -46,7 +50,9 @@ def scratch(server_url: str) -> Iterator[tuple[str, str, str]]:
                         sql.Identifier(role), sql.Identifier(manager)
                     )
                 )
-        admin.execute(sql.SQL("create database {} owner {}").format(sql.Identifier(dbname), sql.Identifier(manager)))
+        admin.execute(
+            sql.SQL("create database {} owner {}").format(sql.Identifier(dbname), sql.Identifier(manager))
+        )
     db_url = make_conninfo(server_url, dbname=dbname)
     try:
         yield make_conninfo(db_url, user=manager), make_conninfo(db_url, user=powerless), manager
@@ -66,7 +72,9 @@ def test_a_createrole_administrator_migrates_and_the_owner_role_owns_everything(
 ) -> None:
     manager_url, _, manager = scratch
     with psycopg.connect(manager_url, autocommit=True) as conn:
-        row = conn.execute("select rolsuper, rolcreaterole from pg_roles where rolname = current_user").fetchone()
+        row = conn.execute(
+            "select rolsuper, rolcreaterole from pg_roles where rolname = current_user"
+        ).fetchone()
         assert row == (False, True)
         result = migrate(conn)
         assert result.applied and result.functions_reloaded
@@ -86,7 +94,9 @@ def test_a_createrole_administrator_migrates_and_the_owner_role_owns_everything(
         # the manager belongs to the owner now, and so may use the verbs
         queue = conn.execute("select durable.create_queue('mgr')").fetchone()
         assert queue == ({},)
-        assert conn.execute("select pg_has_role(current_user, %s, 'member')", (OWNER_ROLE,)).fetchone() == (True,)
+        assert conn.execute("select pg_has_role(current_user, %s, 'member')", (OWNER_ROLE,)).fetchone() == (
+            True,
+        )
     assert manager not in {OWNER_ROLE, *GROUP_ROLES}
 
 
