@@ -258,7 +258,7 @@ def event_lag(
         pause = started + i * spread / n - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
-        row = execute(conn, workflow_commands.emit_event(key, {"i": i}))
+        row = execute(conn, workflow_commands.emit_event(queue, key, {"i": i}))
         if row != 1:
             raise RuntimeError(f"emit {key} woke {row} tasks, not 1")
     wait_for_status_of(conn, ids, "completed", child, timeout)

@@ -19,7 +19,7 @@ create or replace function durable._fenced(p_task uuid, p_token uuid)
 returns durable.tasks
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
@@ -28,6 +28,7 @@ begin
         raise exception 'durable: task id and lease token are required' using errcode = 'DU001';
     end if;
     t := durable._locked_task(p_task);
+    perform durable._require(t.queue, array['worker'], 'work on a task');
     if t.lease_token is distinct from p_token then
         raise exception 'durable: lease % is not the live lease of task %', p_token, p_task
             using errcode = 'DU010',
@@ -51,7 +52,7 @@ end;
 $$;
 
 comment on function durable._fenced(uuid, uuid) is
-'Internal: locks the task and returns its row when p_token is its live lease (status running, token current, not expired). Raises DU004 for an unknown task, DU011 when that attempt''s task was cancelled, DU010 otherwise. Every worker verb starts with it.';
+'Internal: locks the task and returns its row when p_token is its live lease (status running, token current, not expired). Raises DU004 for an unknown task, 42501 when the caller may not work on the task''s queue, DU011 when that attempt''s task was cancelled, DU010 otherwise. Every worker verb starts with it.';
 
 -- Ends the live attempt of a (locked) task after a failure, a timeout or a lost lease:
 -- records the attempt, then schedules the next one or ends the task failed.
@@ -61,7 +62,7 @@ create or replace function durable._end_attempt_unsuccessfully(
 returns durable.tasks
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
@@ -118,7 +119,8 @@ create or replace function durable.reclaim(p_queue text, p_limit integer default
 returns integer
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
 as $$
 declare
@@ -127,6 +129,10 @@ declare
     v_count integer := 0;
     v_cancelled integer;
 begin
+    perform durable._require(p_queue, array['operator', 'worker'], 'reclaim leases');
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception 'durable: limit must be between 1 and 10000, got %', p_limit using errcode = 'DU001';
+    end if;
     for t in
         select * from durable.tasks k
         where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
@@ -177,7 +183,7 @@ end;
 $$;
 
 comment on function durable.reclaim(text, integer) is
-'Reclaims up to p_limit expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed.';
+'Reclaims up to p_limit (1 to 10,000) expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed. Errors: DU001, 42501.';
 
 -- (force_generic_plan: see "Plans" at the top of common.sql)
 create or replace function durable.claim(
@@ -199,7 +205,8 @@ returns table (
 )
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
 as $$
 declare
@@ -208,6 +215,7 @@ declare
     v_admitted uuid[];
 begin
     v_queue := durable._queue(p_queue);
+    perform durable._require(p_queue, array['worker'], 'claim tasks');
     perform durable._check_name(p_worker, 'worker');
     if p_max_tasks is null or p_max_tasks < 1 or p_max_tasks > 1000 then
         raise exception 'durable: max_tasks must be between 1 and 1000, got %', p_max_tasks
@@ -218,7 +226,14 @@ begin
             using errcode = 'DU001';
     end if;
 
+    -- the queue's maintenance: expired leases, schedule timeouts, due sleepers, retention
     perform durable.reclaim(p_queue, 100);
+    if v_queue.options ? 'retention'
+        and (v_queue.purged_at is null
+             or v_queue.purged_at <= durable.current_time()
+                - make_interval(secs => least(60, (v_queue.options ->> 'retention')::double precision))) then
+        perform durable._retention(p_queue);
+    end if;
     if durable._has_limits(v_queue.options) then
         -- concurrency or rate limits: the admission picks and locks, under the queue's lock
         select a.task_ids, a.claimed_at into v_admitted, v_now
@@ -266,13 +281,14 @@ end;
 $$;
 
 comment on function durable.claim(text, text, integer, integer, text[]) is
-'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint). Reclaims expired leases of the queue first. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002.';
+'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
 
 create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
 returns timestamptz
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
@@ -296,7 +312,7 @@ end;
 $$;
 
 comment on function durable.heartbeat(uuid, uuid, integer) is
-'Extends the live lease of a running task by p_lease_seconds from now (default: the length it was claimed with), never past the attempt''s timeout. Returns the new expiry. Errors: DU010 lease lost, DU011 task cancelled, DU004 unknown task.';
+'Extends the live lease of a running task by p_lease_seconds from now (default: the length it was claimed with), never past the attempt''s timeout. Returns the new expiry. Errors: DU001, DU010 lease lost, DU011 task cancelled, DU004 unknown task, 42501.';
 
 create or replace function durable.release(
     p_task uuid, p_lease_token uuid, p_delay_seconds double precision default 60, p_reason text default null
@@ -304,13 +320,15 @@ create or replace function durable.release(
 returns timestamptz
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
     v_now timestamptz := durable.current_time();
     v_run_at timestamptz;
 begin
+    perform durable._check_reason(p_reason);
     if p_delay_seconds is null or p_delay_seconds < 0 or p_delay_seconds > 31536000 then
         raise exception 'durable: delay_seconds must be between 0 and 31536000, got %', p_delay_seconds
             using errcode = 'DU001';
@@ -327,4 +345,9 @@ end;
 $$;
 
 comment on function durable.release(uuid, uuid, double precision, text) is
-'Hands a claimed task back without spending an attempt: it becomes pending again after p_delay_seconds (a worker that cannot run a task name uses it). Errors: DU001, DU004, DU010, DU011.';
+'Hands a claimed task back without spending an attempt: it becomes pending again after p_delay_seconds (a worker that cannot run a task name uses it); p_reason, at most 2,000 characters, is kept in the attempt''s row. Errors: DU001, DU003, DU004, DU010, DU011, 42501.';
+
+grant execute on function durable.reclaim(text, integer) to durable_operator;
+grant execute on function durable.claim(text, text, integer, integer, text[]) to durable_worker;
+grant execute on function durable.heartbeat(uuid, uuid, integer) to durable_worker;
+grant execute on function durable.release(uuid, uuid, double precision, text) to durable_worker;

@@ -37,24 +37,29 @@
 -- Listed, all of them, in one place: the table "Errors (SQLSTATEs)" of README.md (DU001
 -- invalid argument ... DU021 history gap); durable/errors.py maps each to an exception.
 
--- The database clock, or the test clock.
+-- The database clock, or, in a database marked for testing only, the test clock.
 create or replace function durable.current_time()
 returns timestamptz
 language plpgsql
 stable
 parallel safe
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
+declare
+    v_fake text := current_setting('durable.fake_now', true);
 begin
-    return coalesce(
-        nullif(current_setting('durable.fake_now', true), '')::timestamptz,
-        clock_timestamp()
-    );
+    -- any session can set durable.fake_now: it moves the clock only where the owner
+    -- marked the database as a test database (durable.settings, see security.sql)
+    if v_fake is null or v_fake = '' or not (select s.test_clock from durable.settings s) then
+        return clock_timestamp();
+    end if;
+    return v_fake::timestamptz;
 end;
 $$;
 
 comment on function durable.current_time() is
-'The clock every durable verb uses: clock_timestamp(), or the timestamp in the setting durable.fake_now when it is set (tests move time with set_config(''durable.fake_now'', ...)).';
+'The clock every durable verb uses: clock_timestamp(). In a test database (durable.settings.test_clock, set by the owner, e.g. durable migrate --test-clock) the setting durable.fake_now, when a session sets it, replaces it (tests move time with set_config(''durable.fake_now'', ...)); any other database ignores durable.fake_now.';
 
 -- The largest JSON payload (input, output, error, event result) accepted, in bytes.
 create or replace function durable.max_payload_bytes()
@@ -62,7 +67,8 @@ returns integer
 language plpgsql
 immutable
 parallel safe
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return 1048576;
@@ -78,7 +84,8 @@ returns uuid
 language plpgsql
 volatile
 parallel safe
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return encode(
@@ -109,7 +116,7 @@ create or replace function durable._locked_task(p_task uuid)
 returns durable.tasks
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
@@ -130,7 +137,7 @@ create or replace function durable._check_payload(p_value jsonb, p_what text)
 returns void
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     if pg_column_size(p_value) > durable.max_payload_bytes() then
@@ -144,12 +151,30 @@ $$;
 comment on function durable._check_payload(jsonb, text) is
 'Internal: raises DU003 when a JSON payload is larger than durable.max_payload_bytes().';
 
+-- Raises DU003 when a reason (cancel, release) is longer than 2,000 characters.
+create or replace function durable._check_reason(p_reason text)
+returns void
+language plpgsql
+immutable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    if length(p_reason) > 2000 then
+        raise exception 'durable: a reason is at most 2000 characters, got %', length(p_reason)
+            using errcode = 'DU003';
+    end if;
+end;
+$$;
+
+comment on function durable._check_reason(text) is
+'Internal: raises DU003 when a reason (of a cancel, a release) is longer than 2,000 characters.';
+
 -- Raises DU001 unless every key of an options object is one of the allowed ones.
 create or replace function durable._check_keys(p_options jsonb, p_allowed text[], p_what text)
 returns void
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_unknown text[];
@@ -159,11 +184,14 @@ begin
             p_what, coalesce(jsonb_typeof(p_options), 'null')
             using errcode = 'DU001';
     end if;
-    select array_agg(k order by k) into v_unknown
+    select array_agg(durable._quote(k) order by k) into v_unknown
     from jsonb_object_keys(p_options) as k
     where k <> all(p_allowed);
     if v_unknown is not null then
-        raise exception 'durable: unknown key(s) % in %', array_to_string(v_unknown, ', '), p_what
+        raise exception 'durable: unknown key(s) % in %',
+            array_to_string(v_unknown[1:5], ', ') || case when cardinality(v_unknown) > 5
+                then format(' and %s more', cardinality(v_unknown) - 5) else '' end,
+            p_what
             using errcode = 'DU001',
                   hint = format('allowed keys: %s', array_to_string(p_allowed, ', '));
     end if;
@@ -181,7 +209,7 @@ create or replace function durable._opt_number(
 returns double precision
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_value jsonb := p_options -> p_key;
@@ -192,18 +220,18 @@ begin
         return null;
     end if;
     if jsonb_typeof(v_value) <> 'number' then
-        raise exception 'durable: option "%" must be a number, got %', p_key, v_value::text
+        raise exception 'durable: option "%" must be a number, got %', p_key, durable._quote(v_value::text)
             using errcode = 'DU001';
     end if;
     -- checked as numeric: a JSON number beyond double precision is out of range (DU001), not an overflow
     v_numeric := (v_value #>> '{}')::numeric;
     if p_integer and v_numeric <> trunc(v_numeric) then
-        raise exception 'durable: option "%" must be a whole number, got %', p_key, left(v_value::text, 100)
+        raise exception 'durable: option "%" must be a whole number, got %', p_key, durable._quote(v_value::text)
             using errcode = 'DU001';
     end if;
     if v_numeric < p_min::numeric or v_numeric > p_max::numeric then
         raise exception 'durable: option "%" must be between % and %, got %',
-            p_key, p_min, p_max, left(v_value::text, 100)
+            p_key, p_min, p_max, durable._quote(v_value::text)
             using errcode = 'DU001';
     end if;
     v_number := round(v_numeric, 20)::double precision;
@@ -219,7 +247,7 @@ create or replace function durable._opt_text(p_options jsonb, p_key text, p_max_
 returns text
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_value jsonb := p_options -> p_key;
@@ -227,10 +255,10 @@ begin
     if v_value is null or jsonb_typeof(v_value) = 'null' then
         return null;
     end if;
-    if jsonb_typeof(v_value) <> 'string' or v_value #>> '{}' = ''
-        or length(v_value #>> '{}') > p_max_length then
-        raise exception 'durable: option "%" must be a non-empty string of at most % characters, got %',
-            p_key, p_max_length, left(v_value::text, 100)
+    if jsonb_typeof(v_value) <> 'string' or length(v_value #>> '{}') > p_max_length
+        or not durable._name_ok(v_value #>> '{}') then
+        raise exception 'durable: option "%" must be a string of 1 to % characters, without control or format characters or surrounding whitespace, got %',
+            p_key, p_max_length, durable._quote(v_value::text)
             using errcode = 'DU001';
     end if;
     return v_value #>> '{}';
@@ -238,14 +266,14 @@ end;
 $$;
 
 comment on function durable._opt_text(jsonb, text, integer) is
-'Internal: reads a string option (non-empty, bounded length; DU001 otherwise); null when absent.';
+'Internal: reads a string option (a name by durable._name_ok''s rules, at most p_max_length characters; DU001 otherwise); null when absent.';
 
 -- A boolean option, or null when absent.
 create or replace function durable._opt_bool(p_options jsonb, p_key text)
 returns boolean
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_value jsonb := p_options -> p_key;
@@ -254,7 +282,7 @@ begin
         return null;
     end if;
     if jsonb_typeof(v_value) <> 'boolean' then
-        raise exception 'durable: option "%" must be true or false, got %', p_key, v_value::text
+        raise exception 'durable: option "%" must be true or false, got %', p_key, durable._quote(v_value::text)
             using errcode = 'DU001';
     end if;
     return (v_value #>> '{}')::boolean;
@@ -264,31 +292,78 @@ $$;
 comment on function durable._opt_bool(jsonb, text) is
 'Internal: reads a boolean option (DU001 when it is another JSON type); null when absent.';
 
--- Checks a name argument (queue, task name, worker): non-null, non-empty, bounded.
+-- Whether a text is a valid name (queue, task name, worker, event name or key,
+-- concurrency or idempotency key): 1 to 255 characters, no control or format characters
+-- (tab, newline, zero-width, bidi overrides, BOM, ...), no surrounding whitespace.
+create or replace function durable._name_ok(p_value text)
+returns boolean
+language plpgsql
+immutable
+parallel safe
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    return p_value is not null and length(p_value) between 1 and 255
+        and p_value !~ (
+            -- C0 and C1 controls, DEL, soft hyphen and the other format characters (Cf)
+            '[\u0001-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f'
+            || '\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]'
+            -- whitespace at either end
+            || '|^[\s\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]|[\s\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]$'
+        );
+end;
+$$;
+
+comment on function durable._name_ok(text) is
+'Internal: whether a name (queue, task name, worker, event name or key, concurrency or idempotency key) is 1 to 255 characters without control or format characters (tab, newline, zero-width, bidi overrides, BOM) and without whitespace at either end.';
+
+-- What an error message shows of a text the caller sent: quoted, at most 100 characters.
+create or replace function durable._quote(p_value text)
+returns text
+language plpgsql
+immutable
+parallel safe
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    if p_value is null then
+        return 'null';
+    end if;
+    if length(p_value) > 100 then
+        return quote_literal(left(p_value, 100)) || format('... (%s characters)', length(p_value));
+    end if;
+    return quote_literal(p_value);
+end;
+$$;
+
+comment on function durable._quote(text) is
+'Internal: a caller''s text as an error message shows it: quoted, cut to its first 100 characters (with its length).';
+
+-- Checks a name argument (see durable._name_ok).
 create or replace function durable._check_name(p_value text, p_what text)
 returns void
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
-    if p_value is null or btrim(p_value) = '' or length(p_value) > 255 then
-        raise exception 'durable: % must be a non-empty string of at most 255 characters, got %',
-            p_what, coalesce(quote_literal(left(p_value, 100)), 'null')
+    if not durable._name_ok(p_value) then
+        raise exception 'durable: % must be 1 to 255 characters, without control or format characters or surrounding whitespace, got %',
+            p_what, durable._quote(p_value)
             using errcode = 'DU001';
     end if;
 end;
 $$;
 
 comment on function durable._check_name(text, text) is
-'Internal: raises DU001 unless a name (queue, task name, worker) is a non-empty string of at most 255 characters.';
+'Internal: raises DU001 unless a name (queue, task name, worker, event name or key) is valid (durable._name_ok).';
 
 -- Normalises a backoff policy to its full form, checking every field.
 create or replace function durable._backoff_policy(p_backoff jsonb)
 returns jsonb
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_kind text;
@@ -312,7 +387,7 @@ begin
     elsif v_kind = 'none' then
         return jsonb_build_object('kind', 'none');
     end if;
-    raise exception 'durable: backoff kind must be exponential, fixed or none, got %', v_kind
+    raise exception 'durable: backoff kind must be exponential, fixed or none, got %', durable._quote(v_kind)
         using errcode = 'DU001';
 end;
 $$;
@@ -325,7 +400,8 @@ create or replace function durable.backoff_delay(p_backoff jsonb, p_failures int
 returns double precision
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_delay double precision;
@@ -361,3 +437,8 @@ $$;
 
 comment on function durable.backoff_delay(jsonb, integer) is
 'Seconds to wait before retrying after failure number p_failures under a normalised backoff policy: exponential is base * factor^(n-1) capped at max, fixed is delay, none is 0; jitter draws between half and all of it.';
+
+grant execute on function durable.current_time() to durable_worker, durable_reader;
+grant execute on function durable.max_payload_bytes() to durable_worker, durable_reader;
+grant execute on function durable.uuidv7() to durable_worker, durable_reader;
+grant execute on function durable.backoff_delay(jsonb, integer) to durable_worker, durable_reader;

@@ -8,13 +8,14 @@
 --     completed, failed, cancelled: terminal
 --
 -- A trigger enforces it, so no function (and no hand-written UPDATE) can move a task
--- out of a terminal state; verbs that restart tasks on purpose open a transaction-local
--- door (the setting durable.restarting) for their own statement only.
+-- out of a terminal state, except an UPDATE that also counts a restart
+-- (restarts = restarts + 1), which only the restart verbs write (restart.sql). No
+-- setting opens that door: callers can set settings, but cannot write the table.
 
 create or replace function durable._check_transition()
 returns trigger
 language plpgsql
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     if (old.status = 'pending' and new.status in ('running', 'cancelled'))
@@ -22,7 +23,7 @@ begin
             and new.status in ('pending', 'completed', 'failed', 'cancelled', 'sleeping', 'waiting'))
         or (old.status in ('sleeping', 'waiting') and new.status in ('pending', 'cancelled'))
         or (old.status in ('completed', 'failed', 'cancelled') and new.status = 'pending'
-            and current_setting('durable.restarting', true) = 'on')
+            and new.restarts = old.restarts + 1)
     then
         return new;
     end if;
@@ -32,7 +33,7 @@ end;
 $$;
 
 comment on function durable._check_transition() is
-'Trigger: rejects (DU012) any status change of a task outside the state machine pending -> running -> pending/completed/failed/cancelled/sleeping/waiting, sleeping/waiting -> pending/cancelled; terminal tasks only move back to pending inside a restart verb.';
+'Trigger: rejects (DU012) any status change of a task outside the state machine pending -> running -> pending/completed/failed/cancelled/sleeping/waiting, sleeping/waiting -> pending/cancelled; terminal tasks only move back to pending in an update that counts a restart (restarts + 1: durable.retry, durable.replay).';
 
 drop trigger if exists tasks_transition on durable.tasks;
 create trigger tasks_transition
@@ -48,11 +49,14 @@ create or replace function durable.complete_many(
 returns table (task_id uuid, ok boolean, reason text)
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_now timestamptz := durable.current_time();
+    -- queue permissions (security.sql): nothing to check while no grant exists
+    v_restricted boolean := exists (select 1 from durable.queue_grants);
 begin
     if p_tasks is null or p_lease_tokens is null
         or cardinality(p_tasks) <> cardinality(p_lease_tokens)
@@ -85,6 +89,7 @@ begin
           and t.lease_token = b.token
           and t.status = 'running'
           and t.lease_expires_at > v_now
+          and (not v_restricted or durable._allowed(t.queue, array['worker']))
           -- a durable task must have consumed its whole recorded history
           and (not t.durable or coalesce(b.consumed, 0) >= coalesce((
               select e.seq from durable.events e
@@ -105,6 +110,7 @@ begin
            case
                when r.task_id is not null then 'completed'
                when k.task_id is null then 'unknown_task'
+               when v_restricted and not durable._allowed(k.queue, array['worker']) then 'permission_denied'
                when k.status = 'cancelled' and k.lease_token = b.token then 'cancelled'
                when k.status = 'running' and k.lease_token = b.token and k.lease_expires_at > v_now
                    and k.durable then 'history_not_consumed'
@@ -119,7 +125,7 @@ end;
 $$;
 
 comment on function durable.complete_many(uuid[], uuid[], jsonb[], integer[]) is
-'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Element i of p_consumed is, for a durable task, how many recorded events its code went through: a durable task that completes with recorded events left unconsumed is a non-determinism. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task, history_not_consumed); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
+'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Element i of p_consumed is, for a durable task, how many recorded events its code went through: a durable task that completes with recorded events left unconsumed is a non-determinism. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task, history_not_consumed, permission_denied: the caller may not work on the task''s queue); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
 
 create or replace function durable.complete(
     p_task uuid, p_lease_token uuid, p_output jsonb default null, p_consumed integer default null
@@ -127,7 +133,8 @@ create or replace function durable.complete(
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_reason text;
@@ -159,7 +166,7 @@ end;
 $$;
 
 comment on function durable.complete(uuid, uuid, jsonb, integer) is
-'Ends the live attempt of a task as completed with p_output. For a durable task, p_consumed is how many recorded events the code went through: completing with recorded events left over raises DU020 (non-determinism). Errors: DU010 the lease is not live (expired, reclaimed, ended), DU011 the task was cancelled, DU020, DU004 unknown task, DU003 output too large; none of them changes anything.';
+'Ends the live attempt of a task as completed with p_output. For a durable task, p_consumed is how many recorded events the code went through: completing with recorded events left over raises DU020 (non-determinism). Errors: DU010 the lease is not live (expired, reclaimed, ended), DU011 the task was cancelled, DU020, DU004 unknown task, DU003 output too large, 42501; none of them changes anything.';
 
 create or replace function durable.fail(
     p_task uuid, p_lease_token uuid, p_error jsonb, p_retryable boolean default true
@@ -167,7 +174,8 @@ create or replace function durable.fail(
 returns table (status text, run_at timestamptz)
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
@@ -186,19 +194,20 @@ end;
 $$;
 
 comment on function durable.fail(uuid, uuid, jsonb, boolean) is
-'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011.';
+'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011, 42501.';
 
-create or replace function durable.cancel(p_task uuid, p_reason text default null)
+create or replace function durable._cancel(p_task uuid, p_reason text)
 returns boolean
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
     v_now timestamptz := durable.current_time();
-    v_error jsonb := jsonb_build_object('type', 'Cancelled', 'message', coalesce(p_reason, 'cancelled'));
+    v_error jsonb;
 begin
+    v_error := jsonb_build_object('type', 'Cancelled', 'message', coalesce(p_reason, 'cancelled'));
     -- lock the unfinished descendants first, deepest first, and the task last: a child
     -- that ends locks its own row, then its parent's (durable._child_ended), so taking
     -- the locks in that same order cannot deadlock with it
@@ -234,12 +243,40 @@ begin
         wake_at = null, wait_kind = null, wait_key = null, wait_seq = null, wait_children = null
     where k.task_id = p_task;
     -- cascade to the unfinished children (and theirs)
-    perform durable.cancel(c.task_id, format('parent task %s was cancelled', p_task))
+    perform durable._cancel(c.task_id, format('parent task %s was cancelled', p_task))
     from durable.tasks c
     where c.parent_id = p_task and c.status not in ('completed', 'failed', 'cancelled');
     return true;
 end;
 $$;
 
+comment on function durable._cancel(uuid, text) is
+'Internal: durable.cancel without the caller''s checks (the cascade to children and the cancel strategies of limits.sql call it).';
+
+create or replace function durable.cancel(p_task uuid, p_reason text default null)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_queue text;
+begin
+    perform durable._check_reason(p_reason);
+    select k.queue into v_queue from durable.tasks k where k.task_id = p_task;
+    if not found then
+        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
+    end if;
+    perform durable._require(v_queue, array['operator'], 'cancel tasks');
+    return durable._cancel(p_task, p_reason);
+end;
+$$;
+
 comment on function durable.cancel(uuid, text) is
-'Cancels an unfinished task (pending, running, sleeping or waiting) and, recursively, its unfinished children. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, checkpoint, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. Errors: DU004 unknown task, DU012 the task already completed or failed.';
+'Cancels an unfinished task (pending, running, sleeping or waiting) and, recursively, its unfinished children. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, checkpoint, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. p_reason (at most 2,000 characters) goes into the task''s error. Errors: DU003, DU004 unknown task, DU012 the task already completed or failed, 42501.';
+
+grant execute on function durable.complete_many(uuid[], uuid[], jsonb[], integer[]) to durable_worker;
+grant execute on function durable.complete(uuid, uuid, jsonb, integer) to durable_worker;
+grant execute on function durable.fail(uuid, uuid, jsonb, boolean) to durable_worker;
+grant execute on function durable.cancel(uuid, text) to durable_operator;

@@ -118,7 +118,7 @@ returns boolean
 language plpgsql
 immutable
 parallel safe
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return coalesce(p_options ?| array[
@@ -136,7 +136,7 @@ create or replace function durable._limit_options(p_options jsonb)
 returns jsonb
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_result jsonb := '{}'::jsonb;
@@ -169,7 +169,7 @@ begin
         else
             perform durable._check_keys(v_rate, array['limit', 'period', 'per'], 'rate_limit');
             if not (v_rate ? 'limit' and v_rate ? 'period') then
-                raise exception 'durable: rate_limit needs "limit" (starts) and "period" (seconds), got %', v_rate
+                raise exception 'durable: rate_limit needs "limit" (starts) and "period" (seconds), got %', durable._quote(v_rate::text)
                     using errcode = 'DU001';
             end if;
             v_per := coalesce(durable._opt_text(v_rate, 'per', 10), 'key');
@@ -200,7 +200,7 @@ create or replace function durable._require_read_committed(p_what text)
 returns void
 language plpgsql
 stable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     if current_setting('transaction_isolation') <> 'read committed' then
@@ -222,7 +222,7 @@ create or replace function durable._claim_admit(
 )
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_strategy text := coalesce(p_queue.options ->> 'concurrency_strategy', 'queue');
@@ -450,7 +450,7 @@ create or replace function durable._fair_tag(p_queue text, p_key text)
 returns bigint
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_clock bigint;
@@ -477,7 +477,7 @@ create or replace function durable._enqueued_under_limits(p_queue durable.queues
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_strategy text := p_queue.options ->> 'concurrency_strategy';
@@ -535,7 +535,7 @@ begin
         -- child that ends takes them in): locking the task first here could deadlock. A
         -- task that ended meanwhile is left alone (cancel refuses it with DU012).
         begin
-            perform durable.cancel(
+            perform durable._cancel(
                 v.task_id,
                 case when v_strategy = 'cancel_newest'
                      then format('concurrency key %s already has %s unfinished task(s), its limit (strategy cancel_newest)',
@@ -560,7 +560,7 @@ create or replace function durable._limits_changed(p_queue text, p_options jsonb
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     if coalesce(p_options ->> 'concurrency_strategy', '') = 'round_robin'
@@ -583,10 +583,15 @@ comment on function durable._limits_changed(text, jsonb) is
 
 create or replace function durable.limit_usage(p_queue text)
 returns table (concurrency_key text, running bigint, pending bigint, recent_starts bigint)
-language sql
+language plpgsql
 stable
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
+begin
+    perform durable._queue(p_queue);
+    perform durable._require(p_queue, durable._readers(), 'read statistics');
+    return query
     with q as (select * from durable._queue(p_queue)),
     keyed as (
         select k.concurrency_key,
@@ -616,8 +621,11 @@ as $$
            coalesce(s.n, 0)
     from keyed kd
     full join (select * from starts where starts.concurrency_key <> '') s on s.concurrency_key = kd.concurrency_key
-    order by 1 nulls first
+    order by 1 nulls first;
+end;
 $$;
 
 comment on function durable.limit_usage(text) is
-'What the limits of a queue see now: one row for the whole queue (concurrency_key null) and one per concurrency key with unfinished tasks or recent starts: running and pending tasks, and starts within the rate_limit window (0 without a rate limit). For monitoring; it takes no lock. Errors: DU002.';
+'What the limits of a queue see now: one row for the whole queue (concurrency_key null) and one per concurrency key with unfinished tasks or recent starts: running and pending tasks, and starts within the rate_limit window (0 without a rate limit). For monitoring; it takes no lock. Errors: DU002, 42501.';
+
+grant execute on function durable.limit_usage(text) to durable_reader;

@@ -17,8 +17,9 @@
 -- mismatch. A mismatch raises DU020 with the seq, what was recorded and what the code
 -- did, and writes nothing; the worker then fails the task without retry.
 --
--- Events are immutable: a trigger rejects UPDATE, DELETE and TRUNCATE (DU013), except
--- for the retention purge. A replay does not delete: it starts a new generation.
+-- Events are immutable: triggers reject UPDATE and TRUNCATE (DU013), and a DELETE of
+-- events whose task still exists; retention deletes a task first, then its events. A
+-- replay does not delete: it starts a new generation.
 --
 -- SQLSTATEs raised here (see README.md, "Errors"): DU020 non-determinism, DU021 an event
 -- out of order, DU013 the log is immutable.
@@ -29,7 +30,7 @@ returns text[]
 language plpgsql
 immutable
 parallel safe
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return array['step', 'now', 'random', 'uuid'];
@@ -42,12 +43,9 @@ comment on function durable._event_kinds() is
 create or replace function durable._reject_event_change()
 returns trigger
 language plpgsql
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
-    if tg_op = 'DELETE' and current_setting('durable.purging', true) = 'on' then
-        return old;
-    end if;
     raise exception 'durable: events are immutable (% on durable.events)', tg_op
         using errcode = 'DU013',
               hint = 'use durable.replay() to start a new history, or durable.fork() to branch from an event';
@@ -55,13 +53,46 @@ end;
 $$;
 
 comment on function durable._reject_event_change() is
-'Trigger: the event log is append-only; UPDATE, DELETE and TRUNCATE raise DU013 (the retention purge alone may delete).';
+'Trigger: the event log is append-only; UPDATE and TRUNCATE raise DU013 (deletes: see durable._reject_event_delete).';
+
+-- Deletes: only the events of tasks that are gone (retention deletes the task first).
+-- Checked once per statement over the deleted rows, with no setting anyone could set.
+create or replace function durable._reject_event_delete()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_task uuid;
+begin
+    select g.task_id into v_task
+    from gone g
+    join durable.tasks t on t.task_id = g.task_id
+    limit 1;
+    if found then
+        raise exception 'durable: events are immutable (DELETE on durable.events of task %, which exists)', v_task
+            using errcode = 'DU013',
+                  hint = 'events go only with their task, by retention (durable.purge)';
+    end if;
+    return null;
+end;
+$$;
+
+comment on function durable._reject_event_delete() is
+'Trigger: a DELETE on durable.events raises DU013 when one of the deleted events belongs to a task that still exists: only retention, which deletes the task first, removes events.';
 
 drop trigger if exists events_immutable on durable.events;
 create trigger events_immutable
-before update or delete on durable.events
+before update on durable.events
 for each row
 execute function durable._reject_event_change();
+
+drop trigger if exists events_delete on durable.events;
+create trigger events_delete
+after delete on durable.events
+referencing old table as gone
+for each statement
+execute function durable._reject_event_delete();
 
 drop trigger if exists events_no_truncate on durable.events;
 create trigger events_no_truncate
@@ -75,7 +106,7 @@ create or replace function durable._history(p_task uuid, p_generation integer)
 returns jsonb
 language plpgsql
 stable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
 as $$
 begin
@@ -100,19 +131,29 @@ returns table (
     generation integer, seq integer, kind text, name text, outcome text, result jsonb,
     input_hash text, attempt integer, recorded_at timestamptz
 )
-language sql
+language plpgsql
 stable
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
+declare
+    t durable.tasks;
+begin
+    select * into t from durable.tasks k where k.task_id = p_task;
+    if not found then
+        return;
+    end if;
+    perform durable._require(t.queue, durable._readers(), 'read tasks');
+    return query
     select e.generation, e.seq, e.kind, e.name, e.outcome, e.result, e.input_hash, e.attempt, e.recorded_at
     from durable.events e
-    join durable.tasks t on t.task_id = e.task_id
     where e.task_id = p_task and (p_all_generations or e.generation = t.generation)
-    order by e.generation, e.seq
+    order by e.generation, e.seq;
+end;
 $$;
 
 comment on function durable.history(uuid, boolean) is
-'The event log of a task: its current generation, or every generation (earlier ones were set aside by durable.replay) when p_all_generations.';
+'The event log of a task: its current generation, or every generation (earlier ones were set aside by durable.replay) when p_all_generations. No rows for an unknown task. Errors: 42501.';
 
 -- Raises DU020 naming the event, what was recorded and what the code did.
 create or replace function durable._nondeterminism(
@@ -121,18 +162,26 @@ create or replace function durable._nondeterminism(
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_recorded text := case
         when p_recorded is null then 'nothing'
         else format('%s "%s"', p_recorded ->> 'kind', p_recorded ->> 'name')
     end;
-    v_presented text := case
-        when p_presented is null then 'nothing (it finished)'
-        else format('%s "%s"', p_presented ->> 'kind', p_presented ->> 'name')
-    end;
+    v_presented text;
 begin
+    -- what the caller presented is shown cut to a bounded length
+    if p_presented is not null then
+        p_presented := jsonb_build_object(
+            'kind', left(p_presented ->> 'kind', 100), 'name', left(p_presented ->> 'name', 255),
+            'input_hash', left(p_presented ->> 'input_hash', 128)
+        );
+    end if;
+    v_presented := case
+        when p_presented is null then 'nothing (it finished)'
+        else format('%s "%s"', p_presented ->> 'kind', left(p_presented ->> 'name', 100))
+    end;
     if p_recorded is not null and p_presented is not null
         and p_recorded ->> 'kind' = p_presented ->> 'kind'
         and p_recorded ->> 'name' = p_presented ->> 'name' then
@@ -160,7 +209,8 @@ returns text
 language plpgsql
 immutable
 parallel safe
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return md5(p_value::text);
@@ -178,7 +228,7 @@ create or replace function durable._same_event(
 returns boolean
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     -- never null: a call without a kind or name does not match (it would pass otherwise)
@@ -193,7 +243,8 @@ create or replace function durable.replay_check(p_task uuid, p_lease_token uuid,
 returns integer
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
@@ -216,7 +267,7 @@ begin
     limit 1;
     if found then
         raise exception 'durable: task % presents % as event %; a replayed prefix is numbered 1, 2, 3, ... without gaps',
-            p_task, coalesce(v_gap.seq::text, 'no seq'), v_gap.ord
+            p_task, coalesce(durable._quote(v_gap.seq::text), 'no seq'), v_gap.ord
             using errcode = 'DU021';
     end if;
     select p.seq, p.call, p.input_hash, to_jsonb(e) as recorded
@@ -262,7 +313,7 @@ create or replace function durable._event_at(
 returns durable.events
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     e durable.events;
@@ -314,7 +365,7 @@ create or replace function durable._append_event(
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
@@ -339,7 +390,8 @@ create or replace function durable.checkpoint(
 returns jsonb
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
@@ -369,8 +421,10 @@ begin
       and k.lease_expires_at > v_now
       and k.durable
       and p_kind = any(durable._event_kinds())
-      -- the rule of durable._check_name
-      and btrim(p_name) <> '' and length(p_name) <= 255
+      and durable._name_ok(p_name)
+      and (p_input_hash is null or (length(p_input_hash) <= 128 and durable._name_ok(p_input_hash)))
+      -- queue permissions (security.sql): nothing to check while no grant exists
+      and (not exists (select 1 from durable.queue_grants) or durable._allowed(k.queue, array['worker']))
       and (p_result is null or pg_column_size(p_result) <= durable.max_payload_bytes())
       and (p_error is null
            or (jsonb_typeof(p_error) = 'object' and pg_column_size(p_error) <= durable.max_payload_bytes()))
@@ -388,10 +442,15 @@ begin
 
     if p_kind is null or p_kind <> all(durable._event_kinds()) then
         raise exception 'durable: checkpoint records events of kind %, got % (sleeps, waits and spawns have verbs of their own)',
-            array_to_string(durable._event_kinds(), ', '), coalesce(p_kind, 'null')
+            array_to_string(durable._event_kinds(), ', '), durable._quote(p_kind)
             using errcode = 'DU001';
     end if;
     perform durable._check_name(p_name, 'event name');
+    if p_input_hash is not null and (length(p_input_hash) > 128 or not durable._name_ok(p_input_hash)) then
+        raise exception 'durable: an input hash is at most 128 characters without control characters, got %',
+            durable._quote(p_input_hash)
+            using errcode = 'DU001';
+    end if;
     if p_error is not null then
         if jsonb_typeof(p_error) <> 'object' then
             raise exception 'durable: an event error must be a JSON object' using errcode = 'DU001';
@@ -417,4 +476,9 @@ end;
 $$;
 
 comment on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb, text) is
-'Records event p_seq of a durable task''s log: kind (step, now, random, uuid), name, and its result, or p_error for a step that failed after its retries (a re-run re-raises it instead of running the step again). p_seq must be the next number (DU021 otherwise). When event p_seq is already recorded, nothing is written and the recorded outcome is returned, provided kind, name and input hash match (DU020 otherwise). A "now" event without a result records the database clock. Returns {"result": ...} or {"error": ...}. Fenced by the lease (DU010, DU011).';
+'Records event p_seq of a durable task''s log: kind (step, now, random, uuid), name, and its result, or p_error for a step that failed after its retries (a re-run re-raises it instead of running the step again). p_seq must be the next number (DU021 otherwise). When event p_seq is already recorded, nothing is written and the recorded outcome is returned, provided kind, name and input hash match (DU020 otherwise). A "now" event without a result records the database clock. p_input_hash is at most 128 characters. Returns {"result": ...} or {"error": ...}. Fenced by the lease (DU010, DU011). Errors: DU001, DU003, DU010, DU011, DU020, DU021, 42501.';
+
+grant execute on function durable.history(uuid, boolean) to durable_reader;
+grant execute on function durable.input_hash(jsonb) to durable_worker, durable_reader;
+grant execute on function durable.replay_check(uuid, uuid, jsonb) to durable_worker;
+grant execute on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb, text) to durable_worker;

@@ -18,7 +18,7 @@ returns text[]
 language plpgsql
 immutable
 parallel safe
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return array[
@@ -39,7 +39,7 @@ returns text[]
 language plpgsql
 immutable
 parallel safe
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return array[
@@ -58,7 +58,7 @@ create or replace function durable._queue_options(p_options jsonb)
 returns jsonb
 language plpgsql
 immutable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_result jsonb := '{}'::jsonb;
@@ -100,12 +100,14 @@ create or replace function durable.create_queue(p_queue text, p_options jsonb de
 returns jsonb
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_options jsonb;
 begin
     perform durable._check_name(p_queue, 'queue');
+    perform durable._require(p_queue, array['operator'], 'configure queues');
     v_options := durable._queue_options(p_options);
     insert into durable.queues as q (queue, options)
     values (p_queue, v_options)
@@ -120,7 +122,29 @@ end;
 $$;
 
 comment on function durable.create_queue(text, jsonb) is
-'Creates a queue, or, when it exists, merges the given options into its own (a key given as JSON null is removed). Idempotent. Options: max_attempts (default 5), max_lost_leases (default 10), backoff (default exponential 1 s x2 up to 300 s with jitter), timeout (seconds per attempt), retention (seconds finished tasks are kept; see durable.purge), notify (default true: enqueue sends NOTIFY durable; false: workers only poll); concurrency_limit, concurrency_key_limit, concurrency_strategy (queue, round_robin, cancel_in_progress, cancel_newest), rate_limit ({"limit": n, "period": seconds, "per": "key" or "queue"}, a sliding window) and hold_slots_while_suspended (see limits.sql). Returns the queue''s options. Errors: DU001.';
+'Creates a queue, or, when it exists, merges the given options into its own (a key given as JSON null is removed). Idempotent. Options: max_attempts (default 5), max_lost_leases (default 10), backoff (default exponential 1 s x2 up to 300 s with jitter), timeout (seconds per attempt), retention (seconds finished tasks are kept; see durable.purge), notify (default true: enqueue sends NOTIFY durable; false: workers only poll); concurrency_limit, concurrency_key_limit, concurrency_strategy (queue, round_robin, cancel_in_progress, cancel_newest), rate_limit ({"limit": n, "period": seconds, "per": "key" or "queue"}, a sliding window) and hold_slots_while_suspended (see limits.sql). Returns the queue''s options. Errors: DU001, 42501.';
+
+create or replace function durable.ensure_queue(p_queue text)
+returns boolean
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_created boolean;
+begin
+    perform durable._check_name(p_queue, 'queue');
+    perform durable._require(p_queue, durable._capabilities(), 'use queues');
+    insert into durable.queues (queue, options) values (p_queue, '{}'::jsonb)
+    on conflict (queue) do nothing
+    returning true into v_created;
+    return coalesce(v_created, false);
+end;
+$$;
+
+comment on function durable.ensure_queue(text) is
+'Creates the queue with default options when it does not exist (returns true); otherwise does nothing (false). It never changes a queue''s options (durable.create_queue does): workers and producers call it at start. Errors: DU001, 42501.';
 
 -- Builds the row of a new task, every option resolved and checked.
 create or replace function durable._task_row(
@@ -129,7 +153,7 @@ create or replace function durable._task_row(
 returns durable.tasks
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
@@ -157,13 +181,13 @@ begin
             raise exception 'durable: give run_at or delay, not both' using errcode = 'DU001';
         end if;
         if jsonb_typeof(p_options -> 'run_at') <> 'string' then
-            raise exception 'durable: option "run_at" must be a timestamp string, got %', p_options -> 'run_at'
+            raise exception 'durable: option "run_at" must be a timestamp string, got %', durable._quote((p_options -> 'run_at')::text)
                 using errcode = 'DU001';
         end if;
         begin
             t.run_at := (p_options ->> 'run_at')::timestamptz;
         exception when others then
-            raise exception 'durable: option "run_at" is not a timestamp: %', p_options ->> 'run_at'
+            raise exception 'durable: option "run_at" is not a timestamp: %', durable._quote(p_options ->> 'run_at')
                 using errcode = 'DU001';
         end;
     else
@@ -224,14 +248,14 @@ create or replace function durable._queue(p_queue text)
 returns durable.queues
 language plpgsql
 stable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_queue durable.queues;
 begin
     select * into v_queue from durable.queues q where q.queue = p_queue;
     if not found then
-        raise exception 'durable: unknown queue %', coalesce(quote_literal(p_queue), 'null')
+        raise exception 'durable: unknown queue %', durable._quote(p_queue)
             using errcode = 'DU002', hint = 'create it first with durable.create_queue()';
     end if;
     return v_queue;
@@ -247,7 +271,7 @@ create or replace function durable._notify(p_queue text, p_options jsonb default
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     if coalesce((coalesce(p_options, (select q.options from durable.queues q where q.queue = p_queue))
@@ -264,7 +288,8 @@ create or replace function durable.enqueue_many(p_queue text, p_tasks jsonb)
 returns table (task_id uuid)
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_queue durable.queues := durable._queue(p_queue);
@@ -273,6 +298,7 @@ declare
     v_ids uuid[];
     v_new_ids uuid[];
 begin
+    perform durable._require(p_queue, array['producer'], 'enqueue');
     if p_tasks is null or jsonb_typeof(p_tasks) <> 'array' then
         raise exception 'durable: enqueue_many takes a JSON array of task specs, got %',
             coalesce(jsonb_typeof(p_tasks), 'null')
@@ -351,15 +377,13 @@ end;
 $$;
 
 comment on function durable.enqueue_many(text, jsonb) is
-'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing. Errors: DU001, DU002, DU003; on any error nothing of the batch is written.';
+'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing. Errors: DU001, DU002, DU003, 42501; on any error nothing of the batch is written.';
 
-create or replace function durable.enqueue(
-    p_queue text, p_task_name text, p_input jsonb default '{}'::jsonb, p_options jsonb default '{}'::jsonb
-)
+create or replace function durable._enqueue(p_queue text, p_task_name text, p_input jsonb, p_options jsonb)
 returns uuid
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_now timestamptz := durable.current_time();
@@ -398,5 +422,28 @@ begin
 end;
 $$;
 
+comment on function durable._enqueue(text, text, jsonb, jsonb) is
+'Internal: durable.enqueue without the caller''s permission check (durable.spawn checks its own).';
+
+create or replace function durable.enqueue(
+    p_queue text, p_task_name text, p_input jsonb default '{}'::jsonb, p_options jsonb default '{}'::jsonb
+)
+returns uuid
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    perform durable._require(p_queue, array['producer'], 'enqueue');
+    return durable._enqueue(p_queue, p_task_name, p_input, p_options);
+end;
+$$;
+
 comment on function durable.enqueue(text, text, jsonb, jsonb) is
-'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint), concurrency_key (the key per-key limits, rate limits and round_robin count it under) and concurrency_key_limit (this task''s own per-key limit; see limits.sql). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large.';
+'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint), concurrency_key (the key per-key limits, rate limits and round_robin count it under) and concurrency_key_limit (this task''s own per-key limit; see limits.sql). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large, 42501.';
+
+grant execute on function durable.create_queue(text, jsonb) to durable_operator;
+grant execute on function durable.ensure_queue(text) to durable_worker, durable_producer, durable_operator;
+grant execute on function durable.enqueue_many(text, jsonb) to durable_producer;
+grant execute on function durable.enqueue(text, text, jsonb, jsonb) to durable_producer;

@@ -1,11 +1,37 @@
--- read.sql: reading tasks, queue statistics and retention.
+-- read.sql: reading tasks and queue statistics.
+
+-- The capabilities that may read a queue's tasks.
+create or replace function durable._readers()
+returns text[]
+language plpgsql
+immutable
+parallel safe
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    return array['reader', 'producer', 'operator'];
+end;
+$$;
+
+comment on function durable._readers() is
+'Internal: the queue capabilities that may read a queue''s tasks, histories and statistics (reader, producer, operator).';
 
 create or replace function durable.get_task(p_task uuid)
 returns jsonb
-language sql
+language plpgsql
 stable
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
+declare
+    v_queue text;
+begin
+    select k.queue into v_queue from durable.tasks k where k.task_id = p_task;
+    if not found then
+        return null;
+    end if;
+    perform durable._require(v_queue, durable._readers(), 'read tasks');
+    return (
     select jsonb_build_object(
         'task_id', t.task_id,
         'queue', t.queue,
@@ -34,6 +60,7 @@ as $$
         'generation', t.generation,
         'forked_from', t.forked_from,
         'forked_at_seq', t.forked_at_seq,
+        'restarts', t.restarts,
         'concurrency_key', t.concurrency_key,
         'concurrency_key_limit', t.concurrency_key_limit,
         'attempts', coalesce((
@@ -51,74 +78,33 @@ as $$
     )
     from durable.tasks t
     where t.task_id = p_task
+    );
+end;
 $$;
 
 comment on function durable.get_task(uuid) is
-'The task as one JSON object: status, attempt counters, options, output or error, timestamps, and "attempts", the history of its ended attempts (worker, start, end, outcome, error) in order. NULL when there is no such task.';
+'The task as one JSON object: status, attempt counters, restarts, options, output or error, timestamps, and "attempts", the history of its ended attempts (worker, start, end, outcome, error) in order. Never a lease token. NULL when there is no such task. Errors: 42501 (the caller may not read the task''s queue).';
 
 create or replace function durable.queue_stats(p_queue text)
 returns table (status text, tasks bigint, oldest timestamptz)
-language sql
+language plpgsql
 stable
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
+begin
+    perform durable._require(p_queue, durable._readers(), 'read statistics');
+    return query
     select t.status, count(*), min(t.created_at)
     from durable.tasks t
     where t.queue = p_queue
     group by t.status
-    order by t.status
-$$;
-
-comment on function durable.queue_stats(text) is
-'How many tasks of the queue are in each status, with the creation time of the oldest.';
-
-create or replace function durable.purge(
-    p_queue text, p_older_than_seconds double precision default null, p_limit integer default 10000
-)
-returns integer
-language plpgsql
-volatile
-set search_path = pg_catalog, durable
-as $$
-declare
-    v_queue durable.queues := durable._queue(p_queue);
-    v_keep double precision := coalesce(p_older_than_seconds, (v_queue.options ->> 'retention')::double precision);
-    v_cutoff timestamptz;
-    v_count bigint;
-begin
-    if v_keep is null then
-        return 0;
-    end if;
-    if v_keep < 0 then
-        raise exception 'durable: older_than_seconds must not be negative, got %', v_keep using errcode = 'DU001';
-    end if;
-    v_cutoff := durable.current_time() - make_interval(secs => v_keep);
-    -- the event log is append-only; retention is the one thing allowed to delete from it
-    perform set_config('durable.purging', 'on', true);
-    with gone as (
-        delete from durable.tasks t
-        where t.task_id in (
-            select f.task_id from durable.tasks f
-            where f.queue = p_queue
-              and f.status in ('completed', 'failed', 'cancelled')
-              and f.finished_at < v_cutoff
-            order by f.finished_at
-            limit p_limit
-            for update skip locked
-        )
-        returning t.task_id
-    ),
-    gone_attempts as (
-        delete from durable.attempts a using gone where a.task_id = gone.task_id
-    ),
-    gone_events as (
-        delete from durable.events e using gone where e.task_id = gone.task_id
-    )
-    select count(*) into v_count from gone;
-    perform set_config('durable.purging', 'off', true);
-    return v_count::integer;
+    order by t.status;
 end;
 $$;
 
-comment on function durable.purge(text, double precision, integer) is
-'Deletes up to p_limit finished (completed, failed, cancelled) tasks of the queue, with their attempt history and event log, that ended more than p_older_than_seconds ago (default: the queue''s retention option; nothing when neither is set). Returns how many tasks it deleted. Python workers call it every minute (maintenance_interval); other clients call it from cron.';
+comment on function durable.queue_stats(text) is
+'How many tasks of the queue are in each status, with the creation time of the oldest. Errors: 42501.';
+
+grant execute on function durable.get_task(uuid) to durable_reader;
+grant execute on function durable.queue_stats(text) to durable_reader;

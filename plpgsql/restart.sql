@@ -8,20 +8,21 @@
 --           one's events before a chosen seq; it is linked to its origin.
 --
 -- retry and replay move a finished task back to pending; they are the only ways out of
--- a terminal state, and they open that door (the setting durable.restarting) for their
--- own UPDATE only. Each refuses, with DU012, a task in a state where it makes no sense.
+-- a terminal state: the state machine (finish.sql) lets a terminal task out only in an
+-- UPDATE that counts a restart (restarts + 1), which only they write. Each refuses, with
+-- DU012, a task in a state where it makes no sense.
 
 -- Moves a terminal task back to pending, with fresh attempt budgets.
 create or replace function durable._restart(t durable.tasks, p_new_generation boolean)
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
-    perform set_config('durable.restarting', 'on', true);
     update durable.tasks k
     set status = 'pending',
+        restarts = k.restarts + 1,
         run_at = durable.current_time(),
         generation = k.generation + case when p_new_generation then 1 else 0 end,
         failures = 0,
@@ -33,23 +34,24 @@ begin
         lease_expires_at = null,
         attempt_deadline = null
     where k.task_id = t.task_id;
-    perform set_config('durable.restarting', 'off', true);
     perform durable._notify(t.queue);
 end;
 $$;
 
 comment on function durable._restart(durable.tasks, boolean) is
-'Internal: moves a finished task back to pending (new history generation when asked), resetting its failure and lost-lease counts.';
+'Internal: moves a finished task back to pending (new history generation when asked), counting the restart and resetting its failure and lost-lease counts.';
 
 create or replace function durable.retry(p_task uuid)
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._locked_task(p_task);
 begin
+    perform durable._require(t.queue, array['operator'], 'retry tasks');
     if t.status not in ('failed', 'cancelled') then
         raise exception 'durable: only a failed or cancelled task can be retried; task % is %', p_task, t.status
             using errcode = 'DU012',
@@ -61,17 +63,19 @@ end;
 $$;
 
 comment on function durable.retry(uuid) is
-'Runs a failed or cancelled task again, keeping its history: recorded events are replayed, not re-executed (a step recorded as failed is re-raised; fork before it to run it again). Resets the failure and lost-lease counts. Errors: DU004, DU012 (the task is not failed or cancelled).';
+'Runs a failed or cancelled task again, keeping its history: recorded events are replayed, not re-executed (a step recorded as failed is re-raised; fork before it to run it again). Resets the failure and lost-lease counts. Errors: DU004, DU012 (the task is not failed or cancelled), 42501.';
 
 create or replace function durable.replay(p_task uuid)
 returns integer
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._locked_task(p_task);
 begin
+    perform durable._require(t.queue, array['operator'], 'replay tasks');
     if t.status not in ('completed', 'failed', 'cancelled') then
         raise exception 'durable: only a finished task can be replayed; task % is %', p_task, t.status
             using errcode = 'DU012', hint = 'cancel it first';
@@ -82,13 +86,14 @@ end;
 $$;
 
 comment on function durable.replay(uuid) is
-'Runs a finished (completed, failed or cancelled) task again from scratch: a new history generation starts empty; the events of earlier generations are kept for audit (durable.history(task, true)). Returns the new generation. Errors: DU004, DU012 (the task has not finished).';
+'Runs a finished (completed, failed or cancelled) task again from scratch: a new history generation starts empty; the events of earlier generations are kept for audit (durable.history(task, true)). Returns the new generation. Errors: DU004, DU012 (the task has not finished), 42501.';
 
 create or replace function durable.fork(p_task uuid, p_at_seq integer)
 returns uuid
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
@@ -100,6 +105,7 @@ begin
     if not found then
         raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
     end if;
+    perform durable._require(t.queue, array['operator'], 'fork tasks');
     if not t.durable then
         raise exception 'durable: task % is not a durable task; only durable tasks have a history to fork', p_task
             using errcode = 'DU012';
@@ -135,4 +141,8 @@ end;
 $$;
 
 comment on function durable.fork(uuid, integer) is
-'Creates a new durable task with the same queue, name, input and options whose history is the events of the given task before p_at_seq (1 forks an empty history; last seq + 1 copies it all), linked to its origin (forked_from, forked_at_seq). The new task re-executes from event p_at_seq on. The original is not changed, whatever its state. Returns the new task id. Errors: DU001 (fork point out of range), DU004, DU012 (not a durable task).';
+'Creates a new durable task with the same queue, name, input and options whose history is the events of the given task before p_at_seq (1 forks an empty history; last seq + 1 copies it all), linked to its origin (forked_from, forked_at_seq). The new task re-executes from event p_at_seq on. The original is not changed, whatever its state. Returns the new task id. Errors: DU001 (fork point out of range), DU004, DU012 (not a durable task), 42501.';
+
+grant execute on function durable.retry(uuid) to durable_operator;
+grant execute on function durable.replay(uuid) to durable_operator;
+grant execute on function durable.fork(uuid, integer) to durable_operator;

@@ -10,13 +10,15 @@
 -- event. If the time has not come, the task sleeps until it; the claim's sweep wakes it.
 -- A re-run that reaches the recorded sleep sleeps only what remains, if anything.
 --
--- Events are latches, one per key. durable.emit_event(key, payload) sets the key's
--- payload (a later emit replaces it) and wakes every task waiting for the key, recording
--- the payload in each waiter's log. A wait for a key that was already emitted gets the
+-- Events are latches, one per key within a queue's scope. durable.emit_event(queue,
+-- key, payload) sets the key's payload (a later emit replaces it) and wakes every task of
+-- that queue waiting for the key, recording the payload in each waiter's log; a task
+-- waits for keys in its own queue's scope (see security.sql). A wait for a key that was already emitted gets the
 -- payload at once; a wait with a timeout that passes records {"timed_out": true}. For a
 -- message meant for one task, use a key of its own (for example 'approval:<order id>').
--- No lost wakeup: wait and emit both lock the key's row in durable.event_values first
--- (a wait creates the row when there is none), so whichever comes second sees the other.
+-- No lost wakeup: wait and emit both lock the key's row (queue, key) in
+-- durable.event_values first (a wait creates the row when there is none), so whichever
+-- comes second sees the other.
 --
 -- Children. durable.spawn creates a child task exactly once: the spawn is an event whose
 -- result is the child's id, written in the same transaction as the child. Waiting for
@@ -37,7 +39,7 @@ create or replace function durable._suspend(
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_now timestamptz := durable.current_time();
@@ -65,7 +67,7 @@ create or replace function durable._resume(t durable.tasks, p_result jsonb, p_in
 returns void
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_now timestamptz := durable.current_time();
@@ -99,7 +101,8 @@ create or replace function durable.sleep(
 returns jsonb
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
@@ -130,7 +133,7 @@ end;
 $$;
 
 comment on function durable.sleep(uuid, uuid, integer, text, double precision, timestamptz) is
-'Durable sleep at event p_seq: records the wake time (now + p_seconds on the database clock, or p_until) and, if it is still ahead, ends the attempt and parks the task as sleeping until then (no lease, no slot). A re-run reaching the recorded sleep sleeps only what remains. Returns {"until", "suspended"}: when suspended, the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021.';
+'Durable sleep at event p_seq: records the wake time (now + p_seconds on the database clock, or p_until) and, if it is still ahead, ends the attempt and parks the task as sleeping until then (no lease, no slot). A re-run reaching the recorded sleep sleeps only what remains. Returns {"until", "suspended"}: when suspended, the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021, 42501.';
 
 create or replace function durable.wait_event(
     p_task uuid, p_lease_token uuid, p_seq integer, p_key text, p_timeout_seconds double precision default null
@@ -138,7 +141,8 @@ create or replace function durable.wait_event(
 returns jsonb
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
@@ -156,8 +160,8 @@ begin
     end if;
     -- lock the key's row (creating it when nobody emitted yet): an emit racing this wait
     -- locks the same row, so one of the two sees the other
-    insert into durable.event_values (key) values (p_key) on conflict (key) do nothing;
-    select * into v from durable.event_values ev where ev.key = p_key for update;
+    insert into durable.event_values (queue, key) values (t.queue, p_key) on conflict (queue, key) do nothing;
+    select * into v from durable.event_values ev where ev.queue = t.queue and ev.key = p_key for update;
     if v.emitted_at is not null then
         perform durable._append_event(
             t, p_seq, 'wait', p_key, 'ok', jsonb_build_object('payload', v.payload, 'timed_out', false)
@@ -172,27 +176,30 @@ end;
 $$;
 
 comment on function durable.wait_event(uuid, uuid, integer, text, double precision) is
-'Waits at event p_seq for the event key p_key: if it was emitted, its payload is recorded at once and returned ({"payload", "timed_out": false, "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until an emit wakes it or p_timeout_seconds pass (then {"timed_out": true} is recorded). Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021.';
+'Waits at event p_seq for the event key p_key in the scope of the task''s queue: if it was emitted, its payload is recorded at once and returned ({"payload", "timed_out": false, "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until an emit wakes it or p_timeout_seconds pass (then {"timed_out": true} is recorded). Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021, 42501.';
 
-create or replace function durable.emit_event(p_key text, p_payload jsonb default null)
+create or replace function durable.emit_event(p_queue text, p_key text, p_payload jsonb default null)
 returns integer
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
     v_woken integer := 0;
     v_result jsonb := jsonb_build_object('payload', p_payload, 'timed_out', false);
 begin
+    perform durable._queue(p_queue);
+    perform durable._require(p_queue, array['producer', 'operator'], 'emit events');
     perform durable._check_name(p_key, 'event key');
     perform durable._check_payload(p_payload, 'event payload');
-    insert into durable.event_values as ev (key, payload, emitted_at)
-    values (p_key, p_payload, durable.current_time())
-    on conflict (key) do update set payload = excluded.payload, emitted_at = excluded.emitted_at;
+    insert into durable.event_values as ev (queue, key, payload, emitted_at)
+    values (p_queue, p_key, p_payload, durable.current_time())
+    on conflict (queue, key) do update set payload = excluded.payload, emitted_at = excluded.emitted_at;
     for t in
         select * from durable.tasks k
-        where k.status = 'waiting' and k.wait_kind = 'event' and k.wait_key = p_key
+        where k.queue = p_queue and k.status = 'waiting' and k.wait_kind = 'event' and k.wait_key = p_key
         order by k.task_id
         for update
     loop
@@ -203,8 +210,8 @@ begin
 end;
 $$;
 
-comment on function durable.emit_event(text, jsonb) is
-'Emits the event p_key with p_payload: the key''s latch is set (a later emit replaces the payload) and every task waiting for the key is woken with the payload recorded in its log. Waits that come later get the payload at once. Returns the number of tasks woken. Errors: DU001, DU003.';
+comment on function durable.emit_event(text, text, jsonb) is
+'Emits the event p_key in the scope of queue p_queue with p_payload: the key''s latch is set (a later emit replaces the payload) and every task of the queue waiting for the key is woken with the payload recorded in its log. Waits that come later get the payload at once. Tasks of other queues waiting for the same key are not concerned. Returns the number of tasks woken. Errors: DU001, DU002, DU003, 42501.';
 
 create or replace function durable.spawn(
     p_task uuid, p_lease_token uuid, p_seq integer, p_queue text, p_task_name text,
@@ -213,7 +220,8 @@ create or replace function durable.spawn(
 returns uuid
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
@@ -226,7 +234,8 @@ begin
     if e.seq is not null then
         return (e.result ->> 'task_id')::uuid;
     end if;
-    v_child := durable.enqueue(p_queue, p_task_name, p_input, p_options);
+    perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
+    v_child := durable._enqueue(p_queue, p_task_name, p_input, p_options);
     update durable.tasks k
     set parent_id = t.task_id, parent_seq = p_seq
     where k.task_id = v_child and k.parent_id is null;
@@ -238,14 +247,14 @@ end;
 $$;
 
 comment on function durable.spawn(uuid, uuid, integer, text, text, jsonb, jsonb) is
-'Spawns a child task at event p_seq, exactly once: the child (enqueued on p_queue with p_input and p_options, as durable.enqueue) and the event recording its id are written together; a re-run gets the same child id from the log. The queue and input are hashed into the event, so a re-run that spawns something else is a non-determinism (DU020). Errors: those of durable.enqueue, DU010, DU011, DU020, DU021.';
+'Spawns a child task at event p_seq, exactly once: the child (enqueued on p_queue with p_input and p_options, as durable.enqueue) and the event recording its id are written together; a re-run gets the same child id from the log. The queue and input are hashed into the event, so a re-run that spawns something else is a non-determinism (DU020). The caller needs worker on the task''s queue and worker or producer on p_queue. Errors: those of durable.enqueue, DU010, DU011, DU020, DU021, 42501.';
 
 -- The outcome of a set of children, in the order given.
 create or replace function durable._children_outcome(p_children uuid[])
 returns jsonb
 language plpgsql
 stable
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     return (
@@ -268,7 +277,8 @@ create or replace function durable.wait_children(
 returns jsonb
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
@@ -322,13 +332,13 @@ end;
 $$;
 
 comment on function durable.wait_children(uuid, uuid, integer, uuid[], text) is
-'Waits at event p_seq until every task in p_children (children of this task) has ended. If they all have, their outcomes ([{task_id, status, output, error}], in order) are recorded and returned at once ({"children", "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until the last of them ends. Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021.';
+'Waits at event p_seq until every task in p_children (children of this task) has ended. If they all have, their outcomes ([{task_id, status, output, error}], in order) are recorded and returned at once ({"children", "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until the last of them ends. Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021, 42501.';
 
 -- Trigger: a child that ends may be the last one its parent waits for.
 create or replace function durable._child_ended()
 returns trigger
 language plpgsql
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     p durable.tasks;
@@ -366,7 +376,7 @@ create or replace function durable._wake_due(p_queue text, p_limit integer)
 returns integer
 language plpgsql
 volatile
-set search_path = pg_catalog, durable
+set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_now timestamptz := durable.current_time();
@@ -407,53 +417,27 @@ comment on function durable._wake_due(text, integer) is
 
 create or replace function durable.next_wake(p_queue text)
 returns timestamptz
-language sql
+language plpgsql
 stable
-set search_path = pg_catalog, durable
+security definer
+set search_path = pg_catalog, durable, pg_temp
 as $$
-    select min(k.wake_at)
-    from durable.tasks k
-    where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at is not null
+begin
+    perform durable._require(p_queue, array['worker'], 'watch queues');
+    return (
+        select min(k.wake_at)
+        from durable.tasks k
+        where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at is not null
+    );
+end;
 $$;
 
 comment on function durable.next_wake(text) is
 'When the next sleeping or timed waiting task of the queue is due (null when none): idle workers poll then instead of waiting out their poll interval.';
 
-create or replace function durable.purge_event_keys(
-    p_older_than_seconds double precision, p_limit integer default 10000
-)
-returns integer
-language plpgsql
-volatile
-set search_path = pg_catalog, durable
-as $$
-declare
-    v_cutoff timestamptz;
-    v_count integer;
-begin
-    if p_older_than_seconds is null or p_older_than_seconds < 0 then
-        raise exception 'durable: older_than_seconds must be a number >= 0, got %', p_older_than_seconds
-            using errcode = 'DU001';
-    end if;
-    if p_limit is null or p_limit < 1 then
-        raise exception 'durable: limit must be at least 1, got %', p_limit using errcode = 'DU001';
-    end if;
-    v_cutoff := durable.current_time() - make_interval(secs => p_older_than_seconds);
-    -- a key row is locked by waits and emits first; skip the ones in use right now
-    delete from durable.event_values v
-    where v.key in (
-        select ev.key from durable.event_values ev
-        where (ev.emitted_at < v_cutoff
-               or (ev.emitted_at is null
-                   and not exists (select 1 from durable.tasks k
-                                   where k.status = 'waiting' and k.wait_kind = 'event' and k.wait_key = ev.key)))
-        limit p_limit
-        for update skip locked
-    );
-    get diagnostics v_count = row_count;
-    return v_count;
-end;
-$$;
-
-comment on function durable.purge_event_keys(double precision, integer) is
-'Retention for event latches: deletes up to p_limit keys emitted more than p_older_than_seconds ago, and keys that were never emitted and have no waiter left. A wait for a deleted key waits for the next emit, as for a new key. Returns how many keys it deleted. Errors: DU001.';
+grant execute on function durable.sleep(uuid, uuid, integer, text, double precision, timestamptz) to durable_worker;
+grant execute on function durable.wait_event(uuid, uuid, integer, text, double precision) to durable_worker;
+grant execute on function durable.emit_event(text, text, jsonb) to durable_producer, durable_operator;
+grant execute on function durable.spawn(uuid, uuid, integer, text, text, jsonb, jsonb) to durable_worker;
+grant execute on function durable.wait_children(uuid, uuid, integer, uuid[], text) to durable_worker;
+grant execute on function durable.next_wake(text) to durable_worker;

@@ -61,7 +61,10 @@ select p.oid,
        p.oid::regprocedure::text as signature,
        p.prorettype = 'pg_catalog.trigger'::regtype as is_trigger,
        (select min(tg.tgrelid::regclass::text) from pg_catalog.pg_trigger tg where tg.tgfoid = p.oid)
-           as trigger_table
+           as trigger_table,
+       -- the transition tables of its statement-level trigger, if any
+       (select min(tg.tgoldtable) from pg_catalog.pg_trigger tg where tg.tgfoid = p.oid) as old_table,
+       (select min(tg.tgnewtable) from pg_catalog.pg_trigger tg where tg.tgfoid = p.oid) as new_table
 from pg_catalog.pg_proc p
 join pg_catalog.pg_namespace n on n.oid = p.pronamespace
 join pg_catalog.pg_language l on l.oid = p.prolang
@@ -74,6 +77,8 @@ select level, sqlstate, lineno, statement, message, detail, hint, query, positio
 from plpgsql_check_function_tb(
     %(oid)s::regprocedure,
     relid => %(relid)s::regclass,
+    oldtable => %(old_table)s,
+    newtable => %(new_table)s,
     fatal_errors => false,
     other_warnings => true,
     extra_warnings => true,
@@ -90,7 +95,7 @@ select p.oid::regprocedure::text as signature,
            or btrim(obj_description(p.oid, 'pg_proc')) = '' as no_comment,
        not exists (
            select 1 from unnest(coalesce(p.proconfig, '{}')) as c (setting)
-           where c.setting like 'search\\_path=%%'
+           where c.setting = 'search_path=pg_catalog, durable, pg_temp'
        ) as no_search_path
 from pg_catalog.pg_proc p
 join pg_catalog.pg_namespace n on n.oid = p.pronamespace
@@ -123,10 +128,13 @@ def check(url: str) -> list[str]:
         if not functions:
             findings.append(f"schema {SCHEMA} has no PL/pgSQL function: did the migration run?")
         with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
-            for oid, signature, is_trigger, trigger_table in functions:
+            for oid, signature, is_trigger, trigger_table, old_table, new_table in functions:
                 relid = (trigger_table or DEFAULT_TRIGGER_TABLE) if is_trigger else 0
                 # regclass of 0 is "no relation"; pass it as text the cast understands
-                cur.execute(CHECK_FUNCTION, {"oid": oid, "relid": str(relid)})
+                cur.execute(
+                    CHECK_FUNCTION,
+                    {"oid": oid, "relid": str(relid), "old_table": old_table, "new_table": new_table},
+                )
                 findings.extend(_format_finding(signature, row) for row in cur.fetchall())
         print(f"plpgsql_check: checked {len(functions)} PL/pgSQL functions of schema {SCHEMA}")
 
@@ -137,7 +145,7 @@ def check(url: str) -> list[str]:
             if no_search_path:
                 findings.append(
                     f"{signature}: no SET search_path (every function pins it: "
-                    "set search_path = pg_catalog, durable)"
+                    "set search_path = pg_catalog, durable, pg_temp)"
                 )
         print(f"plpgsql_check: checked comments and search_path of {len(rows)} functions of schema {SCHEMA}")
     return findings

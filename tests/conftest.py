@@ -110,7 +110,8 @@ def template_db(server_url: str) -> Iterator[str]:
         admin.execute(f'create database "{name}"'.encode())
     url = with_dbname(server_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
-        migrate(conn)
+        # a test database: durable.fake_now moves the clock here (and nowhere else)
+        migrate(conn, test_clock=True)
         conn.execute("create extension if not exists dblink")
         _install_pgtap(conn)
     yield name

@@ -57,7 +57,7 @@ def load_worker(target: str) -> Worker:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    result = migrate(resolve_dsn(None))
+    result = migrate(resolve_dsn(None), test_clock=args.test_clock)
     applied = ", ".join(result.applied) or "none"
     print(f"migrations applied: {applied}; functions reloaded: {result.functions_reloaded}")
     return 0
@@ -80,7 +80,7 @@ def _cmd_enqueue(args: argparse.Namespace) -> int:
     payload = json.loads(args.input) if args.input else {}
     with Client(min_size=1, max_size=1) as client:
         if args.create_queue:
-            client.create_queue(args.queue)
+            client.ensure_queue(args.queue)
         task_id = client.enqueue(
             args.queue,
             args.task_name,
@@ -114,7 +114,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    commands.add_parser("migrate", help="bring the schema up to date").set_defaults(func=_cmd_migrate)
+    migrate_cmd = commands.add_parser(
+        "migrate", help="bring the schema up to date (creates the roles when it may)"
+    )
+    migrate_cmd.add_argument(
+        "--test-clock",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mark (or with --no-test-clock unmark) this database as a test database, whose clock "
+        "a session may move with durable.fake_now; left as it is by default",
+    )
+    migrate_cmd.set_defaults(func=_cmd_migrate)
 
     worker = commands.add_parser("worker", help="run a worker defined in a module")
     worker.add_argument("target", metavar="MODULE:WORKER", help="e.g. myapp.tasks:worker")

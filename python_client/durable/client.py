@@ -73,6 +73,10 @@ class Client:
         """Create a queue, or merge the given options into an existing one; returns its options."""
         return self.run(commands.create_queue(queue, commands.queue_options(**options)))
 
+    def ensure_queue(self, queue: str) -> bool:
+        """Create the queue with default options if it is missing (True); never changes options."""
+        return self.run(commands.ensure_queue(queue))
+
     def enqueue(
         self,
         queue: str,
@@ -119,9 +123,10 @@ class Client:
         """The event log of a durable task."""
         return self.run(workflow_commands.history(task_id, all_generations))
 
-    def emit_event(self, key: str, payload: Any = None) -> int:
-        """Emit the event ``key``: its waiters wake with ``payload``; returns how many woke."""
-        return self.run(workflow_commands.emit_event(key, payload))
+    def emit_event(self, queue: str, key: str, payload: Any = None) -> int:
+        """Emit the event ``key`` in the scope of ``queue``: the tasks of that queue waiting
+        for it wake with ``payload``; returns how many woke."""
+        return self.run(workflow_commands.emit_event(queue, key, payload))
 
     def wait(self, task_id: uuid.UUID | str, timeout: float | None = None) -> Any:
         """The output of the task once it completes.
@@ -201,6 +206,10 @@ class AsyncClient:
         """Create a queue, or merge the given options into an existing one; returns its options."""
         return await self.run(commands.create_queue(queue, commands.queue_options(**options)))
 
+    async def ensure_queue(self, queue: str) -> bool:
+        """Create the queue with default options if it is missing (True); never changes options."""
+        return await self.run(commands.ensure_queue(queue))
+
     async def enqueue(
         self,
         queue: str,
@@ -249,9 +258,10 @@ class AsyncClient:
         """The event log of a durable task."""
         return await self.run(workflow_commands.history(task_id, all_generations))
 
-    async def emit_event(self, key: str, payload: Any = None) -> int:
-        """Emit the event ``key``: its waiters wake with ``payload``; returns how many woke."""
-        return await self.run(workflow_commands.emit_event(key, payload))
+    async def emit_event(self, queue: str, key: str, payload: Any = None) -> int:
+        """Emit the event ``key`` in the scope of ``queue``: the tasks of that queue waiting
+        for it wake with ``payload``; returns how many woke."""
+        return await self.run(workflow_commands.emit_event(queue, key, payload))
 
     async def wait(self, task_id: uuid.UUID | str, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """The output of the task once it completes.

@@ -219,6 +219,11 @@ def cancel(task_id: uuid.UUID | str, reason: str | None = None) -> Command[bool]
     )
 
 
+def ensure_queue(queue: str) -> Command[bool]:
+    """Create a queue with default options if it does not exist; True when it was created."""
+    return Command("select durable.ensure_queue(%s)", (queue,), lambda rows: bool(scalar(rows)))
+
+
 def purge(queue: str, older_than: Seconds | None = None, limit: int = 10000) -> Command[int]:
     """Delete finished tasks older than ``older_than`` seconds (default: the queue's retention)."""
     return Command(

@@ -35,17 +35,17 @@ How it works (all rules are SQL functions; the worker only calls them):
 * **Failures** are reported at once with ``durable.fail``: the error is
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
   it final, so does a result that is not JSON-serialisable.
-* **Retention.** Every ``maintenance_interval`` seconds (60; None: never) it calls
-  ``durable.purge(queue)``, which deletes the finished tasks older than the queue's
-  ``retention`` option, with their attempts and events.
+* **Retention** needs nothing from the worker: its claims apply the queue's ``retention``
+  option (``durable.claim`` purges finished tasks at most once a minute), so a worker
+  role needs no operator rights.
 * **Shutdown** (``stop()``, SIGTERM or SIGINT when ``run()`` is on the main thread):
   stop claiming, give running attempts up to ``shutdown_grace`` seconds to finish
   (a second signal or ``stop()`` ends the wait), release the rest with
   ``durable.release(task, token, 0, 'worker shutdown')``, flush completions, close the pool.
 
-``create_queue=True`` (the default) calls ``durable.create_queue(queue)`` at start, which
-creates the queue if it is missing and changes nothing otherwise. With
-``create_queue=False`` the queue must exist (``UnknownQueue`` otherwise).
+``create_queue=True`` (the default) calls ``durable.ensure_queue(queue)`` at start, which
+creates the queue with default options if it is missing and changes nothing otherwise.
+With ``create_queue=False`` the queue must exist (``UnknownQueue`` otherwise).
 """
 
 from __future__ import annotations
@@ -202,7 +202,6 @@ class Worker:
         flush_interval: float = 0.002,
         flush_size: int = 100,
         pool_size: int = 4,
-        maintenance_interval: float | None = 60.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -222,9 +221,6 @@ class Worker:
         self.flush_interval = flush_interval
         self.flush_size = flush_size
         self.pool_size = max(pool_size, 3)
-        if maintenance_interval is not None and maintenance_interval <= 0:
-            raise ValueError("maintenance_interval must be positive (or None)")
-        self.maintenance_interval = maintenance_interval
         self.stats = WorkerStats()
         self._functions: dict[str, TaskFunction] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -368,7 +364,7 @@ class Worker:
         flusher: asyncio.Task[None] | None = None
         try:
             if self.create_queue:
-                await self._call(commands.create_queue(self.queue, {}))
+                await self._call(commands.ensure_queue(self.queue))
             logger.info(
                 "worker %s: queue %s, tasks %s, concurrency %d",
                 self.name,
@@ -378,8 +374,6 @@ class Worker:
             )
             flusher = asyncio.create_task(self._flush_loop(), name="durable-flusher")
             helpers.append(asyncio.create_task(self._heartbeat_loop(), name="durable-heartbeat"))
-            if self.maintenance_interval is not None:
-                helpers.append(asyncio.create_task(self._maintenance_loop(), name="durable-maintenance"))
             if self.listen:
                 helpers.append(asyncio.create_task(self._listen_loop(dsn), name="durable-listener"))
             try:
@@ -683,24 +677,6 @@ class Worker:
             attempt.context.cancel_event.set()
         if attempt.function.is_async and attempt.task is not None:
             attempt.task.cancel()
-
-    # -- retention -----------------------------------------------------------------------
-
-    async def _maintenance_loop(self) -> None:
-        """Every ``maintenance_interval`` s: ``durable.purge(queue)``, which applies the queue's
-        ``retention`` option (and does nothing without one). Workers of a queue may all do it:
-        the purge skips rows another one is deleting."""
-        assert self.maintenance_interval is not None
-        while True:
-            await asyncio.sleep(self.maintenance_interval)
-            try:
-                purged = await self._call(commands.purge(self.queue))
-                if purged:
-                    logger.info("purged %d finished task(s) of queue %s", purged, self.queue)
-            except (psycopg.Error, DurableError) as exc:
-                logger.warning("purge failed (%s); retrying later", exc)
-            except Exception:
-                logger.exception("maintenance loop error; retrying later")
 
     # -- heartbeats ----------------------------------------------------------------------
 

@@ -132,11 +132,12 @@ def seconds_until_wake(queue: str) -> Command[float | None]:
 # client verbs
 
 
-def emit_event(key: str, payload: Any) -> Command[int]:
-    """Set an event key's payload and wake its waiters; returns how many were woken."""
+def emit_event(queue: str, key: str, payload: Any) -> Command[int]:
+    """Set an event key's payload in a queue's scope and wake its waiters there; returns how
+    many were woken."""
     return Command(
-        "select durable.emit_event(%s, %s::jsonb)",
-        (key, to_json(payload, "event payload")),
+        "select durable.emit_event(%s, %s, %s::jsonb)",
+        (queue, key, to_json(payload, "event payload")),
         lambda rows: int(scalar(rows) or 0),
     )
 

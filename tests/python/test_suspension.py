@@ -51,7 +51,7 @@ def test_a_sleep_survives_kill_9_and_ends_on_time_on_another_worker(
 
 
 def test_an_event_emitted_before_the_wait_is_received(procs: WorkerProcesses, wf_client: Client) -> None:
-    assert wf_client.emit_event("order-1:approved", {"by": "alice"}) == 0
+    assert wf_client.emit_event("wf", "order-1:approved", {"by": "alice"}) == 0
     procs.start("wf")
     task_id = wf_client.enqueue("wf", "wait_for", {"key": "order-1:approved"}, durable=True)
     assert wf_client.wait(task_id, timeout=30) == {"payload": {"by": "alice"}}
@@ -62,7 +62,7 @@ def test_an_event_emitted_later_wakes_the_waiting_task(procs: WorkerProcesses, w
     procs.start("wf")
     task_id = wf_client.enqueue("wf", "wait_for", {"key": "order-2:approved"}, durable=True)
     wait_until(lambda: status(wf_client, task_id) == "waiting", 30, "the task to wait")
-    assert wf_client.emit_event("order-2:approved", {"by": "bob"}) == 1
+    assert wf_client.emit_event("wf", "order-2:approved", {"by": "bob"}) == 1
     assert wf_client.wait(task_id, timeout=30) == {"payload": {"by": "bob"}}
     assert [a.outcome for a in wf_client.get_task(task_id).attempts] == ["suspended", "completed"]
 

@@ -401,10 +401,10 @@ def test_an_attempt_whose_lease_was_lost_is_abandoned_and_not_reported(
     assert (info.lost_leases, info.failures) == (1, 0)
 
 
-def test_the_worker_applies_the_queue_retention(
+def test_the_claims_of_a_worker_apply_the_queue_retention(
     db_url: str, client: Client, start_worker: StartWorker
 ) -> None:
-    worker = make_worker(db_url, "kept", maintenance_interval=0.1)
+    worker = make_worker(db_url, "kept")
 
     @worker.task
     def job(input: dict[str, Any]) -> None:

@@ -153,7 +153,7 @@ select is(
 select throws_ok(
     $$select durable.checkpoint(c.task_id, c.lease_token, 8, 'sleep', 'nap') from c$$,
     'DU001',
-    'durable: checkpoint records events of kind step, now, random, uuid, got sleep (sleeps, waits and spawns have verbs of their own)',
+    'durable: checkpoint records events of kind step, now, random, uuid, got ''sleep'' (sleeps, waits and spawns have verbs of their own)',
     'an unknown kind raises DU001'
 );
 select throws_ok(

@@ -177,7 +177,7 @@ select throws_ok(
         jsonb_build_object('seq', 3, 'kind', 'step', 'name', 'spawn child', 'input_hash', k.h1),
         jsonb_build_object('seq', 4, 'kind', 'step', 'name', 'save'))) from c2, k$$,
     'DU021',
-    format('durable: task %s presents 3 as event 2; a replayed prefix is numbered 1, 2, 3, ... without gaps',
+    format('durable: task %s presents ''3'' as event 2; a replayed prefix is numbered 1, 2, 3, ... without gaps',
            (select id from k)),
     'replay_check: a presented prefix that skips seq 2 is rejected, not half checked'
 );

@@ -1,6 +1,7 @@
 -- The event log is append-only: UPDATE, DELETE and TRUNCATE of durable.events raise
--- DU013 (test_log_purge.sql: the retention purge alone deletes).
-select plan(8);
+-- DU013, even for the owner (this file runs as a superuser) and whatever a session
+-- sets: events go only once their task is gone (test_log_purge.sql: retention).
+select plan(10);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q');
@@ -33,7 +34,7 @@ select throws_ok(
 select throws_ok(
     $$delete from durable.events where task_id = (select task_id from a) and seq = 2$$,
     'DU013',
-    'durable: events are immutable (DELETE on durable.events)',
+    format('durable: events are immutable (DELETE on durable.events of task %s, which exists)', (select task_id from a)),
     'DELETE of an event of a finished task raises DU013'
 );
 select throws_ok(
@@ -48,9 +49,21 @@ select throws_ok(
     'TRUNCATE of the log raises DU013'
 );
 select is(
-    pg_temp.error_of($$delete from durable.events$$) ->> 'hint',
+    pg_temp.error_of($$update durable.events set attempt = attempt$$) ->> 'hint',
     'use durable.replay() to start a new history, or durable.fork() to branch from an event',
-    'the HINT points to replay and fork'
+    'the HINT of an UPDATE points to replay and fork'
+);
+select is(
+    pg_temp.error_of($$delete from durable.events$$) ->> 'hint',
+    'events go only with their task, by retention (durable.purge)',
+    'the HINT of a DELETE points to retention'
+);
+-- the old door, a setting any session can set, opens nothing
+select set_config('durable.purging', 'on', false);
+select throws_ok(
+    $$delete from durable.events where task_id = (select task_id from b)$$,
+    'DU013', null,
+    'with durable.purging = on, DELETE of a running task''s events still raises DU013'
 );
 select results_eq(
     $$select * from durable.events order by task_id, generation, seq$$,

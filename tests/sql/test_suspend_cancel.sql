@@ -142,7 +142,7 @@ select is(
 );
 
 -- nothing brings a cancelled task back: not an emit, not the sweep, not a claim
-select is(durable.emit_event('never', '"late"'), 0, 'an emit of the key the cancelled child waited for wakes nobody');
+select is(durable.emit_event('kw', 'never', '"late"'), 0, 'an emit of the key the cancelled child waited for wakes nobody');
 select is(
     (select count(*) from durable.tasks t where t.status = 'cancelled'),
     8::bigint,
@@ -200,7 +200,7 @@ select is(
     'the cancel cleared the sleep and the wait'
 );
 select is(durable.next_wake('solo'), null, 'the queue expects no wake-up');
-select is(durable.emit_event('solo-key', '"hello"'), 0, 'an emit for the key wakes nobody');
+select is(durable.emit_event('solo', 'solo-key', '"hello"'), 0, 'an emit for the key wakes nobody');
 select set_config('durable.fake_now', '2030-01-03 00:05:00+00', false);
 select is((select count(*) from durable.claim('solo', 'w', 10, 60)), 0::bigint,
           'after both wake times, the claim returns neither');

@@ -48,7 +48,7 @@ select throws_ok(
     $$select durable.heartbeat(c1.task_id, c1.lease_token) from c1$$,
     'DU010', null, 'a heartbeat on the suspended attempt raises DU010'
 );
-select is(durable.emit_event('order:2', '{"ok": false}'), 0, 'an emit of another key wakes nobody');
+select is(durable.emit_event('q', 'order:2', '{"ok": false}'), 0, 'an emit of another key wakes nobody');
 select is((select status from durable.tasks where task_id = (select id from w1)), 'waiting',
           'the waiter still waits');
 
@@ -56,7 +56,7 @@ select is((select status from durable.tasks where task_id = (select id from w1))
 commit;
 select dblink_connect('l', current_setting('durable_test.conninfo'));
 select dblink_exec('l', 'listen durable');
-create temp table woken1 as select durable.emit_event('order:1', '{"ok": true}') as n;
+create temp table woken1 as select durable.emit_event('q', 'order:1', '{"ok": true}') as n;
 commit;
 select is((select n from woken1), 1, 'emit_event returns the number of tasks it woke: 1');
 select is(
@@ -114,7 +114,7 @@ select is((select count(*) from durable.events where task_id = (select id from w
           'the re-run recorded nothing new');
 
 -- the latch: emit first, wait later
-select is(durable.emit_event('k2', '{"v": 1}'), 0, 'an emit with no waiter wakes nobody');
+select is(durable.emit_event('latch', 'k2', '{"v": 1}'), 0, 'an emit with no waiter wakes nobody');
 create temp table w2 as select durable.enqueue('latch', 'wf', '{}', '{"durable": true}') as id;
 create temp table c2 as select * from durable.claim('latch', 'w1', 1, 300);
 select is(
@@ -137,7 +137,7 @@ select is(
 );
 
 -- a later emit replaces the payload for later waits, not for recorded ones
-select is(durable.emit_event('k2', '{"v": 2}'), 0, 'a second emit wakes nobody (the first waiter is running)');
+select is(durable.emit_event('latch', 'k2', '{"v": 2}'), 0, 'a second emit wakes nobody (the first waiter is running)');
 create temp table w3 as select durable.enqueue('latch', 'wf', '{}', '{"durable": true}') as id;
 create temp table c3 as select * from durable.claim('latch', 'w1', 1, 300);
 select is(
@@ -152,7 +152,7 @@ select is(
 );
 
 -- an emit with no payload is still an emit
-select durable.emit_event('k-null');
+select durable.emit_event('latch', 'k-null');
 create temp table w_null as select durable.enqueue('latch', 'wf', '{}', '{"durable": true}') as id;
 create temp table c_null as select * from durable.claim('latch', 'w1', 1, 300);
 select is(
@@ -169,7 +169,7 @@ create temp table c_many as select * from durable.claim('latch', 'w1', 3, 300);
 select is((select count(*) from c_many), 3::bigint, 'three waiters are claimed');
 select durable.wait_event(c.task_id, c.lease_token, 1, case when c.input ->> 'i' = '3' then 'k3b' else 'k3' end)
 from c_many c;
-select is(durable.emit_event('k3', '"go"'), 2, 'an emit wakes every task waiting for its key');
+select is(durable.emit_event('latch', 'k3', '"go"'), 2, 'an emit wakes every task waiting for its key');
 select is(
     (select jsonb_object_agg(m.i, jsonb_build_object('status', k.status, 'result', e.result))
      from many m join durable.tasks k on k.task_id = m.id
@@ -207,7 +207,7 @@ select is(
     '{"kind": "wait", "name": "k4", "result": {"payload": null, "timed_out": true}, "attempt": 1}'::jsonb,
     'the sweep recorded the timeout at the wait''s seq'
 );
-select is(durable.emit_event('k4', '"late"'), 0, 'a late emit wakes nobody');
+select is(durable.emit_event('timeouts', 'k4', '"late"'), 0, 'a late emit wakes nobody');
 select is(
     (select durable.wait_event(c7b.task_id, c7b.lease_token, 1, 'k4', 30) from c7b),
     '{"payload": null, "timed_out": true, "suspended": false}'::jsonb,
@@ -227,9 +227,9 @@ select throws_ok(
     $$select durable.wait_event(c7b.task_id, c7b.lease_token, 3, 'k5') from c7b$$,
     'DU021', null, 'a wait past the end of the log raises DU021'
 );
-select throws_ok($$select durable.emit_event('')$$, 'DU001', null, 'emitting an empty key raises DU001');
+select throws_ok($$select durable.emit_event('q', '')$$, 'DU001', null, 'emitting an empty key raises DU001');
 select throws_ok(
-    $$select durable.emit_event('big', to_jsonb(repeat('x', durable.max_payload_bytes() + 1)))$$,
+    $$select durable.emit_event('q', 'big', to_jsonb(repeat('x', durable.max_payload_bytes() + 1)))$$,
     'DU003', null, 'a payload over the limit raises DU003'
 );
 select is((select count(*) from durable.event_values where key in ('big', 'k5')), 0::bigint,

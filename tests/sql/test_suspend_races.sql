@@ -28,7 +28,7 @@ create temp table r1a as
 select r::jsonb as r from c1, dblink('a', format('select durable.wait_event(%L, %L, 1, %L)::text',
                                                  c1.task_id, c1.lease_token, 'race-1')) as x (r text);
 select is((select r from r1a), '{"suspended": true}'::jsonb, '1a: A''s wait suspends the task (not committed)');
-select dblink_send_query('b', $$select durable.emit_event('race-1', '{"n": 1}')$$);
+select dblink_send_query('b', $$select durable.emit_event('q1', 'race-1', '{"n": 1}')$$);
 select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids)],
           '1a: B''s emit blocks on A (the key''s row)');
 select dblink_exec('a', 'commit');
@@ -51,7 +51,7 @@ create temp table c2 as select * from durable.claim('q2', 'w', 1, 3600);
 commit;
 select dblink_exec('a', 'begin');
 select is(
-    (select n from dblink('a', $$select durable.emit_event('race-2', '{"n": 2}')$$) as x (n integer)),
+    (select n from dblink('a', $$select durable.emit_event('q2', 'race-2', '{"n": 2}')$$) as x (n integer)),
     0, '1b: A''s emit (not committed) finds no waiter'
 );
 select dblink_send_query('b', format('select durable.wait_event(%L, %L, 1, %L)::text',
@@ -88,7 +88,7 @@ select is(
 commit;
 select dblink_exec('a', 'begin');
 select is(
-    (select n from dblink('a', $$select durable.emit_event('race-3', '{"n": 3}')$$) as x (n integer)),
+    (select n from dblink('a', $$select durable.emit_event('q2', 'race-3', '{"n": 3}')$$) as x (n integer)),
     0, '1c: A''s emit (not committed) wakes nobody (the waiter was cancelled)'
 );
 select dblink_send_query('b', (select format('select durable.wait_event(%L, %L, 1, %L)::text',
@@ -121,7 +121,7 @@ select is(
     '{"suspended": true}'::jsonb,
     '1d: A''s wait on the existing key suspends the task (not committed)'
 );
-select dblink_send_query('b', $$select durable.emit_event('race-4', '{"n": 4}')$$);
+select dblink_send_query('b', $$select durable.emit_event('q4', 'race-4', '{"n": 4}')$$);
 select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids)],
           '1d: B''s emit blocks on A (the key''s row A locked)');
 select dblink_exec('a', 'commit');
@@ -273,7 +273,7 @@ select is(
     (select n from dblink('a', $$select durable.reclaim('q3a')$$) as x (n integer)),
     1, '3a: A''s sweep times the wait out (not committed)'
 );
-select dblink_send_query('b', $$select durable.emit_event('race-t', '"late"')$$);
+select dblink_send_query('b', $$select durable.emit_event('q3a', 'race-t', '"late"')$$);
 select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids)],
           '3a: B''s emit blocks on the task''s row held by the sweep');
 select dblink_exec('a', 'commit');
@@ -308,7 +308,7 @@ select dblink_exec('b', $$set durable.fake_now = '2030-01-01 00:00:20+00'$$);
 select set_config('durable.fake_now', '2030-01-01 00:00:20+00', false);
 select dblink_exec('a', 'begin');
 select is(
-    (select n from dblink('a', $$select durable.emit_event('race-t2', '"first"')$$) as x (n integer)),
+    (select n from dblink('a', $$select durable.emit_event('q3b', 'race-t2', '"first"')$$) as x (n integer)),
     1, '3b: A''s emit wakes the task (not committed)'
 );
 select dblink_send_query('b', $$select durable.reclaim('q3b')$$);
