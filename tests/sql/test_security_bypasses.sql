@@ -12,10 +12,11 @@
 --      ensure_queue do: pg_temp is last in their search_path;
 --   F. sizes: 2 MiB (and 2,001-character) reasons are DU003, a 2 MiB input_hash is DU001,
 --      a 100,000-character name is DU001 with an error of at most 300 characters that
---      quotes at most 100 of them; nothing stored;
+--      quotes at most 100 of them (so do errors about other long texts a caller sends:
+--      option keys and values, presented events, role names); nothing stored;
 --   G. names with control or format characters or surrounding whitespace are DU001 for
 --      queue, task name, worker, event key, step name, idempotency_key, concurrency_key.
-select plan(329);
+select plan(350);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 
@@ -272,6 +273,38 @@ from long_errors l order by l.ord;
 select is(strpos(concat_ws(' ', e ->> 'message', e ->> 'detail', e ->> 'hint'), repeat('n', 101)), 0,
           l.label || ' of 100,000 characters: the error quotes at most 100 of them')
 from long_errors l order by l.ord;
+
+-- other texts of 100,000 characters the caller sends (keys, option values, presented
+-- events, role names): a durable error that quotes at most 100 of them
+create temp table long_inputs (ord integer, label text, kind text, stmt text);
+insert into long_inputs values
+    (1, 'enqueue with an unknown option key', 'p',
+     $$select durable.enqueue('q', 'job', '{}', jsonb_build_object(repeat('n', 100000), 1))$$),
+    (2, 'enqueue with a run_at', 'p',
+     $$select durable.enqueue('q', 'job', '{}', jsonb_build_object('run_at', repeat('n', 100000)))$$),
+    (3, 'create_queue with a concurrency_strategy', 'o',
+     $$select durable.create_queue('q', jsonb_build_object('concurrency_strategy', repeat('n', 100000)))$$),
+    (4, 'replay_check presenting a step name', 'w',
+     format($$select durable.replay_check(%L, %L, jsonb_build_array(jsonb_build_object('seq', 1, 'kind', 'step',
+                                                                                        'name', repeat('n', 100000))))$$,
+            pg_temp.id('run'), pg_temp.tok('run'))),
+    (5, 'replay_check presenting a kind', 'w',
+     format($$select durable.replay_check(%L, %L, jsonb_build_array(jsonb_build_object('seq', 1, 'kind', repeat('n', 100000),
+                                                                                        'name', 'one')))$$,
+            pg_temp.id('run'), pg_temp.tok('run'))),
+    (6, 'checkpoint of a kind', 'w',
+     format($$select durable.checkpoint(%L, %L, 2, repeat('n', 100000), 'two')$$, pg_temp.id('run'), pg_temp.tok('run'))),
+    (7, 'grant_queue to a role name', 'o', $$select durable.grant_queue(repeat('n', 100000), 'a*', '{reader}')$$);
+create temp table long_input_errors as
+select l.ord, l.label, pg_temp.error_as(pg_temp.role(l.kind), l.stmt) as e from long_inputs l;
+select alike(coalesce(e ->> 'sqlstate', 'none'), 'DU%', l.label || ' of 100,000 characters: a durable error')
+from long_input_errors l order by l.ord;
+select cmp_ok(length(e ->> 'message'), '<=', 300,
+              l.label || ' of 100,000 characters: the error message is at most 300 characters')
+from long_input_errors l order by l.ord;
+select is(strpos(concat_ws(' ', e ->> 'message', e ->> 'detail', e ->> 'hint'), repeat('n', 101)), 0,
+          l.label || ' of 100,000 characters: the error (message, DETAIL, HINT) quotes at most 100 of them')
+from long_input_errors l order by l.ord;
 
 -- ---------------------------------------------------------------------------------
 -- G. names: control and format characters, surrounding whitespace (7 kinds of names x 19)

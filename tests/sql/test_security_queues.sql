@@ -12,8 +12,13 @@
 --      unrestricted one can, and revoke_queue lifts the restriction;
 --   5. lease tokens are capabilities: no read a reader, producer, operator or worker may
 --      call (get_task, history, queue_stats, limit_usage, queue_grants) shows a live or
---      an ended attempt's lease token.
-select plan(133);
+--      an ended attempt's lease token;
+--   6. patterns: a prefix pattern is literal ('tenant_a.*' does not match 'tenantXa.q'), an
+--      exact one matches that queue only, '*' every queue; bad patterns and capabilities
+--      are DU001; ensure_queue never changes a queue's options;
+--   7. retention runs in the claim of a worker (no operator right needed), at most once a
+--      minute per queue.
+select plan(187);
 
 \ir helpers/security.sql
 
@@ -25,6 +30,8 @@ select pg_temp.login('wo', '{durable_worker}');
 select pg_temp.login('pr', '{durable_producer}');
 select pg_temp.login('op', '{durable_operator}');
 select pg_temp.login('rd', '{durable_reader}');
+select pg_temp.login('t', '{durable_worker,durable_producer,durable_operator}');
+select pg_temp.login('v', '{durable_worker,durable_producer,durable_operator}');
 
 create temp table ids (name text primary key, id uuid, token uuid);
 create function pg_temp.id(p_name text) returns uuid language sql
@@ -44,7 +51,7 @@ $$;
 create function pg_temp.status(p_name text) returns text language sql
     as $$ select t.status from durable.tasks t where t.task_id = pg_temp.id(p_name) $$;
 
-select durable.create_queue(q) from unnest(array['a1', 'a2', 'aw', 'b', 'tokq']) as q;
+select durable.create_queue(q) from unnest(array['a1', 'a2', 'ap', 'aw', 'b', 'tokq']) as q;
 -- queue b: completed (durable, one event), running (plain and durable), pending, cancelled
 select pg_temp.start('b', 'b_done', true);
 select durable.checkpoint(pg_temp.id('b_done'), pg_temp.tok('b_done'), 1, 'step', 'one', '{"v": 1}');
@@ -56,6 +63,12 @@ select durable.cancel(pg_temp.id('b_cancelled'));
 -- queue a1: pending; a2: a durable task for the restricted role to claim
 insert into ids (name, id) values ('a_pend', durable.enqueue('a1', 'a_pend')),
                                   ('a_wf', durable.enqueue('a2', 'a_wf', '{}', '{"durable": true}'));
+-- queue ap: a durable task that spawned a child into b
+select pg_temp.start('ap', 'parent', true);
+insert into ids (name, id)
+values ('b_child', durable.spawn(pg_temp.id('parent'), pg_temp.tok('parent'), 1, 'b', 'b_child'));
+-- an event key of queue b
+select durable.emit_event('b', 'bkey');
 -- queue aw: a durable task waiting for the key shared
 select pg_temp.start('aw', 'waiter', true);
 select durable.wait_event(pg_temp.id('waiter'), pg_temp.tok('waiter'), 1, 'shared');
@@ -109,7 +122,20 @@ insert into on_b (label, stmt) values
     ('wait_event with the live token',
      format($$select durable.wait_event(%L, %L, 1, 'k')$$, pg_temp.id('b_wf'), pg_temp.tok('b_wf'))),
     ('replay_check with the live token',
-     format($$select durable.replay_check(%L, %L, '[]')$$, pg_temp.id('b_wf'), pg_temp.tok('b_wf')));
+     format($$select durable.replay_check(%L, %L, '[]')$$, pg_temp.id('b_wf'), pg_temp.tok('b_wf'))),
+    ('spawn from a task of b with its live token',
+     format($$select durable.spawn(%L, %L, 1, 'a1', 'child')$$, pg_temp.id('b_wf'), pg_temp.tok('b_wf'))),
+    ('wait_children with the live token',
+     format($$select durable.wait_children(%L, %L, 1, array[gen_random_uuid()])$$, pg_temp.id('b_wf'), pg_temp.tok('b_wf')));
+-- complete_many rejects per element: refused (42501) or not ok, and nothing changed
+create temp table cm_before as select pg_temp.durable_state() as s;
+create temp table cm as
+select pg_temp.value_as(pg_temp.role('r'),
+           format($$select string_agg(format('%%s %%s', ok, reason), ',') from durable.complete_many(array[%L]::uuid[], array[%L]::uuid[])$$,
+                  pg_temp.id('b_run'), pg_temp.tok('b_run'))) as v;
+select ok((select v like 'ERROR 42501:%' or v like 'f %' from cm),
+          'restricted to a*: complete_many with the live token of a task of b is refused: ' || (select v from cm));
+select is(pg_temp.durable_state(), (select s from cm_before), 'restricted to a*: that complete_many changed nothing');
 select pg_temp.refused_as(pg_temp.role('r'), b.stmt, '42501', format('restricted to a*: %s on queue b is 42501', b.label))
 from on_b b order by b.ord;
 
@@ -153,6 +179,10 @@ select pg_temp.refused_as(pg_temp.role('r'), $$select durable.purge('a1', 0)$$, 
                           'without operator on a*: purge of a1 is 42501');
 select pg_temp.refused_as(pg_temp.role('r'), $$select durable.create_queue('a1', '{"max_attempts": 1}')$$, '42501',
                           'without operator on a*: create_queue changing a1 is 42501');
+select pg_temp.refused_as(pg_temp.role('r'), $$select durable.reclaim('a1')$$, '42501',
+                          'without operator on a*: reclaim of a1 is 42501 (the spec lists reclaim under operator)');
+select pg_temp.refused_as(pg_temp.role('r'), $$select durable.purge_event_keys('a1', 0)$$, '42501',
+                          'without operator on a*: purge_event_keys of a1 is 42501');
 -- granting the pattern again replaces its capabilities
 select is(pg_temp.state_as(pg_temp.role('u'),
               format($$select durable.grant_queue(%L, 'a*', '{worker,producer,reader,operator}')$$, pg_temp.role('r'))),
@@ -162,6 +192,20 @@ select is(pg_temp.state_as(pg_temp.role('r'), format('select durable.cancel(%L)'
 select is(pg_temp.status('a_pend'), 'cancelled', 'that task is cancelled');
 select is(pg_temp.state_as(pg_temp.role('r'), $$select durable.purge('a1', 0)$$), null,
           'with operator on a*: purge of a1 works');
+select is((select count(*) from durable.tasks where task_id in (pg_temp.id('a_pend'), pg_temp.id('b_done'))), 1::bigint,
+          'that purge deleted the cancelled task of a1, not the completed task of b');
+select is(pg_temp.state_as(pg_temp.role('r'), $$select durable.purge_event_keys('a1', 0)$$), null,
+          'with operator on a*: purge_event_keys of a1 works');
+select is((select string_agg(queue || ':' || key, ',' order by queue, key) from durable.event_values
+           where queue in ('a1', 'b')),
+          'b:bkey', 'that purge deleted the keys of a1 (k2), not those of b');
+create temp table cascade_before as select pg_temp.durable_state() -> 'tasks' as s;
+select pg_temp.state_as(pg_temp.role('r'), format('select durable.cancel(%L)', pg_temp.id('parent')));
+select is(
+    (select to_jsonb(t) from durable.tasks t where t.task_id = pg_temp.id('b_child')),
+    (select x from cascade_before c, jsonb_array_elements(c.s) x where x ->> 'task_id' = pg_temp.id('b_child')::text),
+    'with operator on a*: cancelling a task of ap does not cascade to its child in b'
+);
 select pg_temp.refused_as(pg_temp.role('r'), format('select durable.cancel(%L)', pg_temp.id('b_pend')), '42501',
                           'with operator on a*: cancel of a task of b is still 42501');
 
@@ -273,6 +317,67 @@ select is(
     'running released',
     'what the reader read is the task (running, its first attempt released)'
 );
+
+-- ---------------------------------------------------------------------------------
+-- 6. patterns and capabilities
+select is(pg_temp.state_as(pg_temp.role('u'),
+              format($$select durable.grant_queue(%L, 'tenant_a.*', '{worker,producer,operator,reader}')$$, pg_temp.role('t'))),
+          null, 't is restricted to tenant_a.* ...');
+select is(pg_temp.state_as(pg_temp.role('u'), format($$select durable.grant_queue(%L, 'x1', '{reader}')$$, pg_temp.role('t'))),
+          null, '... and may read x1');
+select is(pg_temp.state_as(pg_temp.role('u'), format($$select durable.grant_queue(%L, '*', '{reader}')$$, pg_temp.role('v'))),
+          null, 'v may read every queue (*)');
+select durable.create_queue(q) from unnest(array['x1', 'x10', 'x']) as q;
+select is(pg_temp.value_as(pg_temp.role('t'), $$select durable.ensure_queue('tenant_a.q')::text$$), 'true',
+          'tenant_a.* matches tenant_a.q');
+select pg_temp.refused_as(pg_temp.role('t'), $$select durable.ensure_queue('tenantXa.q')$$, '42501',
+                          'tenant_a.* is literal: it does not match tenantXa.q');
+select pg_temp.refused_as(pg_temp.role('t'), $$select durable.ensure_queue('tenant_a')$$, '42501',
+                          'tenant_a.* does not match tenant_a');
+select is(pg_temp.state_as(pg_temp.role('t'), $$select * from durable.queue_stats('x1')$$), null, 'x1 matches x1');
+select pg_temp.refused_as(pg_temp.role('t'), $$select * from durable.queue_stats('x10')$$, '42501',
+                          'x1 does not match x10');
+select pg_temp.refused_as(pg_temp.role('t'), $$select * from durable.queue_stats('x')$$, '42501', 'x1 does not match x');
+select pg_temp.refused_as(pg_temp.role('t'), $$select durable.enqueue('x1', 'job')$$, '42501',
+                          'reader on x1: enqueue into x1 is 42501');
+select is(pg_temp.state_as(pg_temp.role('v'), $$select * from durable.queue_stats('b')$$), null, '* matches b');
+select pg_temp.refused_as(pg_temp.role('v'), $$select durable.enqueue('b', 'job')$$, '42501',
+                          'reader on *: enqueue into b is 42501');
+select pg_temp.refused_as(pg_temp.role('u'), format($$select durable.grant_queue(%L, %L, '{reader}')$$, pg_temp.role('wo'), p),
+                          'DU001', format('a pattern %s is DU001', l))
+from (values (1, 'a*b', 'with * inside'), (2, '**', 'with two *'), (3, e'a\t*', 'with a tab'),
+             (4, ' a*', 'with a leading space'), (5, '', 'empty')) as x (ord, p, l)
+order by x.ord;
+select pg_temp.refused_as(pg_temp.role('u'), format($$select durable.grant_queue(%L, 'a*', %L)$$, pg_temp.role('wo'), c),
+                          'DU001', format('capabilities %s are DU001', c))
+from (values (1, '{admin}'), (2, '{}'), (3, '{worker,owner}')) as x (ord, c)
+order by x.ord;
+select durable.create_queue('eq', '{"max_attempts": 7}');
+select is(pg_temp.value_as(pg_temp.role('wo'), $$select durable.ensure_queue('eq')::text$$), 'false',
+          'ensure_queue of an existing queue returns false ...');
+select is((select options from durable.queues where queue = 'eq'), '{"max_attempts": 7}'::jsonb,
+          '... and leaves its options as they were');
+
+-- ---------------------------------------------------------------------------------
+-- 7. retention in a worker's claim, at most once a minute (on the test clock)
+select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
+select durable.create_queue('ret', '{"retention": 120}');
+select pg_temp.start('ret', 'ret1', false);
+select durable.complete(pg_temp.id('ret1'), pg_temp.tok('ret1'));
+select set_config('durable.fake_now', '2030-01-01 00:00:01+00', false);
+select pg_temp.start('ret', 'ret2', false);
+select durable.complete(pg_temp.id('ret2'), pg_temp.tok('ret2'));
+create function pg_temp.ret_left() returns text language sql
+    as $$ select coalesce(string_agg(task_name, ',' order by task_name), '') from durable.tasks where queue = 'ret' $$;
+select set_config('durable.fake_now', '2030-01-01 00:02:01+00', false);
+select is(pg_temp.state_as(pg_temp.role('wo'), $$select * from durable.claim('ret', 'wo')$$), null, 'a worker claims on ret');
+select is(pg_temp.ret_left(), 'ret2', 'its claim applied the retention: the task finished 121 s ago is gone');
+select set_config('durable.fake_now', '2030-01-01 00:02:30+00', false);
+select pg_temp.state_as(pg_temp.role('wo'), $$select * from durable.claim('ret', 'wo')$$);
+select is(pg_temp.ret_left(), 'ret2', '29 s later a claim does not purge again (at most once a minute)');
+select set_config('durable.fake_now', '2030-01-01 00:03:02+00', false);
+select pg_temp.state_as(pg_temp.role('wo'), $$select * from durable.claim('ret', 'wo')$$);
+select is(pg_temp.ret_left(), '', '61 s after the last purge a claim purges again');
 
 select pg_temp.drop_roles();
 
