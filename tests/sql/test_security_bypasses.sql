@@ -5,7 +5,8 @@
 --   B. the old door durable.restarting: no effect; even the owner (and a superuser) cannot
 --      move a terminal task back to pending without counting a restart (DU012);
 --   C. the old door durable.purging: no effect; even the owner cannot delete the events of
---      a task that still exists (DU013); retention still can;
+--      a task that still exists (DU013); retention still can; nor can a worker silence the
+--      triggers (session_replication_role) or become the owner (SET ROLE): 42501;
 --   D. CREATE TRIGGER on durable.tasks or durable.events: 42501;
 --   E. a caller's temporary objects (a domain named jsonb, text, uuid..., tables and
 --      functions named like durable's) do not change what create_queue, enqueue and
@@ -16,7 +17,7 @@
 --      option keys and values, presented events, role names); nothing stored;
 --   G. names with control or format characters or surrounding whitespace are DU001 for
 --      queue, task name, worker, event key, step name, idempotency_key, concurrency_key.
-select plan(350);
+select plan(352);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 
@@ -166,6 +167,18 @@ select set_config('durable.fake_now', '2030-01-01 01:00:00+00', false);
 select is(durable.purge('oldq', 0), 1, 'retention still deletes a finished task (with its events)');
 select is((select count(*) from durable.events where task_id = pg_temp.id('old')), 0::bigint,
           'the purged task''s events are gone');
+
+-- the other ways around the triggers and the owner's rights are PostgreSQL's own (in
+-- sessions logged in as the roles: SET ROLE is checked against the login role)
+select dblink_connect('w', pg_temp.conninfo_as(pg_temp.role('w')));
+select alike(pg_temp.remote('w', $$set session_replication_role = replica; select current_setting('session_replication_role')$$),
+             'ERROR 42501:%',
+             'a worker cannot SET session_replication_role = replica (which would silence the triggers inside the verbs)');
+select dblink_disconnect('w');
+select dblink_connect('o', pg_temp.conninfo_as(pg_temp.role('o')));
+select alike(pg_temp.remote('o', $$set role durable_owner; select current_user::text$$), 'ERROR 42501:%',
+             'an operator cannot SET ROLE durable_owner');
+select dblink_disconnect('o');
 
 -- ---------------------------------------------------------------------------------
 -- D. triggers
