@@ -106,6 +106,13 @@ class HistoryGap(DurableError):
     sqlstate = "DU021"
 
 
+class PermissionDenied(DurableError):
+    """42501: the role may not call this verb (it lacks the group role), or its queue grants
+    do not cover the queue (see the README, "Security")."""
+
+    sqlstate = "42501"
+
+
 class StepFailed(DurableError):
     """A step of a durable task failed after its retries; the failure is recorded in the log.
 
@@ -146,6 +153,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         EventsImmutable,
         NonDeterminismError,
         HistoryGap,
+        PermissionDenied,
     )
     if cls.sqlstate
 }

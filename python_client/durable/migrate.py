@@ -150,7 +150,10 @@ def _ensure_roles(conn: psycopg.Connection[Any]) -> None:
                 conn.execute(
                     psycopg.sql.SQL("grant durable_reader to {}").format(psycopg.sql.Identifier(member))
                 )
-    if not conn.execute("select pg_has_role(current_user, %s, 'member')", (OWNER_ROLE,)).fetchone()[0]:  # type: ignore[index]
+    # PostgreSQL 16+ separates administering a role from using it: what migrate needs is the
+    # right to SET ROLE to the owner (before 16 every member has it)
+    right = "set" if conn.info.server_version >= 160000 else "member"
+    if not conn.execute(f"select pg_has_role(current_user, %s, '{right}')", (OWNER_ROLE,)).fetchone()[0]:  # type: ignore[index]
         try:
             with conn.transaction():
                 conn.execute(
