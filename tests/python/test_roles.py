@@ -16,6 +16,7 @@ from pyclient_support import ThreadedWorker, wait_until
 from durable import Client, Worker, commands
 from durable.commands import Command
 from durable.connections import execute
+from durable.errors import PermissionDenied
 from durable.workflow import DurableContext
 
 WORKER_ROLE = "durable_test_worker"
@@ -115,13 +116,14 @@ def test_each_role_may_call_only_its_own_verbs(client: Client, worker_url: str) 
     client.create_queue("q")
     with psycopg.connect(worker_url, autocommit=True) as worker:
         # a worker makes no queue (ensure_queue is its way) and enqueues nothing
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        with pytest.raises(PermissionDenied) as denied:
             execute(worker, commands.create_queue("q", {}))
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        assert denied.value.sqlstate == "42501"
+        with pytest.raises(PermissionDenied):
             execute(worker, commands.enqueue("q", "t", {}, {}))
         assert execute(worker, commands.ensure_queue("w")) is True
     # a client claims nothing
-    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+    with pytest.raises(PermissionDenied):
         client.run(commands.claim("q", "client", 1, 30, None))
 
 
