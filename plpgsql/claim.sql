@@ -115,11 +115,10 @@ comment on function durable._end_attempt_unsuccessfully(durable.tasks, timestamp
 -- Reclaims up to p_limit expired leases of a queue and cancels tasks past their
 -- schedule deadline. Returns how many tasks it touched.
 -- (force_generic_plan: see "Plans" at the top of common.sql)
-create or replace function durable.reclaim(p_queue text, p_limit integer default 100)
+create or replace function durable._reclaim(p_queue text, p_limit integer)
 returns integer
 language plpgsql
 volatile
-security definer
 set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
 as $$
@@ -129,10 +128,6 @@ declare
     v_count integer := 0;
     v_cancelled integer;
 begin
-    perform durable._require(p_queue, array['operator', 'worker'], 'reclaim leases');
-    if p_limit is null or p_limit < 1 or p_limit > 10000 then
-        raise exception 'durable: limit must be between 1 and 10000, got %', p_limit using errcode = 'DU001';
-    end if;
     for t in
         select * from durable.tasks k
         where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
@@ -182,6 +177,25 @@ begin
 end;
 $$;
 
+comment on function durable._reclaim(text, integer) is
+'Internal: durable.reclaim without the caller''s checks (the claim''s maintenance path calls it).';
+
+create or replace function durable.reclaim(p_queue text, p_limit integer default 100)
+returns integer
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    perform durable._require(p_queue, array['operator'], 'reclaim leases');
+    if p_limit is null or p_limit < 1 or p_limit > 10000 then
+        raise exception 'durable: limit must be between 1 and 10000, got %', p_limit using errcode = 'DU001';
+    end if;
+    return durable._reclaim(p_queue, p_limit);
+end;
+$$;
+
 comment on function durable.reclaim(text, integer) is
 'Reclaims up to p_limit (1 to 10,000) expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed. Errors: DU001, 42501.';
 
@@ -227,7 +241,7 @@ begin
     end if;
 
     -- the queue's maintenance: expired leases, schedule timeouts, due sleepers, retention
-    perform durable.reclaim(p_queue, 100);
+    perform durable._reclaim(p_queue, 100);
     if v_queue.options ? 'retention'
         and (v_queue.purged_at is null
              or v_queue.purged_at <= durable.current_time()

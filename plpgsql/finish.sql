@@ -269,12 +269,34 @@ begin
         raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
     end if;
     perform durable._require(v_queue, array['operator'], 'cancel tasks');
+    -- the cancel cascades to the unfinished descendants: every one of their queues must be
+    -- the caller's to cancel in too (nothing to check while no queue grant exists)
+    if exists (select 1 from durable.queue_grants) then
+        select d.queue into v_queue
+        from (
+            with recursive tree (task_id, queue) as (
+                select c.task_id, c.queue from durable.tasks c
+                where c.parent_id = p_task and c.status not in ('completed', 'failed', 'cancelled')
+                union all
+                select c.task_id, c.queue from durable.tasks c join tree on c.parent_id = tree.task_id
+                where c.status not in ('completed', 'failed', 'cancelled')
+            )
+            select distinct tree.queue from tree
+        ) as d
+        where not durable._allowed(d.queue, array['operator'])
+        limit 1;
+        if found then
+            raise exception 'durable: permission denied: task % has unfinished descendants in queue %, where role % may not cancel',
+                p_task, durable._quote(v_queue), durable._caller()
+                using errcode = '42501';
+        end if;
+    end if;
     return durable._cancel(p_task, p_reason);
 end;
 $$;
 
 comment on function durable.cancel(uuid, text) is
-'Cancels an unfinished task (pending, running, sleeping or waiting) and, recursively, its unfinished children. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, checkpoint, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. p_reason (at most 2,000 characters) goes into the task''s error. Errors: DU003, DU004 unknown task, DU012 the task already completed or failed, 42501.';
+'Cancels an unfinished task (pending, running, sleeping or waiting) and, recursively, its unfinished children. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, checkpoint, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. p_reason (at most 2,000 characters) goes into the task''s error. The caller needs operator on the queue of the task and of every unfinished descendant. Errors: DU003, DU004 unknown task, DU012 the task already completed or failed, 42501.';
 
 grant execute on function durable.complete_many(uuid[], uuid[], jsonb[], integer[]) to durable_worker;
 grant execute on function durable.complete(uuid, uuid, jsonb, integer) to durable_worker;

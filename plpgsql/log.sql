@@ -174,13 +174,13 @@ begin
     -- what the caller presented is shown cut to a bounded length
     if p_presented is not null then
         p_presented := jsonb_build_object(
-            'kind', left(p_presented ->> 'kind', 100), 'name', left(p_presented ->> 'name', 255),
-            'input_hash', left(p_presented ->> 'input_hash', 128)
+            'kind', left(p_presented ->> 'kind', 100), 'name', left(p_presented ->> 'name', 100),
+            'input_hash', left(p_presented ->> 'input_hash', 100)
         );
     end if;
     v_presented := case
         when p_presented is null then 'nothing (it finished)'
-        else format('%s "%s"', p_presented ->> 'kind', left(p_presented ->> 'name', 100))
+        else format('%s "%s"', p_presented ->> 'kind', p_presented ->> 'name')
     end;
     if p_recorded is not null and p_presented is not null
         and p_recorded ->> 'kind' = p_presented ->> 'kind'

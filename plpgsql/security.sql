@@ -22,10 +22,12 @@
 -- A role may be restricted to some queues (durable.grant_queue): a row names a role, a
 -- queue (or a prefix followed by '*') and the capabilities granted there (worker,
 -- producer, operator, reader). The caller is the role in effect: the one chosen with SET
--- ROLE, else the login role; SET ROLE can be used only towards roles one belongs to, so
--- the caller cannot be forged. A caller to whom no row applies (rows apply to their role
--- and its members) is unrestricted; one to whom rows apply reaches only the queues those
--- rows match, with the capabilities they list. Every verb checks, before it writes:
+-- ROLE, else the login role) and the login role as well (unless it is a superuser or the
+-- owner's member): SET ROLE can be used only towards roles one belongs to, so neither can
+-- be forged, and a restricted login role cannot shed its grants by SET ROLE to a group
+-- role it holds. A caller to whom no row applies (rows apply to their role and its
+-- members) is unrestricted; one to whom rows apply reaches only the queues those rows
+-- match, with the capabilities they list. Every verb checks, before it writes:
 -- claim, next_wake and the token verbs need worker on the task's queue; enqueue needs
 -- producer; a spawn worker on its own queue and worker or producer on the target; emit
 -- producer or operator; the restarts, cancel, purges, reclaim and queue options
@@ -42,7 +44,58 @@
 -- The test clock (durable.fake_now) works only in a database whose owner marked it as a
 -- test database (durable.settings.test_clock).
 
--- The role a verb acts for: the one chosen with SET ROLE, else the session's login role.
+-- The roles a verb acts for: the one in effect (chosen with SET ROLE, else the login
+-- role), and the login role too unless it is a superuser or a member of the owner. Both
+-- count: a restricted login role must not shed its grants by SET ROLE to a group role it
+-- holds, and a login role that sets a restricted role (PostgREST's pattern) is restricted.
+create or replace function durable._callers()
+returns name[]
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    -- inside a SECURITY DEFINER function current_user is the owner; the setting "role"
+    -- still says what the session chose (it can only be set to a role one belongs to)
+    v_effective name := coalesce(nullif(current_setting('role'), 'none'), session_user)::name;
+begin
+    if v_effective = session_user or pg_has_role(session_user, 'durable_owner', 'MEMBER') then
+        return array[v_effective];
+    end if;
+    return array[v_effective, session_user];
+end;
+$$;
+
+comment on function durable._callers() is
+'Internal: the roles queue permissions are checked against: the role in effect (SET ROLE''s, else the login role), and the login role as well unless it is a superuser or a member of durable_owner.';
+
+-- Whether any of the callers is bound by queue grants, and by which ones: the grants that
+-- apply to one of them (to one of its roles), unless the role in effect is a superuser or
+-- a member of the owner.
+create or replace function durable._caller_grants()
+returns table (queue_pattern text, capabilities text[])
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_callers name[] := durable._callers();
+begin
+    if pg_has_role(v_callers[1], 'durable_owner', 'MEMBER') then
+        return;
+    end if;
+    return query
+    select g.queue_pattern, g.capabilities
+    from durable.queue_grants g
+    join pg_roles r on r.oid = g.role_oid
+    where exists (select 1 from unnest(v_callers) as c (role) where pg_has_role(c.role, g.role_oid, 'MEMBER'));
+end;
+$$;
+
+comment on function durable._caller_grants() is
+'Internal: the queue grants that bind the caller (see durable._callers): none for the owner''s members and superusers, else those of every role either caller belongs to.';
+
+-- The role named in refusals.
 create or replace function durable._caller()
 returns name
 language plpgsql
@@ -50,14 +103,12 @@ stable
 set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
-    -- inside a SECURITY DEFINER function current_user is the owner; the setting "role"
-    -- still says what the session chose (it can only be set to a role one belongs to)
-    return coalesce(nullif(current_setting('role'), 'none'), session_user)::name;
+    return (durable._callers())[1];
 end;
 $$;
 
 comment on function durable._caller() is
-'Internal: the role the session acts as (SET ROLE''s, else the login role); queue permissions are checked against it.';
+'Internal: the role in effect for the session (SET ROLE''s, else the login role), as refusals name it.';
 
 -- Whether the caller may act on a queue with one of the capabilities given.
 create or replace function durable._allowed(p_queue text, p_capabilities text[])
@@ -67,31 +118,26 @@ stable
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    v_caller name;
+    v_bound boolean;
     v_allowed boolean;
 begin
     if not exists (select 1 from durable.queue_grants) then
         return true;
     end if;
-    v_caller := durable._caller();
-    if pg_has_role(v_caller, 'durable_owner', 'MEMBER') then
-        -- the owner's members and superusers are never restricted
-        return true;
-    end if;
-    select bool_or(
-        (g.queue_pattern = p_queue
-         or (right(g.queue_pattern, 1) = '*' and starts_with(p_queue, left(g.queue_pattern, -1))))
-        and g.capabilities && p_capabilities
-    ) into v_allowed
-    from durable.queue_grants g
-    join pg_roles r on r.oid = g.role_oid
-    where pg_has_role(v_caller, g.role_oid, 'MEMBER');
-    return coalesce(v_allowed, true);
+    select count(*) > 0,
+           coalesce(bool_or(
+               (g.queue_pattern = p_queue
+                or (right(g.queue_pattern, 1) = '*' and starts_with(p_queue, left(g.queue_pattern, -1))))
+               and g.capabilities && p_capabilities
+           ), false)
+    into v_bound, v_allowed
+    from durable._caller_grants() as g;
+    return not v_bound or v_allowed;
 end;
 $$;
 
 comment on function durable._allowed(text, text[]) is
-'Internal: whether the caller (durable._caller) may act on queue p_queue with one of p_capabilities: true when no queue grant applies to it, else when one of the grants that apply matches the queue and lists one of the capabilities.';
+'Internal: whether the caller (durable._callers) may act on queue p_queue with one of p_capabilities: true when no queue grant binds it, else when one of the grants that bind it matches the queue and lists one of the capabilities.';
 
 -- Raises 42501 unless the caller may act on the queue with one of the capabilities.
 create or replace function durable._require(p_queue text, p_capabilities text[], p_what text)
@@ -137,15 +183,10 @@ language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
 as $$
-declare
-    v_caller name := durable._caller();
 begin
-    if not pg_has_role(v_caller, 'durable_owner', 'MEMBER') and exists (
-        select 1 from durable.queue_grants g
-        join pg_roles r on r.oid = g.role_oid
-        where pg_has_role(v_caller, g.role_oid, 'MEMBER')
-    ) then
-        raise exception 'durable: permission denied: role % is restricted to some queues and may not %', v_caller, p_what
+    if exists (select 1 from durable._caller_grants()) then
+        raise exception 'durable: permission denied: role % is restricted to some queues and may not %',
+            durable._caller(), p_what
             using errcode = '42501';
     end if;
 end;
