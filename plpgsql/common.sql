@@ -49,12 +49,17 @@ as $$
 declare
     v_fake text := current_setting('durable.fake_now', true);
 begin
-    -- any session can set durable.fake_now: it moves the clock only where the owner
-    -- marked the database as a test database (durable.settings, see security.sql)
-    if v_fake is null or v_fake = '' or not (select s.test_clock from durable.settings s) then
+    -- (a plain expression first: PL/pgSQL evaluates it without the executor, where one
+    -- with a sub-select costs a query, about 20 us, at every call)
+    if v_fake is null or v_fake = '' then
         return clock_timestamp();
     end if;
-    return v_fake::timestamptz;
+    -- any session can set durable.fake_now: it moves the clock only where the owner
+    -- marked the database as a test database (durable.settings, see security.sql)
+    if (select s.test_clock from durable.settings s) then
+        return v_fake::timestamptz;
+    end if;
+    return clock_timestamp();
 end;
 $$;
 
