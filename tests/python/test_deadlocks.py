@@ -569,8 +569,9 @@ class Session(threading.Thread):
         calls: list[tuple[str, dict[str, Any]]] = []
         target: uuid.UUID | None = None
         if scenario == "emit x cancel":
-            # a task and its own child waiting for one key: the emit locks the parent first
-            # (older id), a cancel of its tree the child first (deepest first)
+            # a task and its own child waiting for one key: the emit wakes (locks) both, a
+            # cancel of the tree cancels (locks) both (on the code before issue 10, in
+            # opposite orders)
             family = world.family(rng)
             if family is not None:
                 parent, queue, key = family
