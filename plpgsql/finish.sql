@@ -66,16 +66,19 @@ begin
             using errcode = 'DU001';
     end if;
     perform durable._check_payload(o, 'task output') from unnest(p_outputs) as o where o is not null;
-    -- children among them: each that ends locks its parent (durable._child_ended); lock
-    -- them and their parents first, newest first (the lock order, plpgsql/README.md), so
-    -- that batches ending children of the same parents in other orders wait, not deadlock
-    if exists (select 1 from durable.tasks k where k.task_id = any(p_tasks) and k.parent_id is not null) then
-        perform 1 from durable.tasks k
-        where k.task_id = any(p_tasks)
-           or k.task_id in (select c.parent_id from durable.tasks c where c.task_id = any(p_tasks))
-        order by k.task_id desc
-        for update;
-    end if;
+    -- lock the tasks, and the parents of those that are children (each child that ends
+    -- locks its parent: durable._child_ended), first and newest first (the lock order,
+    -- plpgsql/README.md), so that batches in other orders, cancels and the cancel
+    -- strategies wait for each other instead of deadlocking; and so that the update below
+    -- sees each task as it is once locked
+    perform 1 from durable.tasks k
+    where k.task_id in (
+        select u.id from unnest(p_tasks) as u (id)
+        union
+        select c.parent_id from durable.tasks c where c.task_id = any(p_tasks) and c.parent_id is not null
+    )
+    order by k.task_id desc
+    for update;
 
     return query
     with given as (
@@ -212,10 +215,11 @@ comment on function durable.fail(uuid, uuid, jsonb, boolean) is
 'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011, 42501.';
 
 -- Locks trees of tasks for a cancel: the roots, their unfinished descendants and the
--- roots' parents (a root that ends counts its parent down), newest first (the lock
--- order, plpgsql/README.md). A child spawned meanwhile by a task of the tree (it held its
--- row, so the lock waited for it) is found by the next pass. Returns the tasks locked.
-create or replace function durable._lock_trees(p_roots uuid[])
+-- roots' parents (a root that ends counts its parent down), and the tasks p_also, newest
+-- first (the lock order, plpgsql/README.md). A child spawned meanwhile by a task of the
+-- tree (it held its row, so the lock waited for it) is found by the next pass. Returns
+-- the tasks locked.
+create or replace function durable._lock_trees(p_roots uuid[], p_also uuid[] default '{}'::uuid[])
 returns uuid[]
 language plpgsql
 volatile
@@ -238,6 +242,8 @@ begin
             select tree.task_id from tree
             union
             select k.parent_id from durable.tasks k where k.task_id = any(p_roots) and k.parent_id is not null
+            union
+            select a.id from unnest(p_also) as a (id)
         ) as x
         where x.task_id <> all(v_locked);
         exit when cardinality(v_tree) = 0;
@@ -248,8 +254,8 @@ begin
 end;
 $$;
 
-comment on function durable._lock_trees(uuid[]) is
-'Internal: locks, newest first, the given tasks, their unfinished descendants and their parents, again until no new descendant shows up; returns what it locked.';
+comment on function durable._lock_trees(uuid[], uuid[]) is
+'Internal: locks, newest first, the given tasks, their unfinished descendants and their parents (and the tasks p_also, without their descendants), again until no new descendant shows up; returns what it locked.';
 
 -- Cancels trees of tasks in one pass: each unfinished root with p_reasons[i], and every
 -- unfinished descendant ("parent task ... was cancelled"). Finished roots are left as

@@ -572,7 +572,15 @@ begin
         or not exists (select 1 from durable.fair_keys f where f.queue = p_queue) then
         return;
     end if;
-    -- create_queue holds the queue's row (the queue lock); the tasks, newest first
+    -- create_queue holds the queue's row (the queue lock); then the keys' rows, in key
+    -- order, then the tasks, newest first (the lock order, plpgsql/README.md)
+    delete from durable.fair_keys f
+    where (f.queue, f.concurrency_key) in (
+        select i.queue, i.concurrency_key from durable.fair_keys i
+        where i.queue = p_queue
+        order by i.concurrency_key
+        for update
+    );
     update durable.tasks k
     set fair_tag = 0
     where k.task_id in (
@@ -582,7 +590,6 @@ begin
         order by r.task_id desc
         for update
     );
-    delete from durable.fair_keys f where f.queue = p_queue;
     update durable.limit_state ls set fair_clock = 0
     where ls.queue = p_queue and ls.concurrency_key = '';
 end;

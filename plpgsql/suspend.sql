@@ -250,7 +250,7 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    t durable.tasks;
     v_hash text := durable.input_hash(jsonb_build_object('queue', p_queue, 'input', p_input));
     e durable.events;
     v_queue durable.queues;
@@ -258,6 +258,23 @@ declare
     v_child uuid;
 begin
     perform durable._check_name(p_task_name, 'task_name');
+    -- a spawn that will create its child takes the locks of a new task of the target queue
+    -- (its key, the tasks it may cancel) before its own task's row, as the lock order
+    -- wants (plpgsql/README.md); a spawn that a re-run passes through creates nothing
+    if not exists (
+        select 1 from durable.tasks k
+        join durable.events r on r.task_id = k.task_id and r.generation = k.generation and r.seq = p_seq
+        where k.task_id = p_task
+    ) then
+        v_queue := durable._queue(p_queue);
+        perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
+        perform durable._lock_for_new_task(
+            v_queue,
+            case when jsonb_typeof(p_options -> 'concurrency_key') = 'string' then p_options ->> 'concurrency_key' end,
+            p_task
+        );
+    end if;
+    t := durable._fenced(p_task, p_lease_token);
     e := durable._event_at(t, p_seq, 'spawn', p_task_name, v_hash);
     if e.seq is not null then
         return (e.result ->> 'task_id')::uuid;
