@@ -549,8 +549,8 @@ begin
     ) r
     where r.rank > r.lim and (r.mine or v_strategy = 'cancel_in_progress');
     if v_victims is not null then
-        -- all the victims (with their trees and parents) locked at once, newest first; a
-        -- task that ended meanwhile is left alone
+        -- all the victims (with their trees) locked at once, oldest first; a task that
+        -- ended meanwhile is left alone
         perform durable._cancel_trees(v_victims, v_reasons);
     end if;
 end;
@@ -573,7 +573,7 @@ begin
         return;
     end if;
     -- create_queue holds the queue's row (the queue lock); then the keys' rows, in key
-    -- order, then the tasks, newest first (the lock order, plpgsql/README.md)
+    -- order, then the tasks, oldest first (the lock order, plpgsql/README.md)
     delete from durable.fair_keys f
     where (f.queue, f.concurrency_key) in (
         select i.queue, i.concurrency_key from durable.fair_keys i
@@ -587,7 +587,7 @@ begin
         select r.task_id from durable.tasks r
         where r.queue = p_queue and r.fair_tag <> 0
           and r.status in ('pending', 'running', 'sleeping', 'waiting')
-        order by r.task_id desc
+        order by r.task_id
         for update
     );
     update durable.limit_state ls set fair_clock = 0

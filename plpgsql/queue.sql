@@ -247,7 +247,7 @@ comment on function durable._task_row(durable.queues, text, jsonb, jsonb, timest
 -- The locks that creating a task of key p_key on a queue takes, taken by a verb that must
 -- then lock a task of its own (spawn, its parent p_also) before it does: the key's row
 -- (round_robin) or lock (cancel strategies), then the tasks the new one may cancel, with
--- their trees and parents, and p_also, newest first (the lock order, plpgsql/README.md).
+-- their trees, and p_also, oldest first (the lock order, plpgsql/README.md).
 create or replace function durable._lock_for_new_task(p_queue durable.queues, p_key text, p_also uuid)
 returns void
 language plpgsql
