@@ -53,7 +53,10 @@ insert into durable.wait_counts (parent_id, wait_seq, remaining)
 select
     p.task_id as parent_id,
     p.wait_seq,
-    (select count(*) from durable.child_waits as w where w.parent_id = p.task_id) as remaining
+    (
+        select count(*) from durable.child_waits as w
+        where w.parent_id = p.task_id
+    ) as remaining
 from durable.tasks as p
 where p.status = 'waiting' and p.wait_kind = 'children' and p.wake_at is null;
 
