@@ -54,63 +54,107 @@ $$;
 comment on function durable._fenced(uuid, uuid) is
 'Internal: locks the task and returns its row when p_token is its live lease (status running, token current, not expired). Raises DU004 for an unknown task, 42501 when the caller may not work on the task''s queue, DU011 when that attempt''s task was cancelled, DU010 otherwise. Every worker verb starts with it.';
 
--- Ends the live attempt of a (locked) task after a failure, a timeout or a lost lease:
--- records the attempt, then schedules the next one or ends the task failed.
-create or replace function durable._end_attempt_unsuccessfully(
-    t durable.tasks, p_now timestamptz, p_outcome text, p_error jsonb, p_retryable boolean default true
+-- Ends live attempts of (locked) tasks after a failure, a timeout or a lost lease, in one
+-- pass: records each attempt, then schedules the next one or ends the task failed.
+create or replace function durable._end_attempts(
+    p_tasks uuid[], p_outcomes text[], p_errors jsonb[], p_retryable boolean[]
 )
-returns durable.tasks
+returns table (task_id uuid, status text, run_at timestamptz)
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
+declare
+    v_now timestamptz := durable.current_time();
 begin
-    insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
-    values (t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at, p_now, p_outcome, p_error);
-
-    if p_outcome = 'lease_expired' then
-        t.lost_leases := t.lost_leases + 1;
-        if t.lost_leases > t.max_lost_leases then
-            t.status := 'failed';
-            t.error := jsonb_build_object(
+    return query
+    with ending as (
+        select u.task_id, u.outcome, u.error, coalesce(u.retryable, true) as retryable
+        from unnest(p_tasks, p_outcomes, p_errors, p_retryable) as u (task_id, outcome, error, retryable)
+    ),
+    recorded as (
+        insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
+        select k.task_id, k.attempt, k.queue, k.worker, k.lease_token, k.started_at, v_now, e.outcome, e.error
+        from ending e
+        join durable.tasks k on k.task_id = e.task_id
+    ),
+    decided as (
+        select e.task_id, e.outcome, e.error,
+               case
+                   -- a lost lease is not a failure of the task: it counts in lost_leases,
+                   -- and the task is claimable again at once, in its old place
+                   when e.outcome = 'lease_expired' then
+                       case when k.lost_leases + 1 > k.max_lost_leases then 'failed' else 'pending' end
+                   -- failures and timeouts count against max_attempts, and wait out the backoff
+                   when not e.retryable or k.failures + 1 >= k.max_attempts then 'failed'
+                   else 'pending'
+               end as status
+        from ending e
+        join durable.tasks k on k.task_id = e.task_id
+    )
+    update durable.tasks k
+    set status = d.status,
+        run_at = case
+            when d.status = 'pending' and d.outcome <> 'lease_expired'
+                then v_now + make_interval(secs => durable.backoff_delay(k.backoff, k.failures + 1))
+            else k.run_at
+        end,
+        failures = k.failures + case when d.outcome = 'lease_expired' then 0 else 1 end,
+        lost_leases = k.lost_leases + case when d.outcome = 'lease_expired' then 1 else 0 end,
+        error = case
+            when d.outcome <> 'lease_expired' then d.error
+            when d.status = 'failed' then jsonb_build_object(
                 'type', 'LeaseLost',
                 'message', format('the lease was lost %s times (max_lost_leases is %s)',
-                                  t.lost_leases, t.max_lost_leases)
-            );
-        else
-            t.status := 'pending';
-            t.run_at := p_now;
-        end if;
-    else
-        t.failures := t.failures + 1;
-        t.error := p_error;
-        if not p_retryable or t.failures >= t.max_attempts then
-            t.status := 'failed';
-        else
-            t.status := 'pending';
-            t.run_at := p_now + make_interval(secs => durable.backoff_delay(t.backoff, t.failures));
-        end if;
-    end if;
-    if t.status = 'failed' then
-        t.finished_at := p_now;
-    end if;
-
-    update durable.tasks k
-    set status = t.status,
-        run_at = t.run_at,
-        failures = t.failures,
-        lost_leases = t.lost_leases,
-        error = t.error,
-        finished_at = t.finished_at,
+                                  k.lost_leases + 1, k.max_lost_leases))
+            else k.error
+        end,
+        finished_at = case when d.status = 'failed' then v_now end,
         lease_expires_at = null,
         attempt_deadline = null
-    where k.task_id = t.task_id;
-    return t;
+    from decided d
+    where k.task_id = d.task_id
+    returning k.task_id, k.status, k.run_at;
 end;
 $$;
 
-comment on function durable._end_attempt_unsuccessfully(durable.tasks, timestamptz, text, jsonb, boolean) is
-'Internal: ends the running attempt of a locked task as failed, timed_out or lease_expired. Failures and timeouts count against max_attempts and wait out the backoff; lost leases count against max_lost_leases and are claimable again at once.';
+comment on function durable._end_attempts(uuid[], text[], jsonb[], boolean[]) is
+'Internal: ends the running attempts of locked tasks as failed, timed_out or lease_expired, in one pass. Failures and timeouts count against max_attempts and wait out the backoff (retryable false: failed at once); lost leases count against max_lost_leases and are claimable again at once, in their old place in the claim order. Returns each task''s new status and run time.';
+
+-- Of the given tasks, those that could be locked together with their parent (the lock
+-- order: newest first, children before parents), without waiting for either: verbs of the
+-- maintenance path use it, so that a task that ends there (its trigger locks its parent)
+-- never makes them wait while they hold other tasks.
+create or replace function durable._lock_with_parents(p_tasks uuid[])
+returns uuid[]
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_locked uuid[] := '{}'::uuid[];
+    v_id uuid;
+begin
+    for v_id in
+        select k.task_id from durable.tasks k
+        where k.task_id = any(p_tasks)
+           or k.task_id in (select c.parent_id from durable.tasks c where c.task_id = any(p_tasks))
+        order by k.task_id desc
+        for update skip locked
+    loop
+        v_locked := v_locked || v_id;
+    end loop;
+    return array(
+        select c.task_id from durable.tasks c
+        where c.task_id = any(p_tasks) and c.task_id = any(v_locked)
+          and (c.parent_id is null or c.parent_id = any(v_locked)
+               or not exists (select 1 from durable.tasks p where p.task_id = c.parent_id))
+    );
+end;
+$$;
+
+comment on function durable._lock_with_parents(uuid[]) is
+'Internal: locks, newest first and with SKIP LOCKED, the given tasks and their parents; returns the given tasks whose row and parent''s row (if any) it holds.';
 
 -- Reclaims up to p_limit expired leases of a queue and cancels tasks past their
 -- schedule deadline. Returns how many tasks it touched.
@@ -124,56 +168,65 @@ set plan_cache_mode = force_generic_plan
 as $$
 declare
     v_now timestamptz := durable.current_time();
-    t durable.tasks;
-    v_count integer := 0;
-    v_cancelled integer;
+    v_ids uuid[];
+    v_ended integer := 0;
+    v_cancelled integer := 0;
 begin
-    for t in
-        select * from durable.tasks k
+    -- expired leases: those taken (with their parents) without waiting, as they are now
+    v_ids := durable._lock_with_parents(array(
+        select k.task_id from durable.tasks k
         where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
         order by k.lease_expires_at
         limit p_limit
-        for update skip locked
-    loop
-        if t.attempt_deadline is not null and t.attempt_deadline <= v_now then
-            perform durable._end_attempt_unsuccessfully(
-                t, v_now, 'timed_out',
-                jsonb_build_object(
-                    'type', 'Timeout',
-                    'message', format('attempt %s ran longer than its timeout of %s s',
-                                      t.attempt, t.timeout_seconds)
-                )
-            );
-        else
-            perform durable._end_attempt_unsuccessfully(
-                t, v_now, 'lease_expired',
-                jsonb_build_object(
-                    'type', 'LeaseExpired',
-                    'message', format('worker %s did not renew its lease by %s', t.worker, t.lease_expires_at)
-                )
-            );
-        end if;
-        v_count := v_count + 1;
-    end loop;
+    ));
+    if cardinality(v_ids) > 0 then
+        select count(*)::integer into v_ended
+        from durable._end_attempts(
+            array(select k.task_id from durable.tasks k
+                  where k.task_id = any(v_ids) and k.status = 'running' and k.lease_expires_at <= v_now
+                  order by k.task_id),
+            array(select case when k.attempt_deadline is not null and k.attempt_deadline <= v_now
+                              then 'timed_out' else 'lease_expired' end
+                  from durable.tasks k
+                  where k.task_id = any(v_ids) and k.status = 'running' and k.lease_expires_at <= v_now
+                  order by k.task_id),
+            array(select case when k.attempt_deadline is not null and k.attempt_deadline <= v_now
+                              then jsonb_build_object(
+                                  'type', 'Timeout',
+                                  'message', format('attempt %s ran longer than its timeout of %s s',
+                                                    k.attempt, k.timeout_seconds))
+                              else jsonb_build_object(
+                                  'type', 'LeaseExpired',
+                                  'message', format('worker %s did not renew its lease by %s',
+                                                    k.worker, k.lease_expires_at))
+                         end
+                  from durable.tasks k
+                  where k.task_id = any(v_ids) and k.status = 'running' and k.lease_expires_at <= v_now
+                  order by k.task_id),
+            null
+        );
+    end if;
 
-    update durable.tasks k
-    set status = 'cancelled',
-        finished_at = v_now,
-        error = jsonb_build_object(
-            'type', 'ScheduleTimeout',
-            'message', format('not started by its schedule deadline %s', k.schedule_deadline)
-        )
-    where k.task_id in (
+    -- pending tasks past their schedule deadline (only a task that never started: a retry
+    -- of one that started in time is not late), taken with their parents without waiting
+    v_ids := durable._lock_with_parents(array(
         select d.task_id from durable.tasks d
         where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
-          and d.schedule_deadline <= v_now
-          -- only a task that never started: a retry of one that started in time is not late
-          and d.attempt = 0
+          and d.schedule_deadline <= v_now and d.attempt = 0
         limit p_limit
-        for update skip locked
-    );
-    get diagnostics v_cancelled = row_count;
-    return v_count + v_cancelled + durable._wake_due(p_queue, p_limit);
+    ));
+    if cardinality(v_ids) > 0 then
+        update durable.tasks k
+        set status = 'cancelled',
+            finished_at = v_now,
+            error = jsonb_build_object(
+                'type', 'ScheduleTimeout',
+                'message', format('not started by its schedule deadline %s', k.schedule_deadline)
+            )
+        where k.task_id = any(v_ids) and k.status = 'pending' and k.schedule_deadline <= v_now and k.attempt = 0;
+        get diagnostics v_cancelled = row_count;
+    end if;
+    return v_ended + v_cancelled + durable._wake_due(p_queue, p_limit);
 end;
 $$;
 
@@ -240,6 +293,23 @@ begin
             using errcode = 'DU001';
     end if;
 
+    if durable._has_limits(v_queue.options) then
+        -- concurrency or rate limits: the queue lock (its row) first, before the reclaim
+        -- locks any task (the lock order, plpgsql/README.md). When another claim holds
+        -- it and the committed tasks already fill the queue, waiting could only end in
+        -- starting nothing: return at once (a slot freed meanwhile goes to a later claim).
+        perform durable._require_read_committed('a claim on a queue with concurrency or rate limits');
+        perform 1 from durable.queues q where q.queue = p_queue for update skip locked;
+        if not found then
+            if v_queue.options ? 'concurrency_limit'
+                and not coalesce((v_queue.options ->> 'hold_slots_while_suspended')::boolean, false)
+                and (select count(*) from durable.tasks k where k.queue = p_queue and k.status = 'running')
+                    >= (v_queue.options ->> 'concurrency_limit')::integer then
+                return;
+            end if;
+            perform 1 from durable.queues q where q.queue = p_queue for update;
+        end if;
+    end if;
     -- the queue's maintenance: expired leases, schedule timeouts, due sleepers, retention
     perform durable._reclaim(p_queue, 100);
     if v_queue.options ? 'retention'

@@ -116,6 +116,40 @@ $$;
 comment on function durable.uuidv7() is
 'A random uuid whose first 48 bits are the Unix time in milliseconds (the version 7 layout), so new task ids land at the right edge of their index.';
 
+-- A time-ordered uuid larger than p_after: a child's id is larger than its parent's, so
+-- that the lock order (newest task first, see plpgsql/README.md) puts children before
+-- their parents. uuidv7() already is, unless both fall in one millisecond.
+create or replace function durable._uuidv7_after(p_after uuid)
+returns uuid
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_id uuid := durable.uuidv7();
+    v_ms bigint;
+begin
+    if v_id > p_after then
+        return v_id;
+    end if;
+    -- the millisecond after p_after's, with fresh random bits
+    v_ms := ('x' || lpad(left(replace(p_after::text, '-', ''), 12), 16, '0'))::bit(64)::bigint + 1;
+    return encode(
+        set_bit(
+            set_bit(
+                overlay(uuid_send(gen_random_uuid()) placing substring(int8send(v_ms) from 3) from 1 for 6),
+                52, 1
+            ),
+            53, 1
+        ),
+        'hex'
+    )::uuid;
+end;
+$$;
+
+comment on function durable._uuidv7_after(uuid) is
+'Internal: a uuidv7 larger than p_after (the next millisecond''s when the clock has not moved past it): children get ids larger than their parents''.';
+
 -- Locks a task's row and returns it; DU004 when there is no such task.
 create or replace function durable._locked_task(p_task uuid)
 returns durable.tasks

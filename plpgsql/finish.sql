@@ -66,15 +66,30 @@ begin
             using errcode = 'DU001';
     end if;
     perform durable._check_payload(o, 'task output') from unnest(p_outputs) as o where o is not null;
+    -- children among them: each that ends locks its parent (durable._child_ended); lock
+    -- them and their parents first, newest first (the lock order, plpgsql/README.md), so
+    -- that batches ending children of the same parents in other orders wait, not deadlock
+    if exists (select 1 from durable.tasks k where k.task_id = any(p_tasks) and k.parent_id is not null) then
+        perform 1 from durable.tasks k
+        where k.task_id = any(p_tasks)
+           or k.task_id in (select c.parent_id from durable.tasks c where c.task_id = any(p_tasks))
+        order by k.task_id desc
+        for update;
+    end if;
 
     return query
-    with batch as (
-        select u.task_id, u.token, u.output, u.consumed, u.ord
+    with given as (
+        select u.task_id, u.token, u.output, u.consumed, u.ord,
+               -- a task given twice with its token is completed by its first element only
+               row_number() over (partition by u.task_id, u.token order by u.ord) as nth
         from unnest(
             p_tasks, p_lease_tokens,
             coalesce(p_outputs, array_fill(null::jsonb, array[cardinality(p_tasks)])),
             coalesce(p_consumed, array_fill(null::integer, array[cardinality(p_tasks)]))
         ) with ordinality as u (task_id, token, output, consumed, ord)
+    ),
+    batch as (
+        select g.task_id, g.token, g.output, g.consumed, g.ord from given g where g.nth = 1
     ),
     done as (
         update durable.tasks t
@@ -106,8 +121,9 @@ begin
         returning attempts.task_id, attempts.lease_token
     )
     select b.task_id,
-           r.task_id is not null,
+           b.nth = 1 and r.task_id is not null,
            case
+               when b.nth > 1 then 'duplicate'
                when r.task_id is not null then 'completed'
                when k.task_id is null then 'unknown_task'
                when v_restricted and not durable._allowed(k.queue, array['worker']) then 'permission_denied'
@@ -116,16 +132,16 @@ begin
                    and k.durable then 'history_not_consumed'
                else 'lease_lost'
            end
-    from batch b
+    from given b
     -- by token too: the same task twice in a batch, once with a dead token, is rejected there
-    left join recorded r on r.task_id = b.task_id and r.lease_token = b.token
+    left join recorded r on b.nth = 1 and r.task_id = b.task_id and r.lease_token = b.token
     left join durable.tasks k on r.task_id is null and k.task_id = b.task_id
     order by b.ord;
 end;
 $$;
 
 comment on function durable.complete_many(uuid[], uuid[], jsonb[], integer[]) is
-'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Element i of p_consumed is, for a durable task, how many recorded events its code went through: a durable task that completes with recorded events left unconsumed is a non-determinism. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task, history_not_consumed, permission_denied: the caller may not work on the task''s queue); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
+'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Element i of p_consumed is, for a durable task, how many recorded events its code went through: a durable task that completes with recorded events left unconsumed is a non-determinism. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task, history_not_consumed, permission_denied: the caller may not work on the task''s queue, duplicate: the task was given earlier in the batch with the same token, and that element alone counts); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
 
 create or replace function durable.complete(
     p_task uuid, p_lease_token uuid, p_output jsonb default null, p_consumed integer default null
@@ -186,72 +202,119 @@ begin
             using errcode = 'DU001';
     end if;
     perform durable._check_payload(p_error, 'task error');
-    t := durable._end_attempt_unsuccessfully(
-        t, durable.current_time(), 'failed', p_error, coalesce(p_retryable, true)
-    );
-    return query select t.status, case when t.status = 'pending' then t.run_at end;
+    return query
+    select e.status, case when e.status = 'pending' then e.run_at end
+    from durable._end_attempts(array[t.task_id], array['failed'], array[p_error], array[coalesce(p_retryable, true)]) as e;
 end;
 $$;
 
 comment on function durable.fail(uuid, uuid, jsonb, boolean) is
 'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011, 42501.';
 
-create or replace function durable._cancel(p_task uuid, p_reason text)
-returns boolean
+-- Locks trees of tasks for a cancel: the roots, their unfinished descendants and the
+-- roots' parents (a root that ends counts its parent down), newest first (the lock
+-- order, plpgsql/README.md). A child spawned meanwhile by a task of the tree (it held its
+-- row, so the lock waited for it) is found by the next pass. Returns the tasks locked.
+create or replace function durable._lock_trees(p_roots uuid[])
+returns uuid[]
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks;
-    v_now timestamptz := durable.current_time();
-    v_error jsonb;
+    v_locked uuid[] := '{}'::uuid[];
+    v_tree uuid[];
 begin
-    v_error := jsonb_build_object('type', 'Cancelled', 'message', coalesce(p_reason, 'cancelled'));
-    -- lock the unfinished descendants first, deepest first, and the task last: a child
-    -- that ends locks its own row, then its parent's (durable._child_ended), so taking
-    -- the locks in that same order cannot deadlock with it
-    perform 1
-    from durable.tasks k
-    join (
-        with recursive tree (task_id, depth) as (
-            select c.task_id, 1 from durable.tasks c
-            where c.parent_id = p_task and c.status not in ('completed', 'failed', 'cancelled')
-            union all
-            select c.task_id, tree.depth + 1 from durable.tasks c join tree on c.parent_id = tree.task_id
+    loop
+        with recursive tree (task_id) as (
+            select r.id from unnest(p_roots) as r (id)
+            union
+            select c.task_id from durable.tasks c
+            join tree on c.parent_id = tree.task_id
             where c.status not in ('completed', 'failed', 'cancelled')
         )
-        select tree.task_id, tree.depth from tree
-    ) as d on d.task_id = k.task_id
-    order by d.depth desc, k.task_id
-    for update of k;
-    t := durable._locked_task(p_task);
-    if t.status = 'cancelled' then
-        return false;
-    end if;
-    if t.status in ('completed', 'failed') then
-        raise exception 'durable: task % is already %; only an unfinished task can be cancelled', p_task, t.status
-            using errcode = 'DU012';
-    end if;
-    if t.status = 'running' then
-        insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
-        values (t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at, v_now, 'cancelled', v_error);
-    end if;
-    update durable.tasks k
-    set status = 'cancelled', error = v_error, finished_at = v_now,
-        lease_expires_at = null, attempt_deadline = null,
-        wake_at = null, wait_kind = null, wait_key = null, wait_seq = null, wait_children = null
-    where k.task_id = p_task;
-    -- cascade to the unfinished children (and theirs)
-    perform durable._cancel(c.task_id, format('parent task %s was cancelled', p_task))
-    from durable.tasks c
-    where c.parent_id = p_task and c.status not in ('completed', 'failed', 'cancelled');
-    return true;
+        select coalesce(array_agg(x.task_id), '{}'::uuid[]) into v_tree
+        from (
+            select tree.task_id from tree
+            union
+            select k.parent_id from durable.tasks k where k.task_id = any(p_roots) and k.parent_id is not null
+        ) as x
+        where x.task_id <> all(v_locked);
+        exit when cardinality(v_tree) = 0;
+        perform 1 from durable.tasks k where k.task_id = any(v_tree) order by k.task_id desc for update;
+        v_locked := v_locked || v_tree;
+    end loop;
+    return v_locked;
 end;
 $$;
 
-comment on function durable._cancel(uuid, text) is
-'Internal: durable.cancel without the caller''s checks (the cascade to children and the cancel strategies of limits.sql call it).';
+comment on function durable._lock_trees(uuid[]) is
+'Internal: locks, newest first, the given tasks, their unfinished descendants and their parents, again until no new descendant shows up; returns what it locked.';
+
+-- Cancels trees of tasks in one pass: each unfinished root with p_reasons[i], and every
+-- unfinished descendant ("parent task ... was cancelled"). Finished roots are left as
+-- they are. Returns the roots it cancelled.
+create or replace function durable._cancel_trees(p_roots uuid[], p_reasons text[])
+returns uuid[]
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+    v_tasks uuid[];
+    v_errors jsonb[];
+    v_cancelled uuid[];
+begin
+    perform durable._lock_trees(p_roots);
+    -- what to cancel, as it is now that it is locked: the unfinished roots and their
+    -- unfinished descendants, each with its error
+    with recursive tree (task_id, error, is_root) as (
+        select k.task_id,
+               jsonb_build_object('type', 'Cancelled', 'message', coalesce(r.reason, 'cancelled')),
+               true
+        from unnest(p_roots, p_reasons) as r (id, reason)
+        join durable.tasks k on k.task_id = r.id
+        where k.status not in ('completed', 'failed', 'cancelled')
+        union
+        select c.task_id,
+               jsonb_build_object('type', 'Cancelled', 'message', format('parent task %s was cancelled', c.parent_id)),
+               false
+        from durable.tasks c
+        join tree on c.parent_id = tree.task_id
+        where c.status not in ('completed', 'failed', 'cancelled')
+    )
+    select array_agg(d.task_id order by d.task_id desc),
+           array_agg(d.error order by d.task_id desc),
+           array_agg(d.task_id) filter (where d.is_root)
+    into v_tasks, v_errors, v_cancelled
+    from (
+        select distinct on (tree.task_id) tree.task_id, tree.error, tree.is_root
+        from tree
+        order by tree.task_id, tree.is_root desc
+    ) as d;
+    if v_tasks is null then
+        return '{}'::uuid[];
+    end if;
+    insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
+    select k.task_id, k.attempt, k.queue, k.worker, k.lease_token, k.started_at, v_now, 'cancelled', c.error
+    from unnest(v_tasks, v_errors) as c (task_id, error)
+    join durable.tasks k on k.task_id = c.task_id
+    where k.status = 'running';
+    delete from durable.child_waits w where w.parent_id = any(v_tasks);
+    update durable.tasks k
+    set status = 'cancelled', error = c.error, finished_at = v_now,
+        lease_expires_at = null, attempt_deadline = null,
+        wake_at = null, wait_kind = null, wait_key = null, wait_seq = null, wait_children = null,
+        wait_remaining = null
+    from unnest(v_tasks, v_errors) as c (task_id, error)
+    where k.task_id = c.task_id;
+    return coalesce(v_cancelled, '{}'::uuid[]);
+end;
+$$;
+
+comment on function durable._cancel_trees(uuid[], text[]) is
+'Internal: cancels, in one pass, the unfinished tasks among p_roots (with p_reasons) and all their unfinished descendants, after locking them with their parents newest first; finished roots are left alone. Running ones get an attempt row (their workers learn it at their next call: DU011). Returns the roots it cancelled.';
 
 create or replace function durable.cancel(p_task uuid, p_reason text default null)
 returns boolean
@@ -262,6 +325,7 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_queue text;
+    v_status text;
 begin
     perform durable._check_reason(p_reason);
     select k.queue into v_queue from durable.tasks k where k.task_id = p_task;
@@ -291,7 +355,17 @@ begin
                 using errcode = '42501';
         end if;
     end if;
-    return durable._cancel(p_task, p_reason);
+    perform durable._lock_trees(array[p_task]);
+    select k.status into v_status from durable.tasks k where k.task_id = p_task;
+    if v_status = 'cancelled' then
+        return false;
+    end if;
+    if v_status in ('completed', 'failed') then
+        raise exception 'durable: task % is already %; only an unfinished task can be cancelled', p_task, v_status
+            using errcode = 'DU012';
+    end if;
+    perform durable._cancel_trees(array[p_task], array[p_reason]);
+    return true;
 end;
 $$;
 

@@ -31,7 +31,7 @@
 --
 -- Priorities still order claims within what the limits admit.
 --
--- ## How it is enforced: one advisory lock per queue, then count
+-- ## How it is enforced: one lock per queue (its row), then count
 --
 -- "What is running" is never stored: it is the task rows whose status is 'running' (plus
 -- 'sleeping'/'waiting' with hold_slots_while_suspended). So every way out of running
@@ -39,12 +39,14 @@
 -- when a worker is killed: a lost lease stays 'running' (and keeps its slot) until the
 -- reclaim that every claim starts with moves it back to pending.
 --
--- A claim on a queue with any of the options above (durable.claim calls
--- durable._claim_admit) takes a transaction-level advisory lock keyed by the queue
--- (pg_advisory_xact_lock(1685418497, hashtext(queue))) BEFORE the statements that count
--- what runs. Only claims take it, so claims of one queue are serialised and nothing else
--- is (enqueue, heartbeat, complete and fail never wait for it). Under READ COMMITTED each
--- statement takes a new snapshot, and the lock is released only after the previous
+-- A claim on a queue with any of the options above locks the queue's row in
+-- durable.queues (FOR UPDATE: the queue lock, first in the lock order of
+-- plpgsql/README.md) before anything else, its reclaim included, and so BEFORE the
+-- statements that count what runs. Only claims and create_queue take it, so claims of one
+-- queue are serialised and nothing else is (enqueue, heartbeat, complete and fail never
+-- wait for it). A row lock, not an advisory lock: no role can take it without rights on
+-- the table, so no role can stall a queue's claims by holding it. Under READ COMMITTED
+-- each statement takes a new snapshot, and the lock is released only after the previous
 -- holder's commit is visible; so the counting statements see every task every earlier
 -- claimer started, and every slot released by a commit before them. A release that has
 -- not committed yet still counts as running: the error is always on the safe side. The
@@ -271,19 +273,7 @@ declare
                and (r.concurrency_key_limit is not null or r.concurrency_key <> all(v_full)));
 begin
     perform durable._require_read_committed('a claim on a queue with concurrency or rate limits');
-    if not pg_try_advisory_xact_lock(1685418497, hashtext(p_queue.queue)) then
-        -- Another claim holds the lock. When the committed tasks already fill the queue,
-        -- waiting could only end in starting nothing: return at once (a slot freed
-        -- meanwhile goes to a later claim), rather than queue up behind the lock.
-        if v_queue_limit is not null and not v_hold
-            and (select count(*) from durable.tasks k
-                 where k.queue = p_queue.queue and k.status = 'running') >= v_queue_limit then
-            claimed_at := durable.current_time();
-            task_ids := '{}'::uuid[];
-            return;
-        end if;
-        perform pg_advisory_xact_lock(1685418497, hashtext(p_queue.queue));
-    end if;
+    -- durable.claim took the queue lock (its row) before its reclaim
     -- From here on, each statement sees what every earlier claimer of this queue
     -- committed: the lock is released after the holder's commit becomes visible.
     perform set_config('synchronous_commit', 'off', true);
@@ -443,34 +433,54 @@ end;
 $$;
 
 comment on function durable._claim_admit(durable.queues, integer, text[]) is
-'Internal: the admission of a queue with concurrency or rate limits (see the top of limits.sql). Takes the queue''s advisory lock, counts what runs, walks ready tasks in claim order admitting those the queue limit, per-key limits and rate limits allow (at most p_max_tasks), locks them and returns their ids with the claim time. Updates the rate logs and the round_robin clock. durable.claim starts the tasks. DU001 outside READ COMMITTED.';
+'Internal: the admission of a queue with concurrency or rate limits (see the top of limits.sql). Under the queue''s lock (its row, taken by durable.claim), counts what runs, walks ready tasks in claim order admitting those the queue limit, per-key limits and rate limits allow (at most p_max_tasks), locks them and returns their ids with the claim time. Updates the rate logs and the round_robin clock. durable.claim starts the tasks. DU001 outside READ COMMITTED.';
 
--- The round_robin tag of a new task of key p_key (null: no key).
-create or replace function durable._fair_tag(p_queue text, p_key text)
-returns bigint
+-- The round_robin tags of new tasks of a queue (start-time fair queuing): the i-th new
+-- task of a key gets max(V, the tag of the key's previous task + 1) + i - 1, V being the
+-- queue's clock. The keys' rows in durable.fair_keys are locked in key order (one batch
+-- cannot wait for another's keys in a cycle) until the enqueue commits.
+create or replace function durable._assign_fair_tags(p_queue text, p_task_ids uuid[])
+returns void
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_clock bigint;
-    v_tag bigint;
 begin
     select ls.fair_clock into v_clock
     from durable.limit_state ls
     where ls.queue = p_queue and ls.concurrency_key = '';
     v_clock := coalesce(v_clock, 0);
-    insert into durable.fair_keys as f (queue, concurrency_key, last_tag)
-    values (p_queue, coalesce(p_key, ''), v_clock)
-    on conflict (queue, concurrency_key) do update
-        set last_tag = greatest(f.last_tag + 1, excluded.last_tag)
-    returning f.last_tag into v_tag;
-    return v_tag;
+    with new as (
+        select k.task_id, coalesce(k.concurrency_key, '') as fair_key,
+               row_number() over (partition by coalesce(k.concurrency_key, '') order by u.ord) as rank
+        from unnest(p_task_ids) with ordinality as u (id, ord)
+        join durable.tasks k on k.task_id = u.id
+    ),
+    per_key as (
+        select n.fair_key, count(*)::bigint as tasks from new n group by n.fair_key
+    ),
+    bumped as (
+        insert into durable.fair_keys as f (queue, concurrency_key, last_tag)
+        select p_queue, pk.fair_key, v_clock + pk.tasks - 1
+        from per_key pk
+        order by pk.fair_key
+        on conflict (queue, concurrency_key) do update
+            set last_tag = greatest(f.last_tag + 1, v_clock) + (excluded.last_tag - v_clock)
+        returning f.concurrency_key, f.last_tag
+    )
+    update durable.tasks k
+    set fair_tag = b.last_tag - pk.tasks + n.rank
+    from new n
+    join per_key pk on pk.fair_key = n.fair_key
+    join bumped b on b.concurrency_key = n.fair_key
+    where k.task_id = n.task_id;
 end;
 $$;
 
-comment on function durable._fair_tag(text, text) is
-'Internal: the fair_tag of a new task of a round_robin queue: max(the queue''s clock, the tag of the key''s previous task + 1) (start-time fair queuing). Locks the key''s row in durable.fair_keys until the enqueue commits.';
+comment on function durable._assign_fair_tags(text, uuid[]) is
+'Internal: gives new tasks of a round_robin queue their fair_tag (start-time fair queuing: per key, max(the queue''s clock, the key''s previous tag + 1), then +1 per task, in the order given), locking the keys'' rows of durable.fair_keys in key order.';
 
 -- After an enqueue on a queue with a cancel strategy: cancels what the strategy says.
 create or replace function durable._enqueued_under_limits(p_queue durable.queues, p_task_ids uuid[])
@@ -485,7 +495,8 @@ declare
     v_hold boolean := coalesce((p_queue.options ->> 'hold_slots_while_suspended')::boolean, false);
     v_keys text[];
     v_key text;
-    v record;
+    v_victims uuid[];
+    v_reasons text[];
 begin
     if v_strategy is null or v_strategy not in ('cancel_in_progress', 'cancel_newest') then
         return;
@@ -504,50 +515,44 @@ begin
     -- Each key's unfinished tasks, ranked: for cancel_newest the tasks of others first
     -- (oldest first), then this enqueue's; for cancel_in_progress this enqueue's first
     -- (newest first), then the others (newest first).
-    for v in
-        select r.task_id, r.concurrency_key, r.lim, r.mine
-        from (
-            select k.task_id, k.concurrency_key, k.task_id = any(p_task_ids) as mine,
-                   row_number() over (
-                       partition by k.concurrency_key
-                       order by
-                           case when v_strategy = 'cancel_newest' then k.task_id = any(p_task_ids)
-                                else not k.task_id = any(p_task_ids) end,
-                           case when v_strategy = 'cancel_newest' then k.seq else -k.seq end
-                   ) as rank,
-                   case when v_strategy = 'cancel_newest'
-                        then coalesce(k.concurrency_key_limit, v_key_limit)
-                        -- cancel_in_progress: the limit of the key's newest task
-                        else first_value(coalesce(k.concurrency_key_limit, v_key_limit)) over (
-                            partition by k.concurrency_key
-                            order by not k.task_id = any(p_task_ids), -k.seq
-                        )
-                   end as lim
-            from durable.tasks k
-            where k.queue = p_queue.queue
-              and k.concurrency_key = any(v_keys)
-              and (k.status in ('pending', 'running') or (v_hold and k.status in ('sleeping', 'waiting')))
-        ) r
-        where r.rank > r.lim and (r.mine or v_strategy = 'cancel_in_progress')
-        order by r.concurrency_key, r.rank
-    loop
-        -- durable.cancel locks the task's unfinished descendants, then the task (the order a
-        -- child that ends takes them in): locking the task first here could deadlock. A
-        -- task that ended meanwhile is left alone (cancel refuses it with DU012).
-        begin
-            perform durable._cancel(
-                v.task_id,
-                case when v_strategy = 'cancel_newest'
-                     then format('concurrency key %s already has %s unfinished task(s), its limit (strategy cancel_newest)',
-                                 quote_literal(v.concurrency_key), v.lim)
-                     else format('superseded by a newer task of concurrency key %s (strategy cancel_in_progress, limit %s)',
-                                 quote_literal(v.concurrency_key), v.lim)
-                end
-            );
-        exception when sqlstate 'DU012' then
-            null;
-        end;
-    end loop;
+    select array_agg(r.task_id order by r.concurrency_key, r.rank),
+           array_agg(
+               case when v_strategy = 'cancel_newest'
+                    then format('concurrency key %s already has %s unfinished task(s), its limit (strategy cancel_newest)',
+                                quote_literal(r.concurrency_key), r.lim)
+                    else format('superseded by a newer task of concurrency key %s (strategy cancel_in_progress, limit %s)',
+                                quote_literal(r.concurrency_key), r.lim)
+               end
+               order by r.concurrency_key, r.rank)
+    into v_victims, v_reasons
+    from (
+        select k.task_id, k.concurrency_key, k.task_id = any(p_task_ids) as mine,
+               row_number() over (
+                   partition by k.concurrency_key
+                   order by
+                       case when v_strategy = 'cancel_newest' then k.task_id = any(p_task_ids)
+                            else not k.task_id = any(p_task_ids) end,
+                       case when v_strategy = 'cancel_newest' then k.seq else -k.seq end
+               ) as rank,
+               case when v_strategy = 'cancel_newest'
+                    then coalesce(k.concurrency_key_limit, v_key_limit)
+                    -- cancel_in_progress: the limit of the key's newest task
+                    else first_value(coalesce(k.concurrency_key_limit, v_key_limit)) over (
+                        partition by k.concurrency_key
+                        order by not k.task_id = any(p_task_ids), -k.seq
+                    )
+               end as lim
+        from durable.tasks k
+        where k.queue = p_queue.queue
+          and k.concurrency_key = any(v_keys)
+          and (k.status in ('pending', 'running') or (v_hold and k.status in ('sleeping', 'waiting')))
+    ) r
+    where r.rank > r.lim and (r.mine or v_strategy = 'cancel_in_progress');
+    if v_victims is not null then
+        -- all the victims (with their trees and parents) locked at once, newest first; a
+        -- task that ended meanwhile is left alone
+        perform durable._cancel_trees(v_victims, v_reasons);
+    end if;
 end;
 $$;
 
@@ -567,11 +572,16 @@ begin
         or not exists (select 1 from durable.fair_keys f where f.queue = p_queue) then
         return;
     end if;
-    perform pg_advisory_xact_lock(1685418497, hashtext(p_queue));
+    -- create_queue holds the queue's row (the queue lock); the tasks, newest first
     update durable.tasks k
     set fair_tag = 0
-    where k.queue = p_queue and k.fair_tag <> 0
-      and k.status in ('pending', 'running', 'sleeping', 'waiting');
+    where k.task_id in (
+        select r.task_id from durable.tasks r
+        where r.queue = p_queue and r.fair_tag <> 0
+          and r.status in ('pending', 'running', 'sleeping', 'waiting')
+        order by r.task_id desc
+        for update
+    );
     delete from durable.fair_keys f where f.queue = p_queue;
     update durable.limit_state ls set fair_clock = 0
     where ls.queue = p_queue and ls.concurrency_key = '';

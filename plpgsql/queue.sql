@@ -218,9 +218,11 @@ begin
         -- the clock starts when the task becomes due
         t.schedule_deadline := t.run_at + make_interval(secs => v_schedule_timeout);
     end if;
+    t.schedule_timeout := v_schedule_timeout;
     t.idempotency_key := durable._opt_text(p_options, 'idempotency_key', 255);
     t.durable := coalesce(durable._opt_bool(p_options, 'durable'), false);
-    -- concurrency limits (limits.sql): the key, this task's own key limit, its round_robin tag
+    -- concurrency limits (limits.sql): the key and this task's own key limit (its round_robin
+    -- tag is given when it is inserted: durable._create_tasks)
     t.concurrency_key := durable._opt_text(p_options, 'concurrency_key', 255);
     t.concurrency_key_limit := durable._opt_number(p_options, 'concurrency_key_limit', 1, 100000, true)::integer;
     if t.concurrency_key_limit is not null
@@ -229,8 +231,7 @@ begin
             using errcode = 'DU001',
                   hint = 'set concurrency_key_limit or concurrency_strategy on the queue with durable.create_queue()';
     end if;
-    t.fair_tag := case when p_queue.options ->> 'concurrency_strategy' = 'round_robin'
-                       then durable._fair_tag(p_queue.queue, t.concurrency_key) else 0 end;
+    t.fair_tag := 0;
     t.generation := 1;
     t.attempt := 0;
     t.failures := 0;
@@ -294,9 +295,8 @@ as $$
 declare
     v_queue durable.queues := durable._queue(p_queue);
     v_now timestamptz := durable.current_time();
-    v_ready boolean;
+    v_rows durable.tasks[];
     v_ids uuid[];
-    v_new_ids uuid[];
 begin
     perform durable._require(p_queue, array['producer'], 'enqueue');
     if p_tasks is null or jsonb_typeof(p_tasks) <> 'array' then
@@ -314,70 +314,104 @@ begin
     perform durable._check_keys(e.spec, array['task_name', 'input', 'options'], 'task spec')
     from jsonb_array_elements(p_tasks) as e (spec);
 
-    with specs as materialized (
-        select e.ord,
+    select array_agg(
                durable._task_row(
                    -- a task_name that is not a JSON string is no name (DU001), not its JSON text
                    v_queue, case when jsonb_typeof(e.spec -> 'task_name') = 'string' then e.spec ->> 'task_name' end,
                    coalesce(e.spec -> 'input', '{}'::jsonb),
                    coalesce(e.spec -> 'options', '{}'::jsonb), v_now
-               ) as task
-        from jsonb_array_elements(p_tasks) with ordinality as e (spec, ord)
-    ),
-    inserted as (
-        insert into durable.tasks (
-            task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
-            lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-            schedule_deadline, idempotency_key, created_at, durable,
-            concurrency_key, concurrency_key_limit, fair_tag
-        )
-        select (s.task).task_id, (s.task).queue, (s.task).task_name, (s.task).input, 'pending',
-               (s.task).priority, (s.task).run_at, 0, 0, 0, (s.task).max_attempts,
-               (s.task).max_lost_leases, (s.task).backoff, (s.task).timeout_seconds,
-               (s.task).schedule_deadline, (s.task).idempotency_key, (s.task).created_at,
-               (s.task).durable, (s.task).concurrency_key, (s.task).concurrency_key_limit,
-               (s.task).fair_tag
-        from specs s
-        order by s.ord
-        on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
-        returning tasks.task_id, tasks.run_at, tasks.idempotency_key
-    )
-    -- the id of each spec, in order: its new task, or the task that holds its idempotency
-    -- key (an earlier spec of this batch, or a task that existed before this statement)
-    select array_agg(coalesce(i.task_id, ik.task_id, k.task_id) order by s.ord),
-           coalesce(bool_or(i.run_at <= v_now), false),
-           array_agg(i.task_id) filter (where i.task_id is not null)
-    into v_ids, v_ready, v_new_ids
-    from specs s
-    left join inserted i on i.task_id = (s.task).task_id
-    left join inserted ik
-        on i.task_id is null and ik.idempotency_key = (s.task).idempotency_key
-    left join durable.tasks k
-        on i.task_id is null and ik.task_id is null
-        and k.queue = p_queue and k.idempotency_key = (s.task).idempotency_key;
-    -- a key committed by another transaction while the insert waited for it is not in that
-    -- statement's snapshot: look it up again, in a statement (and snapshot) of its own
-    if array_position(v_ids, null) is not null then
-        select array_agg(coalesce(u.id, k.task_id) order by u.ord) into v_ids
-        from unnest(v_ids) with ordinality as u (id, ord)
-        join jsonb_array_elements(p_tasks) with ordinality as e (spec, ord) on e.ord = u.ord
-        left join durable.tasks k
-            on u.id is null and k.queue = p_queue
-            and k.idempotency_key = e.spec -> 'options' ->> 'idempotency_key';
-    end if;
-
-    if v_new_ids is not null and v_queue.options ? 'concurrency_strategy' then
-        perform durable._enqueued_under_limits(v_queue, v_new_ids);
-    end if;
-    if v_ready then
-        perform durable._notify(p_queue, v_queue.options);
-    end if;
+               ) order by e.ord)
+    into v_rows
+    from jsonb_array_elements(p_tasks) with ordinality as e (spec, ord);
+    v_ids := coalesce(durable._create_tasks(v_queue, v_rows), '{}'::uuid[]);
     return query select u.id from unnest(v_ids) with ordinality as u (id, ord) order by u.ord;
 end;
 $$;
 
 comment on function durable.enqueue_many(text, jsonb) is
 'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing. Errors: DU001, DU002, DU003, 42501; on any error nothing of the batch is written.';
+
+-- The one way a task is created (enqueue, enqueue_many, spawn, fork): rows built by
+-- durable._task_row (or from the task a fork copies) go in with one INSERT, in
+-- idempotency-key order (two batches sharing keys wait for each other's keys in one
+-- order, never in a cycle), numbered (seq, the FIFO order) in the order given. Then, for
+-- the rows really inserted: their round_robin tags, the cancel strategies, one NOTIFY.
+-- Returns the id of each row in order: its new task, or the task that already held its
+-- idempotency key.
+create or replace function durable._create_tasks(p_queue durable.queues, p_rows durable.tasks[])
+returns uuid[]
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+    v_ids uuid[];
+    v_new uuid[];
+    v_ready boolean;
+begin
+    with given as materialized (
+        select r.*, r.ordinality as ord, nextval('durable.tasks_seq_seq') as next_seq
+        from unnest(p_rows) with ordinality as r
+        order by r.ordinality
+    ),
+    inserted as (
+        insert into durable.tasks (
+            task_id, seq, queue, task_name, input, status, priority, run_at, attempt, failures,
+            lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
+            schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
+            forked_from, forked_at_seq, parent_id, parent_seq,
+            concurrency_key, concurrency_key_limit, fair_tag
+        )
+        overriding system value
+        select g.task_id, g.next_seq, p_queue.queue, g.task_name, g.input, 'pending', g.priority, g.run_at,
+               0, 0, 0, g.max_attempts, g.max_lost_leases, g.backoff, g.timeout_seconds,
+               g.schedule_timeout, g.schedule_deadline, g.idempotency_key, g.created_at, g.durable, 1,
+               g.forked_from, g.forked_at_seq, g.parent_id, g.parent_seq,
+               g.concurrency_key, g.concurrency_key_limit, 0
+        from given g
+        order by g.idempotency_key, g.ord
+        on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
+        returning tasks.task_id, tasks.run_at, tasks.idempotency_key
+    )
+    -- each row's id: its new task, or the task that holds its idempotency key (an earlier
+    -- row of this batch, or a task that existed before this statement)
+    select array_agg(coalesce(i.task_id, ik.task_id, k.task_id) order by g.ord),
+           coalesce(bool_or(i.run_at <= v_now), false),
+           array_agg(i.task_id order by g.ord) filter (where i.task_id is not null)
+    into v_ids, v_ready, v_new
+    from given g
+    left join inserted i on i.task_id = g.task_id
+    left join inserted ik on i.task_id is null and ik.idempotency_key = g.idempotency_key
+    left join durable.tasks k
+        on i.task_id is null and ik.task_id is null
+        and k.queue = p_queue.queue and k.idempotency_key = g.idempotency_key;
+    -- a key committed by another transaction while the insert waited for it is not in that
+    -- statement's snapshot: look it up again, in a statement (and snapshot) of its own
+    if array_position(v_ids, null) is not null then
+        select array_agg(coalesce(u.id, k.task_id) order by u.ord) into v_ids
+        from unnest(v_ids) with ordinality as u (id, ord)
+        join unnest(p_rows) with ordinality as r on r.ordinality = u.ord
+        left join durable.tasks k
+            on u.id is null and k.queue = p_queue.queue and k.idempotency_key = r.idempotency_key;
+    end if;
+    if v_new is not null then
+        if p_queue.options ->> 'concurrency_strategy' = 'round_robin' then
+            perform durable._assign_fair_tags(p_queue.queue, v_new);
+        end if;
+        if p_queue.options ? 'concurrency_strategy' then
+            perform durable._enqueued_under_limits(p_queue, v_new);
+        end if;
+    end if;
+    if v_ready then
+        perform durable._notify(p_queue.queue, p_queue.options);
+    end if;
+    return v_ids;
+end;
+$$;
+
+comment on function durable._create_tasks(durable.queues, durable.tasks[]) is
+'Internal: the one way a task is created. Inserts the rows (from durable._task_row, or a fork''s copy) in idempotency-key order, numbered in the order given; a row whose idempotency key is taken writes nothing. For the new tasks: round_robin tags, cancel strategies, one NOTIFY. Returns each row''s task id, in order.';
 
 create or replace function durable._enqueue(p_queue text, p_task_name text, p_input jsonb, p_options jsonb)
 returns uuid
@@ -386,44 +420,16 @@ volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    v_now timestamptz := durable.current_time();
     v_queue durable.queues := durable._queue(p_queue);
-    t durable.tasks := durable._task_row(v_queue, p_task_name, p_input, p_options, v_now);
-    v_id uuid;
 begin
-    insert into durable.tasks (
-        task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
-        lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-        schedule_deadline, idempotency_key, created_at, durable,
-        concurrency_key, concurrency_key_limit, fair_tag
-    )
-    values (
-        t.task_id, t.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0, 0,
-        t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
-        t.schedule_deadline, t.idempotency_key, t.created_at, t.durable,
-        t.concurrency_key, t.concurrency_key_limit, t.fair_tag
-    )
-    on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
-    returning tasks.task_id into v_id;
-
-    if v_id is null then
-        select k.task_id into v_id
-        from durable.tasks k
-        where k.queue = p_queue and k.idempotency_key = t.idempotency_key;
-        return v_id;
-    end if;
-    if v_queue.options ? 'concurrency_strategy' then
-        perform durable._enqueued_under_limits(v_queue, array[v_id]);
-    end if;
-    if t.run_at <= v_now then
-        perform durable._notify(p_queue, v_queue.options);
-    end if;
-    return v_id;
+    return (durable._create_tasks(
+        v_queue, array[durable._task_row(v_queue, p_task_name, p_input, p_options, durable.current_time())]
+    ))[1];
 end;
 $$;
 
 comment on function durable._enqueue(text, text, jsonb, jsonb) is
-'Internal: durable.enqueue without the caller''s permission check (durable.spawn checks its own).';
+'Internal: durable.enqueue without the caller''s permission check.';
 
 create or replace function durable.enqueue(
     p_queue text, p_task_name text, p_input jsonb default '{}'::jsonb, p_options jsonb default '{}'::jsonb

@@ -100,6 +100,8 @@ declare
     v_last integer;
     v_new uuid := durable.uuidv7();
     v_now timestamptz := durable.current_time();
+    v_queue durable.queues;
+    v_row durable.tasks;
 begin
     select * into t from durable.tasks k where k.task_id = p_task;
     if not found then
@@ -119,29 +121,39 @@ begin
             using errcode = 'DU001';
     end if;
 
-    insert into durable.tasks (
-        task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
-        lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-        created_at, durable, generation, forked_from, forked_at_seq,
-        concurrency_key, concurrency_key_limit
-    )
-    values (
-        v_new, t.queue, t.task_name, t.input, 'pending', t.priority, v_now, 0, 0,
-        0, t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
-        v_now, true, 1, p_task, p_at_seq,
-        t.concurrency_key, t.concurrency_key_limit
-    );
+    -- the new task is created as every task is (durable._create_tasks): its queue's
+    -- round_robin tag, cancel strategies and schedule timeout apply. It keeps the options
+    -- of its origin, but not its idempotency key (which names the origin) nor its parent
+    -- (whose log records only the origin)
+    v_queue := durable._queue(t.queue);
+    v_row.task_id := v_new;
+    v_row.task_name := t.task_name;
+    v_row.input := t.input;
+    v_row.priority := t.priority;
+    v_row.run_at := v_now;
+    v_row.max_attempts := t.max_attempts;
+    v_row.max_lost_leases := t.max_lost_leases;
+    v_row.backoff := t.backoff;
+    v_row.timeout_seconds := t.timeout_seconds;
+    v_row.schedule_timeout := t.schedule_timeout;
+    v_row.schedule_deadline := v_now + make_interval(secs => t.schedule_timeout);
+    v_row.created_at := v_now;
+    v_row.durable := true;
+    v_row.forked_from := p_task;
+    v_row.forked_at_seq := p_at_seq;
+    v_row.concurrency_key := t.concurrency_key;
+    v_row.concurrency_key_limit := t.concurrency_key_limit;
+    perform durable._create_tasks(v_queue, array[v_row]);
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
     select v_new, 1, e.seq, e.kind, e.name, e.outcome, e.result, e.input_hash, 0, e.recorded_at
     from durable.events e
     where e.task_id = p_task and e.generation = t.generation and e.seq < p_at_seq;
-    perform durable._notify(t.queue);
     return v_new;
 end;
 $$;
 
 comment on function durable.fork(uuid, integer) is
-'Creates a new durable task with the same queue, name, input and options whose history is the events of the given task before p_at_seq (1 forks an empty history; last seq + 1 copies it all), linked to its origin (forked_from, forked_at_seq). The new task re-executes from event p_at_seq on. The original is not changed, whatever its state. Returns the new task id. Errors: DU001 (fork point out of range), DU004, DU012 (not a durable task), 42501.';
+'Creates a new durable task with the same queue, name, input and options (not its idempotency key, nor its parent) whose history is the events of the given task before p_at_seq (1 forks an empty history; last seq + 1 copies it all), linked to its origin (forked_from, forked_at_seq). The new task re-executes from event p_at_seq on. The original is not changed, whatever its state. Returns the new task id. Errors: DU001 (fork point out of range), DU004, DU012 (not a durable task), 42501.';
 
 grant execute on function durable.retry(uuid) to durable_operator;
 grant execute on function durable.replay(uuid) to durable_operator;

@@ -34,7 +34,7 @@
 create or replace function durable._suspend(
     t durable.tasks, p_status text, p_wake_at timestamptz,
     p_wait_kind text default null, p_wait_key text default null, p_wait_seq integer default null,
-    p_wait_children uuid[] default null
+    p_wait_children uuid[] default null, p_wait_remaining integer default null
 )
 returns void
 language plpgsql
@@ -53,17 +53,19 @@ begin
         wait_key = p_wait_key,
         wait_seq = p_wait_seq,
         wait_children = p_wait_children,
+        wait_remaining = p_wait_remaining,
         lease_expires_at = null,
         attempt_deadline = null
     where k.task_id = t.task_id;
 end;
 $$;
 
-comment on function durable._suspend(durable.tasks, text, timestamptz, text, text, integer, uuid[]) is
-'Internal: ends the running attempt of a locked task (outcome suspended) and parks the task as sleeping or waiting, with what it waits for.';
+comment on function durable._suspend(durable.tasks, text, timestamptz, text, text, integer, uuid[], integer) is
+'Internal: ends the running attempt of a locked task (outcome suspended) and parks the task as sleeping or waiting, with what it waits for (and, for children of its own, how many it still waits for).';
 
--- Moves a parked task back to pending, after recording the outcome of its wait.
-create or replace function durable._resume(t durable.tasks, p_result jsonb, p_input_hash text default null)
+-- Moves parked tasks back to pending, in one pass, after recording the outcome of each
+-- waiting one's wait (p_results[i], with p_hashes[i], at the seq it waits at).
+create or replace function durable._resume_many(p_tasks uuid[], p_results jsonb[], p_hashes text[] default null)
 returns void
 language plpgsql
 volatile
@@ -72,12 +74,13 @@ as $$
 declare
     v_now timestamptz := durable.current_time();
 begin
-    if t.status = 'waiting' then
-        perform durable._append_event(
-            t, t.wait_seq, case when t.wait_kind = 'event' then 'wait' else 'children' end,
-            t.wait_key, 'ok', p_result, p_input_hash
-        );
-    end if;
+    insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
+    select k.task_id, k.generation, k.wait_seq, case when k.wait_kind = 'event' then 'wait' else 'children' end,
+           k.wait_key, 'ok', r.result, r.input_hash, k.attempt, v_now
+    from unnest(p_tasks, p_results, coalesce(p_hashes, array_fill(null::text, array[cardinality(p_tasks)])))
+        as r (task_id, result, input_hash)
+    join durable.tasks k on k.task_id = r.task_id
+    where k.status = 'waiting';
     update durable.tasks k
     set status = 'pending',
         run_at = v_now,
@@ -85,14 +88,31 @@ begin
         wait_kind = null,
         wait_key = null,
         wait_seq = null,
-        wait_children = null
-    where k.task_id = t.task_id;
-    perform durable._notify(t.queue);
+        wait_children = null,
+        wait_remaining = null
+    where k.task_id = any(p_tasks) and k.status in ('sleeping', 'waiting');
+    perform durable._notify(q.queue)
+    from (select distinct k.queue from durable.tasks k where k.task_id = any(p_tasks)) as q;
+end;
+$$;
+
+comment on function durable._resume_many(uuid[], jsonb[], text[]) is
+'Internal: wakes locked sleeping or waiting tasks in one pass: each waiting one first gets the outcome of its wait recorded at the seq it waits at; then they are pending again and their queues are notified (once each).';
+
+-- Moves one parked task back to pending (see durable._resume_many).
+create or replace function durable._resume(t durable.tasks, p_result jsonb, p_input_hash text default null)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    perform durable._resume_many(array[t.task_id], array[p_result], array[p_input_hash]);
 end;
 $$;
 
 comment on function durable._resume(durable.tasks, jsonb, text) is
-'Internal: wakes a locked sleeping or waiting task: a waiting one first gets the outcome of its wait recorded at the seq it waits at; then the task is pending again and its queue is notified.';
+'Internal: wakes one locked sleeping or waiting task (durable._resume_many of one).';
 
 create or replace function durable.sleep(
     p_task uuid, p_lease_token uuid, p_seq integer, p_name text default 'sleep',
@@ -159,9 +179,14 @@ begin
         return e.result || jsonb_build_object('suspended', false);
     end if;
     -- lock the key's row (creating it when nobody emitted yet): an emit racing this wait
-    -- locks the same row, so one of the two sees the other
-    insert into durable.event_values (queue, key) values (t.queue, p_key) on conflict (queue, key) do nothing;
-    select * into v from durable.event_values ev where ev.queue = t.queue and ev.key = p_key for update;
+    -- locks the same row, so one of the two sees the other. Until the lock is held, the
+    -- row may go (retention deletes a never-emitted key nobody waits for): then create it
+    -- again, until this transaction holds it.
+    loop
+        select * into v from durable.event_values ev where ev.queue = t.queue and ev.key = p_key for update;
+        exit when found;
+        insert into durable.event_values (queue, key) values (t.queue, p_key) on conflict (queue, key) do nothing;
+    end loop;
     if v.emitted_at is not null then
         perform durable._append_event(
             t, p_seq, 'wait', p_key, 'ok', jsonb_build_object('payload', v.payload, 'timed_out', false)
@@ -186,8 +211,7 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks;
-    v_woken integer := 0;
+    v_waiters uuid[];
     v_result jsonb := jsonb_build_object('payload', p_payload, 'timed_out', false);
 begin
     perform durable._queue(p_queue);
@@ -197,16 +221,18 @@ begin
     insert into durable.event_values as ev (queue, key, payload, emitted_at)
     values (p_queue, p_key, p_payload, durable.current_time())
     on conflict (queue, key) do update set payload = excluded.payload, emitted_at = excluded.emitted_at;
-    for t in
-        select * from durable.tasks k
+    -- its waiters, newest first (the lock order, plpgsql/README.md), woken in one pass
+    select coalesce(array_agg(w.task_id), '{}'::uuid[]) into v_waiters
+    from (
+        select k.task_id from durable.tasks k
         where k.queue = p_queue and k.status = 'waiting' and k.wait_kind = 'event' and k.wait_key = p_key
-        order by k.task_id
+        order by k.task_id desc
         for update
-    loop
-        perform durable._resume(t, v_result);
-        v_woken := v_woken + 1;
-    end loop;
-    return v_woken;
+    ) as w;
+    if cardinality(v_waiters) > 0 then
+        perform durable._resume_many(v_waiters, array_fill(v_result, array[cardinality(v_waiters)]));
+    end if;
+    return cardinality(v_waiters);
 end;
 $$;
 
@@ -227,6 +253,8 @@ declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
     v_hash text := durable.input_hash(jsonb_build_object('queue', p_queue, 'input', p_input));
     e durable.events;
+    v_queue durable.queues;
+    v_row durable.tasks;
     v_child uuid;
 begin
     perform durable._check_name(p_task_name, 'task_name');
@@ -235,10 +263,14 @@ begin
         return (e.result ->> 'task_id')::uuid;
     end if;
     perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
-    v_child := durable._enqueue(p_queue, p_task_name, p_input, p_options);
-    update durable.tasks k
-    set parent_id = t.task_id, parent_seq = p_seq
-    where k.task_id = v_child and k.parent_id is null;
+    v_queue := durable._queue(p_queue);
+    v_row := durable._task_row(v_queue, p_task_name, p_input, p_options, durable.current_time());
+    -- a child, newer than its parent (the lock order relies on it); a task that already
+    -- holds the idempotency key is returned as it is, never adopted as a child
+    v_row.task_id := durable._uuidv7_after(t.task_id);
+    v_row.parent_id := t.task_id;
+    v_row.parent_seq := p_seq;
+    v_child := (durable._create_tasks(v_queue, array[v_row]))[1];
     perform durable._append_event(
         t, p_seq, 'spawn', p_task_name, 'ok', jsonb_build_object('task_id', v_child, 'queue', p_queue), v_hash
     );
@@ -247,7 +279,7 @@ end;
 $$;
 
 comment on function durable.spawn(uuid, uuid, integer, text, text, jsonb, jsonb) is
-'Spawns a child task at event p_seq, exactly once: the child (enqueued on p_queue with p_input and p_options, as durable.enqueue) and the event recording its id are written together; a re-run gets the same child id from the log. The queue and input are hashed into the event, so a re-run that spawns something else is a non-determinism (DU020). The caller needs worker on the task''s queue and worker or producer on p_queue. Errors: those of durable.enqueue, DU010, DU011, DU020, DU021, 42501.';
+'Spawns a child task at event p_seq, exactly once: the child (enqueued on p_queue with p_input and p_options, as durable.enqueue) and the event recording its id are written together; a re-run gets the same child id from the log. An idempotency_key already held by another task returns that task''s id, which does not become a child (a cancel does not cascade to it; waiting for it polls). The queue and input are hashed into the event, so a re-run that spawns something else is a non-determinism (DU020). The caller needs worker on the task''s queue and worker or producer on p_queue. Errors: those of durable.enqueue, DU010, DU011, DU020, DU021, 42501.';
 
 -- The outcome of a set of children, in the order given.
 create or replace function durable._children_outcome(p_children uuid[])
@@ -286,6 +318,8 @@ declare
     e durable.events;
     v_stranger uuid;
     v_inherited boolean;
+    v_unfinished integer;
+    v_outcome jsonb;
 begin
     perform durable._check_name(p_name, 'wait name');
     if p_children is null or cardinality(p_children) = 0 then
@@ -296,37 +330,48 @@ begin
         return jsonb_build_object('children', e.result, 'suspended', false);
     end if;
     -- a child is a task this task's log records spawning (a fork inherits the spawns
-    -- before its fork point, and so the children of its origin)
-    select c.id into v_stranger
-    from unnest(p_children) as c (id)
-    where not exists (
-        select 1 from durable.events s
+    -- before its fork point, and so the children of its origin): one hashed set
+    -- difference, not a look-up per child
+    select x.id into v_stranger
+    from (
+        select c.id from unnest(p_children) as c (id)
+        except
+        select (s.result ->> 'task_id')::uuid from durable.events s
         where s.task_id = p_task and s.generation = t.generation and s.kind = 'spawn'
-          and (s.result ->> 'task_id')::uuid = c.id
-    )
+    ) as x
     limit 1;
     if found then
         raise exception 'durable: task % is not a child of task %', v_stranger, p_task
             using errcode = 'DU001', hint = 'wait only for tasks this task spawned with durable.spawn()';
     end if;
-    select exists (
-        select 1 from durable.tasks k where k.task_id = any(p_children) and k.parent_id is distinct from p_task
-    ) into v_inherited;
-    -- the parent row is locked (fenced): a child ending now waits for this transaction,
-    -- then sees the parent waiting
-    if not exists (
-        select 1 from durable.tasks k
-        where k.task_id = any(p_children) and k.status not in ('completed', 'failed', 'cancelled')
-    ) then
-        perform durable._append_event(t, p_seq, 'children', p_name, 'ok', durable._children_outcome(p_children), v_hash);
-        return jsonb_build_object('children', durable._children_outcome(p_children), 'suspended', false);
+    -- the parent row is locked (fenced): a child ending now waits for this transaction
+    -- (its trigger locks the parent), then finds its row in durable.child_waits
+    select count(*)::integer, coalesce(bool_or(k.parent_id is distinct from p_task), false)
+    into v_unfinished, v_inherited
+    from (select distinct c.id from unnest(p_children) as c (id)) as c
+    join durable.tasks k on k.task_id = c.id
+    where k.status not in ('completed', 'failed', 'cancelled');
+    if v_unfinished = 0 then
+        v_outcome := durable._children_outcome(p_children);
+        perform durable._append_event(t, p_seq, 'children', p_name, 'ok', v_outcome, v_hash);
+        return jsonb_build_object('children', v_outcome, 'suspended', false);
     end if;
-    -- children of its origin do not wake a fork when they end (their trigger wakes their
-    -- own parent): the sweep looks again every second instead
-    perform durable._suspend(
-        t, 'waiting', case when v_inherited then durable.current_time() + interval '1 second' end,
-        'children', p_name, p_seq, p_children
-    );
+    if v_inherited then
+        -- children of its origin do not wake a fork when they end (their trigger wakes
+        -- their own parent): the sweep looks again every second instead
+        perform durable._suspend(
+            t, 'waiting', durable.current_time() + interval '1 second', 'children', p_name, p_seq, p_children
+        );
+    else
+        -- each unfinished child counts the parent down when it ends (durable._child_ended)
+        insert into durable.child_waits (child_id, parent_id, wait_seq)
+        select distinct c.id, p_task, p_seq
+        from unnest(p_children) as c (id)
+        join durable.tasks k on k.task_id = c.id
+        where k.status not in ('completed', 'failed', 'cancelled')
+        on conflict (child_id) do update set parent_id = excluded.parent_id, wait_seq = excluded.wait_seq;
+        perform durable._suspend(t, 'waiting', null, 'children', p_name, p_seq, p_children, v_unfinished);
+    end if;
     return jsonb_build_object('suspended', true);
 end;
 $$;
@@ -342,17 +387,28 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     p durable.tasks;
+    v_seq integer;
+    v_left integer;
 begin
-    -- lock the parent first: two children ending at once take turns here, and the
-    -- second sees the first one's end
+    -- lock the parent first: a parent that is starting to wait for this child (it holds
+    -- its own row) finishes first, and its row in durable.child_waits is then seen here.
+    -- (Verbs that end several tasks lock the parents beforehand, newest first.)
     select * into p from durable.tasks k where k.task_id = new.parent_id for update;
-    if not found or p.status <> 'waiting' or p.wait_kind <> 'children' or new.task_id <> all(p.wait_children) then
+    if not found then
         return null;
     end if;
-    if exists (
-        select 1 from durable.tasks k
-        where k.task_id = any(p.wait_children) and k.status not in ('completed', 'failed', 'cancelled')
-    ) then
+    delete from durable.child_waits w
+    where w.child_id = new.task_id and w.parent_id = p.task_id
+    returning w.wait_seq into v_seq;
+    if not found or p.status <> 'waiting' or p.wait_kind is distinct from 'children' or p.wait_seq <> v_seq then
+        return null;
+    end if;
+    -- one fewer to wait for; the last one wakes the parent (the only step whose cost
+    -- grows with the number of children: it records their outcomes, once)
+    update durable.tasks k set wait_remaining = k.wait_remaining - 1
+    where k.task_id = p.task_id
+    returning k.wait_remaining into v_left;
+    if v_left > 0 then
         return null;
     end if;
     perform durable._resume(p, durable._children_outcome(p.wait_children), durable.input_hash(to_jsonb(p.wait_children)));
@@ -361,7 +417,7 @@ end;
 $$;
 
 comment on function durable._child_ended() is
-'Trigger: when a child task ends and it was the last unfinished one its waiting parent waits for, records the children''s outcomes in the parent''s log and wakes the parent.';
+'Trigger: a child task that ends and that its parent waits for (durable.child_waits) counts the parent down; the last one records the children''s outcomes in the parent''s log and wakes the parent. Constant work per child.';
 
 drop trigger if exists tasks_child_ended on durable.tasks;
 create trigger tasks_child_ended
@@ -371,7 +427,8 @@ when (new.parent_id is not null and new.status in ('completed', 'failed', 'cance
       and old.status is distinct from new.status)
 execute function durable._child_ended();
 
--- Wakes the sleeping tasks of a queue whose time came, and times out its waits.
+-- Wakes the sleeping tasks of a queue whose time came, and times out its waits, in one
+-- pass over the due tasks it can take without waiting.
 create or replace function durable._wake_due(p_queue text, p_limit integer)
 returns integer
 language plpgsql
@@ -380,35 +437,45 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_now timestamptz := durable.current_time();
-    t durable.tasks;
-    v_count integer := 0;
+    v_due uuid[];
+    v_later uuid[];
+    v_wake uuid[];
+    v_results jsonb[];
+    v_hashes text[];
 begin
-    for t in
-        select * from durable.tasks k
+    select coalesce(array_agg(d.task_id), '{}'::uuid[]) into v_due
+    from (
+        select k.task_id from durable.tasks k
         where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at <= v_now
         order by k.wake_at
         limit p_limit
         for update skip locked
-    loop
-        if t.wait_kind = 'children' then
-            -- a fork waiting for children of its origin: resume once they have all ended
-            if exists (
-                select 1 from durable.tasks k
-                where k.task_id = any(t.wait_children) and k.status not in ('completed', 'failed', 'cancelled')
-            ) then
-                update durable.tasks k set wake_at = v_now + interval '1 second' where k.task_id = t.task_id;
-                continue;
-            end if;
-            perform durable._resume(t, durable._children_outcome(t.wait_children),
-                                    durable.input_hash(to_jsonb(t.wait_children)));
-        else
-            perform durable._resume(
-                t, case when t.status = 'waiting' then jsonb_build_object('payload', null, 'timed_out', true) end
-            );
-        end if;
-        v_count := v_count + 1;
-    end loop;
-    return v_count;
+    ) as d;
+    if cardinality(v_due) = 0 then
+        return 0;
+    end if;
+    -- a fork waiting for children of its origin (they do not wake it): while one has not
+    -- ended, look again in a second
+    select coalesce(array_agg(k.task_id), '{}'::uuid[]) into v_later
+    from durable.tasks k
+    where k.task_id = any(v_due) and k.wait_kind = 'children'
+      and exists (select 1 from durable.tasks c
+                  where c.task_id = any(k.wait_children) and c.status not in ('completed', 'failed', 'cancelled'));
+    if cardinality(v_later) > 0 then
+        update durable.tasks k set wake_at = v_now + interval '1 second' where k.task_id = any(v_later);
+    end if;
+    -- the others wake: a sleep ends, an event wait times out, a children wait is over
+    select array_agg(k.task_id),
+           array_agg(case when k.wait_kind = 'children' then durable._children_outcome(k.wait_children)
+                          when k.status = 'waiting' then jsonb_build_object('payload', null, 'timed_out', true) end),
+           array_agg(case when k.wait_kind = 'children' then durable.input_hash(to_jsonb(k.wait_children)) end)
+    into v_wake, v_results, v_hashes
+    from durable.tasks k
+    where k.task_id = any(v_due) and k.task_id <> all(v_later);
+    if v_wake is not null then
+        perform durable._resume_many(v_wake, v_results, v_hashes);
+    end if;
+    return coalesce(cardinality(v_wake), 0);
 end;
 $$;
 

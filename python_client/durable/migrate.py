@@ -3,7 +3,8 @@
 ``migrations/NNNN_name.sql`` run once each, in order, and are recorded with a checksum in
 ``durable.schema_migrations``; editing one that already ran is an error.
 ``plpgsql/*.sql`` (functions and triggers, all ``CREATE OR REPLACE``) are re-applied
-whenever their combined checksum changes. Everything after the roles runs in one
+whenever their combined checksum changes, and every function of the schema they no longer
+define (an old signature) is dropped. Everything after the roles runs in one
 transaction under a transaction-level advisory lock: concurrent migrations wait for each
 other, a failed one leaves nothing behind, and no lock outlives its transaction (so
 migrating through a transaction-pooling PgBouncer cannot leave one held). Running twice
@@ -202,6 +203,20 @@ def _own_everything(conn: psycopg.Connection[Any]) -> None:
         conn.execute(statement.encode())
 
 
+def _drop_obsolete_functions(conn: psycopg.Connection[Any]) -> None:
+    """Drops the functions of schema durable that this transaction did not (re)create: the
+    files create every function there is, so one they left alone is an old signature (an
+    overload left behind would make calls that rely on defaults ambiguous). A function that
+    something else still depends on stops the migration with PostgreSQL's error."""
+    obsolete = conn.execute(
+        # age() of a row this transaction wrote is 0 (negative for its subtransactions)
+        "select p.oid::regprocedure::text from pg_proc p"
+        " where p.pronamespace = 'durable'::regnamespace and age(p.xmin) > 0 order by 1"
+    ).fetchall()
+    for (signature,) in obsolete:
+        conn.execute(f"drop function {signature}".encode())
+
+
 def _migrate(conn: psycopg.Connection[Any], root: Path | None, test_clock: bool | None) -> MigrationResult:
     result = MigrationResult()
     migrations = migration_files(root)
@@ -250,6 +265,7 @@ def _migrate(conn: psycopg.Connection[Any], root: Path | None, test_clock: bool 
             for f in functions:
                 conn.execute(f.text.encode())
             conn.execute("set local check_function_bodies = on")
+            _drop_obsolete_functions(conn)
             conn.execute(
                 """
                 insert into durable.schema_migrations (version, name, checksum) values (%s, %s, %s)

@@ -123,3 +123,26 @@ def test_role_statements_name_every_role_and_quote_the_migrating_role() -> None:
     assert "grant durable_reader to durable_producer;" in statements
     assert "grant durable_reader to durable_operator;" in statements
     assert statements[-1] == f'grant {OWNER_ROLE} to "Ops ""Team""";'
+
+
+def test_migrate_drops_the_functions_the_files_no_longer_define(conn: psycopg.Connection[Any]) -> None:
+    # an old signature of a verb, as a migration that changed its arguments leaves behind
+    conn.execute("set role durable_owner")
+    conn.execute(
+        "create function durable.claim(p_queue text, p_worker text, p_max_tasks integer default 1)"
+        " returns integer language sql set search_path = pg_catalog, durable, pg_temp as 'select 0'"
+    )
+    conn.execute("reset role")
+    conn.execute("select durable.create_queue('old')")
+    with pytest.raises(psycopg.errors.AmbiguousFunction):
+        conn.execute("select * from durable.claim('old', 'w')")
+    # the function files changed since the last migration: they are applied again
+    conn.execute("update durable.schema_migrations set checksum = 'changed' where version = 'plpgsql'")
+    result = migrate(conn)
+    assert result.functions_reloaded
+    signatures = conn.execute(
+        "select p.oid::regprocedure::text from pg_proc p"
+        " where p.pronamespace = 'durable'::regnamespace and p.proname = 'claim'"
+    ).fetchall()
+    assert signatures == [("durable.claim(text,text,integer,integer,text[])",)]
+    assert conn.execute("select count(*) from durable.claim('old', 'w')").fetchone() == (0,)

@@ -55,10 +55,11 @@ select is(pg_temp.next('r'), array['x'], 'a released task gives its slot back (a
 
 select ok(pg_temp.setup('l'), 'lease expiry: y waits');
 select pg_temp.at(31);
-select is(pg_temp.next('l'), array['y'],
-          'x''s lease ran out: the claim reclaims it first, its slot is free and y starts');
-select is((select jsonb_build_object('status', status, 'lost', lost_leases) from durable.tasks where task_id = pg_temp.xid('l')),
-          '{"status": "pending", "lost": 1}'::jsonb, 'x is pending again after its lost lease');
+select is(pg_temp.next('l'), array['x'],
+          'x''s lease ran out: the claim reclaims it first, its slot is free, and x, which keeps its place, starts again');
+select is((select jsonb_build_object('status', status, 'lost', lost_leases, 'attempt', attempt)
+           from durable.tasks where task_id = pg_temp.xid('l')),
+          '{"status": "running", "lost": 1, "attempt": 2}'::jsonb, 'x runs its second attempt after its lost lease');
 
 select pg_temp.at(0);
 select ok(pg_temp.setup('t', '{}', '{"timeout": 5}'), 'timeout: y waits');
