@@ -36,12 +36,13 @@ Suspension (a sleep or wait that must wait) raises :class:`Suspended`, a
   leaves a gap no later call can fill in this attempt: the calls after it raise
   :class:`~durable.errors.HistoryGap` (caused by that call's exception) at their turn.
 * A concurrent **suspension** (``sleep``, ``wait_for_event``, ``wait_children``,
-  ``child.result()``) also waits until the calls before it are recorded, then ends the
-  attempt like any suspension: the calls after it in seq order are not recorded (they
-  raise :class:`Suspended` at their turn, a step whose function is still running is left
-  to finish and its result dropped) and run again after the task wakes up. So
-  ``gather(ctx.sleep(60), ctx.step("s", f))`` sleeps first and runs ``s`` after the
-  sleep; nothing runs while a task sleeps.
+  ``child.result()``) is a barrier for the calls made after it: they start their work (a
+  step function, a spawn, a clock read) only once it has returned without suspending.
+  The calls before it go on, and it waits for them to be recorded before it asks the
+  database. When it suspends, the attempt ends: the calls after it never started (they
+  raise :class:`Suspended`) and run after the task wakes up. So
+  ``gather(ctx.step("a", f), ctx.sleep(60), ctx.step("b", g))`` runs ``a``, sleeps, and
+  runs ``b`` on the attempt after the sleep: nothing runs while a task sleeps.
 * Return only once every durable call has been awaited: a call still running when the
   task completes or fails is not recorded.
 
@@ -178,6 +179,8 @@ class EventLog:
         self._lost: tuple[int, BaseException] | None = None
         #: set once a call of this attempt suspended the task: later calls record nothing
         self._suspended: str | None = None
+        #: the seqs of the sleeps and waits of this attempt that have not yet returned
+        self._may_suspend: set[int] = set()
 
     @property
     def replaying(self) -> bool:
@@ -228,28 +231,60 @@ class EventLog:
                 self._lost = (seq, exc)
             raise
 
-    def _begin(self) -> Steps[None]:
-        """Before a new call's first side effect: the replayed prefix checked, the task awake."""
-        yield from self.verify()
+    def _halted(self, seq: int) -> bool:
+        return self._suspended is not None or (self._lost is not None and self._lost[0] < seq)
+
+    def _stopped(self, seq: int) -> BaseException | None:
+        """Why call ``seq`` can record nothing: the task suspended, or a call before it was lost."""
         if self._suspended is not None:
-            raise Suspended(self._suspended)
+            return Suspended(self._suspended)
+        lost = self._lost
+        if lost is not None and lost[0] < seq:
+            gap = HistoryGap(
+                f"durable: event {seq} cannot be recorded: event {lost[0]} before it was not"
+                f" ({type(lost[1]).__name__}: {lost[1]})"
+            )
+            gap.__cause__ = lost[1]
+            return gap
+        return None
+
+    def _pending(self, seq: int, body: Steps[T]) -> Steps[T]:
+        """A new sleep or wait: the calls made after it wait until it returned (see _begin)."""
+        self._may_suspend.add(seq)
+        try:
+            return (yield from self._new(seq, body))
+        finally:
+            self._may_suspend.discard(seq)
+
+    def _begin(self, seq: int) -> Steps[None]:
+        """Before new call ``seq`` does anything: the replayed prefix checked, and no sleep or
+        wait made before it still pending (it may end the attempt)."""
+        yield from self.verify()
+
+        def ready() -> bool:
+            return self._halted(seq) or all(s >= seq for s in self._may_suspend)
+
+        while True:
+            stopped = self._stopped(seq)
+            if stopped is not None:
+                raise stopped
+            if ready():
+                return
+            yield WaitFor(ready)
 
     def _turn(self, seq: int) -> Steps[None]:
         """Until every event before ``seq`` is recorded: events are recorded in seq order."""
+
+        def ready() -> bool:
+            return self._recorded >= seq - 1 or self._halted(seq)
+
         while True:
-            if self._suspended is not None:
-                raise Suspended(self._suspended)
-            lost = self._lost
-            if lost is not None and lost[0] < seq:
-                raise HistoryGap(
-                    f"durable: event {seq} cannot be recorded: event {lost[0]} before it was not"
-                    f" ({type(lost[1]).__name__}: {lost[1]})"
-                ) from lost[1]
+            stopped = self._stopped(seq)
+            if stopped is not None:
+                raise stopped
             if self._recorded >= seq - 1:
                 return
-            yield WaitFor(
-                lambda: self._recorded >= seq - 1 or self._lost is not None or self._suspended is not None
-            )
+            yield WaitFor(ready)
 
     def _record(self, seq: int, command: Command[T]) -> Steps[T]:
         """Send the command that records event ``seq``, at its turn."""
@@ -290,7 +325,7 @@ class EventLog:
         kwargs: dict[str, Any],
         retry: RetryPolicy | None,
     ) -> Steps[Any]:
-        yield from self._begin()
+        yield from self._begin(seq)
         policy = retry or RetryPolicy()
         for attempt in range(1, policy.max_attempts + 1):
             ok, value = yield RunStep(fn, args, kwargs)
@@ -317,7 +352,7 @@ class EventLog:
 
     def _new_value(self, seq: int, kind: str, name: str, make: Callable[[], Any]) -> Steps[Any]:
         text = to_json(make(), f"the result of {kind} {name!r}")
-        yield from self._begin()
+        yield from self._begin(seq)
         recorded = yield from self._record(seq, self._checkpoint(seq, kind, name, text))
         return recorded["result"]
 
@@ -329,7 +364,7 @@ class EventLog:
         return (yield from self._new(seq, self._new_now(seq)))
 
     def _new_now(self, seq: int) -> Steps[datetime]:
-        yield from self._begin()
+        yield from self._begin(seq)
         answer = yield from self._record(seq, self._checkpoint(seq, "now", "now", None))
         return datetime.fromisoformat(str(answer["result"]))
 
@@ -351,10 +386,10 @@ class EventLog:
         # the last recorded event, or a new one: the database decides whether time remains
         if recorded is not None:
             self._presented.pop()
-        yield from self._new(seq, self._sleep(seq, name, seconds, until))
+        yield from self._pending(seq, self._sleep(seq, name, seconds, until))
 
     def _sleep(self, seq: int, name: str, seconds: Seconds | None, until: datetime | None) -> Steps[None]:
-        yield from self._begin()
+        yield from self._begin(seq)
         answer = yield from self._record(
             seq, wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
         )  # recorded, whether it suspends or not
@@ -365,7 +400,7 @@ class EventLog:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
         seq, recorded = self._next("wait", key)
         if recorded is None:
-            answer = yield from self._new(seq, self._wait_event(seq, key, timeout))
+            answer = yield from self._pending(seq, self._wait_event(seq, key, timeout))
         else:
             answer = dict(recorded.get("result") or {})
         if answer.get("timed_out"):
@@ -373,7 +408,7 @@ class EventLog:
         return answer.get("payload")
 
     def _wait_event(self, seq: int, key: str, timeout: Seconds | None) -> Steps[dict[str, Any]]:
-        yield from self._begin()
+        yield from self._begin(seq)
         yield from self._turn(seq)
         answer = yield wc.wait_event(self.task_id, self.lease_token, seq, key, timeout)
         if answer.get("suspended"):  # recorded when the event comes or the timeout passes
@@ -395,7 +430,7 @@ class EventLog:
     def _spawn(
         self, seq: int, target: str, task_name: str, input: dict[str, Any], options: dict[str, Any]
     ) -> Steps[uuid.UUID]:
-        yield from self._begin()
+        yield from self._begin(seq)
         command = wc.spawn(
             self.task_id, self.lease_token, seq, target, task_name, to_json(input, "child input"), options
         )
@@ -407,10 +442,10 @@ class EventLog:
         seq, recorded = self._next("children", name, [str(i) for i in ids])
         if recorded is not None:
             return [dict(o) for o in recorded["result"]]
-        return (yield from self._new(seq, self._wait_children(seq, ids, name)))
+        return (yield from self._pending(seq, self._wait_children(seq, ids, name)))
 
     def _wait_children(self, seq: int, ids: Sequence[uuid.UUID], name: str) -> Steps[list[dict[str, Any]]]:
-        yield from self._begin()
+        yield from self._begin(seq)
         yield from self._turn(seq)
         answer = yield wc.wait_children(self.task_id, self.lease_token, seq, list(ids), name)
         if answer.get("suspended"):
