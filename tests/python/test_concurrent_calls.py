@@ -108,8 +108,10 @@ def test_a_sleep_in_a_gather_is_a_barrier_for_the_calls_after_it(
             ran.append((ctx.attempt, name))
             return name
 
-        return await asyncio.gather(
-            ctx.step("before", step, "before"), ctx.sleep(0.5), ctx.step("after", step, "after")
+        return list(
+            await asyncio.gather(
+                ctx.step("before", step, "before"), ctx.sleep(0.5), ctx.step("after", step, "after")
+            )
         )
 
     client.create_queue("q")
