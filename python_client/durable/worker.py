@@ -55,7 +55,8 @@ How it works (all rules are SQL functions; the worker only calls them):
   again until the server is back, or leaves it to its lease. Anything else the code
   raises is the task's failure, whatever its class: a step whose own function raises
   ``OperationalError`` against some other database fails like any step (its exception
-  never came out of a durable call of the attempt).
+  never came out of a durable call of the attempt), and so does a plain task, which
+  makes no durable calls.
 * **Retention** needs nothing from the worker: its claims apply the queue's ``retention``
   option (``durable.claim`` purges finished tasks at most once a minute), so a worker
   role needs no operator rights.

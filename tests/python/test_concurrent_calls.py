@@ -164,3 +164,31 @@ def test_a_kill_9_between_gathered_steps_reruns_only_the_unrecorded_ones(
     info = wf_client.get_task(task_id)
     assert [a.outcome for a in info.attempts] == ["lease_expired", "completed"]
     assert info.failures == 0
+
+
+def test_ten_gathered_steps_finishing_in_reverse_order_are_recorded_in_call_order(
+    worker_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(worker_url)
+    finished: list[int] = []
+
+    @worker.durable_task
+    async def reverse(input: dict[str, Any], ctx: DurableContext) -> list[Any]:
+        done = [asyncio.Event() for _ in range(10)]
+
+        async def step(i: int) -> int:
+            if i < 9:
+                await done[i + 1].wait()  # step i finishes after step i + 1
+            finished.append(i)
+            done[i].set()
+            return i * i
+
+        return list(await asyncio.gather(*(ctx.step(f"s{i}", step, i) for i in range(10))))
+
+    client.create_queue("q")
+    task_id = client.enqueue("q", "reverse", durable=True, max_attempts=1)
+    start_worker(worker)
+    assert client.wait(task_id, timeout=30) == [i * i for i in range(10)]
+    assert finished == list(range(9, -1, -1))
+    history = client.history(task_id)
+    assert [(e.seq, e.name, e.result) for e in history] == [(i + 1, f"s{i}", i * i) for i in range(10)]
