@@ -106,8 +106,9 @@ from .errors import (
     TaskCancelled,
     UnknownTask,
 )
+from .faults import infrastructure_fault, noting_faults, one_line, retrying
 from .threads import ThreadRunner
-from .workflow import Call, DurableContext, Suspended, SyncCall, SyncDurableContext
+from .workflow import DurableContext, Suspended, SyncDurableContext
 
 logger = logging.getLogger("durable.worker")
 
@@ -121,8 +122,6 @@ UNKNOWN_TASK_RELEASE_DELAY: Final = 1.0
 #: delay before a task whose attempt an infrastructure fault ended may be claimed again
 #: (a fault that persists then costs a claim a second, not a busy loop)
 INFRASTRUCTURE_RELEASE_DELAY: Final = 1.0
-#: the pause between two tries of a report the database did not get grows up to this
-MAX_RETRY_PAUSE: Final = 2.0
 
 # states of a running attempt
 _RUNNING: Final = "running"
@@ -196,26 +195,6 @@ def describe(fn: Callable[..., Any], name: str | None = None, *, durable: bool =
     if durable and not wants_context:
         raise TypeError(f"durable task function {task_name!r} must take (input, ctx)")
     return TaskFunction(task_name, fn, is_async, wants_context, durable)
-
-
-def infrastructure_fault(exc: BaseException, faults: list[BaseException]) -> BaseException | None:
-    """The fault of ``faults`` that ``exc`` is, or was caused by (its ``__cause__`` and
-    ``__context__`` chain); None when ``exc`` is the task's own."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if any(current is fault for fault in faults):
-            return current
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return None
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    return " ".join(text.split())[:limit]
 
 
 def _error_of(exc: BaseException) -> dict[str, Any]:
@@ -457,44 +436,6 @@ class Worker:
         with self._sync_pool.connection() as conn:
             return execute(conn, command)
 
-    def _attempt_calls(self, attempt: _Attempt) -> tuple[Call, SyncCall]:
-        """The attempt's durable calls (async, and sync for a plain-def task): they note the
-        infrastructure faults they raise in ``attempt.faults``."""
-        faults = attempt.faults
-
-        async def call(command: Command[Any]) -> Any:
-            try:
-                return await self._call(command)
-            except psycopg.OperationalError as exc:
-                faults.append(exc)
-                raise
-
-        def sync_call(command: Command[Any]) -> Any:
-            try:
-                return self._sync_call(command)
-            except psycopg.OperationalError as exc:
-                faults.append(exc)
-                raise
-
-        return call, sync_call
-
-    async def _retrying(self, send: Callable[[], Awaitable[T]], task_id: uuid.UUID, what: str) -> T:
-        """``send()``, sent again while the database cannot be reached (OperationalError),
-        for up to ``lease_seconds``, three tries once the worker is stopping; then its
-        last error. Other errors are raised at once."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        tries = 0
-        while True:
-            try:
-                return await send()
-            except psycopg.OperationalError as exc:
-                tries += 1
-                if (self._stopping and tries >= 3) or loop.time() - started > self.lease_seconds:
-                    raise
-                logger.warning("task %s: %s failed (%s); trying again", task_id, what, _one_line(str(exc)))
-                await asyncio.sleep(min(0.05 * 2**tries, MAX_RETRY_PAUSE))
-
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
@@ -574,6 +515,12 @@ class Worker:
         self._attempts[claimed.lease_token] = attempt
         attempt.task = loop.create_task(self._run_attempt(attempt))
 
+    async def _retrying(self, send: Callable[[], Awaitable[T]], task_id: uuid.UUID, what: str) -> T:
+        """``send()``, again while the database cannot be reached (see the module doc)."""
+        return await retrying(
+            send, task_id=task_id, what=what, for_seconds=self.lease_seconds, stopping=lambda: self._stopping
+        )
+
     async def _release(self, claimed: ClaimedTask, delay: float, reason: str) -> None:
         command = commands.release(claimed.task_id, claimed.lease_token, delay, reason)
         try:
@@ -650,7 +597,8 @@ class Worker:
         a failed child end the task without retry: a re-run would meet them again.
         """
         function, claimed = attempt.function, attempt.claimed
-        call, sync_call = self._attempt_calls(attempt)
+        # its durable calls note the infrastructure faults they raise (see the module doc)
+        call, sync_call = noting_faults(self._call, self._sync_call, attempt.faults)
         ctx = DurableContext(
             call=call,
             task_id=claimed.task_id,
@@ -732,9 +680,9 @@ class Worker:
             "task %s: attempt %d ended by a database fault (%s); handing it back without spending an attempt",
             claimed.task_id,
             claimed.attempt,
-            _one_line(str(fault)),
+            one_line(str(fault)),
         )
-        reason = _one_line(f"the database failed during the attempt: {type(fault).__name__}: {fault}")
+        reason = one_line(f"the database failed during the attempt: {type(fault).__name__}: {fault}")
         await self._release(claimed, INFRASTRUCTURE_RELEASE_DELAY, reason)
 
     async def _output_json(self, attempt: _Attempt, result: Any) -> tuple[bool, str | None]:

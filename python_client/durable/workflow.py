@@ -642,7 +642,10 @@ class SyncDurableContext:
 
     It runs in the task's own thread: its commands go to a sync connection (``call``),
     its step functions are called right here. It shares the attempt's :class:`EventLog`
-    with the worker's :class:`DurableContext`.
+    with the worker's :class:`DurableContext`. Its calls are made one at a time, from
+    that thread (for steps that run at once, write the task as an ``async def`` and
+    ``asyncio.gather`` them); a call that would have to wait for another one raises
+    RuntimeError.
     """
 
     def __init__(self, inner: DurableContext, call: SyncCall) -> None:

@@ -14,7 +14,8 @@ import pytest
 from pyclient_support import ThreadedWorker, wait_until
 
 from durable import Client, NonRetryableError, TaskContext, TaskSpec, UnknownQueue, UnknownTask, Worker
-from durable.worker import describe, infrastructure_fault
+from durable.faults import infrastructure_fault
+from durable.worker import describe
 from durable.workflow import DurableContext
 
 StartWorker = Callable[[Worker], ThreadedWorker]
