@@ -349,51 +349,82 @@ declare
     v_ids uuid[];
     v_new uuid[];
     v_ready boolean;
+    t durable.tasks;
 begin
-    with given as materialized (
-        select r.*, r.ordinality as ord, nextval('durable.tasks_seq_seq') as next_seq
-        from unnest(p_rows) with ordinality as r
-        order by r.ordinality
-    ),
-    inserted as (
+    if cardinality(p_rows) = 1 then
+        -- one task (enqueue, spawn, fork): the same insert, without the batch's machinery
+        -- (about a third of a single enqueue's time)
+        t := p_rows[1];
         insert into durable.tasks (
-            task_id, seq, queue, task_name, input, status, priority, run_at, attempt, failures,
+            task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
             lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
             schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
             forked_from, forked_at_seq, parent_id, parent_seq,
             concurrency_key, concurrency_key_limit, fair_tag
         )
-        overriding system value
-        select g.task_id, g.next_seq, p_queue.queue, g.task_name, g.input, 'pending', g.priority, g.run_at,
-               0, 0, 0, g.max_attempts, g.max_lost_leases, g.backoff, g.timeout_seconds,
-               g.schedule_timeout, g.schedule_deadline, g.idempotency_key, g.created_at, g.durable, 1,
-               g.forked_from, g.forked_at_seq, g.parent_id, g.parent_seq,
-               g.concurrency_key, g.concurrency_key_limit, 0
+        values (
+            t.task_id, p_queue.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0,
+            0, t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
+            t.schedule_timeout, t.schedule_deadline, t.idempotency_key, t.created_at, t.durable, 1,
+            t.forked_from, t.forked_at_seq, t.parent_id, t.parent_seq,
+            t.concurrency_key, t.concurrency_key_limit, 0
+        )
+        on conflict (queue, idempotency_key) where idempotency_key is not null do nothing;
+        if not found then
+            return array(
+                select k.task_id from durable.tasks k
+                where k.queue = p_queue.queue and k.idempotency_key = t.idempotency_key
+            );
+        end if;
+        v_ids := array[t.task_id];
+        v_new := v_ids;
+        v_ready := t.run_at <= v_now;
+    else
+        with given as materialized (
+            select r.*, r.ordinality as ord, nextval('durable.tasks_seq_seq') as next_seq
+            from unnest(p_rows) with ordinality as r
+            order by r.ordinality
+        ),
+        inserted as (
+            insert into durable.tasks (
+                task_id, seq, queue, task_name, input, status, priority, run_at, attempt, failures,
+                lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
+                schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
+                forked_from, forked_at_seq, parent_id, parent_seq,
+                concurrency_key, concurrency_key_limit, fair_tag
+            )
+            overriding system value
+            select g.task_id, g.next_seq, p_queue.queue, g.task_name, g.input, 'pending', g.priority, g.run_at,
+                   0, 0, 0, g.max_attempts, g.max_lost_leases, g.backoff, g.timeout_seconds,
+                   g.schedule_timeout, g.schedule_deadline, g.idempotency_key, g.created_at, g.durable, 1,
+                   g.forked_from, g.forked_at_seq, g.parent_id, g.parent_seq,
+                   g.concurrency_key, g.concurrency_key_limit, 0
+            from given g
+            order by g.idempotency_key, g.ord
+            on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
+            returning tasks.task_id, tasks.run_at, tasks.idempotency_key
+        )
+        -- each row's id: its new task, or the task that holds its idempotency key (an earlier
+        -- row of this batch, or a task that existed before this statement)
+        select array_agg(coalesce(i.task_id, ik.task_id, k.task_id) order by g.ord),
+               coalesce(bool_or(i.run_at <= v_now), false),
+               array_agg(i.task_id order by g.ord) filter (where i.task_id is not null)
+        into v_ids, v_ready, v_new
         from given g
-        order by g.idempotency_key, g.ord
-        on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
-        returning tasks.task_id, tasks.run_at, tasks.idempotency_key
-    )
-    -- each row's id: its new task, or the task that holds its idempotency key (an earlier
-    -- row of this batch, or a task that existed before this statement)
-    select array_agg(coalesce(i.task_id, ik.task_id, k.task_id) order by g.ord),
-           coalesce(bool_or(i.run_at <= v_now), false),
-           array_agg(i.task_id order by g.ord) filter (where i.task_id is not null)
-    into v_ids, v_ready, v_new
-    from given g
-    left join inserted i on i.task_id = g.task_id
-    left join inserted ik on i.task_id is null and ik.idempotency_key = g.idempotency_key
-    left join durable.tasks k
-        on i.task_id is null and ik.task_id is null
-        and k.queue = p_queue.queue and k.idempotency_key = g.idempotency_key;
-    -- a key committed by another transaction while the insert waited for it is not in that
-    -- statement's snapshot: look it up again, in a statement (and snapshot) of its own
-    if array_position(v_ids, null) is not null then
-        select array_agg(coalesce(u.id, k.task_id) order by u.ord) into v_ids
-        from unnest(v_ids) with ordinality as u (id, ord)
-        join unnest(p_rows) with ordinality as r on r.ordinality = u.ord
+        left join inserted i on i.task_id = g.task_id
+        left join inserted ik on i.task_id is null and ik.idempotency_key = g.idempotency_key
         left join durable.tasks k
-            on u.id is null and k.queue = p_queue.queue and k.idempotency_key = r.idempotency_key;
+            on i.task_id is null and ik.task_id is null
+            and k.queue = p_queue.queue and k.idempotency_key = g.idempotency_key;
+        -- a key committed by another transaction while the insert waited for it is not in that
+        -- statement's snapshot: look it up again, in a statement (and snapshot) of its own
+        if array_position(v_ids, null) is not null then
+            select array_agg(coalesce(u.id, k.task_id) order by u.ord) into v_ids
+            from unnest(v_ids) with ordinality as u (id, ord)
+            join unnest(p_rows) with ordinality as r on r.ordinality = u.ord
+            left join durable.tasks k
+                on u.id is null and k.queue = p_queue.queue and k.idempotency_key = r.idempotency_key;
+        end if;
     end if;
     if v_new is not null then
         if p_queue.options ->> 'concurrency_strategy' = 'round_robin' then

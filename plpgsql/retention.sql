@@ -56,6 +56,7 @@ as $$
 declare
     v_queue durable.queues := durable._queue(p_queue);
     v_keep double precision := coalesce(p_older_than_seconds, (v_queue.options ->> 'retention')::double precision);
+    v_count integer;
 begin
     perform durable._require(p_queue, array['operator'], 'purge tasks');
     if p_limit is null or p_limit < 1 or p_limit > 1000000 then
@@ -67,12 +68,14 @@ begin
     if v_keep < 0 then
         raise exception 'durable: older_than_seconds must not be negative, got %', v_keep using errcode = 'DU001';
     end if;
-    return durable._purge_finished(p_queue, durable.current_time() - make_interval(secs => v_keep), p_limit);
+    v_count := durable._purge_finished(p_queue, durable.current_time() - make_interval(secs => v_keep), p_limit);
+    perform durable._forget_idle_keys(p_queue);
+    return v_count;
 end;
 $$;
 
 comment on function durable.purge(text, double precision, integer) is
-'Deletes up to p_limit (1 to 1,000,000) finished (completed, failed, cancelled) tasks of the queue, with their attempt history and event log, that ended more than p_older_than_seconds ago (default: the queue''s retention option; nothing when neither is set). Returns how many tasks it deleted. Claims apply the queue''s retention by themselves (at most once a minute); call it to purge now or with another age. Errors: DU001, DU002, 42501.';
+'Deletes up to p_limit (1 to 1,000,000) finished (completed, failed, cancelled) tasks of the queue, with their attempt history and event log, that ended more than p_older_than_seconds ago (default: the queue''s retention option; nothing when neither is set), and the limit state of keys with nothing left (round_robin tags of keys without unfinished tasks, rate logs past their window). Returns how many tasks it deleted. Claims apply the queue''s retention by themselves (at most once a minute); call it to purge now or with another age. Errors: DU001, DU002, 42501.';
 
 -- The claim's maintenance path: the queue's retention, at most once a minute (or once
 -- per retention period, when that is shorter). The queue row is taken with SKIP LOCKED,
@@ -102,6 +105,7 @@ begin
         return 0;
     end if;
     v_count := durable._purge_finished(p_queue, v_now - make_interval(secs => v_keep), 1000);
+    perform durable._forget_idle_keys(p_queue);
     if v_count = 1000 then
         -- more to delete: the next claim goes on
         update durable.queues q set purged_at = null where q.queue = p_queue;
@@ -112,6 +116,42 @@ $$;
 
 comment on function durable._retention(text) is
 'Internal: applies the queue''s retention option (deleting at most 1,000 finished tasks) when the last pass is a minute old (or as old as the retention, when shorter); the claim calls it. Returns how many tasks it deleted.';
+
+-- The limit state of keys that have nothing left: round_robin tags of keys without an
+-- unfinished task (a new task of the key starts at the queue's clock, as a new key's
+-- does), and rate-limit logs whose every start left the window. Rows in use are skipped.
+create or replace function durable._forget_idle_keys(p_queue text)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_options jsonb := (select q.options from durable.queues q where q.queue = p_queue);
+    v_window interval := make_interval(secs => coalesce((v_options #>> '{rate_limit,period}')::double precision, 0));
+begin
+    delete from durable.fair_keys f
+    where (f.queue, f.concurrency_key) in (
+        select i.queue, i.concurrency_key from durable.fair_keys i
+        where i.queue = p_queue
+          and not exists (
+              select 1 from durable.tasks k
+              where k.queue = p_queue and coalesce(k.concurrency_key, '') = i.concurrency_key
+                and k.status in ('pending', 'running', 'sleeping', 'waiting'))
+        for update skip locked
+    );
+    delete from durable.limit_state ls
+    where (ls.queue, ls.concurrency_key) in (
+        select i.queue, i.concurrency_key from durable.limit_state i
+        where i.queue = p_queue and i.concurrency_key <> ''
+          and not exists (select 1 from unnest(i.start_times) as t (at) where t.at > durable.current_time() - v_window)
+        for update skip locked
+    );
+end;
+$$;
+
+comment on function durable._forget_idle_keys(text) is
+'Internal: deletes the round_robin rows (durable.fair_keys) of keys without an unfinished task and the rate-limit logs (durable.limit_state) with no start left in the window; retention runs it.';
 
 create or replace function durable.purge_event_keys(
     p_queue text, p_older_than_seconds double precision, p_limit integer default 10000
