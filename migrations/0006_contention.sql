@@ -10,12 +10,12 @@ update durable.tasks
 set schedule_timeout = extract(epoch from schedule_deadline - run_at)
 where schedule_deadline is not null and attempt = 0;
 
--- Fan-in in constant time per child: a parent that waits for children holds the number
--- it still waits for (wait_remaining), and each awaited unfinished child has a row here;
--- a child that ends deletes its row and counts its parent down, and the last one wakes
--- it. No step looks at the siblings.
-alter table durable.tasks add column wait_remaining integer;
-
+-- Fan-in in constant time per child, without a child ever locking its parent: each
+-- awaited unfinished child of a waiting parent has a row in durable.child_waits, and the
+-- wait has a count in durable.wait_counts. A child that ends deletes its row and counts
+-- the wait down; the last one wakes the parent when it can take the parent's row without
+-- waiting, else the claim's sweep of the parent's queue wakes it (remaining = 0). No step
+-- looks at the siblings, and parents stay before children in the lock order.
 create table durable.child_waits (
     child_id uuid primary key,
     parent_id uuid not null,
@@ -24,6 +24,16 @@ create table durable.child_waits (
 );
 
 create index child_waits_parent_idx on durable.child_waits (parent_id);
+
+create table durable.wait_counts (
+    parent_id uuid primary key,
+    wait_seq integer not null,
+    remaining integer not null
+);
+
+-- the waits whose children all ended, for the sweep
+create index wait_counts_done_idx on durable.wait_counts (parent_id)
+where remaining = 0;
 
 -- Parents waiting right now for children of their own: their unfinished children.
 insert into durable.child_waits (child_id, parent_id, wait_seq)
@@ -39,11 +49,16 @@ where
     and c.parent_id = p.task_id and c.status not in ('completed', 'failed', 'cancelled')
 on conflict (child_id) do nothing;
 
-update durable.tasks as p
-set wait_remaining = (
-    select count(*) from durable.child_waits as w
-    where w.parent_id = p.task_id
-)
+insert into durable.wait_counts (parent_id, wait_seq, remaining)
+select
+    p.task_id as parent_id,
+    p.wait_seq,
+    (
+        select count(*) from durable.child_waits as w
+        where w.parent_id = p.task_id
+    ) as remaining
+from durable.tasks as p
 where p.status = 'waiting' and p.wait_kind = 'children' and p.wake_at is null;
 
 revoke all on durable.child_waits from public;
+revoke all on durable.wait_counts from public;

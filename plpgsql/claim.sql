@@ -121,11 +121,9 @@ $$;
 comment on function durable._end_attempts(uuid[], text[], jsonb[], boolean[]) is
 'Internal: ends the running attempts of locked tasks as failed, timed_out or lease_expired, in one pass. Failures and timeouts count against max_attempts and wait out the backoff (retryable false: failed at once); lost leases count against max_lost_leases and are claimable again at once, in their old place in the claim order. Returns each task''s new status and run time.';
 
--- Of the given tasks, those that could be locked together with their parent (the lock
--- order: newest first, children before parents), without waiting for either: verbs of the
--- maintenance path use it, so that a task that ends there (its trigger locks its parent)
--- never makes them wait while they hold other tasks.
-create or replace function durable._lock_with_parents(p_tasks uuid[])
+-- Of the given tasks, those it could lock without waiting (SKIP LOCKED), oldest first:
+-- the maintenance path (reclaims, schedule timeouts) never waits for a task.
+create or replace function durable._lock_skipping(p_tasks uuid[])
 returns uuid[]
 language plpgsql
 volatile
@@ -138,23 +136,17 @@ begin
     for v_id in
         select k.task_id from durable.tasks k
         where k.task_id = any(p_tasks)
-           or k.task_id in (select c.parent_id from durable.tasks c where c.task_id = any(p_tasks))
-        order by k.task_id desc
+        order by k.task_id
         for update skip locked
     loop
         v_locked := v_locked || v_id;
     end loop;
-    return array(
-        select c.task_id from durable.tasks c
-        where c.task_id = any(p_tasks) and c.task_id = any(v_locked)
-          and (c.parent_id is null or c.parent_id = any(v_locked)
-               or not exists (select 1 from durable.tasks p where p.task_id = c.parent_id))
-    );
+    return v_locked;
 end;
 $$;
 
-comment on function durable._lock_with_parents(uuid[]) is
-'Internal: locks, newest first and with SKIP LOCKED, the given tasks and their parents; returns the given tasks whose row and parent''s row (if any) it holds.';
+comment on function durable._lock_skipping(uuid[]) is
+'Internal: locks, oldest first and with SKIP LOCKED, the given tasks; returns those it holds.';
 
 -- Reclaims up to p_limit expired leases of a queue and cancels tasks past their
 -- schedule deadline. Returns how many tasks it touched.
@@ -172,8 +164,8 @@ declare
     v_ended integer := 0;
     v_cancelled integer := 0;
 begin
-    -- expired leases: those taken (with their parents) without waiting, as they are now
-    v_ids := durable._lock_with_parents(array(
+    -- expired leases: those taken without waiting, as they are now
+    v_ids := durable._lock_skipping(array(
         select k.task_id from durable.tasks k
         where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
         order by k.lease_expires_at
@@ -208,8 +200,8 @@ begin
     end if;
 
     -- pending tasks past their schedule deadline (only a task that never started: a retry
-    -- of one that started in time is not late), taken with their parents without waiting
-    v_ids := durable._lock_with_parents(array(
+    -- of one that started in time is not late), taken without waiting
+    v_ids := durable._lock_skipping(array(
         select d.task_id from durable.tasks d
         where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
           and d.schedule_deadline <= v_now and d.attempt = 0

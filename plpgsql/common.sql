@@ -117,8 +117,8 @@ comment on function durable.uuidv7() is
 'A random uuid whose first 48 bits are the Unix time in milliseconds (the version 7 layout), so new task ids land at the right edge of their index.';
 
 -- A time-ordered uuid larger than p_after: a child's id is larger than its parent's, so
--- that the lock order (newest task first, see plpgsql/README.md) puts children before
--- their parents. uuidv7() already is, unless both fall in one millisecond.
+-- that the lock order (oldest task first, see plpgsql/README.md) puts parents before
+-- their children. uuidv7() already is, unless both fall in one millisecond.
 create or replace function durable._uuidv7_after(p_after uuid)
 returns uuid
 language plpgsql

@@ -66,16 +66,14 @@ begin
             using errcode = 'DU001';
     end if;
     perform durable._check_payload(o, 'task output') from unnest(p_outputs) as o where o is not null;
-    -- children among them: each that ends locks its parent (durable._child_ended); lock
-    -- them and their parents first, newest first (the lock order, plpgsql/README.md), so
-    -- that batches ending children of the same parents in other orders wait, not deadlock
-    if exists (select 1 from durable.tasks k where k.task_id = any(p_tasks) and k.parent_id is not null) then
-        perform 1 from durable.tasks k
-        where k.task_id = any(p_tasks)
-           or k.task_id in (select c.parent_id from durable.tasks c where c.task_id = any(p_tasks))
-        order by k.task_id desc
-        for update;
-    end if;
+    -- lock the tasks first, oldest first (the lock order, plpgsql/README.md), so that
+    -- batches in other orders, cancels and the cancel strategies wait for each other
+    -- instead of deadlocking; and so that the update below sees each task as it is once
+    -- locked
+    perform 1 from durable.tasks k
+    where k.task_id in (select u.id from unnest(p_tasks) as u (id))
+    order by k.task_id
+    for update;
 
     return query
     with given as (
@@ -211,11 +209,12 @@ $$;
 comment on function durable.fail(uuid, uuid, jsonb, boolean) is
 'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011, 42501.';
 
--- Locks trees of tasks for a cancel: the roots, their unfinished descendants and the
--- roots' parents (a root that ends counts its parent down), newest first (the lock
--- order, plpgsql/README.md). A child spawned meanwhile by a task of the tree (it held its
--- row, so the lock waited for it) is found by the next pass. Returns the tasks locked.
-create or replace function durable._lock_trees(p_roots uuid[])
+-- Locks trees of tasks for a cancel: the roots and their unfinished descendants, and the
+-- tasks p_also, oldest first (the lock order, plpgsql/README.md: parents before their
+-- children). A child spawned meanwhile by a task of the tree (it held its row, so the
+-- lock waited for it) is found by the next pass; it is newer than everything locked, so
+-- the order holds. Returns the tasks locked.
+create or replace function durable._lock_trees(p_roots uuid[], p_also uuid[] default '{}'::uuid[])
 returns uuid[]
 language plpgsql
 volatile
@@ -237,19 +236,19 @@ begin
         from (
             select tree.task_id from tree
             union
-            select k.parent_id from durable.tasks k where k.task_id = any(p_roots) and k.parent_id is not null
+            select a.id from unnest(p_also) as a (id)
         ) as x
         where x.task_id <> all(v_locked);
         exit when cardinality(v_tree) = 0;
-        perform 1 from durable.tasks k where k.task_id = any(v_tree) order by k.task_id desc for update;
+        perform 1 from durable.tasks k where k.task_id = any(v_tree) order by k.task_id for update;
         v_locked := v_locked || v_tree;
     end loop;
     return v_locked;
 end;
 $$;
 
-comment on function durable._lock_trees(uuid[]) is
-'Internal: locks, newest first, the given tasks, their unfinished descendants and their parents, again until no new descendant shows up; returns what it locked.';
+comment on function durable._lock_trees(uuid[], uuid[]) is
+'Internal: locks, oldest first, the given tasks and their unfinished descendants (and the tasks p_also, without their descendants), again until no new descendant shows up; returns what it locked.';
 
 -- Cancels trees of tasks in one pass: each unfinished root with p_reasons[i], and every
 -- unfinished descendant ("parent task ... was cancelled"). Finished roots are left as
@@ -284,8 +283,8 @@ begin
         join tree on c.parent_id = tree.task_id
         where c.status not in ('completed', 'failed', 'cancelled')
     )
-    select array_agg(d.task_id order by d.task_id desc),
-           array_agg(d.error order by d.task_id desc),
+    select array_agg(d.task_id order by d.task_id),
+           array_agg(d.error order by d.task_id),
            array_agg(d.task_id) filter (where d.is_root)
     into v_tasks, v_errors, v_cancelled
     from (
@@ -302,11 +301,11 @@ begin
     join durable.tasks k on k.task_id = c.task_id
     where k.status = 'running';
     delete from durable.child_waits w where w.parent_id = any(v_tasks);
+    delete from durable.wait_counts w where w.parent_id = any(v_tasks);
     update durable.tasks k
     set status = 'cancelled', error = c.error, finished_at = v_now,
         lease_expires_at = null, attempt_deadline = null,
-        wake_at = null, wait_kind = null, wait_key = null, wait_seq = null, wait_children = null,
-        wait_remaining = null
+        wake_at = null, wait_kind = null, wait_key = null, wait_seq = null, wait_children = null
     from unnest(v_tasks, v_errors) as c (task_id, error)
     where k.task_id = c.task_id;
     return coalesce(v_cancelled, '{}'::uuid[]);
@@ -314,7 +313,7 @@ end;
 $$;
 
 comment on function durable._cancel_trees(uuid[], text[]) is
-'Internal: cancels, in one pass, the unfinished tasks among p_roots (with p_reasons) and all their unfinished descendants, after locking them with their parents newest first; finished roots are left alone. Running ones get an attempt row (their workers learn it at their next call: DU011). Returns the roots it cancelled.';
+'Internal: cancels, in one pass, the unfinished tasks among p_roots (with p_reasons) and all their unfinished descendants, after locking them oldest first; finished roots are left alone. Running ones get an attempt row (their workers learn it at their next call: DU011). Returns the roots it cancelled.';
 
 create or replace function durable.cancel(p_task uuid, p_reason text default null)
 returns boolean

@@ -549,8 +549,8 @@ begin
     ) r
     where r.rank > r.lim and (r.mine or v_strategy = 'cancel_in_progress');
     if v_victims is not null then
-        -- all the victims (with their trees and parents) locked at once, newest first; a
-        -- task that ended meanwhile is left alone
+        -- all the victims (with their trees) locked at once, oldest first; a task that
+        -- ended meanwhile is left alone
         perform durable._cancel_trees(v_victims, v_reasons);
     end if;
 end;
@@ -572,17 +572,24 @@ begin
         or not exists (select 1 from durable.fair_keys f where f.queue = p_queue) then
         return;
     end if;
-    -- create_queue holds the queue's row (the queue lock); the tasks, newest first
+    -- create_queue holds the queue's row (the queue lock); then the keys' rows, in key
+    -- order, then the tasks, oldest first (the lock order, plpgsql/README.md)
+    delete from durable.fair_keys f
+    where (f.queue, f.concurrency_key) in (
+        select i.queue, i.concurrency_key from durable.fair_keys i
+        where i.queue = p_queue
+        order by i.concurrency_key
+        for update
+    );
     update durable.tasks k
     set fair_tag = 0
     where k.task_id in (
         select r.task_id from durable.tasks r
         where r.queue = p_queue and r.fair_tag <> 0
           and r.status in ('pending', 'running', 'sleeping', 'waiting')
-        order by r.task_id desc
+        order by r.task_id
         for update
     );
-    delete from durable.fair_keys f where f.queue = p_queue;
     update durable.limit_state ls set fair_clock = 0
     where ls.queue = p_queue and ls.concurrency_key = '';
 end;

@@ -244,6 +244,48 @@ $$;
 comment on function durable._task_row(durable.queues, text, jsonb, jsonb, timestamptz) is
 'Internal: checks the task name, input and enqueue options (DU001, DU003) and returns the new task''s row with every option resolved against the queue''s defaults.';
 
+-- The locks that creating a task of key p_key on a queue takes, taken by a verb that must
+-- then lock a task of its own (spawn, its parent p_also) before it does: the key's row
+-- (round_robin) or lock (cancel strategies), then the tasks the new one may cancel, with
+-- their trees, and p_also, oldest first (the lock order, plpgsql/README.md).
+create or replace function durable._lock_for_new_task(p_queue durable.queues, p_key text, p_also uuid)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_strategy text := p_queue.options ->> 'concurrency_strategy';
+    v_hold boolean := coalesce((p_queue.options ->> 'hold_slots_while_suspended')::boolean, false);
+    v_candidates uuid[] := '{}'::uuid[];
+begin
+    if v_strategy = 'round_robin' then
+        -- a row that gives the first task of a new key the queue's clock, as no row does
+        insert into durable.fair_keys as f (queue, concurrency_key, last_tag)
+        values (p_queue.queue, coalesce(p_key, ''), -1)
+        on conflict (queue, concurrency_key) do nothing;
+        perform 1 from durable.fair_keys f
+        where f.queue = p_queue.queue and f.concurrency_key = coalesce(p_key, '')
+        for update;
+    elsif v_strategy in ('cancel_in_progress', 'cancel_newest') and p_key is not null then
+        perform durable._require_read_committed(
+            format('an enqueue on queue %s (strategy %s)', p_queue.queue, v_strategy));
+        perform pg_advisory_xact_lock(1685418498, hashtext(p_queue.queue || E'\x1f' || p_key));
+        if v_strategy = 'cancel_in_progress' then
+            v_candidates := array(
+                select k.task_id from durable.tasks k
+                where k.queue = p_queue.queue and k.concurrency_key = p_key
+                  and (k.status in ('pending', 'running') or (v_hold and k.status in ('sleeping', 'waiting')))
+            );
+        end if;
+    end if;
+    perform durable._lock_trees(v_candidates, array[p_also]);
+end;
+$$;
+
+comment on function durable._lock_for_new_task(durable.queues, text, uuid) is
+'Internal: takes, in the lock order, what creating a task of key p_key on the queue will lock (the round_robin key''s row, or the cancel strategy''s key lock and the tasks it may cancel, with their trees), then p_also: spawn calls it before it locks its own task.';
+
 -- Looks a queue up, raising DU002 when it does not exist.
 create or replace function durable._queue(p_queue text)
 returns durable.queues

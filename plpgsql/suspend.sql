@@ -34,7 +34,7 @@
 create or replace function durable._suspend(
     t durable.tasks, p_status text, p_wake_at timestamptz,
     p_wait_kind text default null, p_wait_key text default null, p_wait_seq integer default null,
-    p_wait_children uuid[] default null, p_wait_remaining integer default null
+    p_wait_children uuid[] default null
 )
 returns void
 language plpgsql
@@ -53,15 +53,14 @@ begin
         wait_key = p_wait_key,
         wait_seq = p_wait_seq,
         wait_children = p_wait_children,
-        wait_remaining = p_wait_remaining,
         lease_expires_at = null,
         attempt_deadline = null
     where k.task_id = t.task_id;
 end;
 $$;
 
-comment on function durable._suspend(durable.tasks, text, timestamptz, text, text, integer, uuid[], integer) is
-'Internal: ends the running attempt of a locked task (outcome suspended) and parks the task as sleeping or waiting, with what it waits for (and, for children of its own, how many it still waits for).';
+comment on function durable._suspend(durable.tasks, text, timestamptz, text, text, integer, uuid[]) is
+'Internal: ends the running attempt of a locked task (outcome suspended) and parks the task as sleeping or waiting, with what it waits for.';
 
 -- Moves parked tasks back to pending, in one pass, after recording the outcome of each
 -- waiting one's wait (p_results[i], with p_hashes[i], at the seq it waits at).
@@ -88,9 +87,10 @@ begin
         wait_kind = null,
         wait_key = null,
         wait_seq = null,
-        wait_children = null,
-        wait_remaining = null
+        wait_children = null
     where k.task_id = any(p_tasks) and k.status in ('sleeping', 'waiting');
+    delete from durable.wait_counts w where w.parent_id = any(p_tasks);
+    delete from durable.child_waits w where w.parent_id = any(p_tasks);
     perform durable._notify(q.queue)
     from (select distinct k.queue from durable.tasks k where k.task_id = any(p_tasks)) as q;
 end;
@@ -221,12 +221,12 @@ begin
     insert into durable.event_values as ev (queue, key, payload, emitted_at)
     values (p_queue, p_key, p_payload, durable.current_time())
     on conflict (queue, key) do update set payload = excluded.payload, emitted_at = excluded.emitted_at;
-    -- its waiters, newest first (the lock order, plpgsql/README.md), woken in one pass
+    -- its waiters, oldest first (the lock order, plpgsql/README.md), woken in one pass
     select coalesce(array_agg(w.task_id), '{}'::uuid[]) into v_waiters
     from (
         select k.task_id from durable.tasks k
         where k.queue = p_queue and k.status = 'waiting' and k.wait_kind = 'event' and k.wait_key = p_key
-        order by k.task_id desc
+        order by k.task_id
         for update
     ) as w;
     if cardinality(v_waiters) > 0 then
@@ -250,7 +250,7 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    t durable.tasks;
     v_hash text := durable.input_hash(jsonb_build_object('queue', p_queue, 'input', p_input));
     e durable.events;
     v_queue durable.queues;
@@ -258,6 +258,23 @@ declare
     v_child uuid;
 begin
     perform durable._check_name(p_task_name, 'task_name');
+    -- a spawn that will create its child takes the locks of a new task of the target queue
+    -- (its key, the tasks it may cancel) before its own task's row, as the lock order
+    -- wants (plpgsql/README.md); a spawn that a re-run passes through creates nothing
+    if not exists (
+        select 1 from durable.tasks k
+        join durable.events r on r.task_id = k.task_id and r.generation = k.generation and r.seq = p_seq
+        where k.task_id = p_task
+    ) then
+        v_queue := durable._queue(p_queue);
+        perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
+        perform durable._lock_for_new_task(
+            v_queue,
+            case when jsonb_typeof(p_options -> 'concurrency_key') = 'string' then p_options ->> 'concurrency_key' end,
+            p_task
+        );
+    end if;
+    t := durable._fenced(p_task, p_lease_token);
     e := durable._event_at(t, p_seq, 'spawn', p_task_name, v_hash);
     if e.seq is not null then
         return (e.result ->> 'task_id')::uuid;
@@ -318,7 +335,7 @@ declare
     e durable.events;
     v_stranger uuid;
     v_inherited boolean;
-    v_unfinished integer;
+    v_unfinished uuid[];
     v_outcome jsonb;
 begin
     perform durable._check_name(p_name, 'wait name');
@@ -344,33 +361,39 @@ begin
         raise exception 'durable: task % is not a child of task %', v_stranger, p_task
             using errcode = 'DU001', hint = 'wait only for tasks this task spawned with durable.spawn()';
     end if;
-    -- the parent row is locked (fenced): a child ending now waits for this transaction
-    -- (its trigger locks the parent), then finds its row in durable.child_waits
-    select count(*)::integer, coalesce(bool_or(k.parent_id is distinct from p_task), false)
+    -- The unfinished children, locked (FOR SHARE) after this task's own row: parents come
+    -- before children in the lock order. A child ending right now holds its row until it
+    -- commits; this waits for it, then sees it ended and leaves it out. A child that ends
+    -- later finds its row in durable.child_waits.
+    select coalesce(array_agg(u.task_id), '{}'::uuid[]), coalesce(bool_or(u.parent_id is distinct from p_task), false)
     into v_unfinished, v_inherited
-    from (select distinct c.id from unnest(p_children) as c (id)) as c
-    join durable.tasks k on k.task_id = c.id
-    where k.status not in ('completed', 'failed', 'cancelled');
-    if v_unfinished = 0 then
+    from (
+        select k.task_id, k.parent_id from durable.tasks k
+        where k.task_id in (select c.id from unnest(p_children) as c (id))
+          and k.status not in ('completed', 'failed', 'cancelled')
+        order by k.task_id
+        for share
+    ) as u;
+    if cardinality(v_unfinished) = 0 then
         v_outcome := durable._children_outcome(p_children);
         perform durable._append_event(t, p_seq, 'children', p_name, 'ok', v_outcome, v_hash);
         return jsonb_build_object('children', v_outcome, 'suspended', false);
     end if;
     if v_inherited then
-        -- children of its origin do not wake a fork when they end (their trigger wakes
-        -- their own parent): the sweep looks again every second instead
+        -- children of its origin do not count a fork down when they end (their rows are
+        -- their own parent's): the sweep looks again every second instead
         perform durable._suspend(
             t, 'waiting', durable.current_time() + interval '1 second', 'children', p_name, p_seq, p_children
         );
     else
-        -- each unfinished child counts the parent down when it ends (durable._child_ended)
+        -- each unfinished child counts the wait down when it ends (durable._child_ended)
         insert into durable.child_waits (child_id, parent_id, wait_seq)
-        select distinct c.id, p_task, p_seq
-        from unnest(p_children) as c (id)
-        join durable.tasks k on k.task_id = c.id
-        where k.status not in ('completed', 'failed', 'cancelled')
+        select u.id, p_task, p_seq from unnest(v_unfinished) as u (id)
         on conflict (child_id) do update set parent_id = excluded.parent_id, wait_seq = excluded.wait_seq;
-        perform durable._suspend(t, 'waiting', null, 'children', p_name, p_seq, p_children, v_unfinished);
+        insert into durable.wait_counts (parent_id, wait_seq, remaining)
+        values (p_task, p_seq, cardinality(v_unfinished))
+        on conflict (parent_id) do update set wait_seq = excluded.wait_seq, remaining = excluded.remaining;
+        perform durable._suspend(t, 'waiting', null, 'children', p_name, p_seq, p_children);
     end if;
     return jsonb_build_object('suspended', true);
 end;
@@ -386,38 +409,43 @@ language plpgsql
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    p durable.tasks;
+    v_parent uuid;
     v_seq integer;
     v_left integer;
+    p durable.tasks;
 begin
-    -- lock the parent first: a parent that is starting to wait for this child (it holds
-    -- its own row) finishes first, and its row in durable.child_waits is then seen here.
-    -- (Verbs that end several tasks lock the parents beforehand, newest first.)
-    select * into p from durable.tasks k where k.task_id = new.parent_id for update;
+    -- is a wait of the parent counting on this child? (the parent, starting its wait,
+    -- locked the unfinished children first: it saw this one ended, or wrote the row)
+    delete from durable.child_waits w where w.child_id = new.task_id
+    returning w.parent_id, w.wait_seq into v_parent, v_seq;
     if not found then
         return null;
     end if;
-    delete from durable.child_waits w
-    where w.child_id = new.task_id and w.parent_id = p.task_id
-    returning w.wait_seq into v_seq;
-    if not found or p.status <> 'waiting' or p.wait_kind is distinct from 'children' or p.wait_seq <> v_seq then
+    update durable.wait_counts c set remaining = c.remaining - 1
+    where c.parent_id = v_parent and c.wait_seq = v_seq
+    returning c.remaining into v_left;
+    if not found or v_left > 0 then
         return null;
     end if;
-    -- one fewer to wait for; the last one wakes the parent (the only step whose cost
-    -- grows with the number of children: it records their outcomes, once)
-    update durable.tasks k set wait_remaining = k.wait_remaining - 1
-    where k.task_id = p.task_id
-    returning k.wait_remaining into v_left;
-    if v_left > 0 then
-        return null;
+    -- the last one: wake the parent now if its row can be had without waiting (a child
+    -- never waits for its parent: parents come first in the lock order); otherwise the
+    -- claim's sweep of the parent's queue wakes it (durable._wake_due), told by NOTIFY
+    select * into p from durable.tasks k where k.task_id = v_parent for update skip locked;
+    if found then
+        if p.status = 'waiting' and p.wait_kind = 'children' and p.wait_seq = v_seq then
+            perform durable._resume(
+                p, durable._children_outcome(p.wait_children), durable.input_hash(to_jsonb(p.wait_children))
+            );
+        end if;
+    else
+        perform durable._notify(k.queue) from durable.tasks k where k.task_id = v_parent;
     end if;
-    perform durable._resume(p, durable._children_outcome(p.wait_children), durable.input_hash(to_jsonb(p.wait_children)));
     return null;
 end;
 $$;
 
 comment on function durable._child_ended() is
-'Trigger: a child task that ends and that its parent waits for (durable.child_waits) counts the parent down; the last one records the children''s outcomes in the parent''s log and wakes the parent. Constant work per child.';
+'Trigger: a child task that ends and that its parent waits for (durable.child_waits) counts the wait down (durable.wait_counts); the last one records the children''s outcomes in the parent''s log and wakes the parent, or, when the parent''s row is locked, leaves that to the sweep. Constant work per child; a child never waits for its parent.';
 
 drop trigger if exists tasks_child_ended on durable.tasks;
 create trigger tasks_child_ended
@@ -451,6 +479,14 @@ begin
         limit p_limit
         for update skip locked
     ) as d;
+    -- and the parents whose last child found them locked (durable._child_ended)
+    v_due := v_due || array(
+        select k.task_id from durable.tasks k
+        where k.task_id in (select w.parent_id from durable.wait_counts w where w.remaining = 0)
+          and k.queue = p_queue and k.status = 'waiting' and k.wait_kind = 'children'
+        limit p_limit
+        for update skip locked
+    );
     if cardinality(v_due) = 0 then
         return 0;
     end if;
@@ -458,7 +494,7 @@ begin
     -- ended, look again in a second
     select coalesce(array_agg(k.task_id), '{}'::uuid[]) into v_later
     from durable.tasks k
-    where k.task_id = any(v_due) and k.wait_kind = 'children'
+    where k.task_id = any(v_due) and k.wait_kind = 'children' and k.wake_at is not null
       and exists (select 1 from durable.tasks c
                   where c.task_id = any(k.wait_children) and c.status not in ('completed', 'failed', 'cancelled'));
     if cardinality(v_later) > 0 then

@@ -4,7 +4,8 @@
 -- of plpgsql/README.md. Each case then releases the lock and checks that both verbs ended
 -- without error (no 40P01) with the right outcome. No sleeps: pg_temp.blockers waits
 -- until a session blocks (or ends).
---   1. two complete_many batches ending children of parents P1 and P2 in opposite orders;
+--   1. two complete_many batches ending children of parents P1 and P2 in opposite orders,
+--      one parent's row held: no batch waits for a parent any more;
 --   2. two enqueue_many batches sharing idempotency keys in opposite orders;
 --   3. create_queue leaving round_robin (it resets the tags of the queue's tasks) against
 --      a claim that reclaims an expired lease;
@@ -12,7 +13,7 @@
 --      their tree;
 --   5. a wait on a never-emitted key whose latch row retention deletes before the wait
 --      holds it, then an emit: the emit must wake the task.
-select plan(24);
+select plan(26);
 
 \ir helpers/tasks.sql
 \ir helpers/sessions.sql
@@ -68,21 +69,27 @@ commit;
 select pg_temp.connect_ab();
 
 -- ---------------------------------------------------------------------------------
--- 1. this session holds P1; a completes [a1, a2], b completes [b2, b1]
+-- 1. this session holds P1; a completes [a1, a2], b completes [b2, b1]: neither waits
+-- for a parent (a child never does); P2 is woken by its last child, P1 (locked here) by
+-- the next claim of its queue
 select 1 from durable.tasks where task_id = pg_temp.id('P1') for update;
 select dblink_send_query('a', format('select string_agg(reason, '','' order by reason) from durable.complete_many(%L::uuid[], %L::uuid[])',
                                      array[pg_temp.id('a1'), pg_temp.id('a2')], array[pg_temp.tok('a1'), pg_temp.tok('a2')]));
-select isnt(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '1: a''s batch blocks behind P1');
+select is(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '1: a''s batch does not wait for the parent held here');
 select dblink_send_query('b', format('select string_agg(reason, '','' order by reason) from durable.complete_many(%L::uuid[], %L::uuid[])',
                                      array[pg_temp.id('b2'), pg_temp.id('b1')], array[pg_temp.tok('b2'), pg_temp.tok('b1')]));
-select isnt(pg_temp.blockers('b', (select b from pids)), '{}'::integer[], '1: b''s batch blocks too');
-commit;
+select is(pg_temp.blockers('b', (select b from pids)), '{}'::integer[], '1: nor does b''s');
 select is((select r from dblink_get_result('a') as x (r text)), 'completed,completed', '1: a''s batch completes both');
 select count(*) from dblink_get_result('a') as x (r text);
 select is((select r from dblink_get_result('b') as x (r text)), 'completed,completed', '1: b''s batch completes both');
 select count(*) from dblink_get_result('b') as x (r text);
-select is(array[(pg_temp.task('P1')).status, (pg_temp.task('P2')).status], array['pending', 'pending'],
-          '1: both parents are woken by their last child');
+commit;
+select is(array[(pg_temp.task('P1')).status, (pg_temp.task('P2')).status], array['waiting', 'pending'],
+          '1: P2 is woken by its last child; P1, whose row was held, still waits');
+select is((select remaining from durable.wait_counts where parent_id = pg_temp.id('P1')), 0,
+          '1: ... with nothing left to wait for');
+select count(*) from durable.claim('par', 'w', 1);
+select ok((pg_temp.task('P1')).status in ('pending', 'running'), '1: the next claim of its queue wakes P1');
 
 -- 2. this session holds idempotency key k0 (an uncommitted enqueue); a enqueues
 -- [k1, k0, k2], b enqueues [k2, k1]
