@@ -35,6 +35,28 @@ How it works (all rules are SQL functions; the worker only calls them):
 * **Failures** are reported at once with ``durable.fail``: the error is
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
   it final, so does a result that is not JSON-serialisable.
+* **Database outages.** What the worker sends about an attempt once its code has ended (a
+  failure, a durable task's completion and replay check, a release) is sent again while
+  the database cannot be reached (``psycopg.OperationalError``: connection lost, server
+  restarting, pool timeout), with growing pauses, for up to ``lease_seconds`` (after that
+  the lease is gone anyway; three tries once the worker is stopping). Batched completions
+  are retried the same way. The attempt keeps its heartbeats meanwhile, so a report that
+  gets through after a restart is still fenced by the live lease.
+* **Infrastructure faults spend no attempt.** The rule: an exception is the
+  infrastructure's, not the task's, when one of the attempt's own durable calls (the
+  ``checkpoint``, ``replay_check``, ``sleep``, ``wait_event``, ``spawn``,
+  ``wait_children`` its context sends) raised it and it is a ``psycopg.OperationalError``
+  (connection lost, server shutting down or starting up, pool timeout, query cancelled,
+  deadlock or serialization failure). When the code of a durable task ends with such an
+  exception, or with one caused by it (its ``__cause__``/``__context__`` chain holds it:
+  a re-raise, a wrapper, the :class:`~durable.errors.HistoryGap` of the calls after it),
+  the worker does not call ``durable.fail``: it hands the task back with
+  ``durable.release`` (no attempt spent, ``INFRASTRUCTURE_RELEASE_DELAY`` seconds), sent
+  again until the server is back, or leaves it to its lease. Anything else the code
+  raises is the task's failure, whatever its class: a step whose own function raises
+  ``OperationalError`` against some other database fails like any step (its exception
+  never came out of a durable call of the attempt), and so does a plain task, which
+  makes no durable calls.
 * **Retention** needs nothing from the worker: its claims apply the queue's ``retention``
   option (``durable.claim`` purges finished tasks at most once a minute), so a worker
   role needs no operator rights.
@@ -61,7 +83,7 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, overload
 
@@ -84,6 +106,7 @@ from .errors import (
     TaskCancelled,
     UnknownTask,
 )
+from .faults import infrastructure_fault, noting_faults, one_line, retrying
 from .threads import ThreadRunner
 from .workflow import DurableContext, Suspended, SyncDurableContext
 
@@ -96,6 +119,9 @@ T = TypeVar("T")
 MAX_BATCH: Final = 1000
 #: delay before a task this worker cannot run may be claimed again
 UNKNOWN_TASK_RELEASE_DELAY: Final = 1.0
+#: delay before a task whose attempt an infrastructure fault ended may be claimed again
+#: (a fault that persists then costs a claim a second, not a busy loop)
+INFRASTRUCTURE_RELEASE_DELAY: Final = 1.0
 
 # states of a running attempt
 _RUNNING: Final = "running"
@@ -130,7 +156,7 @@ class WorkerStats:
 class _Attempt:
     """A claimed task this worker is running."""
 
-    __slots__ = ("claimed", "context", "function", "next_beat", "state", "task")
+    __slots__ = ("claimed", "context", "faults", "function", "next_beat", "state", "task")
 
     def __init__(
         self, claimed: ClaimedTask, function: TaskFunction, context: TaskContext | None, next_beat: float
@@ -141,6 +167,8 @@ class _Attempt:
         self.next_beat = next_beat
         self.state: str = _RUNNING
         self.task: asyncio.Task[None] | None = None
+        #: the infrastructure faults the attempt's own durable calls raised (see the module doc)
+        self.faults: list[BaseException] = []
 
 
 def describe(fn: Callable[..., Any], name: str | None = None, *, durable: bool = False) -> TaskFunction:
@@ -487,9 +515,16 @@ class Worker:
         self._attempts[claimed.lease_token] = attempt
         attempt.task = loop.create_task(self._run_attempt(attempt))
 
+    async def _retrying(self, send: Callable[[], Awaitable[T]], task_id: uuid.UUID, what: str) -> T:
+        """``send()``, again while the database cannot be reached (see the module doc)."""
+        return await retrying(
+            send, task_id=task_id, what=what, for_seconds=self.lease_seconds, stopping=lambda: self._stopping
+        )
+
     async def _release(self, claimed: ClaimedTask, delay: float, reason: str) -> None:
+        command = commands.release(claimed.task_id, claimed.lease_token, delay, reason)
         try:
-            await self._call(commands.release(claimed.task_id, claimed.lease_token, delay, reason))
+            await self._retrying(lambda: self._call(command), claimed.task_id, "release")
             self.stats.released += 1
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
             logger.info("task %s: not released (%s)", claimed.task_id, exc)
@@ -562,8 +597,10 @@ class Worker:
         a failed child end the task without retry: a re-run would meet them again.
         """
         function, claimed = attempt.function, attempt.claimed
+        # its durable calls note the infrastructure faults they raise (see the module doc)
+        call, sync_call = noting_faults(self._call, self._sync_call, attempt.faults)
         ctx = DurableContext(
-            call=self._call,
+            call=call,
             task_id=claimed.task_id,
             lease_token=claimed.lease_token,
             queue=self.queue,
@@ -577,7 +614,7 @@ class Worker:
                     result = await function.fn(claimed.input, ctx)
                 else:
                     assert self._threads is not None
-                    sync_ctx = SyncDurableContext(ctx, self._sync_call)
+                    sync_ctx = SyncDurableContext(ctx, sync_call)
                     result = await self._threads.run(function.fn, claimed.input, sync_ctx)
             except Suspended as suspended:
                 logger.debug("task %s: %s", claimed.task_id, suspended)
@@ -593,8 +630,13 @@ class Worker:
             except BaseException as exc:
                 if attempt.state != _RUNNING or isinstance(exc, (LeaseLost, TaskCancelled)):
                     raise
+                fault = infrastructure_fault(exc, attempt.faults)
+                if fault is not None:
+                    await self._release_after_fault(attempt, fault)
+                    return
                 if not isinstance(exc, NonDeterminismError):
-                    await ctx.verify()  # a mismatch earlier in the history explains the failure
+                    # a mismatch earlier in the history explains the failure
+                    await self._retrying(ctx.verify, claimed.task_id, "replay check")
                 final = isinstance(
                     exc, (NonRetryableError, NonDeterminismError, StepFailed, ChildFailed, PayloadTooLarge)
                 )
@@ -605,10 +647,11 @@ class Worker:
             serialisable, output = await self._output_json(attempt, result)
             if not serialisable:
                 return
-            await ctx.verify()
-            await self._call(
-                workflow_commands.complete_durable(claimed.task_id, claimed.lease_token, output, ctx.seq)
+            await self._retrying(ctx.verify, claimed.task_id, "replay check")
+            complete = workflow_commands.complete_durable(
+                claimed.task_id, claimed.lease_token, output, ctx.seq
             )
+            await self._retrying(lambda: self._call(complete), claimed.task_id, "completion")
             self.stats.completed += 1
         except (
             NonDeterminismError,
@@ -629,6 +672,19 @@ class Worker:
             if attempt.state == _RUNNING:
                 raise
 
+    async def _release_after_fault(self, attempt: _Attempt, fault: BaseException) -> None:
+        """The attempt's code ended with an infrastructure fault: hand the task back (no attempt
+        spent) once the server answers again, instead of failing it."""
+        claimed = attempt.claimed
+        logger.warning(
+            "task %s: attempt %d ended by a database fault (%s); handing it back without spending an attempt",
+            claimed.task_id,
+            claimed.attempt,
+            one_line(str(fault)),
+        )
+        reason = one_line(f"the database failed during the attempt: {type(fault).__name__}: {fault}")
+        await self._release(claimed, INFRASTRUCTURE_RELEASE_DELAY, reason)
+
     async def _output_json(self, attempt: _Attempt, result: Any) -> tuple[bool, str | None]:
         """(True, the JSON text of a task's result); (False, None) when JSON cannot hold the
         result, after failing the task for good."""
@@ -647,8 +703,9 @@ class Worker:
 
     async def _report_failure(self, attempt: _Attempt, error: dict[str, Any], *, retryable: bool) -> None:
         claimed = attempt.claimed
+        command = commands.fail(claimed.task_id, claimed.lease_token, error, retryable)
         try:
-            result = await self._call(commands.fail(claimed.task_id, claimed.lease_token, error, retryable))
+            result = await self._retrying(lambda: self._call(command), claimed.task_id, "failure report")
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
             logger.info("task %s: failure not recorded (%s)", claimed.task_id, exc)
             return
@@ -776,8 +833,9 @@ class Worker:
                 logger.info("task %s: completion not recorded (%s)", result.task_id, result.reason)
 
     async def _fail_raw(self, task_id: uuid.UUID, token: uuid.UUID, error: dict[str, Any]) -> None:
+        command = commands.fail(task_id, token, error, False)
         try:
-            await self._call(commands.fail(task_id, token, error, False))
+            await self._retrying(lambda: self._call(command), task_id, "failure report")
             self.stats.failed += 1
         except (psycopg.Error, DurableError) as exc:
             logger.warning("task %s: could not report its failure (%s)", task_id, exc)

@@ -17,6 +17,36 @@ no hop between the thread and the event loop).
 
 Suspension (a sleep or wait that must wait) raises :class:`Suspended`, a
 ``BaseException``: user code's ``except Exception`` does not swallow it.
+
+**Concurrent calls** (``async def`` tasks)::
+
+    a, b = await asyncio.gather(ctx.step("a", fetch_a), ctx.step("b", fetch_b))
+
+* Every call takes its seq when it is made, so in call order: in a ``gather`` the order
+  of its arguments (provided nothing that is not durable is awaited before the call). On a
+  re-run each call gets the outcome recorded at its own seq, whatever order the calls
+  finished in the first time.
+* The step functions run concurrently; the events are recorded in seq order, since the
+  log has no gaps (DU021): a call that finishes before an earlier one is recorded waits
+  for it, then sends its own event. Should the worker die in between, the finished but
+  unrecorded step runs again on the next attempt; a recorded step never does.
+* ``now``, ``random``, ``uuid4`` and ``spawn`` wait for their turn the same way (``now``
+  reads the database clock when its turn comes, not when it was called).
+* A call that ends without its event recorded (its checkpoint failed, it was cancelled)
+  leaves a gap no later call can fill in this attempt: the calls after it raise
+  :class:`~durable.errors.HistoryGap` (caused by that call's exception) at their turn.
+* A concurrent **suspension** (``sleep``, ``wait_for_event``, ``wait_children``,
+  ``child.result()``) is a barrier for the calls made after it: they start their work (a
+  step function, a spawn, a clock read) only once it has returned without suspending.
+  The calls before it go on, and it waits for them to be recorded before it asks the
+  database. When it suspends, the attempt ends: the calls after it never started (they
+  raise :class:`Suspended`) and run after the task wakes up. So
+  ``gather(ctx.step("a", f), ctx.sleep(60), ctx.step("b", g))`` runs ``a``, sleeps, and
+  runs ``b`` on the attempt after the sleep: nothing runs while a task sleeps.
+* Return only once every durable call has been awaited: a call still running when the
+  task completes or fails is not recorded.
+
+A :class:`SyncDurableContext` takes its calls one at a time, from the task's own thread.
 """
 
 from __future__ import annotations
@@ -33,7 +63,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from . import workflow_commands as wc
 from .commands import Command, Seconds, to_json
-from .errors import ChildFailed, EventTimeout, InvalidArgument, StepFailed
+from .errors import ChildFailed, EventTimeout, HistoryGap, InvalidArgument, StepFailed
 
 T = TypeVar("T")
 #: runs a command on the async pool (DurableContext) or on a sync connection (SyncDurableContext)
@@ -82,8 +112,20 @@ class Pause:
     seconds: float
 
 
-#: what an EventLog call yields: run this command and send back its result, or a RunStep, or a Pause
-Op: TypeAlias = Command[Any] | RunStep | Pause
+@dataclass(frozen=True, slots=True)
+class WaitFor:
+    """What a driver does for an :class:`EventLog` call: wait until ``ready()`` is true.
+
+    ``ready`` can only become true when another call of the same attempt moves on (its
+    event recorded, a replay check done, a call given up), so a driver re-checks it each
+    time one of its calls has advanced."""
+
+    ready: Callable[[], bool]
+
+
+#: what an EventLog call yields: run this command and send back its result, or a RunStep,
+#: a Pause or a WaitFor
+Op: TypeAlias = Command[Any] | RunStep | Pause | WaitFor
 #: an EventLog call: yields Ops, returns T
 Steps: TypeAlias = Generator[Op, Any, T]
 
@@ -111,7 +153,8 @@ class EventLog:
     """The rules of a durable task's calls against its log, without I/O (see the module doc).
 
     Each public method is a generator of :data:`Op`; :class:`DurableContext` and
-    :class:`SyncDurableContext` drive them."""
+    :class:`SyncDurableContext` drive them. Several calls may be driven at once (a
+    ``gather``): each takes its seq when made and records its event in seq order."""
 
     def __init__(
         self,
@@ -128,6 +171,16 @@ class EventLog:
         #: durable calls made so far by the code (the seq of the last one)
         self.seq = 0
         self._presented: list[dict[str, Any]] = []
+        #: a replay check is on its way (the calls that need it wait for it)
+        self._verifying = False
+        #: every event up to this seq is recorded: the history, then this attempt's events
+        self._recorded = len(self._history)
+        #: the first call of this attempt that ended without its event recorded, and why
+        self._lost: tuple[int, BaseException] | None = None
+        #: set once a call of this attempt suspended the task: later calls record nothing
+        self._suspended: str | None = None
+        #: the seqs of the sleeps and waits of this attempt that have not yet returned
+        self._may_suspend: set[int] = set()
 
     @property
     def replaying(self) -> bool:
@@ -146,12 +199,107 @@ class EventLog:
         return self.seq, None
 
     def verify(self) -> Steps[None]:
-        """Present the replayed calls not yet checked (one round trip; DU020 on a mismatch)."""
-        if self._presented:
-            presented, self._presented = self._presented, []
-            yield wc.replay_check(self.task_id, self.lease_token, presented)
+        """Present the replayed calls not yet checked (one round trip; DU020 on a mismatch).
 
-    def _checkpoint(self, seq: int, kind: str, name: str, result: str | None, error: str | None = None) -> Op:
+        A call that needs the check while another call's check is on its way waits for it;
+        a check that failed leaves its calls to be presented again by the next one."""
+        while self._presented or self._verifying:
+            if self._verifying:
+                yield WaitFor(lambda: not self._verifying)
+                continue
+            presented, self._presented = self._presented, []
+            self._verifying = True
+            try:
+                yield wc.replay_check(self.task_id, self.lease_token, presented)
+            except BaseException:
+                self._presented[:0] = presented
+                raise
+            finally:
+                self._verifying = False
+
+    def _new(self, seq: int, body: Steps[T]) -> Steps[T]:
+        """Run the body of new call ``seq``: should it end without its event recorded (and
+        without suspending the task), no later call of this attempt can record one."""
+        try:
+            return (yield from body)
+        except BaseException as exc:
+            if (
+                self._recorded < seq
+                and not isinstance(exc, Suspended)
+                and (self._lost is None or seq < self._lost[0])
+            ):
+                self._lost = (seq, exc)
+            raise
+
+    def _halted(self, seq: int) -> bool:
+        return self._suspended is not None or (self._lost is not None and self._lost[0] < seq)
+
+    def _stopped(self, seq: int) -> BaseException | None:
+        """Why call ``seq`` can record nothing: the task suspended, or a call before it was lost."""
+        if self._suspended is not None:
+            return Suspended(self._suspended)
+        lost = self._lost
+        if lost is not None and lost[0] < seq:
+            gap = HistoryGap(
+                f"durable: event {seq} cannot be recorded: event {lost[0]} before it was not"
+                f" ({type(lost[1]).__name__}: {lost[1]})"
+            )
+            gap.__cause__ = lost[1]
+            return gap
+        return None
+
+    def _pending(self, seq: int, body: Steps[T]) -> Steps[T]:
+        """A new sleep or wait: the calls made after it wait until it returned (see _begin)."""
+        self._may_suspend.add(seq)
+        try:
+            return (yield from self._new(seq, body))
+        finally:
+            self._may_suspend.discard(seq)
+
+    def _begin(self, seq: int) -> Steps[None]:
+        """Before new call ``seq`` does anything: the replayed prefix checked, and no sleep or
+        wait made before it still pending (it may end the attempt)."""
+        yield from self.verify()
+
+        def ready() -> bool:
+            return self._halted(seq) or all(s >= seq for s in self._may_suspend)
+
+        while True:
+            stopped = self._stopped(seq)
+            if stopped is not None:
+                raise stopped
+            if ready():
+                return
+            yield WaitFor(ready)
+
+    def _turn(self, seq: int) -> Steps[None]:
+        """Until every event before ``seq`` is recorded: events are recorded in seq order."""
+
+        def ready() -> bool:
+            return self._recorded >= seq - 1 or self._halted(seq)
+
+        while True:
+            stopped = self._stopped(seq)
+            if stopped is not None:
+                raise stopped
+            if self._recorded >= seq - 1:
+                return
+            yield WaitFor(ready)
+
+    def _record(self, seq: int, command: Command[T]) -> Steps[T]:
+        """Send the command that records event ``seq``, at its turn."""
+        yield from self._turn(seq)
+        answer: T = yield command
+        self._recorded = max(self._recorded, seq)
+        return answer
+
+    def _suspend(self, why: str) -> Suspended:
+        self._suspended = why
+        return Suspended(why)
+
+    def _checkpoint(
+        self, seq: int, kind: str, name: str, result: str | None, error: str | None = None
+    ) -> Command[dict[str, Any]]:
         return wc.checkpoint(self.task_id, self.lease_token, seq, kind, name, result, error)
 
     def step(
@@ -166,7 +314,18 @@ class EventLog:
         seq, recorded = self._next("step", name)
         if recorded is not None:
             return _recorded_outcome(name, recorded)
-        yield from self.verify()
+        return (yield from self._new(seq, self._run_step(seq, name, fn, args, kwargs, retry)))
+
+    def _run_step(
+        self,
+        seq: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: RetryPolicy | None,
+    ) -> Steps[Any]:
+        yield from self._begin(seq)
         policy = retry or RetryPolicy()
         for attempt in range(1, policy.max_attempts + 1):
             ok, value = yield RunStep(fn, args, kwargs)
@@ -174,11 +333,12 @@ class EventLog:
                 text = to_json(value, f"the result of step {name!r}")
                 # the value as stored (jsonb): what a re-run gets from the history, so the
                 # first run sees the same (a list for a tuple, jsonb's key order, 1e20 an int)
-                recorded = yield self._checkpoint(seq, "step", name, text)
+                recorded = yield from self._record(seq, self._checkpoint(seq, "step", name, text))
                 return recorded["result"]
             if attempt >= policy.max_attempts:
                 payload = _error_json(value)
-                yield self._checkpoint(seq, "step", name, None, to_json(payload, "step error"))
+                error = to_json(payload, "step error")
+                yield from self._record(seq, self._checkpoint(seq, "step", name, None, error))
                 raise StepFailed(name, payload) from value
             yield Pause(policy.wait_before(attempt + 1))
         raise AssertionError("unreachable")
@@ -188,9 +348,12 @@ class EventLog:
         seq, recorded = self._next(kind, name)
         if recorded is not None:
             return recorded["result"]
+        return (yield from self._new(seq, self._new_value(seq, kind, name, make)))
+
+    def _new_value(self, seq: int, kind: str, name: str, make: Callable[[], Any]) -> Steps[Any]:
         text = to_json(make(), f"the result of {kind} {name!r}")
-        yield from self.verify()
-        recorded = yield self._checkpoint(seq, kind, name, text)
+        yield from self._begin(seq)
+        recorded = yield from self._record(seq, self._checkpoint(seq, kind, name, text))
         return recorded["result"]
 
     def now(self) -> Steps[datetime]:
@@ -198,8 +361,11 @@ class EventLog:
         seq, recorded = self._next("now", "now")
         if recorded is not None:
             return datetime.fromisoformat(str(recorded["result"]))
-        yield from self.verify()
-        answer = yield self._checkpoint(seq, "now", "now", None)
+        return (yield from self._new(seq, self._new_now(seq)))
+
+    def _new_now(self, seq: int) -> Steps[datetime]:
+        yield from self._begin(seq)
+        answer = yield from self._record(seq, self._checkpoint(seq, "now", "now", None))
         return datetime.fromisoformat(str(answer["result"]))
 
     def random(self) -> Steps[float]:
@@ -220,44 +386,55 @@ class EventLog:
         # the last recorded event, or a new one: the database decides whether time remains
         if recorded is not None:
             self._presented.pop()
-        yield from self.verify()
-        answer = yield wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
+        yield from self._pending(seq, self._sleep(seq, name, seconds, until))
+
+    def _sleep(self, seq: int, name: str, seconds: Seconds | None, until: datetime | None) -> Steps[None]:
+        yield from self._begin(seq)
+        answer = yield from self._record(
+            seq, wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
+        )  # recorded, whether it suspends or not
         if answer.get("suspended"):
-            raise Suspended(f"sleeping until {answer.get('until')}")
+            raise self._suspend(f"sleeping until {answer.get('until')}")
 
     def wait_for_event(self, key: str, timeout: Seconds | None) -> Steps[Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
         seq, recorded = self._next("wait", key)
         if recorded is None:
-            yield from self.verify()
-            answer = yield wc.wait_event(self.task_id, self.lease_token, seq, key, timeout)
-            if answer.get("suspended"):
-                raise Suspended(f"waiting for event {key!r}")
+            answer = yield from self._pending(seq, self._wait_event(seq, key, timeout))
         else:
             answer = dict(recorded.get("result") or {})
         if answer.get("timed_out"):
             raise EventTimeout(f"durable: no event {key!r} within the timeout")
         return answer.get("payload")
 
+    def _wait_event(self, seq: int, key: str, timeout: Seconds | None) -> Steps[dict[str, Any]]:
+        yield from self._begin(seq)
+        yield from self._turn(seq)
+        answer = yield wc.wait_event(self.task_id, self.lease_token, seq, key, timeout)
+        if answer.get("suspended"):  # recorded when the event comes or the timeout passes
+            raise self._suspend(f"waiting for event {key!r}")
+        self._recorded = max(self._recorded, seq)
+        return dict(answer)
+
     def spawn(
         self, task_name: str, input: Mapping[str, Any] | None, queue: str | None, options: dict[str, Any]
     ) -> Steps[uuid.UUID]:
         """Spawn a child task exactly once; its id."""
         target = queue or self.queue
-        given = {"queue": target, "input": dict(input or {})}
-        seq, recorded = self._next("spawn", task_name, given)
+        child_input = dict(input or {})
+        seq, recorded = self._next("spawn", task_name, {"queue": target, "input": child_input})
         if recorded is not None:
             return uuid.UUID(str(recorded["result"]["task_id"]))
-        yield from self.verify()
-        child = yield wc.spawn(
-            self.task_id,
-            self.lease_token,
-            seq,
-            target,
-            task_name,
-            to_json(given["input"], "child input"),
-            options,
+        return (yield from self._new(seq, self._spawn(seq, target, task_name, child_input, options)))
+
+    def _spawn(
+        self, seq: int, target: str, task_name: str, input: dict[str, Any], options: dict[str, Any]
+    ) -> Steps[uuid.UUID]:
+        yield from self._begin(seq)
+        command = wc.spawn(
+            self.task_id, self.lease_token, seq, target, task_name, to_json(input, "child input"), options
         )
+        child = yield from self._record(seq, command)
         return uuid.UUID(str(child))
 
     def wait_children(self, ids: Sequence[uuid.UUID], name: str) -> Steps[list[dict[str, Any]]]:
@@ -265,11 +442,37 @@ class EventLog:
         seq, recorded = self._next("children", name, [str(i) for i in ids])
         if recorded is not None:
             return [dict(o) for o in recorded["result"]]
-        yield from self.verify()
+        return (yield from self._pending(seq, self._wait_children(seq, ids, name)))
+
+    def _wait_children(self, seq: int, ids: Sequence[uuid.UUID], name: str) -> Steps[list[dict[str, Any]]]:
+        yield from self._begin(seq)
+        yield from self._turn(seq)
         answer = yield wc.wait_children(self.task_id, self.lease_token, seq, list(ids), name)
         if answer.get("suspended"):
-            raise Suspended(f"waiting for {len(ids)} child task(s)")
+            raise self._suspend(f"waiting for {len(ids)} child task(s)")
+        self._recorded = max(self._recorded, seq)
         return [dict(o) for o in answer["children"]]
+
+
+class _Changes:
+    """Wakes the calls of one attempt that wait for their turn (:class:`WaitFor`), on its loop."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event: asyncio.Event | None = None
+
+    def notify(self) -> None:
+        """A call moved on: the waiting calls look at their condition again."""
+        event, self._event = self._event, None
+        if event is not None:
+            event.set()
+
+    async def wait(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            if self._event is None:
+                self._event = asyncio.Event()
+            await self._event.wait()
 
 
 class DurableContext:
@@ -288,6 +491,7 @@ class DurableContext:
     ) -> None:
         self._call = call
         self.log = EventLog(task_id=task_id, lease_token=lease_token, queue=queue, history=history)
+        self._changes = _Changes()
         self.task_id = task_id
         self.lease_token = lease_token
         self.queue = queue
@@ -295,26 +499,41 @@ class DurableContext:
         self.attempt = attempt
 
     async def _drive(self, steps: Steps[T]) -> T:
-        """Run an EventLog call: its commands on the pool, its step function here or in a thread."""
+        """Run an EventLog call: its commands on the pool, its step function here or in a thread.
+
+        An exception of a command (or a cancellation) is thrown into the call, so the log
+        knows the call ended without its event. Several calls may be driven at once; after
+        each moves on, the calls waiting for their turn look again."""
         sent: Any = None
-        while True:
-            try:
-                op = steps.send(sent)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            if isinstance(op, RunStep):
+        error: BaseException | None = None
+        try:
+            while True:
                 try:
-                    if inspect.iscoroutinefunction(op.fn):
-                        sent = (True, await op.fn(*op.args, **op.kwargs))
+                    op = steps.send(sent) if error is None else steps.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                finally:
+                    self._changes.notify()
+                sent, error = None, None
+                try:
+                    if isinstance(op, RunStep):
+                        try:
+                            if inspect.iscoroutinefunction(op.fn):
+                                sent = (True, await op.fn(*op.args, **op.kwargs))
+                            else:
+                                sent = (True, await asyncio.to_thread(op.fn, *op.args, **op.kwargs))
+                        except Exception as exc:
+                            sent = (False, exc)
+                    elif isinstance(op, Pause):
+                        await asyncio.sleep(op.seconds)
+                    elif isinstance(op, WaitFor):
+                        await self._changes.wait(op.ready)
                     else:
-                        sent = (True, await asyncio.to_thread(op.fn, *op.args, **op.kwargs))
-                except Exception as exc:
-                    sent = (False, exc)
-            elif isinstance(op, Pause):
-                await asyncio.sleep(op.seconds)
-                sent = None
-            else:
-                sent = await self._call(op)
+                        sent = await self._call(op)
+                except BaseException as exc:  # thrown into the call, which re-raises it
+                    error = exc
+        finally:
+            steps.close()
 
     @property
     def seq(self) -> int:
@@ -423,7 +642,10 @@ class SyncDurableContext:
 
     It runs in the task's own thread: its commands go to a sync connection (``call``),
     its step functions are called right here. It shares the attempt's :class:`EventLog`
-    with the worker's :class:`DurableContext`.
+    with the worker's :class:`DurableContext`. Its calls are made one at a time, from
+    that thread (for steps that run at once, write the task as an ``async def`` and
+    ``asyncio.gather`` them); a call that would have to wait for another one raises
+    RuntimeError.
     """
 
     def __init__(self, inner: DurableContext, call: SyncCall) -> None:
@@ -435,23 +657,39 @@ class SyncDurableContext:
         self.attempt = inner.attempt
 
     def _drive(self, steps: Steps[T]) -> T:
-        """Run an EventLog call: its commands on the sync connection, its step function here."""
+        """Run an EventLog call: its commands on the sync connection, its step function here.
+
+        Calls come one at a time, so a call never has to wait for another: a WaitFor that
+        is not ready means two threads made calls at once, which is refused."""
         sent: Any = None
-        while True:
-            try:
-                op = steps.send(sent)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-            if isinstance(op, RunStep):
+        error: BaseException | None = None
+        try:
+            while True:
                 try:
-                    sent = (True, op.fn(*op.args, **op.kwargs))
-                except Exception as exc:
-                    sent = (False, exc)
-            elif isinstance(op, Pause):
-                time.sleep(op.seconds)
-                sent = None
-            else:
-                sent = self._call(op)
+                    op = steps.send(sent) if error is None else steps.throw(error)
+                except StopIteration as done:
+                    return done.value  # type: ignore[no-any-return]
+                sent, error = None, None
+                try:
+                    if isinstance(op, RunStep):
+                        try:
+                            sent = (True, op.fn(*op.args, **op.kwargs))
+                        except Exception as exc:
+                            sent = (False, exc)
+                    elif isinstance(op, Pause):
+                        time.sleep(op.seconds)
+                    elif isinstance(op, WaitFor):
+                        if not op.ready():
+                            raise RuntimeError(
+                                "durable: a SyncDurableContext takes its calls one at a time,"
+                                " from the task's own thread"
+                            )
+                    else:
+                        sent = self._call(op)
+                except BaseException as exc:  # thrown into the call, which re-raises it
+                    error = exc
+        finally:
+            steps.close()
 
     @property
     def replaying(self) -> bool:

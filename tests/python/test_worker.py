@@ -14,7 +14,9 @@ import pytest
 from pyclient_support import ThreadedWorker, wait_until
 
 from durable import Client, NonRetryableError, TaskContext, TaskSpec, UnknownQueue, UnknownTask, Worker
+from durable.faults import infrastructure_fault
 from durable.worker import describe
+from durable.workflow import DurableContext
 
 StartWorker = Callable[[Worker], ThreadedWorker]
 
@@ -467,3 +469,63 @@ def test_a_durable_task_whose_output_is_too_large_fails_without_retry(
     info = client.get_task(task_id)
     assert (info.status, info.attempt) == ("failed", 1)
     assert info.error is not None and info.error["type"] == "PayloadTooLarge"
+
+
+def test_an_exception_is_an_infrastructure_fault_only_if_it_or_its_cause_is_one() -> None:
+    fault = psycopg.OperationalError("server closed the connection unexpectedly")
+    faults: list[BaseException] = [fault]
+    assert infrastructure_fault(fault, faults) is fault
+    try:
+        try:
+            raise fault
+        except psycopg.OperationalError as exc:
+            raise RuntimeError("wrapped") from exc
+    except RuntimeError as wrapped:
+        assert infrastructure_fault(wrapped, faults) is fault
+    try:
+        try:
+            raise fault
+        except psycopg.OperationalError:
+            raise ValueError("raised while handling it") from None  # __context__ still holds it
+    except ValueError as handled:
+        assert infrastructure_fault(handled, faults) is fault
+    # the same class, not raised by a durable call of the attempt: the task's own
+    assert infrastructure_fault(psycopg.OperationalError("another database"), faults) is None
+    assert infrastructure_fault(fault, []) is None
+
+
+def test_an_operational_error_of_the_task_s_own_making_is_its_failure(
+    worker_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    worker = make_worker(worker_url)
+    unreachable = "postgresql://nobody@127.0.0.1:1/nothing?connect_timeout=2"
+
+    def query_elsewhere() -> None:
+        with psycopg.connect(unreachable):
+            pass
+
+    @worker.durable_task
+    async def step_elsewhere(input: dict[str, Any], ctx: DurableContext) -> None:
+        await ctx.step("elsewhere", query_elsewhere)
+
+    @worker.durable_task
+    async def raise_elsewhere(input: dict[str, Any], ctx: DurableContext) -> None:
+        await ctx.now()
+        query_elsewhere()
+
+    client.create_queue("q")
+    in_step = client.enqueue("q", "step_elsewhere", durable=True, max_attempts=3, backoff={"kind": "none"})
+    in_code = client.enqueue("q", "raise_elsewhere", durable=True, max_attempts=2, backoff={"kind": "none"})
+    start_worker(worker)
+    wait_until(finished(client, in_step))
+    wait_until(finished(client, in_code))
+    step_info = client.get_task(in_step)
+    # a failed step is recorded and final: one failure, no retry, nothing released
+    assert (step_info.status, step_info.failures) == ("failed", 1)
+    assert [a.outcome for a in step_info.attempts] == ["failed"]
+    assert step_info.error is not None and step_info.error["type"] == "StepFailed"
+    assert "OperationalError" in step_info.error["message"]
+    code_info = client.get_task(in_code)
+    assert (code_info.status, code_info.failures) == ("failed", 2)
+    assert [a.outcome for a in code_info.attempts] == ["failed", "failed"]
+    assert code_info.error is not None and code_info.error["type"] == "OperationalError"

@@ -8,20 +8,24 @@ insert into it), so a test can count how often each step really ran.
 ``BLOCK_AT_STEP=name`` makes that step hang (until the process is killed) after it wrote
 its side effect, which is how the tests crash a worker in the middle of a step.
 ``STEP_SECONDS=s`` makes every step take that long after writing its side effect.
+Tasks that take a ``gate`` (a file path) wait, after their side effect, until the test
+creates that file: how a test holds a task still while it restarts the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from durable import Worker
+from durable import TaskContext, Worker
 from durable.errors import EventTimeout
 from durable.workflow import DurableContext, SyncDurableContext
 
@@ -55,6 +59,15 @@ def side_effect(task_id: uuid.UUID, step: str, attempt: int) -> None:
     if os.environ.get("BLOCK_AT_STEP") == step:
         threading.Event().wait()  # until kill -9
     time.sleep(float(os.environ.get("STEP_SECONDS", "0")))
+
+
+def wait_for_gate(gate: Path, timeout: float = 300.0) -> None:
+    """Until the test creates the file ``gate`` (a condition the test controls)."""
+    deadline = time.monotonic() + timeout
+    while not gate.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the gate {gate} was never opened")
+        time.sleep(0.01)
 
 
 def build(queue: str, version: int, concurrency: int, lease: int) -> Worker:
@@ -118,6 +131,55 @@ def build(queue: str, version: int, concurrency: int, lease: int) -> Worker:
         running = await ctx.spawn("block", {"marker": input["marker"]})
         sleeping = await ctx.spawn("nap", {"seconds": 600}, durable=True)
         return await ctx.gather(running, sleeping)
+
+    @worker.durable_task
+    async def gathered(input: dict[str, Any], ctx: DurableContext) -> dict[str, Any]:
+        """Four steps run at once: "a" finishes only after "b" has (a barrier, no timing);
+        "c" hangs under BLOCK_AT_STEP=c, so "d", which finished, cannot be recorded."""
+        b_finished = threading.Event()
+
+        def a() -> str:
+            if not b_finished.wait(60):
+                raise TimeoutError("step b never finished")
+            side_effect(ctx.task_id, "a", ctx.attempt)
+            return "A"
+
+        def b() -> str:
+            side_effect(ctx.task_id, "b", ctx.attempt)
+            b_finished.set()
+            return "B"
+
+        def c() -> str:
+            side_effect(ctx.task_id, "c", ctx.attempt)
+            return "C"
+
+        def d() -> str:
+            side_effect(ctx.task_id, "d", ctx.attempt)
+            return "D"
+
+        results = await asyncio.gather(ctx.step("a", a), ctx.step("b", b), ctx.step("c", c), ctx.step("d", d))
+        return {"results": results}
+
+    @worker.durable_task
+    def gated(input: dict[str, Any], ctx: SyncDurableContext) -> list[str]:
+        """Steps input["steps"]; each waits for the file of its name in input["gates"]."""
+        gates = Path(input["gates"])
+
+        def run(name: str) -> str:
+            side_effect(ctx.task_id, name, ctx.attempt)
+            wait_for_gate(gates / name)
+            return name
+
+        return [ctx.step(name, run, name) for name in input["steps"]]
+
+    @worker.task
+    def fails_once(input: dict[str, Any], ctx: TaskContext) -> str:
+        """Attempt 1 waits for input["gate"], then raises; attempt 2 completes."""
+        if ctx.attempt == 1:
+            side_effect(ctx.task_id, "fails_once", ctx.attempt)
+            wait_for_gate(Path(input["gate"]))
+            raise ValueError("the first attempt fails")
+        return f"attempt {ctx.attempt}"
 
     return worker
 
