@@ -9,7 +9,8 @@
 //
 // The migration runs DURABLE_MIGRATE (a command line; the connection string is given in
 // DATABASE_URL), else the checkout's .venv/bin/durable, else `durable` on the PATH, each
-// as `... migrate --test-clock`.
+// as `... migrate --test-clock`. With DURABLE_TEMPLATE_DB (a migrated test database, as
+// the pytest session makes), the database is a copy of it instead.
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -75,14 +76,17 @@ async function createLoginRoles(adminConninfo) {
 async function scratchDatabase() {
   const server = serverUrl();
   const name = `durable_node_${crypto.randomBytes(5).toString('hex')}`;
-  await admin(server, (c) => c.query(`create database ${ident(name)}`));
+  const template = process.env.DURABLE_TEMPLATE_DB;
+  await admin(server, (c) => c.query(`create database ${ident(name)}${template ? ` template ${ident(template)}` : ''}`));
   const adminUrl = withParams(server, { dbname: name });
   try {
-    const [cmd, args] = migrateCommand();
-    execFileSync(cmd, args, {
-      env: { ...process.env, DATABASE_URL: adminUrl, DURABLE_DATABASE_URL: adminUrl },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    if (!template) {
+      const [cmd, args] = migrateCommand();
+      execFileSync(cmd, args, {
+        env: { ...process.env, DATABASE_URL: adminUrl, DURABLE_DATABASE_URL: adminUrl },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+    }
     await createLoginRoles(adminUrl);
   } catch (err) {
     await admin(server, (c) => c.query(`drop database if exists ${ident(name)} with (force)`));

@@ -12,15 +12,28 @@ function parse(conninfo) {
 }
 
 function parseUrl(text) {
-  const url = new URL(text);
+  // (not WHATWG's URL: it refuses an empty host, as in postgresql://user@/db?host=/socket/dir)
+  const m = /^postgres(?:ql)?:\/\/(?:([^@/?#]*)@)?([^/?#]*)(?:\/([^?#]*))?(?:\?([^#]*))?$/i.exec(text);
+  if (!m) throw new Error('conninfo: not a postgresql:// URL');
+  const [, userinfo, hostspec, db, query] = m;
+  const decode = (v) => decodeURIComponent(v.replace(/\+/g, ' '));
   const params = {};
-  if (url.username) params.user = decodeURIComponent(url.username);
-  if (url.password) params.password = decodeURIComponent(url.password);
-  if (url.hostname) params.host = decodeURIComponent(url.hostname).replace(/^\[(.*)\]$/, '$1');
-  if (url.port) params.port = url.port;
-  const db = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (db) params.dbname = db;
-  for (const [key, value] of url.searchParams) params[key] = value;
+  if (userinfo) {
+    const colon = userinfo.indexOf(':');
+    const user = colon < 0 ? userinfo : userinfo.slice(0, colon);
+    if (user) params.user = decode(user);
+    if (colon >= 0 && userinfo.length > colon + 1) params.password = decode(userinfo.slice(colon + 1));
+  }
+  if (hostspec) {
+    const hp = /^(\[[^\]]*\]|[^:]*)(?::(\d*))?$/.exec(hostspec.split(',')[0]);
+    if (hp && hp[1]) params.host = decode(hp[1].replace(/^\[(.*)\]$/, '$1'));
+    if (hp && hp[2]) params.port = hp[2];
+  }
+  if (db) params.dbname = decode(db);
+  for (const pair of (query || '').split('&').filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    params[decode(eq < 0 ? pair : pair.slice(0, eq))] = eq < 0 ? '' : decode(pair.slice(eq + 1));
+  }
   return params;
 }
 
