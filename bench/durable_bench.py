@@ -71,7 +71,7 @@ from typing import Any, LiteralString, TypeVar
 
 import psycopg
 
-from durable import commands, workflow_commands
+from durable import commands
 from durable.commands import ClaimedTask, Command
 from durable.connections import async_pool, execute_async
 from durable.workflow import DurableContext, SyncDurableContext
@@ -552,7 +552,7 @@ async def replay_in_process(url: str, queue: str, task: uuid.UUID) -> ReplayBrea
     Mirrors ``Worker._run_durable``: the code runs against the claimed history; every
     step is recorded, so no database call happens until the code returns; then
     ``ctx.verify()`` presents the whole replayed prefix in one ``durable.replay_check``
-    and the task is completed with the number of events consumed.
+    and the task is completed (``durable.complete``, its whole history now checked).
     """
     out = ReplayBreakdown()
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
@@ -587,9 +587,7 @@ async def replay_in_process(url: str, queue: str, task: uuid.UUID) -> ReplayBrea
         await ctx.verify()
         out.replay_check = time.perf_counter() - started
         started = time.perf_counter()
-        await call(
-            workflow_commands.complete_durable(got.task_id, got.lease_token, json.dumps(result), ctx.seq)
-        )
+        await ctx.complete(json.dumps(result))  # nothing left to present: durable.complete alone
         out.complete = time.perf_counter() - started
 
         # the claim's parts, apart: the history as the server builds it, and its parsing here

@@ -198,7 +198,8 @@ def bench_size(url: str, n: int, batch: int, claim_batch: int) -> Size:
             ).fetchone()
             out.spawns.append(time.perf_counter() - started)
             assert row is not None
-            children.append(row[0])
+            # the spawn returns its event: {"seq", "kind", "name", "outcome", "result": {"task_id", "queue"}}
+            children.append(uuid.UUID(row[0]["result"]["task_id"]))
 
         # the plain tasks of the reference: as many, queued before the wait
         conn.execute(
@@ -250,8 +251,26 @@ def bench_size(url: str, n: int, batch: int, claim_batch: int) -> Size:
         outcomes = history[-1]["result"]
         if len(outcomes) != n or any(o["status"] != "completed" for o in outcomes):
             raise RuntimeError("the parent's log does not hold the N children completed")
+        # the re-run presents its calls (the spawns and the wait: the history it was handed),
+        # then completes (docs/protocol.md)
+        presented: list[dict[str, Any]] = [
+            {"seq": i + 1, "kind": "spawn", "name": CHILD_TASK, "queue": child_queue, "input": {"i": i}}
+            for i in range(n)
+        ]
+        presented.append(
+            {"seq": n + 1, "kind": "children", "name": "children", "children": [str(c) for c in children]}
+        )
         started = time.perf_counter()
-        conn.execute("select durable.complete(%s, %s, '{\"children\": true}', %s)", (parent, row[1], n + 1))
+        checked = conn.execute(
+            "select durable.replay_check(%s, %s, %s::jsonb)", (parent, row[1], json.dumps(presented))
+        ).fetchone()
+        if checked is None or checked[0] != {"checked": n + 1}:
+            raise RuntimeError(f"the parent's replay check: {checked and str(checked[0])[:200]}")
+        done = conn.execute(
+            "select durable.complete(%s, %s, '{\"children\": true}')", (parent, row[1])
+        ).fetchone()
+        if done is None or done[0] != {"completed": True}:
+            raise RuntimeError(f"the parent's completion: {done and str(done[0])[:200]}")
         out.wake_complete = time.perf_counter() - started
     return out
 

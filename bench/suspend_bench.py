@@ -169,7 +169,7 @@ def claim_and_complete(conn: psycopg.Connection[Any], queue: str, n: int, into: 
             raise RuntimeError(f"claim on {queue} returned {len(claimed)} tasks")
         task = claimed[0]
         started = time.perf_counter()
-        execute(conn, workflow_commands.complete_durable(task.task_id, task.lease_token, None, 0))
+        execute(conn, workflow_commands.complete_durable(task.task_id, task.lease_token, None))
         into.complete.append(time.perf_counter() - started)
 
 

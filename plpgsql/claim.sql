@@ -39,6 +39,14 @@ begin
         raise exception 'durable: task % was cancelled', p_task
             using errcode = 'DU011', detail = coalesce(t.error ->> 'message', '');
     end if;
+    if t.status = 'failed' and t.error ->> 'type' = 'NonDeterminismError' then
+        -- this attempt's own call found the code no longer matches the history, and failed it
+        raise exception 'durable: %', t.error ->> 'message'
+            using errcode = 'DU020',
+                  detail = jsonb_build_object('task_id', t.task_id, 'seq', t.error -> 'seq',
+                                              'recorded', t.error -> 'recorded', 'presented', t.error -> 'presented')::text,
+                  hint = coalesce(t.error ->> 'hint', '');
+    end if;
     if t.status <> 'running' then
         raise exception 'durable: lease % of task % has ended (the task is %)', p_token, p_task, t.status
             using errcode = 'DU010';
@@ -52,7 +60,7 @@ end;
 $$;
 
 comment on function durable._fenced(uuid, uuid) is
-'Internal: locks the task and returns its row when p_token is its live lease (status running, token current, not expired). Raises DU004 for an unknown task, 42501 when the caller may not work on the task''s queue, DU011 when that attempt''s task was cancelled, DU010 otherwise. Every worker verb starts with it.';
+'Internal: locks the task and returns its row when p_token is its live lease (status running, token current, not expired). Raises DU004 for an unknown task, 42501 when the caller may not work on the task''s queue, DU011 when that attempt''s task was cancelled, DU020 when a call of that attempt failed it on a non-determinism, DU010 otherwise. Every worker verb starts with it.';
 
 -- Ends live attempts of (locked) tasks after a failure, a timeout or a lost lease, in one
 -- pass: records each attempt, then schedules the next one or ends the task failed.
@@ -340,6 +348,7 @@ begin
     update durable.tasks t
     set status = 'running',
         attempt = t.attempt + 1,
+        replayed_to = 0,
         worker = p_worker,
         lease_token = gen_random_uuid(),
         lease_seconds = p_lease_seconds,

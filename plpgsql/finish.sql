@@ -44,7 +44,7 @@ execute function durable._check_transition();
 
 -- (force_generic_plan: see "Plans" at the top of common.sql)
 create or replace function durable.complete_many(
-    p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null, p_consumed integer[] default null
+    p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null
 )
 returns table (task_id uuid, ok boolean, reason text)
 language plpgsql
@@ -57,11 +57,15 @@ declare
     v_now timestamptz := durable.current_time();
     -- queue permissions (security.sql): nothing to check while no grant exists
     v_restricted boolean := exists (select 1 from durable.queue_grants);
+    v_ids uuid[];
+    v_oks boolean[];
+    v_reasons text[];
+    v_task durable.tasks;
+    v_event durable.events;
 begin
     if p_tasks is null or p_lease_tokens is null
         or cardinality(p_tasks) <> cardinality(p_lease_tokens)
-        or (p_outputs is not null and cardinality(p_outputs) <> cardinality(p_tasks))
-        or (p_consumed is not null and cardinality(p_consumed) <> cardinality(p_tasks)) then
+        or (p_outputs is not null and cardinality(p_outputs) <> cardinality(p_tasks)) then
         raise exception 'durable: complete_many takes arrays of equal length (tasks, lease tokens, outputs)'
             using errcode = 'DU001';
     end if;
@@ -75,19 +79,16 @@ begin
     order by k.task_id
     for update;
 
-    return query
     with given as (
-        select u.task_id, u.token, u.output, u.consumed, u.ord,
+        select u.task_id, u.token, u.output, u.ord,
                -- a task given twice with its token is completed by its first element only
                row_number() over (partition by u.task_id, u.token order by u.ord) as nth
         from unnest(
-            p_tasks, p_lease_tokens,
-            coalesce(p_outputs, array_fill(null::jsonb, array[cardinality(p_tasks)])),
-            coalesce(p_consumed, array_fill(null::integer, array[cardinality(p_tasks)]))
-        ) with ordinality as u (task_id, token, output, consumed, ord)
+            p_tasks, p_lease_tokens, coalesce(p_outputs, array_fill(null::jsonb, array[cardinality(p_tasks)]))
+        ) with ordinality as u (task_id, token, output, ord)
     ),
     batch as (
-        select g.task_id, g.token, g.output, g.consumed, g.ord from given g where g.nth = 1
+        select g.task_id, g.token, g.output, g.ord from given g where g.nth = 1
     ),
     done as (
         update durable.tasks t
@@ -103,13 +104,14 @@ begin
           and t.status = 'running'
           and t.lease_expires_at > v_now
           and (not v_restricted or durable._allowed(t.queue, array['worker']))
-          -- a durable task must have consumed its whole recorded history
-          and (not t.durable or coalesce(b.consumed, 0) >= coalesce((
-              select e.seq from durable.events e
-              where e.task_id = t.task_id and e.generation = t.generation
-              order by e.seq desc
+          -- a durable task's code went through its whole history: every event recorded by
+          -- this attempt, or checked by its re-run
+          and (not t.durable or coalesce((
+              select l.attempt = t.attempt or t.replayed_to >= l.seq from durable.events l
+              where l.task_id = t.task_id and l.generation = t.generation
+              order by l.seq desc
               limit 1
-          ), 0))
+          ), true))
         returning t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at
     ),
     recorded as (
@@ -118,33 +120,50 @@ begin
         from done d
         returning attempts.task_id, attempts.lease_token
     )
-    select b.task_id,
-           b.nth = 1 and r.task_id is not null,
-           case
-               when b.nth > 1 then 'duplicate'
-               when r.task_id is not null then 'completed'
-               when k.task_id is null then 'unknown_task'
-               when v_restricted and not durable._allowed(k.queue, array['worker']) then 'permission_denied'
-               when k.status = 'cancelled' and k.lease_token = b.token then 'cancelled'
-               when k.status = 'running' and k.lease_token = b.token and k.lease_expires_at > v_now
-                   and k.durable then 'history_not_consumed'
-               else 'lease_lost'
-           end
+    select array_agg(b.task_id order by b.ord),
+           array_agg(b.nth = 1 and r.task_id is not null order by b.ord),
+           array_agg(
+               case
+                   when b.nth > 1 then 'duplicate'
+                   when r.task_id is not null then 'completed'
+                   when k.task_id is null then 'unknown_task'
+                   when v_restricted and not durable._allowed(k.queue, array['worker']) then 'permission_denied'
+                   when k.status = 'cancelled' and k.lease_token = b.token then 'cancelled'
+                   when k.status = 'running' and k.lease_token = b.token and k.lease_expires_at > v_now
+                       and k.durable then 'nondeterminism'
+                   else 'lease_lost'
+               end
+               order by b.ord)
+    into v_ids, v_oks, v_reasons
     from given b
     -- by token too: the same task twice in a batch, once with a dead token, is rejected there
     left join recorded r on b.nth = 1 and r.task_id = b.task_id and r.lease_token = b.token
-    left join durable.tasks k on r.task_id is null and k.task_id = b.task_id
-    order by b.ord;
+    left join durable.tasks k on r.task_id is null and k.task_id = b.task_id;
+
+    -- a durable task that completes without having gone through its history: the code no
+    -- longer matches it; the task is failed (not retryable) here, so that no client retries
+    for v_task in
+        select k.* from durable.tasks k
+        where k.task_id in (select u.id from unnest(v_ids, v_reasons) as u (id, reason) where u.reason = 'nondeterminism')
+          and k.status = 'running'
+        order by k.task_id
+    loop
+        select * into v_event from durable.events l
+        where l.task_id = v_task.task_id and l.generation = v_task.generation and l.seq = v_task.replayed_to + 1;
+        perform durable._nondeterminism(
+            v_task, v_task.replayed_to + 1,
+            jsonb_build_object('kind', v_event.kind, 'name', v_event.name, 'input_hash', v_event.input_hash), null
+        );
+    end loop;
+    return query select u.id, u.ok, u.reason from unnest(v_ids, v_oks, v_reasons) as u (id, ok, reason);
 end;
 $$;
 
-comment on function durable.complete_many(uuid[], uuid[], jsonb[], integer[]) is
-'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Element i of p_consumed is, for a durable task, how many recorded events its code went through: a durable task that completes with recorded events left unconsumed is a non-determinism. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task, history_not_consumed, permission_denied: the caller may not work on the task''s queue, duplicate: the task was given earlier in the batch with the same token, and that element alone counts); a rejected element changes nothing and does not stop the others. Errors: DU001, DU003.';
+comment on function durable.complete_many(uuid[], uuid[], jsonb[]) is
+'Completes a batch of attempts in one statement: element i of each array is a task, its lease token and its output. Returns, in order, whether each was accepted and why not (lease_lost, cancelled, unknown_task, permission_denied: the caller may not work on the task''s queue, duplicate: the task was given earlier in the batch with the same token, and that element alone counts, nondeterminism: a durable task whose code finished without going through its whole history, i.e. its recorded events were not all recorded or checked (durable.replay_check) in this attempt: the task has been failed, not retryable); a rejected element changes nothing else and does not stop the others. Errors: DU001, DU003.';
 
-create or replace function durable.complete(
-    p_task uuid, p_lease_token uuid, p_output jsonb default null, p_consumed integer default null
-)
-returns void
+create or replace function durable.complete(p_task uuid, p_lease_token uuid, p_output jsonb default null)
+returns jsonb
 language plpgsql
 volatile
 security definer
@@ -152,35 +171,30 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_reason text;
-    e durable.events;
+    t durable.tasks;
 begin
     if p_task is null or p_lease_token is null then
         raise exception 'durable: task id and lease token are required' using errcode = 'DU001';
     end if;
     select c.reason into v_reason
-    from durable.complete_many(array[p_task], array[p_lease_token], array[p_output], array[p_consumed]) as c;
+    from durable.complete_many(array[p_task], array[p_lease_token], array[p_output]) as c;
     if v_reason = 'completed' then
-        return;
+        return jsonb_build_object('completed', true);
+    end if;
+    if v_reason = 'nondeterminism' then
+        select * into t from durable.tasks k where k.task_id = p_task;
+        return jsonb_build_object('nondeterminism', jsonb_build_object(
+            'task_id', p_task, 'seq', t.error -> 'seq', 'recorded', t.error -> 'recorded',
+            'presented', t.error -> 'presented', 'message', t.error -> 'message'));
     end if;
     -- not accepted: the fence says why, with the same errors as every other worker verb
     perform durable._fenced(p_task, p_lease_token);
-    if v_reason = 'history_not_consumed' then
-        select ev.* into e
-        from durable.events ev
-        join durable.tasks t on t.task_id = ev.task_id and t.generation = ev.generation
-        where ev.task_id = p_task and ev.seq > coalesce(p_consumed, 0)
-        order by ev.seq
-        limit 1;
-        perform durable._nondeterminism(
-            p_task, e.seq, jsonb_build_object('kind', e.kind, 'name', e.name, 'input_hash', e.input_hash), null
-        );
-    end if;
     raise exception 'durable: task % was not completed (%)', p_task, v_reason using errcode = 'DU010';
 end;
 $$;
 
-comment on function durable.complete(uuid, uuid, jsonb, integer) is
-'Ends the live attempt of a task as completed with p_output. For a durable task, p_consumed is how many recorded events the code went through: completing with recorded events left over raises DU020 (non-determinism). Errors: DU010 the lease is not live (expired, reclaimed, ended), DU011 the task was cancelled, DU020, DU004 unknown task, DU003 output too large, 42501; none of them changes anything.';
+comment on function durable.complete(uuid, uuid, jsonb) is
+'Ends the live attempt of a task as completed with p_output; returns {"completed": true}. A durable task must have gone through its whole history: every recorded event recorded by this attempt or checked by its re-run (durable.replay_check); otherwise the code no longer matches it, the task is failed (not retryable) and {"nondeterminism": {task_id, seq, recorded, presented, message}} is returned. Errors: DU010 the lease is not live (expired, reclaimed, ended), DU011 the task was cancelled, DU020 the attempt''s task was failed on a non-determinism, DU004 unknown task, DU003 output too large, 42501; none of them changes anything.';
 
 create or replace function durable.fail(
     p_task uuid, p_lease_token uuid, p_error jsonb, p_retryable boolean default true
@@ -371,7 +385,7 @@ $$;
 comment on function durable.cancel(uuid, text) is
 'Cancels an unfinished task (pending, running, sleeping or waiting) and, recursively, its unfinished children. A pending task will never run; the worker of a running one learns it at its next call (heartbeat, checkpoint, complete, fail: SQLSTATE DU011). Returns false when the task was already cancelled. p_reason (at most 2,000 characters) goes into the task''s error. The caller needs operator on the queue of the task and of every unfinished descendant. Errors: DU003, DU004 unknown task, DU012 the task already completed or failed, 42501.';
 
-grant execute on function durable.complete_many(uuid[], uuid[], jsonb[], integer[]) to durable_worker;
-grant execute on function durable.complete(uuid, uuid, jsonb, integer) to durable_worker;
+grant execute on function durable.complete_many(uuid[], uuid[], jsonb[]) to durable_worker;
+grant execute on function durable.complete(uuid, uuid, jsonb) to durable_worker;
 grant execute on function durable.fail(uuid, uuid, jsonb, boolean) to durable_worker;
 grant execute on function durable.cancel(uuid, text) to durable_operator;

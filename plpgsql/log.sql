@@ -7,22 +7,35 @@
 -- every durable call whose seq is already recorded gets the recorded result instead of
 -- running again.
 --
--- Determinism is checked here, in SQL: every durable call presents (seq, kind, name,
--- and for spawns a hash of its input) and it must equal what is recorded at that seq.
--- A replayed prefix is presented in one call (durable.replay_check) before the code
--- runs its first new event, so the check happens before any new side effect and costs
--- one round trip per attempt, not one per replayed event. durable.checkpoint checks
--- the event it records the same way (seq must be the next one, or an identical event
--- already recorded). Completing while recorded events remain unconsumed is also a
--- mismatch. A mismatch raises DU020 with the seq, what was recorded and what the code
--- did, and writes nothing; the worker then fails the task without retry.
+-- Determinism is checked here, in SQL, from each call's own arguments (the server hashes
+-- what must be compared: a spawn's queue and input, a wait's children; no client hashes
+-- anything): every durable call presents (seq, kind, name, arguments) and it must equal
+-- what is recorded at that seq. A replayed prefix is presented in one call
+-- (durable.replay_check) when the code makes its first new call, so the check happens
+-- before any new side effect and costs one round trip per attempt, not one per replayed
+-- event. The server holds the client to it: a new event is recorded only once every
+-- earlier event was checked in the running attempt (recorded by it, or presented again:
+-- tasks.replayed_to), else DU022; and a completion needs the whole history checked the
+-- same way, so a client cannot complete past a renamed last step.
 --
+-- A mismatch is decided here too: the call that finds it fails the task at once, not
+-- retryable, with the mismatch in its error ({"type": "NonDeterminismError", "seq",
+-- "recorded", "presented", "message"}), and returns {"nondeterminism": ...}; whatever the
+-- client does next, the task stays failed, and its next call on that lease raises DU020.
+--
+-- Every durable verb returns the event it recorded or found recorded in one shape, the
+-- shape of an element of the claim's history: {"seq", "kind", "name", "outcome",
+-- "result"}; or {"seq", "kind", "name", "suspended": true} when the task now waits.
+-- durable.event_kinds() lists the kinds, their names, arguments and results. The values
+-- of now, random and uuid events come from the server.
+
 -- Events are immutable: triggers reject UPDATE and TRUNCATE (DU013), and a DELETE of
 -- events whose task still exists; retention deletes a task first, then its events. A
 -- replay does not delete: it starts a new generation.
 --
--- SQLSTATEs raised here (see README.md, "Errors"): DU020 non-determinism, DU021 an event
--- out of order, DU013 the log is immutable.
+-- SQLSTATEs raised here (see README.md, "Errors"): DU020 a call on a lease whose task a
+-- non-determinism failed, DU021 an event out of order, DU022 a new event before the
+-- recorded ones were checked, DU013 the log is immutable.
 
 -- The event kinds durable calls may record.
 create or replace function durable._event_kinds()
@@ -39,6 +52,52 @@ $$;
 
 comment on function durable._event_kinds() is
 'Internal: the kinds of event the log accepts.';
+
+-- The kinds of event: the verb that records each, what its name is, what it is given and
+-- what it records (docs/protocol.md).
+create or replace function durable.event_kinds()
+returns table (kind text, verb text, name text, arguments text, result text)
+language plpgsql
+immutable
+security definer
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    return query values
+        ('step', 'checkpoint', 'the step''s name', 'result (or error, an object: the step failed)',
+         'the step''s value; outcome error: the error object'),
+        ('now', 'checkpoint', 'a label', 'none: the server supplies the value',
+         'the database clock, a timestamp string'),
+        ('random', 'checkpoint', 'a label', 'none: the server supplies the value', 'a number in [0, 1)'),
+        ('uuid', 'checkpoint', 'a label', 'none: the server supplies the value', 'a uuid string'),
+        ('sleep', 'sleep', 'the sleep''s name', 'seconds or until', '{"until": timestamp}'),
+        ('wait', 'wait_event', 'the event key', 'timeout_seconds', '{"payload": value, "timed_out": boolean}'),
+        ('spawn', 'spawn', 'the child''s task name', 'queue, input (compared on re-runs), options',
+         '{"task_id": uuid, "queue": text}'),
+        ('children', 'wait_children', 'the wait''s name', 'children: task ids (compared on re-runs)',
+         '[{"task_id", "status", "output", "error"}] in the order given');
+end;
+$$;
+
+comment on function durable.event_kinds() is
+'The kinds of event a durable task''s log records: for each, the verb that records it, what its name is, its arguments (those compared on a re-run: spawn''s queue and input, the children of a wait) and the result it records. Every durable verb returns the event it recorded (or found recorded) in the shape of durable.claim''s history: {"seq", "kind", "name", "outcome", "result"}.';
+
+grant execute on function durable.event_kinds() to durable_worker, durable_reader;
+
+-- An event as every durable verb returns it and as the claim's history lists it.
+create or replace function durable._event_json(e durable.events)
+returns jsonb
+language plpgsql
+immutable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    return jsonb_build_object('seq', e.seq, 'kind', e.kind, 'name', e.name, 'outcome', e.outcome, 'result', e.result);
+end;
+$$;
+
+comment on function durable._event_json(durable.events) is
+'Internal: an event as the verbs return it and the claim''s history lists it: {"seq", "kind", "name", "outcome", "result"}.';
 
 create or replace function durable._reject_event_change()
 returns trigger
@@ -113,8 +172,7 @@ begin
     return (
         select coalesce(jsonb_agg(
             jsonb_build_object(
-                'seq', e.seq, 'kind', e.kind, 'name', e.name, 'outcome', e.outcome,
-                'result', e.result, 'input_hash', e.input_hash
+                'seq', e.seq, 'kind', e.kind, 'name', e.name, 'outcome', e.outcome, 'result', e.result
             ) order by e.seq
         ), '[]'::jsonb)
         from durable.events e
@@ -124,7 +182,7 @@ end;
 $$;
 
 comment on function durable._history(uuid, integer) is
-'Internal: the events of one history generation of a task, in order, as a JSON array of {seq, kind, name, outcome, result, input_hash}.';
+'Internal: the events of one history generation of a task, in order, as a JSON array of {seq, kind, name, outcome, result} (durable._event_json).';
 
 create or replace function durable.history(p_task uuid, p_all_generations boolean default false)
 returns table (
@@ -155,11 +213,14 @@ $$;
 comment on function durable.history(uuid, boolean) is
 'The event log of a task: its current generation, or every generation (earlier ones were set aside by durable.replay) when p_all_generations. No rows for an unknown task. Errors: 42501.';
 
--- Raises DU020 naming the event, what was recorded and what the code did.
+-- A non-determinism: the code no longer matches the history. The task (locked, running)
+-- is failed at once, without retry, with the mismatch in its error, so that no client can
+-- retry into it; the verb returns {"nondeterminism": ...} and the worker's next call on
+-- that lease raises DU020 (durable._fenced).
 create or replace function durable._nondeterminism(
-    p_task uuid, p_seq integer, p_recorded jsonb, p_presented jsonb
+    t durable.tasks, p_seq integer, p_recorded jsonb, p_presented jsonb
 )
-returns void
+returns jsonb
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
@@ -170,8 +231,10 @@ declare
         else format('%s "%s"', p_recorded ->> 'kind', p_recorded ->> 'name')
     end;
     v_presented text;
+    v_detail jsonb;
+    v_message text;
 begin
-    -- what the caller presented is shown cut to a bounded length
+    -- what the caller presented is kept cut to a bounded length
     if p_presented is not null then
         p_presented := jsonb_build_object(
             'kind', left(p_presented ->> 'kind', 100), 'name', left(p_presented ->> 'name', 100),
@@ -185,22 +248,27 @@ begin
     if p_recorded is not null and p_presented is not null
         and p_recorded ->> 'kind' = p_presented ->> 'kind'
         and p_recorded ->> 'name' = p_presented ->> 'name' then
-        v_recorded := v_recorded || format(' with input hash %s', coalesce(p_recorded ->> 'input_hash', 'none'));
-        v_presented := v_presented || format(' with input hash %s', coalesce(p_presented ->> 'input_hash', 'none'));
+        v_recorded := v_recorded || ' with other arguments';
+        v_presented := v_presented || ' with other arguments';
     end if;
-    raise exception 'durable: non-determinism in task % at event %: recorded %, the code did %',
-        p_task, p_seq, v_recorded, v_presented
-        using errcode = 'DU020',
-              detail = jsonb_build_object(
-                  'task_id', p_task, 'seq', p_seq, 'recorded', p_recorded, 'presented', p_presented
-              )::text,
-              hint = 'the code no longer matches the recorded history: restore the old code, '
-                  || 'replay the task from scratch (durable.replay), or fork it before this event (durable.fork)';
+    v_message := format('non-determinism in task %s at event %s: recorded %s, the code did %s',
+                        t.task_id, p_seq, v_recorded, v_presented);
+    v_detail := jsonb_build_object('task_id', t.task_id, 'seq', p_seq, 'recorded', p_recorded, 'presented', p_presented);
+    perform 1 from durable._end_attempts(
+        array[t.task_id], array['failed'],
+        array[jsonb_build_object(
+            'type', 'NonDeterminismError', 'message', v_message,
+            'hint', 'the code no longer matches the recorded history: restore the old code, '
+                || 'replay the task from scratch (durable.replay), or fork it before this event (durable.fork)'
+        ) || v_detail],
+        array[false]
+    );
+    return jsonb_build_object('nondeterminism', v_detail || jsonb_build_object('message', v_message));
 end;
 $$;
 
-comment on function durable._nondeterminism(uuid, integer, jsonb, jsonb) is
-'Internal: raises DU020; the message names the seq, the recorded event and what the code did; DETAIL holds the same as JSON {task_id, seq, recorded, presented}.';
+comment on function durable._nondeterminism(durable.tasks, integer, jsonb, jsonb) is
+'Internal: the code no longer matches the history at p_seq: fails the (locked, running) task at once, not retryable, with {"type": "NonDeterminismError", "message", "seq", "recorded", "presented"} as its error, and returns {"nondeterminism": {task_id, seq, recorded, presented, message}} for the verb to return.';
 
 -- The hash that stands for what a call was given (a spawn's queue and input, the
 -- children a wait is for), compared on re-runs.
@@ -240,7 +308,7 @@ comment on function durable._same_event(text, text, text, durable.events) is
 'Internal: whether a durable call (kind, name, input hash) is the one recorded in event e.';
 
 create or replace function durable.replay_check(p_task uuid, p_lease_token uuid, p_presented jsonb)
-returns integer
+returns jsonb
 language plpgsql
 volatile
 security definer
@@ -255,8 +323,22 @@ begin
     if not t.durable then
         raise exception 'durable: task % is not a durable task', p_task using errcode = 'DU012';
     end if;
-    if p_presented is null or jsonb_typeof(p_presented) <> 'array' then
-        raise exception 'durable: presented events must be a JSON array of {"seq", "kind", "name"}'
+    if p_presented is null or jsonb_typeof(p_presented) <> 'array'
+        or exists (select 1 from jsonb_array_elements(p_presented) as x (value) where jsonb_typeof(x.value) <> 'object') then
+        raise exception 'durable: presented events must be a JSON array of {"seq", "kind", "name", ...}'
+            using errcode = 'DU001';
+    end if;
+    -- a children wait presents task ids
+    if exists (
+        select 1 from jsonb_array_elements(p_presented) as x (value)
+        cross join lateral jsonb_array_elements(
+            case when jsonb_typeof(x.value -> 'children') = 'array' then x.value -> 'children' else '[]'::jsonb end
+        ) as c (id)
+        where x.value ->> 'kind' = 'children'
+          and (jsonb_typeof(c.id) <> 'string'
+               or c.id #>> '{}' !~* '^\{?[0-9a-f]{8}-?([0-9a-f]{4}-?){3}[0-9a-f]{12}\}?$')
+    ) then
+        raise exception 'durable: the children of a presented children wait must be task ids (uuid strings)'
             using errcode = 'DU001';
     end if;
     -- a prefix: element i is event i, or events would pass unchecked (a gap, a repeat)
@@ -270,12 +352,19 @@ begin
             p_task, coalesce(durable._quote(v_gap.seq::text), 'no seq'), v_gap.ord
             using errcode = 'DU021';
     end if;
+    -- the hash of what each call was given, computed here from its own arguments
     select p.seq, p.call, p.input_hash, to_jsonb(e) as recorded
     into v_bad
     from (
         select (x.value ->> 'seq')::integer as seq, x.value as call,
-               coalesce(x.value ->> 'input_hash',
-                        case when x.value ? 'input' then durable.input_hash(x.value -> 'input') end) as input_hash
+               case x.value ->> 'kind'
+                   when 'spawn' then durable.input_hash(
+                       jsonb_build_object('queue', x.value -> 'queue', 'input', x.value -> 'input'))
+                   when 'children' then durable.input_hash(to_jsonb(array(
+                       select c.id::uuid from jsonb_array_elements_text(
+                           case when jsonb_typeof(x.value -> 'children') = 'array' then x.value -> 'children'
+                                else '[]'::jsonb end) as c (id))))
+               end as input_hash
         from jsonb_array_elements(p_presented) as x (value)
     ) as p
     left join durable.events e
@@ -287,8 +376,8 @@ begin
     order by p.seq
     limit 1;
     if found then
-        perform durable._nondeterminism(
-            p_task, v_bad.seq,
+        return durable._nondeterminism(
+            t, v_bad.seq,
             case when v_bad.recorded is null then null
                  else jsonb_build_object('kind', v_bad.recorded ->> 'kind', 'name', v_bad.recorded ->> 'name',
                                          'input_hash', v_bad.recorded ->> 'input_hash') end,
@@ -297,20 +386,25 @@ begin
         );
     end if;
     v_checked := jsonb_array_length(p_presented);
-    return v_checked;
+    if v_checked > t.replayed_to then
+        update durable.tasks k set replayed_to = v_checked where k.task_id = p_task;
+    end if;
+    return jsonb_build_object('checked', v_checked);
 end;
 $$;
 
 comment on function durable.replay_check(uuid, uuid, jsonb) is
-'Checks in one call the durable calls a re-run made against recorded events: p_presented is a JSON array of {"seq", "kind", "name"} with, for spawns and child waits, "input" (hashed here with durable.input_hash) or "input_hash". Raises DU020 (naming the first mismatching seq, what was recorded and what the code did) and writes nothing on a mismatch; DU021 unless the array is numbered 1, 2, 3, ... in order. Workers call it before the code runs its first new event. Returns the number of events checked. Fenced (DU010, DU011).';
+'Checks in one call the durable calls a re-run made at recorded seqs: p_presented is a JSON array of {"seq", "kind", "name"} numbered 1, 2, 3, ... (DU021 otherwise), with, for a spawn, its "queue" and "input", and for a children wait, its "children" (ids); the server compares them with the recorded events (hashing the arguments itself). A client calls it when its code makes its first new call (before any new side effect), or when the code finishes, with every replayed call it has not presented: a new event, or a completion, needs every earlier event checked in the attempt (DU022, or non-determinism at completion). Returns {"checked": n}, or, on a mismatch, {"nondeterminism": {task_id, seq, recorded, presented, message}}: the task has been failed (not retryable) and the code must stop. Fenced (DU010, DU011; DU020 on a lease whose task a non-determinism failed).';
 
--- The event recorded at p_seq after a determinism check, or null when p_seq is the next
--- free number (DU020 when the recorded event differs, DU021 on a gap). Every verb that
+-- The event already recorded at p_seq, after a determinism check (as the verbs return it;
+-- {"nondeterminism": ...} when it differs: the task has been failed), or null when p_seq
+-- is the next free number and every earlier event was checked in this attempt (DU021 on
+-- a gap, DU022 when the re-run has not presented the recorded events). Every verb that
 -- records an event starts with it.
 create or replace function durable._event_at(
     t durable.tasks, p_seq integer, p_kind text, p_name text, p_input_hash text default null
 )
-returns durable.events
+returns jsonb
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
@@ -337,32 +431,43 @@ begin
         end if;
         -- already recorded (a re-run passing through, or the same attempt writing again)
         if not durable._same_event(p_kind, p_name, p_input_hash, e) then
-            perform durable._nondeterminism(
-                t.task_id, p_seq,
+            return durable._nondeterminism(
+                t, p_seq,
                 jsonb_build_object('kind', e.kind, 'name', e.name, 'input_hash', e.input_hash),
                 jsonb_build_object('kind', p_kind, 'name', p_name, 'input_hash', p_input_hash)
             );
         end if;
-        return e;
+        -- a re-run presenting its calls one by one checks the history as it goes
+        if p_seq = t.replayed_to + 1 then
+            update durable.tasks k set replayed_to = p_seq where k.task_id = t.task_id;
+        end if;
+        return durable._event_json(e);
     end if;
     if p_seq is null or p_seq <> v_last + 1 then
         raise exception 'durable: task % records event % but its log ends at %; events are numbered without gaps',
             t.task_id, coalesce(p_seq::text, 'null'), v_last
             using errcode = 'DU021';
     end if;
+    -- a new event: the code's re-run must have gone through every recorded one first
+    if v_last > 0 and e.attempt <> t.attempt and t.replayed_to < v_last then
+        raise exception 'durable: task % records event % before the re-run checked the recorded events % to %',
+            t.task_id, p_seq, t.replayed_to + 1, v_last
+            using errcode = 'DU022',
+                  hint = 'present the calls the re-run made at the recorded seqs with durable.replay_check first';
+    end if;
     return null;
 end;
 $$;
 
 comment on function durable._event_at(durable.tasks, integer, text, text, text) is
-'Internal: the event already recorded at p_seq (after checking it is the same call: DU020 otherwise), or null when p_seq is the next number of the log (DU021 on a gap; DU012 for a task that is not durable).';
+'Internal: the event already recorded at p_seq as a verb returns it, after checking it is the same call ({"nondeterminism": ...} otherwise: the task has been failed), or null when p_seq is the next number of the log and the recorded events were all checked in this attempt (DU021 on a gap, DU022 when they were not; DU012 for a task that is not durable).';
 
--- Appends an event to a task's current generation.
+-- Appends an event to a task's current generation; returns it as the verbs do.
 create or replace function durable._append_event(
     t durable.tasks, p_seq integer, p_kind text, p_name text, p_outcome text, p_result jsonb,
     p_input_hash text default null
 )
-returns void
+returns jsonb
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
@@ -371,11 +476,12 @@ begin
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
     values (t.task_id, t.generation, p_seq, p_kind, p_name, p_outcome, p_result, p_input_hash, t.attempt,
             durable.current_time());
+    return jsonb_build_object('seq', p_seq, 'kind', p_kind, 'name', p_name, 'outcome', p_outcome, 'result', p_result);
 end;
 $$;
 
 comment on function durable._append_event(durable.tasks, integer, text, text, text, jsonb, text) is
-'Internal: appends one event (outcome ok or error) to the current history generation of a task.';
+'Internal: appends one event (outcome ok or error) to the current history generation of a task, and returns it as the verbs return events.';
 
 create or replace function durable.checkpoint(
     p_task uuid,
@@ -384,8 +490,7 @@ create or replace function durable.checkpoint(
     p_kind text,
     p_name text,
     p_result jsonb default null,
-    p_error jsonb default null,
-    p_input_hash text default null
+    p_error jsonb default null
 )
 returns jsonb
 language plpgsql
@@ -395,26 +500,40 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks;
-    e durable.events;
+    v jsonb;
     v_now timestamptz := durable.current_time();
     v_result jsonb := p_result;
 begin
-    if p_kind = 'now' and v_result is null then
-        -- the clock read is the database's, like every other time in durable
-        v_result := to_jsonb(v_now);
+    -- the values of the clock, random and uuid events come from the server, never from a
+    -- client (a client cannot forge them); a replay gets the recorded one
+    if p_kind in ('now', 'random', 'uuid') then
+        if p_result is not null or p_error is not null then
+            raise exception 'durable: the server supplies the value of a % event; give no result', p_kind
+                using errcode = 'DU001';
+        end if;
+        v_result := case p_kind when 'now' then to_jsonb(v_now)
+                                when 'random' then to_jsonb(random())
+                                else to_jsonb(gen_random_uuid()) end;
     end if;
 
     -- The common case in one statement: a valid new event right after the last one, on
     -- the live lease (the task row locked, so a reclaim waits for it or it sees the
-    -- reclaim). The argument conditions here only pick this path: anything else (a bad
-    -- argument, a replay passing through, a gap, a mismatch, a dead lease) falls through
-    -- to the checks below, which decide and say why. Checking the arguments inside the
-    -- statement instead of calling the checks first saves about 6% of a checkpoint.
+    -- reclaim), the history before it checked in this attempt. The argument conditions
+    -- here only pick this path: anything else (a bad argument, a replay passing through, a
+    -- gap, a mismatch, a dead lease) falls through to the checks below, which decide and
+    -- say why. Checking the arguments inside the statement instead of calling the checks
+    -- first saves about 6% of a checkpoint.
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
     select k.task_id, k.generation, p_seq, p_kind, p_name,
            case when p_error is null then 'ok' else 'error' end,
-           coalesce(p_error, v_result), p_input_hash, k.attempt, v_now
+           coalesce(p_error, v_result), null, k.attempt, v_now
     from durable.tasks k
+    left join lateral (
+        select l.seq, l.attempt from durable.events l
+        where l.task_id = k.task_id and l.generation = k.generation
+        order by l.seq desc
+        limit 1
+    ) as last on true
     where k.task_id = p_task
       and k.lease_token = p_lease_token
       and k.status = 'running'
@@ -422,22 +541,19 @@ begin
       and k.durable
       and p_kind = any(durable._event_kinds())
       and durable._name_ok(p_name)
-      and (p_input_hash is null or (length(p_input_hash) <= 128 and durable._name_ok(p_input_hash)))
       -- queue permissions (security.sql): nothing to check while no grant exists
       and (not exists (select 1 from durable.queue_grants) or durable._allowed(k.queue, array['worker']))
       and (p_result is null or pg_column_size(p_result) <= durable.max_payload_bytes())
       and (p_error is null
            or (jsonb_typeof(p_error) = 'object' and pg_column_size(p_error) <= durable.max_payload_bytes()))
-      and p_seq = 1 + coalesce((
-          select l.seq from durable.events l
-          where l.task_id = k.task_id and l.generation = k.generation
-          order by l.seq desc
-          limit 1
-      ), 0)
+      and p_seq = coalesce(last.seq, 0) + 1
+      -- the events before it: recorded by this attempt, or checked by its re-run
+      and (last.seq is null or last.attempt = k.attempt or k.replayed_to >= last.seq)
     for update of k;
     if found then
-        return case when p_error is null then jsonb_build_object('result', v_result)
-                    else jsonb_build_object('error', p_error) end;
+        return jsonb_build_object('seq', p_seq, 'kind', p_kind, 'name', p_name,
+                                  'outcome', case when p_error is null then 'ok' else 'error' end,
+                                  'result', coalesce(p_error, v_result));
     end if;
 
     if p_kind is null or p_kind <> all(durable._event_kinds()) then
@@ -446,11 +562,6 @@ begin
             using errcode = 'DU001';
     end if;
     perform durable._check_name(p_name, 'event name');
-    if p_input_hash is not null and (length(p_input_hash) > 128 or not durable._name_ok(p_input_hash)) then
-        raise exception 'durable: an input hash is at most 128 characters without control characters, got %',
-            durable._quote(p_input_hash)
-            using errcode = 'DU001';
-    end if;
     if p_error is not null then
         if jsonb_typeof(p_error) <> 'object' then
             raise exception 'durable: an event error must be a JSON object' using errcode = 'DU001';
@@ -461,24 +572,20 @@ begin
         perform durable._check_payload(p_result, 'event result');
     end if;
     t := durable._fenced(p_task, p_lease_token);
-    e := durable._event_at(t, p_seq, p_kind, p_name, p_input_hash);
-    if e.seq is not null then
-        return case when e.outcome = 'error' then jsonb_build_object('error', e.result)
-                    else jsonb_build_object('result', e.result) end;
+    v := durable._event_at(t, p_seq, p_kind, p_name, null);
+    if v is not null then
+        return v;
     end if;
-    perform durable._append_event(
-        t, p_seq, p_kind, p_name, case when p_error is null then 'ok' else 'error' end,
-        coalesce(p_error, v_result), p_input_hash
+    return durable._append_event(
+        t, p_seq, p_kind, p_name, case when p_error is null then 'ok' else 'error' end, coalesce(p_error, v_result)
     );
-    return case when p_error is null then jsonb_build_object('result', v_result)
-                else jsonb_build_object('error', p_error) end;
 end;
 $$;
 
-comment on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb, text) is
-'Records event p_seq of a durable task''s log: kind (step, now, random, uuid), name, and its result, or p_error for a step that failed after its retries (a re-run re-raises it instead of running the step again). p_seq must be the next number (DU021 otherwise). When event p_seq is already recorded, nothing is written and the recorded outcome is returned, provided kind, name and input hash match (DU020 otherwise). A "now" event without a result records the database clock. p_input_hash is at most 128 characters. Returns {"result": ...} or {"error": ...}. Fenced by the lease (DU010, DU011). Errors: DU001, DU003, DU010, DU011, DU020, DU021, 42501.';
+comment on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb) is
+'Records event p_seq of a durable task''s log: kind step (p_result, or p_error, an object, for a step that failed after its retries: a re-run re-raises it instead of running the step again), or now, random, uuid (no result: the server supplies the clock, a number in [0, 1), a uuid). p_seq must be the next number (DU021 otherwise), and every earlier event must have been checked in this attempt (recorded by it, or presented by durable.replay_check: DU022 otherwise). When event p_seq is already recorded, nothing is written and the recorded event is returned, provided kind and name match; otherwise the task is failed (non-determinism) and {"nondeterminism": ...} returned. Returns the event {"seq", "kind", "name", "outcome", "result"}, as durable.claim''s history lists it. Fenced by the lease (DU010, DU011; DU020 on a lease whose task a non-determinism failed). Errors: DU001, DU003, DU010, DU011, DU020, DU021, DU022, 42501.';
 
 grant execute on function durable.history(uuid, boolean) to durable_reader;
 grant execute on function durable.input_hash(jsonb) to durable_worker, durable_reader;
 grant execute on function durable.replay_check(uuid, uuid, jsonb) to durable_worker;
-grant execute on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb, text) to durable_worker;
+grant execute on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb) to durable_worker;

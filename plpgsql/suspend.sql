@@ -126,13 +126,16 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
-    e durable.events;
+    v jsonb;
     v_until timestamptz;
 begin
     perform durable._check_name(p_name, 'sleep name');
-    e := durable._event_at(t, p_seq, 'sleep', p_name);
-    if e.seq is not null then
-        v_until := (e.result ->> 'until')::timestamptz;
+    v := durable._event_at(t, p_seq, 'sleep', p_name);
+    if v ? 'nondeterminism' then
+        return v;
+    end if;
+    if v is not null then
+        v_until := (v -> 'result' ->> 'until')::timestamptz;
     else
         if (p_seconds is null) = (p_until is null) then
             raise exception 'durable: sleep takes seconds or until, exactly one of them' using errcode = 'DU001';
@@ -142,18 +145,18 @@ begin
                 using errcode = 'DU001';
         end if;
         v_until := coalesce(p_until, durable.current_time() + make_interval(secs => p_seconds));
-        perform durable._append_event(t, p_seq, 'sleep', p_name, 'ok', jsonb_build_object('until', v_until));
+        v := durable._append_event(t, p_seq, 'sleep', p_name, 'ok', jsonb_build_object('until', v_until));
     end if;
     if v_until > durable.current_time() then
         perform durable._suspend(t, 'sleeping', v_until);
-        return jsonb_build_object('until', v_until, 'suspended', true);
+        return jsonb_build_object('seq', p_seq, 'kind', 'sleep', 'name', p_name, 'suspended', true);
     end if;
-    return jsonb_build_object('until', v_until, 'suspended', false);
+    return v;
 end;
 $$;
 
 comment on function durable.sleep(uuid, uuid, integer, text, double precision, timestamptz) is
-'Durable sleep at event p_seq: records the wake time (now + p_seconds on the database clock, or p_until) and, if it is still ahead, ends the attempt and parks the task as sleeping until then (no lease, no slot). A re-run reaching the recorded sleep sleeps only what remains. Returns {"until", "suspended"}: when suspended, the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021, 42501.';
+'Durable sleep at event p_seq: records the wake time (now + p_seconds on the database clock, or p_until) and, if it is still ahead, ends the attempt and parks the task as sleeping until then (no lease, no slot). A re-run reaching the recorded sleep sleeps only what remains. Returns the event {"seq", "kind": "sleep", "name", "outcome", "result": {"until"}} once the time has come, or {"seq", "kind", "name", "suspended": true}: the attempt is over, the worker must stop running the code (or {"nondeterminism": ...}: the task has been failed). Errors: DU001, DU010, DU011, DU020, DU021, 42501.';
 
 create or replace function durable.wait_event(
     p_task uuid, p_lease_token uuid, p_seq integer, p_key text, p_timeout_seconds double precision default null
@@ -165,8 +168,9 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks := durable._fenced(p_task, p_lease_token);
-    e durable.events;
+    t durable.tasks;
+    v_queue text;
+    v_recorded jsonb;
     v durable.event_values;
 begin
     perform durable._check_name(p_key, 'event key');
@@ -174,34 +178,39 @@ begin
         raise exception 'durable: timeout_seconds must be between 0 and 315360000, got %', p_timeout_seconds
             using errcode = 'DU001';
     end if;
-    e := durable._event_at(t, p_seq, 'wait', p_key);
-    if e.seq is not null then
-        return e.result || jsonb_build_object('suspended', false);
+    -- Lock the key's row first (creating it when nobody emitted yet), then the task: the
+    -- lock order puts event latches before tasks (plpgsql/README.md). An emit racing this
+    -- wait locks the same row, so one of the two sees the other. Until the lock is held,
+    -- the row may go (retention deletes a never-emitted key nobody waits for): then create
+    -- it again, until this transaction holds it. (The task's queue never changes: read
+    -- without a lock; an unknown task is the fence's DU004.)
+    select k.queue into v_queue from durable.tasks k where k.task_id = p_task;
+    if found then
+        loop
+            select * into v from durable.event_values ev where ev.queue = v_queue and ev.key = p_key for update;
+            exit when found;
+            insert into durable.event_values (queue, key) values (v_queue, p_key) on conflict (queue, key) do nothing;
+        end loop;
     end if;
-    -- lock the key's row (creating it when nobody emitted yet): an emit racing this wait
-    -- locks the same row, so one of the two sees the other. Until the lock is held, the
-    -- row may go (retention deletes a never-emitted key nobody waits for): then create it
-    -- again, until this transaction holds it.
-    loop
-        select * into v from durable.event_values ev where ev.queue = t.queue and ev.key = p_key for update;
-        exit when found;
-        insert into durable.event_values (queue, key) values (t.queue, p_key) on conflict (queue, key) do nothing;
-    end loop;
+    t := durable._fenced(p_task, p_lease_token);
+    v_recorded := durable._event_at(t, p_seq, 'wait', p_key);
+    if v_recorded is not null then
+        return v_recorded;
+    end if;
     if v.emitted_at is not null then
-        perform durable._append_event(
+        return durable._append_event(
             t, p_seq, 'wait', p_key, 'ok', jsonb_build_object('payload', v.payload, 'timed_out', false)
         );
-        return jsonb_build_object('payload', v.payload, 'timed_out', false, 'suspended', false);
     end if;
     perform durable._suspend(
         t, 'waiting', durable.current_time() + make_interval(secs => p_timeout_seconds), 'event', p_key, p_seq
     );
-    return jsonb_build_object('suspended', true);
+    return jsonb_build_object('seq', p_seq, 'kind', 'wait', 'name', p_key, 'suspended', true);
 end;
 $$;
 
 comment on function durable.wait_event(uuid, uuid, integer, text, double precision) is
-'Waits at event p_seq for the event key p_key in the scope of the task''s queue: if it was emitted, its payload is recorded at once and returned ({"payload", "timed_out": false, "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until an emit wakes it or p_timeout_seconds pass (then {"timed_out": true} is recorded). Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021, 42501.';
+'Waits at event p_seq for the event key p_key in the scope of the task''s queue: if it was emitted, its payload is recorded at once and the event returned ({"seq", "kind": "wait", "name": key, "outcome", "result": {"payload", "timed_out": false}}); otherwise the attempt ends and the task waits, without lease or slot, until an emit wakes it or p_timeout_seconds pass (then {"payload": null, "timed_out": true} is recorded), and {"seq", "kind", "name", "suspended": true} is returned: the worker must stop running the code. A key stays emitted: a later wait, in any history generation, gets its payload at once. Errors: DU001, DU010, DU011, DU020, DU021, DU022, 42501.';
 
 create or replace function durable.emit_event(p_queue text, p_key text, p_payload jsonb default null)
 returns integer
@@ -243,7 +252,7 @@ create or replace function durable.spawn(
     p_task uuid, p_lease_token uuid, p_seq integer, p_queue text, p_task_name text,
     p_input jsonb default '{}'::jsonb, p_options jsonb default '{}'::jsonb
 )
-returns uuid
+returns jsonb
 language plpgsql
 volatile
 security definer
@@ -252,7 +261,7 @@ as $$
 declare
     t durable.tasks;
     v_hash text := durable.input_hash(jsonb_build_object('queue', p_queue, 'input', p_input));
-    e durable.events;
+    v_recorded jsonb;
     v_queue durable.queues;
     v_row durable.tasks;
     v_child uuid;
@@ -275,9 +284,9 @@ begin
         );
     end if;
     t := durable._fenced(p_task, p_lease_token);
-    e := durable._event_at(t, p_seq, 'spawn', p_task_name, v_hash);
-    if e.seq is not null then
-        return (e.result ->> 'task_id')::uuid;
+    v_recorded := durable._event_at(t, p_seq, 'spawn', p_task_name, v_hash);
+    if v_recorded is not null then
+        return v_recorded;
     end if;
     perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
     v_queue := durable._queue(p_queue);
@@ -288,15 +297,14 @@ begin
     v_row.parent_id := t.task_id;
     v_row.parent_seq := p_seq;
     v_child := (durable._create_tasks(v_queue, array[v_row]))[1];
-    perform durable._append_event(
+    return durable._append_event(
         t, p_seq, 'spawn', p_task_name, 'ok', jsonb_build_object('task_id', v_child, 'queue', p_queue), v_hash
     );
-    return v_child;
 end;
 $$;
 
 comment on function durable.spawn(uuid, uuid, integer, text, text, jsonb, jsonb) is
-'Spawns a child task at event p_seq, exactly once: the child (enqueued on p_queue with p_input and p_options, as durable.enqueue) and the event recording its id are written together; a re-run gets the same child id from the log. An idempotency_key already held by another task returns that task''s id, which does not become a child (a cancel does not cascade to it; waiting for it polls). The queue and input are hashed into the event, so a re-run that spawns something else is a non-determinism (DU020). The caller needs worker on the task''s queue and worker or producer on p_queue. Errors: those of durable.enqueue, DU010, DU011, DU020, DU021, 42501.';
+'Spawns a child task at event p_seq, exactly once: the child (enqueued on p_queue with p_input and p_options, as durable.enqueue) and the event recording its id are written together, and the event is returned ({"seq", "kind": "spawn", "name": task_name, "outcome", "result": {"task_id", "queue"}}); a re-run gets the same event from the log. An idempotency_key already held by another task returns that task''s id, which does not become a child (a cancel does not cascade to it; waiting for it polls). The queue and input are hashed into the event, so a re-run that spawns something else is a non-determinism (DU020). The caller needs worker on the task''s queue and worker or producer on p_queue. Errors: those of durable.enqueue, DU010, DU011, DU020, DU021, 42501.';
 
 -- The outcome of a set of children, in the order given.
 create or replace function durable._children_outcome(p_children uuid[])
@@ -332,19 +340,18 @@ as $$
 declare
     t durable.tasks := durable._fenced(p_task, p_lease_token);
     v_hash text := durable.input_hash(to_jsonb(p_children));
-    e durable.events;
+    v_recorded jsonb;
     v_stranger uuid;
     v_inherited boolean;
     v_unfinished uuid[];
-    v_outcome jsonb;
 begin
     perform durable._check_name(p_name, 'wait name');
     if p_children is null or cardinality(p_children) = 0 then
         raise exception 'durable: wait_children needs at least one child id' using errcode = 'DU001';
     end if;
-    e := durable._event_at(t, p_seq, 'children', p_name, v_hash);
-    if e.seq is not null then
-        return jsonb_build_object('children', e.result, 'suspended', false);
+    v_recorded := durable._event_at(t, p_seq, 'children', p_name, v_hash);
+    if v_recorded is not null then
+        return v_recorded;
     end if;
     -- a child is a task this task's log records spawning (a fork inherits the spawns
     -- before its fork point, and so the children of its origin): one hashed set
@@ -375,9 +382,7 @@ begin
         for share
     ) as u;
     if cardinality(v_unfinished) = 0 then
-        v_outcome := durable._children_outcome(p_children);
-        perform durable._append_event(t, p_seq, 'children', p_name, 'ok', v_outcome, v_hash);
-        return jsonb_build_object('children', v_outcome, 'suspended', false);
+        return durable._append_event(t, p_seq, 'children', p_name, 'ok', durable._children_outcome(p_children), v_hash);
     end if;
     if v_inherited then
         -- children of its origin do not count a fork down when they end (their rows are
@@ -395,12 +400,12 @@ begin
         on conflict (parent_id) do update set wait_seq = excluded.wait_seq, remaining = excluded.remaining;
         perform durable._suspend(t, 'waiting', null, 'children', p_name, p_seq, p_children);
     end if;
-    return jsonb_build_object('suspended', true);
+    return jsonb_build_object('seq', p_seq, 'kind', 'children', 'name', p_name, 'suspended', true);
 end;
 $$;
 
 comment on function durable.wait_children(uuid, uuid, integer, uuid[], text) is
-'Waits at event p_seq until every task in p_children (children of this task) has ended. If they all have, their outcomes ([{task_id, status, output, error}], in order) are recorded and returned at once ({"children", "suspended": false}); otherwise the attempt ends and the task waits, without lease or slot, until the last of them ends. Returns {"suspended": true} when the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021, 42501.';
+'Waits at event p_seq until every task in p_children (children of this task) has ended. If they all have, their outcomes ([{task_id, status, output, error}], in order) are recorded and the event returned ({"seq", "kind": "children", "name", "outcome", "result": [...]}); otherwise the attempt ends and the task waits, without lease or slot, until the last of them ends, and {"seq", "kind", "name", "suspended": true} is returned: the worker must stop running the code. Errors: DU001, DU010, DU011, DU020, DU021, DU022, 42501.';
 
 -- Trigger: a child that ends may be the last one its parent waits for.
 create or replace function durable._child_ended()

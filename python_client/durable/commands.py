@@ -287,7 +287,9 @@ class Completion:
 
     task_id: uuid.UUID
     ok: bool
-    #: completed, lease_lost, cancelled or unknown_task
+    #: completed, lease_lost, cancelled, unknown_task, permission_denied, duplicate (the task
+    #: was given earlier in the batch with the same token), or nondeterminism (a durable task
+    #: whose code finished without going through its whole history: the task has been failed)
     reason: str
 
 

@@ -106,6 +106,12 @@ class HistoryGap(DurableError):
     sqlstate = "DU021"
 
 
+class ReplayNotChecked(DurableError):
+    """DU022: a new event before the re-run presented the recorded events (``replay_check``)."""
+
+    sqlstate = "DU022"
+
+
 class PermissionDenied(DurableError):
     """42501: the role may not call this verb (it lacks the group role), or its queue grants
     do not cover the queue (see the README, "Security")."""
@@ -153,6 +159,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         EventsImmutable,
         NonDeterminismError,
         HistoryGap,
+        ReplayNotChecked,
         PermissionDenied,
     )
     if cls.sqlstate

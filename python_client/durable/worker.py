@@ -27,14 +27,21 @@ How it works (all rules are SQL functions; the worker only calls them):
   :class:`~durable.context.TaskContext`.
 * **Heartbeats.** A background loop renews the lease of every running attempt every
   ``lease_seconds / 3`` seconds with ``durable.heartbeat``. DU011 (the task was
-  cancelled) or DU010 (the lease is no longer ours) stops the attempt: an async function
-  is cancelled, ``ctx.cancelled`` is set for a sync one, and nothing is reported for it.
+  cancelled), DU010 (the lease is no longer ours) or DU020 (one of the attempt's durable
+  calls met a non-determinism, which failed the task, and its code went on) stops the
+  attempt: an async function is cancelled, ``ctx.cancelled`` is set for a sync one, and
+  nothing is reported for it.
 * **Completions** are batched: results queue up and a background flusher sends them with
   one ``durable.complete_many`` per batch, as soon as ``flush_size`` are waiting or
   ``flush_interval`` seconds after the first one.
 * **Failures** are reported at once with ``durable.fail``: the error is
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
   it final, so does a result that is not JSON-serialisable.
+* **Durable tasks** complete one by one with ``durable.complete``, after presenting the
+  calls their code replayed that were not yet checked (``durable.replay_check``). A
+  non-determinism is found by the database: the durable call, replay check or completion
+  that meets it answers ``{"nondeterminism": ...}`` having failed the task (not
+  retryable), so the worker reports nothing more for that attempt (no ``durable.fail``).
 * **Database outages.** What the worker sends about an attempt once its code has ended (a
   failure, a durable task's completion and replay check, a release) is sent again while
   the database cannot be reached (``psycopg.OperationalError``: connection lost, server
@@ -592,9 +599,11 @@ class Worker:
         """A durable task: its code runs against its history (see :mod:`durable.workflow`).
 
         A sleep or wait that suspends ends the attempt in the database: nothing to report.
-        Before reporting a failure or completing, the replayed prefix is checked, so a
-        non-determinism is what gets reported. Non-determinism, a recorded step failure and
-        a failed child end the task without retry: a re-run would meet them again.
+        Before reporting a failure or completing, the replayed calls not yet presented are
+        checked, so a non-determinism is what ends the task. A non-determinism is found by
+        the database, which fails the task itself (not retryable): once one of the
+        attempt's calls met it, nothing more is reported. A recorded step failure and a
+        failed child end the task without retry: a re-run would meet them again.
         """
         function, claimed = attempt.function, attempt.claimed
         # its durable calls note the infrastructure faults they raise (see the module doc)
@@ -623,6 +632,9 @@ class Worker:
                 current = asyncio.current_task()
                 if attempt.state != _RUNNING or (current is not None and current.cancelling()):
                     raise
+                if ctx.log.failed is not None:
+                    self._failed_by_nondeterminism(attempt, ctx.log.failed)
+                    return
                 await self._fail(
                     attempt, asyncio.CancelledError("cancelled by the task itself"), retryable=True
                 )
@@ -630,13 +642,16 @@ class Worker:
             except BaseException as exc:
                 if attempt.state != _RUNNING or isinstance(exc, (LeaseLost, TaskCancelled)):
                     raise
+                if ctx.log.failed is not None:  # whatever the code made of it
+                    self._failed_by_nondeterminism(attempt, ctx.log.failed)
+                    return
                 fault = infrastructure_fault(exc, attempt.faults)
                 if fault is not None:
                     await self._release_after_fault(attempt, fault)
                     return
-                if not isinstance(exc, NonDeterminismError):
-                    # a mismatch earlier in the history explains the failure
-                    await self._retrying(ctx.verify, claimed.task_id, "replay check")
+                # a mismatch earlier in the history explains the failure (NonDeterminismError
+                # from here: the database failed the task)
+                await self._retrying(ctx.verify, claimed.task_id, "replay check")
                 final = isinstance(
                     exc, (NonRetryableError, NonDeterminismError, StepFailed, ChildFailed, PayloadTooLarge)
                 )
@@ -644,19 +659,17 @@ class Worker:
                 return
             if attempt.state != _RUNNING:
                 return
+            if ctx.log.failed is not None:  # the code caught it and returned
+                self._failed_by_nondeterminism(attempt, ctx.log.failed)
+                return
             serialisable, output = await self._output_json(attempt, result)
             if not serialisable:
                 return
-            await self._retrying(ctx.verify, claimed.task_id, "replay check")
-            complete = workflow_commands.complete_durable(
-                claimed.task_id, claimed.lease_token, output, ctx.seq
-            )
-            await self._retrying(lambda: self._call(complete), claimed.task_id, "completion")
+            await self._retrying(lambda: ctx.complete(output), claimed.task_id, "completion")
             self.stats.completed += 1
-        except (
-            NonDeterminismError,
-            PayloadTooLarge,
-        ) as exc:  # from verify or complete: a re-run meets it again
+        except NonDeterminismError as exc:  # from verify or complete
+            self._failed_by_nondeterminism(attempt, exc)
+        except PayloadTooLarge as exc:  # from complete: a re-run meets it again
             if attempt.state == _RUNNING:
                 await self._fail(attempt, exc, retryable=False)
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
@@ -671,6 +684,19 @@ class Worker:
         except asyncio.CancelledError:
             if attempt.state == _RUNNING:
                 raise
+
+    def _failed_by_nondeterminism(self, attempt: _Attempt, error: NonDeterminismError) -> None:
+        """One of the attempt's durable calls met a non-determinism: the database failed the
+        task (not retryable) then; there is nothing to report (a fail would raise DU020)."""
+        claimed = attempt.claimed
+        self.stats.failed += 1
+        logger.info(
+            "task %s (%s) attempt %d failed: %s; no retry",
+            claimed.task_id,
+            claimed.task_name,
+            claimed.attempt,
+            error,
+        )
 
     async def _release_after_fault(self, attempt: _Attempt, fault: BaseException) -> None:
         """The attempt's code ended with an infrastructure fault: hand the task back (no attempt
@@ -770,6 +796,11 @@ class Worker:
         except (LeaseLost, UnknownTask) as exc:
             logger.warning("task %s: lease lost (%s); abandoning the attempt", claimed.task_id, exc)
             self._stop_attempt(attempt, _LOST, "the lease was lost")
+        except NonDeterminismError as exc:
+            # a durable call of the attempt met a non-determinism, and the database failed the
+            # task; its code went on regardless (it caught the exception): stop it
+            logger.info("task %s was failed (%s); stopping it", claimed.task_id, exc)
+            self._stop_attempt(attempt, _LOST, "the task was failed: non-determinism")
 
     # -- completions ---------------------------------------------------------------------
 

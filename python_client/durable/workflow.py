@@ -2,9 +2,24 @@
 
 Every durable call is event ``seq`` (1, 2, 3, ...) of the task's log. On a re-run the
 calls whose seq is recorded get the recorded outcome instead of running again; they are
-collected and presented to the database in one ``durable.replay_check`` call before the
-code runs its first new event (or completes, fails or suspends), so the determinism check
-is done by the SQL, before any new side effect, at one round trip per attempt.
+collected, each with its own arguments (a spawn's queue and input, the children a wait is
+for), and presented to the database in one ``durable.replay_check`` call before the code
+runs its first new event (or completes, fails or suspends), so the determinism check is
+done by the SQL (which hashes the arguments itself), before any new side effect, at one
+round trip per attempt. The database records a new event only once the events before it
+were checked in the attempt (DU022), and completes a durable task only once its whole
+history was (the worker presents what the code replayed before completing, even when the
+code made no new call).
+
+Every durable verb answers one JSON object (the protocol, docs/protocol.md): the event
+``{"seq", "kind", "name", "outcome", "result"}`` (new, or recorded: a re-run passing
+through), ``{"seq", "kind", "name", "suspended": true}`` (the task now sleeps or waits),
+or ``{"nondeterminism": {...}}``: the code no longer matches the history, and the database
+has already failed the task (not retryable). The call then raises
+:class:`~durable.errors.NonDeterminismError`, every later call of the attempt raises it
+too without asking the database (which would answer DU020), and the worker reports
+nothing more for the attempt (:attr:`EventLog.failed`). The values of ``now``, ``random``
+and ``uuid4`` come from the database, never from the client.
 
 The rules of every durable call are written once, without I/O, in :class:`EventLog`:
 each call is a generator that yields what it needs done (a database
@@ -53,7 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import random
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
@@ -63,7 +78,14 @@ from typing import Any, TypeAlias, TypeVar
 
 from . import workflow_commands as wc
 from .commands import Command, Seconds, to_json
-from .errors import ChildFailed, EventTimeout, HistoryGap, InvalidArgument, StepFailed
+from .errors import (
+    ChildFailed,
+    EventTimeout,
+    HistoryGap,
+    InvalidArgument,
+    NonDeterminismError,
+    StepFailed,
+)
 
 T = TypeVar("T")
 #: runs a command on the async pool (DurableContext) or on a sync connection (SyncDurableContext)
@@ -91,6 +113,15 @@ class RetryPolicy:
 
 def _error_json(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__qualname__, "message": str(exc)}
+
+
+def nondeterminism_error(mismatch: Mapping[str, Any]) -> NonDeterminismError:
+    """The exception for a verb's ``{"nondeterminism": {task_id, seq, recorded, presented,
+    message}}`` answer: its message, and the rest as JSON in ``detail`` (as DU020 has it)."""
+    message = str(mismatch.get("message") or f"non-determinism at event {mismatch.get('seq')}")
+    error = NonDeterminismError(f"durable: {message}")
+    error.detail = json.dumps({k: v for k, v in mismatch.items() if k != "message"}, default=str)
+    return error
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,9 +201,14 @@ class EventLog:
         self._history = list(history or [])
         #: durable calls made so far by the code (the seq of the last one)
         self.seq = 0
+        #: the calls the code made at recorded seqs, from seq 1, each with its arguments
         self._presented: list[dict[str, Any]] = []
+        #: how many of them the database has checked (durable.replay_check)
+        self._checked = 0
         #: a replay check is on its way (the calls that need it wait for it)
         self._verifying = False
+        #: the non-determinism the database found in this attempt (it failed the task)
+        self._failed: NonDeterminismError | None = None
         #: every event up to this seq is recorded: the history, then this attempt's events
         self._recorded = len(self._history)
         #: the first call of this attempt that ended without its event recorded, and why
@@ -187,35 +223,90 @@ class EventLog:
         """True while the code is still going through recorded events."""
         return self.seq < len(self._history)
 
-    def _next(self, kind: str, name: str, given: Any = None) -> tuple[int, Mapping[str, Any] | None]:
-        """The next seq, and its recorded event when there is one (then presented for checking)."""
+    @property
+    def failed(self) -> NonDeterminismError | None:
+        """The non-determinism the database found in this attempt, if it did: the task has
+        been failed (not retryable), and nothing more is to be reported for the attempt."""
+        return self._failed
+
+    def _next(
+        self, kind: str, name: str, arguments: Mapping[str, Any] | None = None
+    ) -> tuple[int, Mapping[str, Any] | None]:
+        """The next seq, and its recorded event when there is one (then the call is presented
+        for checking, with the ``arguments`` the database compares: a spawn's ``queue`` and
+        ``input``, the ``children`` of a wait)."""
         self.seq += 1
         if self.seq <= len(self._history):
             call: dict[str, Any] = {"seq": self.seq, "kind": kind, "name": name}
-            if given is not None:
-                call["input"] = given
+            if arguments is not None:
+                call.update(arguments)
             self._presented.append(call)
             return self.seq, self._history[self.seq - 1]
         return self.seq, None
 
-    def verify(self) -> Steps[None]:
-        """Present the replayed calls not yet checked (one round trip; DU020 on a mismatch).
+    def _mismatch(self, error: NonDeterminismError) -> NonDeterminismError:
+        """The database found a non-determinism (and failed the task): the attempt is over."""
+        if self._failed is None:
+            self._failed = error
+        return error
 
+    def _again(self) -> NonDeterminismError:
+        """What a call raises once the attempt met a non-determinism (without asking the
+        database, which would answer DU020)."""
+        failed = self._failed
+        assert failed is not None
+        error = NonDeterminismError(str(failed))
+        error.detail = failed.detail
+        error.__cause__ = failed
+        return error
+
+    def _send(self, command: Command[dict[str, Any]]) -> Steps[dict[str, Any]]:
+        """Send a durable verb; its answer: an event, or ``{"suspended": true, ...}``.
+
+        A ``{"nondeterminism": ...}`` answer (or DU020: a call of this attempt met one)
+        raises NonDeterminismError: the task has been failed."""
+        if self._failed is not None:
+            raise self._again()
+        try:
+            answer: dict[str, Any] = yield command
+        except NonDeterminismError as exc:  # DU020: a call of this attempt met one
+            self._mismatch(exc)
+            raise
+        mismatch = answer.get("nondeterminism")
+        if mismatch is not None:
+            raise self._mismatch(nondeterminism_error(mismatch))
+        return answer
+
+    def verify(self) -> Steps[None]:
+        """Present the replayed calls not yet checked, in one round trip (NonDeterminismError
+        on a mismatch: the database has failed the task).
+
+        The database takes them as a prefix of the history, from seq 1: should the code have
+        replayed more calls since an earlier check, the check is sent again with them all.
         A call that needs the check while another call's check is on its way waits for it;
-        a check that failed leaves its calls to be presented again by the next one."""
-        while self._presented or self._verifying:
+        a check that failed leaves its calls to be presented by the next one."""
+        if self._failed is not None:
+            raise self._again()
+        while len(self._presented) > self._checked or self._verifying:
             if self._verifying:
                 yield WaitFor(lambda: not self._verifying)
                 continue
-            presented, self._presented = self._presented, []
+            presented = list(self._presented)
             self._verifying = True
             try:
-                yield wc.replay_check(self.task_id, self.lease_token, presented)
-            except BaseException:
-                self._presented[:0] = presented
-                raise
+                yield from self._send(wc.replay_check(self.task_id, self.lease_token, presented))
             finally:
                 self._verifying = False
+            self._checked = max(self._checked, len(presented))
+
+    def complete(self, output_json: str | None) -> Steps[None]:
+        """Complete the task (its code returned ``output_json``): first present the replayed
+        calls not yet checked (all of them, when the code made no new call), since the
+        database completes a durable task only once its whole history was checked
+        (NonDeterminismError otherwise: the code finished without going through it, and the
+        task has been failed)."""
+        yield from self.verify()
+        yield from self._send(wc.complete_durable(self.task_id, self.lease_token, output_json))
 
     def _new(self, seq: int, body: Steps[T]) -> Steps[T]:
         """Run the body of new call ``seq``: should it end without its event recorded (and
@@ -232,10 +323,17 @@ class EventLog:
             raise
 
     def _halted(self, seq: int) -> bool:
-        return self._suspended is not None or (self._lost is not None and self._lost[0] < seq)
+        return (
+            self._failed is not None
+            or self._suspended is not None
+            or (self._lost is not None and self._lost[0] < seq)
+        )
 
     def _stopped(self, seq: int) -> BaseException | None:
-        """Why call ``seq`` can record nothing: the task suspended, or a call before it was lost."""
+        """Why call ``seq`` can record nothing: a non-determinism failed the task, the task
+        suspended, or a call before it was lost."""
+        if self._failed is not None:
+            return self._again()
         if self._suspended is not None:
             return Suspended(self._suspended)
         lost = self._lost
@@ -286,10 +384,10 @@ class EventLog:
                 return
             yield WaitFor(ready)
 
-    def _record(self, seq: int, command: Command[T]) -> Steps[T]:
-        """Send the command that records event ``seq``, at its turn."""
+    def _record(self, seq: int, command: Command[dict[str, Any]]) -> Steps[dict[str, Any]]:
+        """Send the command that records event ``seq``, at its turn; its answer."""
         yield from self._turn(seq)
-        answer: T = yield command
+        answer = yield from self._send(command)
         self._recorded = max(self._recorded, seq)
         return answer
 
@@ -298,7 +396,7 @@ class EventLog:
         return Suspended(why)
 
     def _checkpoint(
-        self, seq: int, kind: str, name: str, result: str | None, error: str | None = None
+        self, seq: int, kind: str, name: str, result: str | None = None, error: str | None = None
     ) -> Command[dict[str, Any]]:
         return wc.checkpoint(self.task_id, self.lease_token, seq, kind, name, result, error)
 
@@ -343,38 +441,30 @@ class EventLog:
             yield Pause(policy.wait_before(attempt + 1))
         raise AssertionError("unreachable")
 
-    def _value(self, kind: str, name: str, make: Callable[[], Any]) -> Steps[Any]:
-        """A recorded value (random, uuid): the recorded one, or ``make()`` recorded."""
+    def _value(self, kind: str, name: str) -> Steps[Any]:
+        """A value the database supplies and records (now, random, uuid): the recorded one,
+        or a new one (the checkpoint gives no result)."""
         seq, recorded = self._next(kind, name)
         if recorded is not None:
-            return recorded["result"]
-        return (yield from self._new(seq, self._new_value(seq, kind, name, make)))
+            return recorded.get("result")
+        return (yield from self._new(seq, self._new_value(seq, kind, name)))
 
-    def _new_value(self, seq: int, kind: str, name: str, make: Callable[[], Any]) -> Steps[Any]:
-        text = to_json(make(), f"the result of {kind} {name!r}")
+    def _new_value(self, seq: int, kind: str, name: str) -> Steps[Any]:
         yield from self._begin(seq)
-        recorded = yield from self._record(seq, self._checkpoint(seq, kind, name, text))
-        return recorded["result"]
+        answer = yield from self._record(seq, self._checkpoint(seq, kind, name))
+        return answer.get("result")
 
     def now(self) -> Steps[datetime]:
         """The database's clock, recorded: a re-run sees the same time."""
-        seq, recorded = self._next("now", "now")
-        if recorded is not None:
-            return datetime.fromisoformat(str(recorded["result"]))
-        return (yield from self._new(seq, self._new_now(seq)))
-
-    def _new_now(self, seq: int) -> Steps[datetime]:
-        yield from self._begin(seq)
-        answer = yield from self._record(seq, self._checkpoint(seq, "now", "now", None))
-        return datetime.fromisoformat(str(answer["result"]))
+        return datetime.fromisoformat(str((yield from self._value("now", "now"))))
 
     def random(self) -> Steps[float]:
-        """A random float in [0, 1), recorded."""
-        return float((yield from self._value("random", "random", random.random)))
+        """A random float in [0, 1) from the database, recorded."""
+        return float((yield from self._value("random", "random")))
 
     def uuid4(self) -> Steps[uuid.UUID]:
-        """A random uuid, recorded."""
-        return uuid.UUID(str((yield from self._value("uuid", "uuid4", lambda: str(uuid.uuid4())))))
+        """A random uuid from the database, recorded."""
+        return uuid.UUID(str((yield from self._value("uuid", "uuid4"))))
 
     def sleep(self, name: str, seconds: Seconds | None, until: datetime | None) -> Steps[None]:
         """Sleep in the database (``seconds`` or ``until``): Suspended while time remains."""
@@ -394,7 +484,7 @@ class EventLog:
             seq, wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
         )  # recorded, whether it suspends or not
         if answer.get("suspended"):
-            raise self._suspend(f"sleeping until {answer.get('until')}")
+            raise self._suspend(f"sleeping ({name!r}, event {seq})")
 
     def wait_for_event(self, key: str, timeout: Seconds | None) -> Steps[Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
@@ -402,19 +492,19 @@ class EventLog:
         if recorded is None:
             answer = yield from self._pending(seq, self._wait_event(seq, key, timeout))
         else:
-            answer = dict(recorded.get("result") or {})
+            answer = recorded.get("result") or {}
         if answer.get("timed_out"):
             raise EventTimeout(f"durable: no event {key!r} within the timeout")
         return answer.get("payload")
 
-    def _wait_event(self, seq: int, key: str, timeout: Seconds | None) -> Steps[dict[str, Any]]:
+    def _wait_event(self, seq: int, key: str, timeout: Seconds | None) -> Steps[Mapping[str, Any]]:
         yield from self._begin(seq)
         yield from self._turn(seq)
-        answer = yield wc.wait_event(self.task_id, self.lease_token, seq, key, timeout)
+        answer = yield from self._send(wc.wait_event(self.task_id, self.lease_token, seq, key, timeout))
         if answer.get("suspended"):  # recorded when the event comes or the timeout passes
             raise self._suspend(f"waiting for event {key!r}")
         self._recorded = max(self._recorded, seq)
-        return dict(answer)
+        return answer.get("result") or {}
 
     def spawn(
         self, task_name: str, input: Mapping[str, Any] | None, queue: str | None, options: dict[str, Any]
@@ -424,7 +514,7 @@ class EventLog:
         child_input = dict(input or {})
         seq, recorded = self._next("spawn", task_name, {"queue": target, "input": child_input})
         if recorded is not None:
-            return uuid.UUID(str(recorded["result"]["task_id"]))
+            return _child_id(recorded)
         return (yield from self._new(seq, self._spawn(seq, target, task_name, child_input, options)))
 
     def _spawn(
@@ -434,12 +524,11 @@ class EventLog:
         command = wc.spawn(
             self.task_id, self.lease_token, seq, target, task_name, to_json(input, "child input"), options
         )
-        child = yield from self._record(seq, command)
-        return uuid.UUID(str(child))
+        return _child_id((yield from self._record(seq, command)))
 
     def wait_children(self, ids: Sequence[uuid.UUID], name: str) -> Steps[list[dict[str, Any]]]:
         """Wait (holding no worker) until every child ended; their outcomes, in order."""
-        seq, recorded = self._next("children", name, [str(i) for i in ids])
+        seq, recorded = self._next("children", name, {"children": [str(i) for i in ids]})
         if recorded is not None:
             return [dict(o) for o in recorded["result"]]
         return (yield from self._pending(seq, self._wait_children(seq, ids, name)))
@@ -447,11 +536,11 @@ class EventLog:
     def _wait_children(self, seq: int, ids: Sequence[uuid.UUID], name: str) -> Steps[list[dict[str, Any]]]:
         yield from self._begin(seq)
         yield from self._turn(seq)
-        answer = yield wc.wait_children(self.task_id, self.lease_token, seq, list(ids), name)
+        answer = yield from self._send(wc.wait_children(self.task_id, self.lease_token, seq, list(ids), name))
         if answer.get("suspended"):
             raise self._suspend(f"waiting for {len(ids)} child task(s)")
         self._recorded = max(self._recorded, seq)
-        return [dict(o) for o in answer["children"]]
+        return [dict(o) for o in answer["result"]]
 
 
 class _Changes:
@@ -546,8 +635,15 @@ class DurableContext:
         return self.log.replaying
 
     async def verify(self) -> None:
-        """Present the replayed calls not yet checked (one round trip; DU020 on a mismatch)."""
+        """Present the replayed calls not yet checked (one round trip; NonDeterminismError on
+        a mismatch: the database has failed the task)."""
         await self._drive(self.log.verify())
+
+    async def complete(self, output_json: str | None) -> None:
+        """The worker's: complete the task with the JSON text of its code's result, after
+        presenting the replayed calls not yet checked (NonDeterminismError when the code did
+        not go through its whole history: the database has failed the task)."""
+        await self._drive(self.log.complete(output_json))
 
     async def step(
         self,
@@ -617,6 +713,11 @@ class DurableContext:
         """The outputs of several children (ChildFailed for the first that did not complete)."""
         outcomes = await self.wait_children(handles, name="gather")
         return [_output_of(o) for o in outcomes]
+
+
+def _child_id(event: Mapping[str, Any]) -> uuid.UUID:
+    """The id of the child a spawn event records."""
+    return uuid.UUID(str(event["result"]["task_id"]))
 
 
 def _recorded_outcome(name: str, recorded: Mapping[str, Any]) -> Any:

@@ -2,7 +2,10 @@
 
 Like :mod:`durable.commands`: each function returns a :class:`~durable.commands.Command`
 that the clients and the worker run. The rules (dense seq, determinism, fencing,
-suspension) are PL/pgSQL; nothing here decides anything.
+suspension) are PL/pgSQL; nothing here decides anything. Every durable verb answers one
+JSON object: the event ``{"seq", "kind", "name", "outcome", "result"}``, ``{"seq", "kind",
+"name", "suspended": true}`` or ``{"nondeterminism": {...}}`` (:mod:`durable.workflow`
+says what each means).
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ def checkpoint(
     seq: int,
     kind: str,
     name: str,
-    result_json: str | None,
+    result_json: str | None = None,
     error_json: str | None = None,
 ) -> Command[dict[str, Any]]:
-    """Record event ``seq``; returns ``{"result": ...}`` or ``{"error": ...}`` as recorded."""
+    """Record event ``seq``: a step's ``result_json`` (or ``error_json``), or a ``now``,
+    ``random`` or ``uuid`` event, whose value the server supplies (no result).
+
+    Returns the event ``{"seq", "kind", "name", "outcome", "result"}`` (new, or already
+    recorded), or ``{"nondeterminism": {...}}``: the task has been failed."""
     return Command(
         "select durable.checkpoint(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
         (task_id, lease_token, seq, kind, name, result_json, error_json),
@@ -44,23 +51,30 @@ def checkpoint(
 
 def replay_check(
     task_id: uuid.UUID, lease_token: uuid.UUID, presented: Sequence[Mapping[str, Any]]
-) -> Command[int]:
-    """Check the calls a re-run made against the recorded events, in one call (DU020 on a mismatch)."""
+) -> Command[dict[str, Any]]:
+    """Check the calls a re-run made at the recorded seqs, in one call: ``presented`` are
+    ``{"seq", "kind", "name"}`` from seq 1 without gaps, with ``"queue"`` and ``"input"`` for
+    a spawn and ``"children"`` (ids as strings) for a children wait; the server hashes them.
+
+    Returns ``{"checked": n}``, or ``{"nondeterminism": {...}}``: the task has been failed."""
     return Command(
         "select durable.replay_check(%s, %s, %s::jsonb)",
         (task_id, lease_token, to_json(list(presented), "presented events")),
-        lambda rows: int(scalar(rows) or 0),
+        _json_object,
     )
 
 
 def complete_durable(
-    task_id: uuid.UUID, lease_token: uuid.UUID, output_json: str | None, consumed: int
-) -> Command[None]:
-    """Complete a durable task that went through ``consumed`` events (DU020 if history is left)."""
+    task_id: uuid.UUID, lease_token: uuid.UUID, output_json: str | None
+) -> Command[dict[str, Any]]:
+    """Complete a durable task whose whole history was checked in this attempt.
+
+    Returns ``{"completed": true}``, or ``{"nondeterminism": {...}}`` (recorded events left
+    unchecked: the code finished without going through them; the task has been failed)."""
     return Command(
-        "select durable.complete(%s, %s, %s::jsonb, %s)",
-        (task_id, lease_token, output_json, consumed),
-        lambda rows: None,
+        "select durable.complete(%s, %s, %s::jsonb)",
+        (task_id, lease_token, output_json),
+        _json_object,
     )
 
 
@@ -72,7 +86,8 @@ def sleep(
     seconds: Seconds | None,
     until: datetime | None,
 ) -> Command[dict[str, Any]]:
-    """Durable sleep; ``{"until", "suspended"}``."""
+    """Durable sleep: the event (``result`` ``{"until"}``) once the time has come, or
+    ``{"seq", "kind", "name", "suspended": true}``, or ``{"nondeterminism": {...}}``."""
     return Command(
         "select durable.sleep(%s, %s, %s, %s, %s::double precision, %s::timestamptz)",
         (task_id, lease_token, seq, name, to_seconds(seconds), until),
@@ -83,7 +98,8 @@ def sleep(
 def wait_event(
     task_id: uuid.UUID, lease_token: uuid.UUID, seq: int, key: str, timeout: Seconds | None
 ) -> Command[dict[str, Any]]:
-    """Wait for an event key; ``{"payload", "timed_out", "suspended"}``."""
+    """Wait for an event key: the event (``result`` ``{"payload", "timed_out"}``), or
+    ``{"seq", "kind", "name", "suspended": true}``, or ``{"nondeterminism": {...}}``."""
     return Command(
         "select durable.wait_event(%s, %s, %s, %s, %s::double precision)",
         (task_id, lease_token, seq, key, to_seconds(timeout)),
@@ -99,19 +115,22 @@ def spawn(
     task_name: str,
     input_json: str,
     options: Mapping[str, Any],
-) -> Command[uuid.UUID]:
-    """Spawn a child exactly once; returns its id."""
+) -> Command[dict[str, Any]]:
+    """Spawn a child exactly once: the event (``result`` ``{"task_id", "queue"}``), or
+    ``{"nondeterminism": {...}}``."""
     return Command(
         "select durable.spawn(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
         (task_id, lease_token, seq, queue, task_name, input_json, to_json(dict(options), "spawn options")),
-        scalar,
+        _json_object,
     )
 
 
 def wait_children(
     task_id: uuid.UUID, lease_token: uuid.UUID, seq: int, children: Sequence[uuid.UUID], name: str
 ) -> Command[dict[str, Any]]:
-    """Wait until the children ended; ``{"children": [...], "suspended"}``."""
+    """Wait until the children ended: the event (``result`` ``[{"task_id", "status",
+    "output", "error"}]``), or ``{"seq", "kind", "name", "suspended": true}``, or
+    ``{"nondeterminism": {...}}``."""
     return Command(
         "select durable.wait_children(%s, %s, %s, %s::uuid[], %s)",
         (task_id, lease_token, seq, list(children), name),

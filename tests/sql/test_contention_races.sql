@@ -28,7 +28,8 @@ select pg_temp.claim_as('P1', 'par');
 select pg_temp.enq('P2', 'par', '{"durable": true}');
 select pg_temp.claim_as('P2', 'par');
 insert into ids (name, id)
-select c.name, durable.spawn(pg_temp.id(c.parent), pg_temp.tok(c.parent), c.seq, 'kids', 'job', '{}', '{}')
+select c.name, (durable.spawn(pg_temp.id(c.parent), pg_temp.tok(c.parent), c.seq, 'kids', 'job', '{}', '{}')
+               #>> '{result,task_id}')::uuid
 from (values ('a1', 'P1', 1), ('b1', 'P1', 2), ('a2', 'P2', 1), ('b2', 'P2', 2)) as c (name, parent, seq);
 select durable.wait_children(pg_temp.id(p), pg_temp.tok(p), 3, array[pg_temp.id('a' || right(p, 1)), pg_temp.id('b' || right(p, 1))])
 from unnest(array['P1', 'P2']) as p;
@@ -52,10 +53,10 @@ select is(pg_temp.claim_as('r', 'rrq', 'w', 1), pg_temp.id('r'), '3: r is claime
 select pg_temp.enq('P', 'evq', '{"durable": true}');
 select pg_temp.claim_as('P', 'evq');
 insert into ids (name, id)
-select 'C', durable.spawn(pg_temp.id('P'), pg_temp.tok('P'), 1, 'evq', 'job', '{}', '{"durable": true}');
+select 'C', (durable.spawn(pg_temp.id('P'), pg_temp.tok('P'), 1, 'evq', 'job', '{}', '{"durable": true}') #>> '{result,task_id}')::uuid;
 select pg_temp.claim_as('C', 'evq');
 insert into ids (name, id)
-select 'G', durable.spawn(pg_temp.id('C'), pg_temp.tok('C'), 1, 'evq', 'job', '{}', '{"durable": true}');
+select 'G', (durable.spawn(pg_temp.id('C'), pg_temp.tok('C'), 1, 'evq', 'job', '{}', '{"durable": true}') #>> '{result,task_id}')::uuid;
 select pg_temp.claim_as('G', 'evq');
 select durable.wait_event(pg_temp.id('G'), pg_temp.tok('G'), 1, 'k');
 select durable.wait_event(pg_temp.id('C'), pg_temp.tok('C'), 2, 'k');
@@ -156,7 +157,8 @@ select dblink_send_query('a', format('select durable.wait_event(%L, %L, 1, %L)::
 select isnt(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '5: the wait blocks behind the latch row');
 delete from durable.event_values where queue = 'lw' and key = 'late';
 commit;
-select is((select r from dblink_get_result('a') as x (r text))::jsonb, '{"suspended": true}'::jsonb,
+select is((select r from dblink_get_result('a') as x (r text))::jsonb,
+          '{"seq": 1, "kind": "wait", "name": "late", "suspended": true}'::jsonb,
           '5: the wait suspends the task (not committed)');
 select count(*) from dblink_get_result('a') as x (r text);
 select dblink_send_query('b', $$select durable.emit_event('lw', 'late', '"now"')::text$$);

@@ -23,8 +23,10 @@ select pg_temp.claim_as('parent', 'q');
 select pg_temp.claim_as('stranger', 'q');
 create temp table spawned as
 select durable.spawn(pg_temp.id('parent'), pg_temp.tok('parent'), 1, 'q', 'job', '{}',
-                     '{"idempotency_key": "invoice-7"}') as id;
-select is((select id from spawned), pg_temp.id('stranger'),
+                     '{"idempotency_key": "invoice-7"}') as e;
+select is((select e from spawned),
+          jsonb_build_object('seq', 1, 'kind', 'spawn', 'name', 'job', 'outcome', 'ok',
+                             'result', jsonb_build_object('task_id', pg_temp.id('stranger'), 'queue', 'q')),
           '6: a spawn whose idempotency key is taken gets the task that holds it');
 select is((pg_temp.task('stranger')).parent_id, null, '6: ... which does not become a child');
 select durable.cancel(pg_temp.id('parent'), 'stop');
@@ -35,7 +37,7 @@ select pg_temp.enq('origin', 'rr',
                    '{"durable": true, "concurrency_key": "b", "schedule_timeout": 60, "idempotency_key": "o-1"}');
 select pg_temp.claim_as('origin', 'rr');
 select durable.checkpoint(pg_temp.id('origin'), pg_temp.tok('origin'), 1, 'step', 'one', '1');
-select durable.complete(pg_temp.id('origin'), pg_temp.tok('origin'), '"done"', 1);
+select durable.complete(pg_temp.id('origin'), pg_temp.tok('origin'), '"done"');
 -- key b has a backlog: two more tasks
 select pg_temp.enq('b2', 'rr', '{"concurrency_key": "b"}');
 select pg_temp.enq('b3', 'rr', '{"concurrency_key": "b"}');
@@ -105,7 +107,8 @@ select durable.create_queue('fan');
 select pg_temp.enq('fp', 'fan', '{"durable": true}');
 select pg_temp.claim_as('fp', 'fan');
 create temp table fkids as
-select i, durable.spawn(pg_temp.id('fp'), pg_temp.tok('fp'), i, 'fan', 'kid', jsonb_build_object('i', i), '{}') as id
+select i, (durable.spawn(pg_temp.id('fp'), pg_temp.tok('fp'), i, 'fan', 'kid', jsonb_build_object('i', i), '{}')
+           #>> '{result,task_id}')::uuid as id
 from generate_series(1, 5) as i;
 select ok(bool_and(k.id > pg_temp.id('fp')), '15: every child''s id is above its parent''s')
 from fkids k;
@@ -116,7 +119,7 @@ select durable.complete(task_id, lease_token, '"early"') from fone;
 select is(
     durable.wait_children(pg_temp.id('fp'), pg_temp.tok('fp'), 6,
                           (select array_agg(id order by i) || array[(select id from fkids where i = 2)] from fkids)),
-    '{"suspended": true}'::jsonb,
+    '{"seq": 6, "kind": "children", "name": "children", "suspended": true}'::jsonb,
     '15: the parent waits for its unfinished children'
 );
 select is((select remaining from durable.wait_counts where parent_id = pg_temp.id('fp')), 4,

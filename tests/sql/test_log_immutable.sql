@@ -13,7 +13,7 @@ select durable.enqueue('q', 'a', '{}', '{"durable": true}');
 create temp table a as select * from durable.claim('q', 'w1', 1, 60);
 select durable.checkpoint(a.task_id, a.lease_token, 1, 'step', 'one', '{"v": 1}') from a;
 select durable.checkpoint(a.task_id, a.lease_token, 2, 'step', 'two', '{"v": 2}') from a;
-select durable.complete(a.task_id, a.lease_token, '{}', 2) from a;
+select durable.complete(a.task_id, a.lease_token, '{}') from a;
 select durable.enqueue('q', 'b', '{}', '{"durable": true}');
 create temp table b as select * from durable.claim('q', 'w1', 1, 86400);
 select durable.checkpoint(b.task_id, b.lease_token, 1, 'step', 'only', '{"v": 3}') from b;

@@ -12,7 +12,7 @@ select durable.enqueue('q', 'a', '{}', '{"durable": true}');
 create temp table a as select * from durable.claim('q', 'w1', 1, 60);
 select durable.checkpoint(a.task_id, a.lease_token, 1, 'step', 'one', '{"v": 1}') from a;
 select durable.checkpoint(a.task_id, a.lease_token, 2, 'step', 'two', '{"v": 2}') from a;
-select durable.complete(a.task_id, a.lease_token, '{}', 2) from a;
+select durable.complete(a.task_id, a.lease_token, '{}') from a;
 select durable.enqueue('q', 'b', '{}', '{"durable": true}');
 create temp table b as select * from durable.claim('q', 'w1', 1, 86400);
 select durable.checkpoint(b.task_id, b.lease_token, 1, 'step', 'only', '{"v": 3}') from b;
@@ -26,7 +26,7 @@ select is(
 );
 create temp table a2 as select * from durable.claim('q', 'w2', 1, 60, array['a']);
 select durable.checkpoint(a2.task_id, a2.lease_token, 1, 'step', 'one again', '{"v": 10}') from a2;
-select durable.complete(a2.task_id, a2.lease_token, '{}', 1) from a2;
+select durable.complete(a2.task_id, a2.lease_token, '{}') from a2;
 
 select set_config('durable.fake_now', '2030-01-02 00:00:00+00', false);
 select is(durable.purge('q', 3600), 1, 'purge deletes the one finished task');

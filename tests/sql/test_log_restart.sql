@@ -1,6 +1,6 @@
 -- The three restarts of a durable task: retry (same history), replay (new generation,
 -- old events kept) and fork (a new task with a prefix of the history).
-select plan(58);
+select plan(63);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q', '{"backoff": {"kind": "none"}}');
@@ -13,6 +13,7 @@ select durable.checkpoint(r1.task_id, r1.lease_token, 1, 'step', 'a', '{"v": 1}'
 -- the lease is lost once (a lost lease is counted, not a failure), then the task fails
 select set_config('durable.fake_now', '2030-01-01 00:00:20+00', false);
 create temp table r2 as select * from durable.claim('q', 'w2', 1, 10);
+select durable.replay_check(r2.task_id, r2.lease_token, '[{"seq": 1, "kind": "step", "name": "a"}]') from r2;
 select durable.checkpoint(r2.task_id, r2.lease_token, 2, 'step', 'b', null, '{"type": "StepError", "message": "b broke"}')
 from r2;
 select status from durable.fail((select task_id from r2), (select lease_token from r2), '{"type": "Boom"}');
@@ -58,15 +59,15 @@ select is(
     (select history from r3),
     jsonb_build_array(
         jsonb_build_object('seq', 1, 'kind', 'step', 'name', 'a', 'outcome', 'ok',
-                           'result', '{"v": 1}'::jsonb, 'input_hash', null),
+                           'result', '{"v": 1}'::jsonb),
         jsonb_build_object('seq', 2, 'kind', 'step', 'name', 'b', 'outcome', 'error',
-                           'result', '{"type": "StepError", "message": "b broke"}'::jsonb, 'input_hash', null)),
+                           'result', '{"type": "StepError", "message": "b broke"}'::jsonb)),
     'the claim hands the retried attempt the recorded history, the failed step included'
 );
 select is(
     (select durable.checkpoint(r3.task_id, r3.lease_token, 2, 'step', 'b', '{"v": "ran again"}') from r3),
-    '{"error": {"type": "StepError", "message": "b broke"}}'::jsonb,
-    'the failed step is re-raised to the retried attempt, not re-run'
+    (select history -> 1 from r3),
+    'the failed step is re-raised to the retried attempt (its recorded error event), not re-run'
 );
 
 select throws_ok(
@@ -75,7 +76,17 @@ select throws_ok(
     format('durable: only a failed or cancelled task can be retried; task %s is running', (select task_id from r1)),
     'retry of a running task raises DU012'
 );
-select durable.complete(r3.task_id, r3.lease_token, '{"ok": true}', 2) from r3;
+select is(
+    (select durable.replay_check(r3.task_id, r3.lease_token,
+        '[{"seq": 1, "kind": "step", "name": "a"}, {"seq": 2, "kind": "step", "name": "b"}]') from r3),
+    '{"checked": 2}'::jsonb,
+    'the retried attempt presents both recorded calls'
+);
+select is(
+    (select durable.complete(r3.task_id, r3.lease_token, '{"ok": true}') from r3),
+    '{"completed": true}'::jsonb,
+    'and completes'
+);
 select throws_ok(
     $$select durable.retry((select task_id from r1))$$,
     'DU012',
@@ -104,7 +115,7 @@ select throws_ok(
 -- a cancelled task can be retried, with its history
 select durable.enqueue('q', 'wf', '{"n": 2}', '{"durable": true}');
 create temp table x1 as select * from durable.claim('q', 'w1', 1, 60);
-select durable.checkpoint(x1.task_id, x1.lease_token, 1, 'uuid', 'id', '"7c1f7a63-2b8e-4f0e-9b8c-2c7c1e0c1a11"') from x1;
+create temp table x1_event as select durable.checkpoint(x1.task_id, x1.lease_token, 1, 'uuid', 'id') as e from x1;
 select durable.cancel((select task_id from x1), 'not now');
 select lives_ok($$select durable.retry((select task_id from x1))$$, 'a cancelled task can be retried');
 select is(
@@ -114,11 +125,12 @@ select is(
 );
 create temp table x2 as select * from durable.claim('q', 'w2', 1, 60);
 select is(
-    (select jsonb_path_query_array(history, '$[*].result') from x2 where task_id = (select task_id from x1)),
-    '["7c1f7a63-2b8e-4f0e-9b8c-2c7c1e0c1a11"]'::jsonb,
+    (select history from x2 where task_id = (select task_id from x1)),
+    (select jsonb_build_array(e) from x1_event),
     'the retried cancelled task is claimed with its history'
 );
-select durable.complete(x2.task_id, x2.lease_token, null, 1) from x2;
+select durable.replay_check(x2.task_id, x2.lease_token, '[{"seq": 1, "kind": "uuid", "name": "id"}]') from x2;
+select durable.complete(x2.task_id, x2.lease_token, null) from x2;
 
 -- ---------------------------------------------------------------- replay
 create temp table gen1 as select * from durable.history((select task_id from r1));
@@ -156,7 +168,7 @@ select is(
 );
 select is(
     (select durable.checkpoint(p1.task_id, p1.lease_token, 1, 'step', 'other', '{"v": 10}') from p1),
-    '{"result": {"v": 10}}'::jsonb,
+    '{"seq": 1, "kind": "step", "name": "other", "outcome": "ok", "result": {"v": 10}}'::jsonb,
     'the new generation records seq 1 afresh (the old seq 1 is no determinism constraint)'
 );
 select results_eq(
@@ -184,9 +196,10 @@ select throws_ok(
     'replay of a pending task raises DU012'
 );
 select throws_ok($$select durable.replay(gen_random_uuid())$$, 'DU004', null, 'replay of an unknown task raises DU004');
-select lives_ok(
-    $$select durable.complete(p1.task_id, p1.lease_token, '{"gen": 2}', 1) from p1$$,
-    'the new generation completes having consumed its own single event'
+select is(
+    (select durable.complete(p1.task_id, p1.lease_token, '{"gen": 2}') from p1),
+    '{"completed": true}'::jsonb,
+    'the new generation completes, its single event its own'
 );
 select is(durable.replay((select task_id from r1)), 3, 'a second replay starts generation 3');
 
@@ -210,8 +223,8 @@ select durable.enqueue('fq', 'orig', '{"order": 42}',
 create temp table o1 as select * from durable.claim('fq', 'w1', 1, 60, array['orig']);
 select durable.checkpoint(o1.task_id, o1.lease_token, 1, 'step', 'a', '{"v": 1}') from o1;
 select durable.checkpoint(o1.task_id, o1.lease_token, 2, 'step', 'b', null, '{"type": "E"}') from o1;
-select durable.checkpoint(o1.task_id, o1.lease_token, 3, 'step', 'c', '{"v": 3}', null, 'hash-c') from o1;
-select durable.complete(o1.task_id, o1.lease_token, '{"done": 1}', 3) from o1;
+select durable.spawn(o1.task_id, o1.lease_token, 3, 'q', 'c', '{"v": 3}') from o1;
+select durable.complete(o1.task_id, o1.lease_token, '{"done": 1}') from o1;
 create temp table o_task as select * from durable.tasks where task_id = (select task_id from o1);
 create temp table o_log as select * from durable.events where task_id = (select task_id from o1);
 
@@ -246,12 +259,23 @@ select is(
 );
 select is(
     (select durable.checkpoint(fc.task_id, fc.lease_token, 2, 'step', 'b', '{"v": "again"}') from fc),
-    '{"error": {"type": "E"}}'::jsonb,
+    '{"seq": 2, "kind": "step", "name": "b", "outcome": "error", "result": {"type": "E"}}'::jsonb,
     'a copied failed step is re-raised in the fork'
+);
+select throws_ok(
+    $$select durable.checkpoint(fc.task_id, fc.lease_token, 3, 'step', 'c-new', '{"v": 30}') from fc$$,
+    'DU022', null,
+    'the copied history is checked like any other: a new call before presenting it raises DU022'
+);
+select is(
+    (select durable.replay_check(fc.task_id, fc.lease_token,
+        '[{"seq": 1, "kind": "step", "name": "a"}, {"seq": 2, "kind": "step", "name": "b"}]') from fc),
+    '{"checked": 2}'::jsonb,
+    'the fork presents the copied calls'
 );
 select is(
     (select durable.checkpoint(fc.task_id, fc.lease_token, 3, 'step', 'c-new', '{"v": 30}') from fc),
-    '{"result": {"v": 30}}'::jsonb,
+    '{"seq": 3, "kind": "step", "name": "c-new", "outcome": "ok", "result": {"v": 30}}'::jsonb,
     'the fork re-executes from the fork point (a different call at seq 3 is fine)'
 );
 
@@ -313,7 +337,11 @@ select results_eq(
 );
 
 -- a fork copies the current generation only
-select durable.complete(fc.task_id, fc.lease_token, null, 3) from fc;
+select is(
+    (select durable.complete(fc.task_id, fc.lease_token, null) from fc),
+    '{"completed": true}'::jsonb,
+    'the fork completes'
+);
 select is(durable.replay((select task_id from o1)), 2, 'the original is replayed');
 create temp table o2 as select * from durable.claim('fq', 'w3', 1, 60, array['orig']);
 select is((select task_id from o2), (select task_id from o1), 'the replayed original is claimed');

@@ -1,7 +1,7 @@
 -- durable.complete_many and durable.complete: per-element results (completed,
 -- lease_lost, cancelled, unknown_task) in input order; a rejected element changes nothing
 -- and does not stop the others; argument errors reject the whole batch.
-select plan(22);
+select plan(23);
 
 -- helpers of this session (pg_temp): ids(name) and tokens, the test clock, snapshots
 \ir helpers/tasks.sql
@@ -142,8 +142,9 @@ select pg_temp.rejects(format(
     array[pg_temp.id('x1'), pg_temp.id('x2')], array[pg_temp.tok('x1'), pg_temp.tok('x2')], '{"small": 1}'),
     'DU003', 'complete_many with one output over the payload limit');
 
--- complete, the single form
-select durable.complete(pg_temp.id('x1'), pg_temp.tok('x1'));
+-- complete, the single form: returns {"completed": true}
+select is(durable.complete(pg_temp.id('x1'), pg_temp.tok('x1')), '{"completed": true}'::jsonb,
+          'complete returns {"completed": true}');
 select is((select array[status, coalesce(output::text, 'NULL')] from durable.tasks where task_id = pg_temp.id('x1')),
           array['completed', 'NULL'], 'complete without an output stores none');
 select durable.complete(pg_temp.id('x2'), pg_temp.tok('x2'), '"just a string"');

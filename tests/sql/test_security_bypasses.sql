@@ -11,13 +11,15 @@
 --   E. a caller's temporary objects (a domain named jsonb, text, uuid..., tables and
 --      functions named like durable's) do not change what create_queue, enqueue and
 --      ensure_queue do: pg_temp is last in their search_path;
---   F. sizes: 2 MiB (and 2,001-character) reasons are DU003, a 2 MiB input_hash is DU001,
---      a 100,000-character name is DU001 with an error of at most 300 characters that
---      quotes at most 100 of them (so do errors about other long texts a caller sends:
---      option keys and values, presented events, role names); nothing stored;
+--   F. sizes: 2 MiB (and 2,001-character) reasons and a 2 MiB step error are DU003, a
+--      client-given input_hash is no argument at all (42883), a 100,000-character name is
+--      DU001 with an error of at most 300 characters that quotes at most 100 of them (so
+--      do errors about other long texts a caller sends: option keys and values, role
+--      names); nothing stored; a presented event with a 100,000-character name or kind is
+--      a non-determinism whose envelope, stored error and later DU020 quote at most 100;
 --   G. names with control or format characters or surrounding whitespace are DU001 for
 --      queue, task name, worker, event key, step name, idempotency_key, concurrency_key.
-select plan(352);
+select plan(356);
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 
@@ -50,7 +52,7 @@ select durable.create_queue('oldq');
 -- done: a durable task completed with one recorded step
 select pg_temp.start('q', 'done', true);
 select durable.checkpoint(pg_temp.id('done'), pg_temp.tok('done'), 1, 'step', 'one', '{"v": 1}');
-select durable.complete(pg_temp.id('done'), pg_temp.tok('done'), '{"real": true}', 1);
+select durable.complete(pg_temp.id('done'), pg_temp.tok('done'), '{"real": true}');
 -- run: a durable task running (lease of a day) with one recorded step
 select pg_temp.start('q', 'run', true);
 select durable.checkpoint(pg_temp.id('run'), pg_temp.tok('run'), 1, 'step', 'one', '{"v": 1}');
@@ -60,7 +62,12 @@ select durable.complete(pg_temp.id('spare'), pg_temp.tok('spare'), '{}');
 -- old: a durable task of oldq, completed with one step (retention deletes it)
 select pg_temp.start('oldq', 'old', true);
 select durable.checkpoint(pg_temp.id('old'), pg_temp.tok('old'), 1, 'step', 'one', '{"v": 1}');
-select durable.complete(pg_temp.id('old'), pg_temp.tok('old'), '{}', 1);
+select durable.complete(pg_temp.id('old'), pg_temp.tok('old'), '{}');
+-- run4, run5: durable tasks running with one recorded step (their re-runs present long texts)
+select pg_temp.start('q', 'run4', true);
+select durable.checkpoint(pg_temp.id('run4'), pg_temp.tok('run4'), 1, 'step', 'one', '{"v": 1}');
+select pg_temp.start('q', 'run5', true);
+select durable.checkpoint(pg_temp.id('run5'), pg_temp.tok('run5'), 1, 'step', 'one', '{"v": 1}');
 -- pend, pend2: pending
 insert into ids (name, id) values ('pend', durable.enqueue('q', 'pend')), ('pend2', durable.enqueue('q', 'pend2'));
 
@@ -258,13 +265,13 @@ select pg_temp.refused_as(pg_temp.role('w'),
     format($$select durable.release(%L, %L, 60, repeat('x', 2001))$$, pg_temp.id('run'), pg_temp.tok('run')),
     'DU003', 'release with a reason of 2,001 characters is DU003');
 select pg_temp.refused_as(pg_temp.role('w'),
-    format($$select durable.checkpoint(%L, %L, 2, 'step', 'two', '{}', null, repeat('h', 2097152))$$,
+    format($$select durable.checkpoint(%L, %L, 2, 'step', 'two', null, jsonb_build_object('x', repeat('x', 2097152)))$$,
            pg_temp.id('run'), pg_temp.tok('run')),
-    'DU001', 'checkpoint with a 2 MiB input_hash is DU001');
+    'DU003', 'checkpoint with a 2 MiB step error is DU003');
 select pg_temp.refused_as(pg_temp.role('w'),
-    format($$select durable.checkpoint(%L, %L, 2, 'step', 'two', '{}', null, repeat('h', 129))$$,
+    format($$select durable.checkpoint(%L, %L, 2, 'step', 'two', '{}', null, repeat('h', 32))$$,
            pg_temp.id('run'), pg_temp.tok('run')),
-    'DU001', 'checkpoint with an input_hash of 129 characters is DU001');
+    '42883', 'checkpoint with an input_hash is 42883: the client gives no hash, the server computes them');
 select pg_temp.refused_as(pg_temp.role('p'),
     $$select durable.emit_event('q', 'big', jsonb_build_object('x', repeat('x', 2097152)))$$,
     'DU003', 'emit_event with a 2 MiB payload is DU003');
@@ -297,14 +304,6 @@ insert into long_inputs values
      $$select durable.enqueue('q', 'job', '{}', jsonb_build_object('run_at', repeat('n', 100000)))$$),
     (3, 'create_queue with a concurrency_strategy', 'o',
      $$select durable.create_queue('q', jsonb_build_object('concurrency_strategy', repeat('n', 100000)))$$),
-    (4, 'replay_check presenting a step name', 'w',
-     format($$select durable.replay_check(%L, %L, jsonb_build_array(jsonb_build_object('seq', 1, 'kind', 'step',
-                                                                                        'name', repeat('n', 100000))))$$,
-            pg_temp.id('run'), pg_temp.tok('run'))),
-    (5, 'replay_check presenting a kind', 'w',
-     format($$select durable.replay_check(%L, %L, jsonb_build_array(jsonb_build_object('seq', 1, 'kind', repeat('n', 100000),
-                                                                                        'name', 'one')))$$,
-            pg_temp.id('run'), pg_temp.tok('run'))),
     (6, 'checkpoint of a kind', 'w',
      format($$select durable.checkpoint(%L, %L, 2, repeat('n', 100000), 'two')$$, pg_temp.id('run'), pg_temp.tok('run'))),
     (7, 'grant_queue to a role name', 'o', $$select durable.grant_queue(repeat('n', 100000), 'a*', '{reader}')$$);
@@ -318,6 +317,47 @@ from long_input_errors l order by l.ord;
 select is(strpos(concat_ws(' ', e ->> 'message', e ->> 'detail', e ->> 'hint'), repeat('n', 101)), 0,
           l.label || ' of 100,000 characters: the error (message, DETAIL, HINT) quotes at most 100 of them')
 from long_input_errors l order by l.ord;
+
+-- presented events of 100,000 characters: a non-determinism (the task is failed), whose
+-- envelope, stored error and the next call's DU020 quote at most 100 of them
+create temp table long_presented (ord integer, label text, task text, stmt text);
+insert into long_presented values
+    (4, 'replay_check presenting a step name', 'run4',
+     format($$select durable.replay_check(%L, %L, jsonb_build_array(jsonb_build_object('seq', 1, 'kind', 'step',
+                                                                                        'name', repeat('n', 100000))))$$,
+            pg_temp.id('run4'), pg_temp.tok('run4'))),
+    (5, 'replay_check presenting a kind', 'run5',
+     format($$select durable.replay_check(%L, %L, jsonb_build_array(jsonb_build_object('seq', 1, 'kind', repeat('n', 100000),
+                                                                                        'name', 'one')))$$,
+            pg_temp.id('run5'), pg_temp.tok('run5')));
+create temp table long_presented_results as
+select l.ord, l.label, l.task, pg_temp.value_as(pg_temp.role('w'), l.stmt) as v from long_presented l;
+create temp table long_presented_next as
+select l.ord, pg_temp.error_as(pg_temp.role('w'),
+                               format('select durable.heartbeat(%L, %L)', pg_temp.id(l.task), pg_temp.tok(l.task))) as e
+from long_presented l;
+select is(jsonb_typeof(r.v::jsonb -> 'nondeterminism'), 'object',
+          r.label || ' of 100,000 characters: returns {"nondeterminism": ...}')
+from long_presented_results r order by r.ord;
+select cmp_ok(length(r.v::jsonb #>> '{nondeterminism,message}'), '<=', 300,
+              r.label || ' of 100,000 characters: its message is at most 300 characters')
+from long_presented_results r order by r.ord;
+select is(strpos(r.v, repeat('n', 101)), 0,
+          r.label || ' of 100,000 characters: what it returns quotes at most 100 of them')
+from long_presented_results r order by r.ord;
+select is(
+    (select row(t.status, t.error ->> 'type', strpos(t.error::text, repeat('n', 101)))::text
+     from durable.tasks t where t.task_id = pg_temp.id(r.task)),
+    row('failed', 'NonDeterminismError', 0)::text,
+    r.label || ' of 100,000 characters: the task is failed with an error that quotes at most 100 of them')
+from long_presented_results r order by r.ord;
+select is(
+    (select row(n.e ->> 'sqlstate', strpos(concat_ws(' ', n.e ->> 'message', n.e ->> 'detail', n.e ->> 'hint'),
+                                          repeat('n', 101)))::text
+     from long_presented_next n where n.ord = r.ord),
+    row('DU020', 0)::text,
+    r.label || ' of 100,000 characters: the next call raises DU020 quoting at most 100 of them')
+from long_presented_results r order by r.ord;
 
 -- ---------------------------------------------------------------------------------
 -- G. names: control and format characters, surrounding whitespace (7 kinds of names x 19)

@@ -56,7 +56,7 @@ select durable.create_queue(q) from unnest(array['a1', 'a2', 'ap', 'aw', 'b', 't
 -- queue b: completed (durable, one event), running (plain and durable), pending, cancelled
 select pg_temp.start('b', 'b_done', true);
 select durable.checkpoint(pg_temp.id('b_done'), pg_temp.tok('b_done'), 1, 'step', 'one', '{"v": 1}');
-select durable.complete(pg_temp.id('b_done'), pg_temp.tok('b_done'), '{}', 1);
+select durable.complete(pg_temp.id('b_done'), pg_temp.tok('b_done'), '{}');
 select pg_temp.start('b', 'b_run', false);
 select pg_temp.start('b', 'b_wf', true);
 insert into ids (name, id) values ('b_pend', durable.enqueue('b', 'b_pend')), ('b_cancelled', durable.enqueue('b', 'b_cancelled'));
@@ -67,7 +67,7 @@ insert into ids (name, id) values ('a_pend', durable.enqueue('a1', 'a_pend')),
 -- queue ap: a durable task that spawned a child into b
 select pg_temp.start('ap', 'parent', true);
 insert into ids (name, id)
-values ('b_child', durable.spawn(pg_temp.id('parent'), pg_temp.tok('parent'), 1, 'b', 'b_child'));
+values ('b_child', (durable.spawn(pg_temp.id('parent'), pg_temp.tok('parent'), 1, 'b', 'b_child') #>> '{result,task_id}')::uuid);
 -- an event key of queue b
 select durable.emit_event('b', 'bkey');
 -- queue aw: a durable task waiting for the key shared
@@ -277,7 +277,8 @@ select is(pg_temp.status('waiter'), 'pending', 'the waiter is pending');
 select is(pg_temp.state_as(pg_temp.role('u'), $$select durable.emit_event('b', 'late', '{"from": "b"}')$$), null,
           'key late is emitted into b');
 select pg_temp.start('aw', 'late_waiter', true);
-select is(durable.wait_event(pg_temp.id('late_waiter'), pg_temp.tok('late_waiter'), 1, 'late'), '{"suspended": true}'::jsonb,
+select is(durable.wait_event(pg_temp.id('late_waiter'), pg_temp.tok('late_waiter'), 1, 'late'),
+          '{"seq": 1, "kind": "wait", "name": "late", "suspended": true}'::jsonb,
           'a wait in aw for key late does not see b''s latch: it suspends');
 
 -- ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 --      sequence grants anything to PUBLIC or a group role; only the owner may create in
 --      the schema; the owner and the group roles cannot log in, and no group role is a
 --      member of the owner.
-select plan(261);
+select plan(271);
 
 \ir helpers/security.sql
 
@@ -33,11 +33,11 @@ insert into verbs values
     -- durable_worker: claim and every lease-token verb, next_wake
     ('durable.claim(text,text,integer,integer,text[])', '{durable_worker}'),
     ('durable.heartbeat(uuid,uuid,integer)', '{durable_worker}'),
-    ('durable.complete(uuid,uuid,jsonb,integer)', '{durable_worker}'),
-    ('durable.complete_many(uuid[],uuid[],jsonb[],integer[])', '{durable_worker}'),
+    ('durable.complete(uuid,uuid,jsonb)', '{durable_worker}'),
+    ('durable.complete_many(uuid[],uuid[],jsonb[])', '{durable_worker}'),
     ('durable.fail(uuid,uuid,jsonb,boolean)', '{durable_worker}'),
     ('durable.release(uuid,uuid,double precision,text)', '{durable_worker}'),
-    ('durable.checkpoint(uuid,uuid,integer,text,text,jsonb,jsonb,text)', '{durable_worker}'),
+    ('durable.checkpoint(uuid,uuid,integer,text,text,jsonb,jsonb)', '{durable_worker}'),
     ('durable.replay_check(uuid,uuid,jsonb)', '{durable_worker}'),
     ('durable.sleep(uuid,uuid,integer,text,double precision,timestamp with time zone)', '{durable_worker}'),
     ('durable.wait_event(uuid,uuid,integer,text,double precision)', '{durable_worker}'),
@@ -71,6 +71,7 @@ insert into verbs values
     ('durable.max_payload_bytes()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     ('durable.uuidv7()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     ('durable.input_hash(jsonb)', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
+    ('durable.event_kinds()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     ('durable.backoff_delay(jsonb,integer)', '{durable_worker,durable_producer,durable_operator,durable_reader}');
 
 -- the functions of the schema: public ones (no leading underscore, not triggers) and internal ones
@@ -90,7 +91,7 @@ select set_eq(
     'the public functions of schema durable are exactly the verbs of the spec'
 );
 
--- 2. the matrix, by the catalogue (185 = 5 roles x 37 verbs)
+-- 2. the matrix, by the catalogue (190 = 5 roles x 38 verbs)
 select is(
     coalesce(has_function_privilege(pg_temp.role(k.kind), to_regprocedure(v.sig), 'EXECUTE'), false),
     k.grp is not null and k.grp = any(v.allowed),
@@ -100,15 +101,16 @@ select is(
 from verbs v cross join kinds k
 order by v.sig, k.kind;
 
--- 3. the matrix, calling (55 = 5 roles x 11 verbs); allowed means success or a durable error
+-- 3. the matrix, calling (60 = 5 roles x 12 verbs); allowed means success or a durable error
 select durable.create_queue('q');
 create temp table calls (verb text primary key, sig text not null, stmt text not null);
 insert into calls values
     ('claim', 'durable.claim(text,text,integer,integer,text[])', $$select * from durable.claim('q', 'w1')$$),
-    ('complete', 'durable.complete(uuid,uuid,jsonb,integer)',
+    ('complete', 'durable.complete(uuid,uuid,jsonb)',
      $$select durable.complete(gen_random_uuid(), gen_random_uuid())$$),
-    ('checkpoint', 'durable.checkpoint(uuid,uuid,integer,text,text,jsonb,jsonb,text)',
+    ('checkpoint', 'durable.checkpoint(uuid,uuid,integer,text,text,jsonb,jsonb)',
      $$select durable.checkpoint(gen_random_uuid(), gen_random_uuid(), 1, 'step', 'one')$$),
+    ('event_kinds', 'durable.event_kinds()', $$select * from durable.event_kinds()$$),
     ('enqueue', 'durable.enqueue(text,text,jsonb,jsonb)', $$select durable.enqueue('q', 'job')$$),
     ('emit_event', 'durable.emit_event(text,text,jsonb)', $$select durable.emit_event('q', 'key-1')$$),
     ('get_task', 'durable.get_task(uuid)', $$select durable.get_task(gen_random_uuid())$$),

@@ -15,7 +15,7 @@ create temp table cr as select * from durable.claim('roots', 'w', 1, 3600);
 -- one child in each state
 create temp table kids (role text primary key, id uuid);
 insert into kids
-select s.role, durable.spawn(cr.task_id, cr.lease_token, s.seq, s.queue, s.role, '{}', s.options)
+select s.role, (durable.spawn(cr.task_id, cr.lease_token, s.seq, s.queue, s.role, '{}', s.options) #>> '{result,task_id}')::uuid
 from cr, (values (1, 'pending', 'kp', '{}'::jsonb), (2, 'running', 'kr', '{}'),
                  (3, 'sleeping', 'ks', '{"durable": true}'), (4, 'waiting', 'kw', '{"durable": true}'),
                  (5, 'waiting children', 'kwc', '{"durable": true}'), (6, 'completed', 'kd', '{}'))
@@ -33,7 +33,7 @@ select durable.complete(c.task_id, c.lease_token, '{"kept": true}') from c_done 
 -- the waiting-for-children child has two grandchildren: one pending, one sleeping
 create temp table c_wc as select * from durable.claim('kwc', 'wc', 1, 3600);
 insert into kids
-select s.role, durable.spawn(c.task_id, c.lease_token, s.seq, s.queue, s.role, '{}', s.options)
+select s.role, (durable.spawn(c.task_id, c.lease_token, s.seq, s.queue, s.role, '{}', s.options) #>> '{result,task_id}')::uuid
 from c_wc c, (values (1, 'grandchild pending', 'gp', '{}'::jsonb), (2, 'grandchild sleeping', 'gs', '{"durable": true}'))
      as s (seq, role, queue, options)
 order by s.seq;

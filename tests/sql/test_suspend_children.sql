@@ -2,8 +2,13 @@
 -- non-determinism), wait_children at once when every child ended, otherwise waiting until
 -- the last one ends (the trigger records [{task_id, status, output, error}] in order and
 -- wakes the parent), failed and cancelled children, a subset wait, two children ending in
--- one statement, and waits for tasks that are not children (DU001).
-select plan(42);
+-- one statement, and waits for tasks that are not children (DU001). Both verbs return
+-- the event ({"seq", "kind", "name", "outcome", "result"}) or, when the parent must wait,
+-- {"seq", "kind", "name", "suspended": true}; a non-determinism fails the parent.
+select plan(71);
+
+\ir helpers/errors.sql
+\ir helpers/nondeterminism.sql
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('parents');
@@ -17,10 +22,18 @@ create temp table p as select durable.enqueue('parents', 'parent', '{}', '{"dura
 create temp table cp as select * from durable.claim('parents', 'w1', 1, 300);
 
 -- spawn, exactly once
-create temp table kids as
+create temp table spawned as
 select 1 as n, durable.spawn(cp.task_id, cp.lease_token, 1, 'kids', 'child', '{"n": 1}',
-                             '{"max_attempts": 2, "backoff": {"kind": "none"}}') as id
+                             '{"max_attempts": 2, "backoff": {"kind": "none"}}') as e
 from cp;
+create temp table kids as select n, (e #>> '{result,task_id}')::uuid as id from spawned;
+select is(
+    (select e from spawned),
+    (select jsonb_build_object('seq', 1, 'kind', 'spawn', 'name', 'child', 'outcome', 'ok',
+                               'result', jsonb_build_object('task_id', kids.id, 'queue', 'kids'))
+     from kids),
+    'spawn returns its event: the child''s id and queue as its result'
+);
 select is(
     (select jsonb_build_object('queue', k.queue, 'task_name', k.task_name, 'input', k.input, 'status', k.status,
                                'parent', k.parent_id = p.id, 'parent_seq', k.parent_seq,
@@ -42,22 +55,50 @@ select is(
 select is(
     (select durable.spawn(cp.task_id, cp.lease_token, 1, 'kids', 'child', '{"n": 1}',
                           '{"max_attempts": 2, "backoff": {"kind": "none"}}') from cp),
-    (select id from kids where n = 1),
-    'the same spawn at the same seq again returns the same child id'
+    (select e from spawned),
+    'the same spawn at the same seq again returns the same event (the same child)'
 );
 select is((select count(*) from durable.tasks where queue = 'kids'), 1::bigint, 'and creates no second child');
-select throws_ok(
-    $$select durable.spawn(cp.task_id, cp.lease_token, 1, 'kids', 'child', '{"n": 99}') from cp$$,
-    'DU020', null, 'a different input at the recorded seq is a non-determinism (DU020)'
-);
-select throws_ok(
-    $$select durable.spawn(cp.task_id, cp.lease_token, 1, 'kids3', 'child', '{"n": 1}') from cp$$,
-    'DU020', null, 'a different queue at the recorded seq is a non-determinism (DU020)'
-);
-select throws_ok(
-    $$select durable.spawn(cp.task_id, cp.lease_token, 1, 'kids', 'other child', '{"n": 1}') from cp$$,
-    'DU020', null, 'a different task name at the recorded seq is a non-determinism (DU020)'
-);
+-- (each wrong spawn is undone after its checks)
+select pg_temp.nondeterminism_ok(
+    format($$select durable.spawn(%L, %L, 1, 'kids', 'child', '{"n": 99}')$$, cp.task_id, cp.lease_token),
+    cp.task_id, cp.lease_token,
+    jsonb_build_object(
+        'task_id', cp.task_id, 'seq', 1,
+        'recorded', jsonb_build_object('kind', 'spawn', 'name', 'child',
+                                       'input_hash', durable.input_hash('{"queue": "kids", "input": {"n": 1}}')),
+        'presented', jsonb_build_object('kind', 'spawn', 'name', 'child',
+                                        'input_hash', durable.input_hash('{"queue": "kids", "input": {"n": 99}}')),
+        'message', format('non-determinism in task %s at event 1: recorded spawn "child" with other arguments, '
+                          'the code did spawn "child" with other arguments', cp.task_id)),
+    'a different input at the recorded seq is a non-determinism')
+from cp;
+select pg_temp.nondeterminism_ok(
+    format($$select durable.spawn(%L, %L, 1, 'kids3', 'child', '{"n": 1}')$$, cp.task_id, cp.lease_token),
+    cp.task_id, cp.lease_token,
+    jsonb_build_object(
+        'task_id', cp.task_id, 'seq', 1,
+        'recorded', jsonb_build_object('kind', 'spawn', 'name', 'child',
+                                       'input_hash', durable.input_hash('{"queue": "kids", "input": {"n": 1}}')),
+        'presented', jsonb_build_object('kind', 'spawn', 'name', 'child',
+                                        'input_hash', durable.input_hash('{"queue": "kids3", "input": {"n": 1}}')),
+        'message', format('non-determinism in task %s at event 1: recorded spawn "child" with other arguments, '
+                          'the code did spawn "child" with other arguments', cp.task_id)),
+    'a different queue at the recorded seq is a non-determinism')
+from cp;
+select pg_temp.nondeterminism_ok(
+    format($$select durable.spawn(%L, %L, 1, 'kids', 'other child', '{"n": 1}')$$, cp.task_id, cp.lease_token),
+    cp.task_id, cp.lease_token,
+    jsonb_build_object(
+        'task_id', cp.task_id, 'seq', 1,
+        'recorded', jsonb_build_object('kind', 'spawn', 'name', 'child',
+                                       'input_hash', durable.input_hash('{"queue": "kids", "input": {"n": 1}}')),
+        'presented', jsonb_build_object('kind', 'spawn', 'name', 'other child',
+                                        'input_hash', durable.input_hash('{"queue": "kids", "input": {"n": 1}}')),
+        'message', format('non-determinism in task %s at event 1: recorded spawn "child", '
+                          'the code did spawn "other child"', cp.task_id)),
+    'a different task name at the recorded seq is a non-determinism')
+from cp;
 select throws_ok(
     $$select durable.spawn(cp.task_id, cp.lease_token, 3, 'kids', 'child', '{"n": 3}') from cp$$,
     'DU021', null, 'a spawn past the end of the log raises DU021'
@@ -74,14 +115,14 @@ select is(
 );
 
 insert into kids
-select 2, durable.spawn(cp.task_id, cp.lease_token, 2, 'kids', 'child', '{"n": 2}') from cp;
+select 2, (durable.spawn(cp.task_id, cp.lease_token, 2, 'kids', 'child', '{"n": 2}') #>> '{result,task_id}')::uuid from cp;
 
 -- the parent waits for both
 select is(
     (select durable.wait_children(cp.task_id, cp.lease_token, 3, array[(select id from kids where n = 1),
                                                                       (select id from kids where n = 2)]) from cp),
-    '{"suspended": true}'::jsonb,
-    'waiting for unfinished children suspends the parent'
+    '{"seq": 3, "kind": "children", "name": "children", "suspended": true}'::jsonb,
+    'waiting for unfinished children suspends the parent: {seq, kind, name, suspended}'
 );
 select is(
     (select jsonb_build_object('status', k.status, 'wait_kind', k.wait_kind, 'wait_key', k.wait_key,
@@ -151,8 +192,8 @@ create temp table cp2 as select * from durable.claim('parents', 'w2', 1, 300);
 select is((select task_id from cp2), (select id from p), 'the woken parent is claimed');
 select is(
     (select durable.spawn(cp2.task_id, cp2.lease_token, 1, 'kids', 'child', '{"n": 1}') from cp2),
-    (select id from kids where n = 1),
-    'the re-run''s spawn returns the recorded child'
+    (select history -> 0 from cp2),
+    'the re-run''s spawn returns the recorded event (the recorded child), as its history lists it'
 );
 create temp table rerun as
 select durable.wait_children(cp2.task_id, cp2.lease_token, 3, array[(select id from kids where n = 1),
@@ -160,30 +201,84 @@ select durable.wait_children(cp2.task_id, cp2.lease_token, 3, array[(select id f
 from cp2;
 select is(
     (select r from rerun),
-    jsonb_build_object('children', (select e.result from durable.events e, p where e.task_id = p.id and e.seq = 3),
-                       'suspended', false),
-    'the re-run''s wait returns the recorded outcomes without suspending'
+    (select history -> 2 from cp2),
+    'the re-run''s wait returns the recorded event, as its history lists it, without suspending'
 );
 select is(
-    (select r #>> '{children,0,status}' from rerun), 'failed', 'the failed child is still seen as failed'
+    (select r #>> '{result,0,status}' from rerun), 'failed', 'the failed child is still seen as failed'
 );
 select is((select status from durable.tasks, p where task_id = p.id), 'running', 'the re-run keeps running');
-select throws_ok(
-    $$select durable.wait_children(cp2.task_id, cp2.lease_token, 3,
-        array[(select id from kids where n = 2), (select id from kids where n = 1)]) from cp2$$,
-    'DU020', null, 'waiting for the children in another order at the recorded seq is a non-determinism'
+select pg_temp.nondeterminism_ok(
+    format('select durable.wait_children(%L, %L, 3, %L)', cp2.task_id, cp2.lease_token,
+           array[(select id from kids where n = 2), (select id from kids where n = 1)]),
+    cp2.task_id, cp2.lease_token,
+    jsonb_build_object(
+        'task_id', cp2.task_id, 'seq', 3,
+        'recorded', jsonb_build_object('kind', 'children', 'name', 'children', 'input_hash',
+            durable.input_hash(to_jsonb(array[(select id from kids where n = 1), (select id from kids where n = 2)]))),
+        'presented', jsonb_build_object('kind', 'children', 'name', 'children', 'input_hash',
+            durable.input_hash(to_jsonb(array[(select id from kids where n = 2), (select id from kids where n = 1)]))),
+        'message', format('non-determinism in task %s at event 3: recorded children "children" with other arguments, '
+                          'the code did children "children" with other arguments', cp2.task_id)),
+    'waiting for the children in another order at the recorded seq is a non-determinism')
+from cp2;
+select pg_temp.nondeterminism_ok(
+    format($$select durable.wait_children(%L, %L, 3, %L, 'others')$$, cp2.task_id, cp2.lease_token,
+           array[(select id from kids where n = 1), (select id from kids where n = 2)]),
+    cp2.task_id, cp2.lease_token,
+    jsonb_build_object(
+        'task_id', cp2.task_id, 'seq', 3,
+        'recorded', jsonb_build_object('kind', 'children', 'name', 'children', 'input_hash',
+            durable.input_hash(to_jsonb(array[(select id from kids where n = 1), (select id from kids where n = 2)]))),
+        'presented', jsonb_build_object('kind', 'children', 'name', 'others', 'input_hash',
+            durable.input_hash(to_jsonb(array[(select id from kids where n = 1), (select id from kids where n = 2)]))),
+        'message', format('non-determinism in task %s at event 3: recorded children "children", '
+                          'the code did children "others"', cp2.task_id)),
+    'a wait of another name at the recorded seq is a non-determinism')
+from cp2;
+select pg_temp.nondeterminism_ok(
+    format($$select durable.replay_check(%L, %L, %L)$$, cp2.task_id, cp2.lease_token, jsonb_build_array(
+        '{"seq": 1, "kind": "spawn", "name": "child", "queue": "kids", "input": {"n": 1}}'::jsonb,
+        '{"seq": 2, "kind": "spawn", "name": "child", "queue": "kids", "input": {"n": 2}}'::jsonb,
+        jsonb_build_object('seq', 3, 'kind', 'children', 'name', 'children',
+                           'children', jsonb_build_array((select id from kids where n = 1))))),
+    cp2.task_id, cp2.lease_token,
+    jsonb_build_object(
+        'task_id', cp2.task_id, 'seq', 3,
+        'recorded', jsonb_build_object('kind', 'children', 'name', 'children', 'input_hash',
+            durable.input_hash(to_jsonb(array[(select id from kids where n = 1), (select id from kids where n = 2)]))),
+        'presented', jsonb_build_object('kind', 'children', 'name', 'children', 'input_hash',
+            durable.input_hash(to_jsonb(array[(select id from kids where n = 1)]))),
+        'message', format('non-determinism in task %s at event 3: recorded children "children" with other arguments, '
+                          'the code did children "children" with other arguments', cp2.task_id)),
+    'replay_check: a wait for fewer children at the recorded seq is a non-determinism')
+from cp2;
+select is(
+    (select durable.replay_check(cp2.task_id, cp2.lease_token, jsonb_build_array(
+        '{"seq": 1, "kind": "spawn", "name": "child", "queue": "kids", "input": {"n": 1}}'::jsonb,
+        '{"seq": 2, "kind": "spawn", "name": "child", "queue": "kids", "input": {"n": 2}}'::jsonb,
+        jsonb_build_object('seq', 3, 'kind', 'children', 'name', 'children',
+                           'children', jsonb_build_array((select id from kids where n = 1), (select id from kids where n = 2)))))
+     from cp2),
+    '{"checked": 3}'::jsonb,
+    'replay_check passes the spawns (queue and input) and the wait (the ids, in order)'
 );
 select throws_ok(
-    $$select durable.wait_children(cp2.task_id, cp2.lease_token, 3,
-        array[(select id from kids where n = 1), (select id from kids where n = 2)], 'others') from cp2$$,
-    'DU020', null, 'a wait of another name at the recorded seq is a non-determinism'
-);
+    format($$select durable.replay_check(%L, %L, %L)$$, cp2.task_id, cp2.lease_token, jsonb_build_array(
+        '{"seq": 1, "kind": "spawn", "name": "child", "queue": "kids", "input": {"n": 1}}'::jsonb,
+        '{"seq": 2, "kind": "spawn", "name": "child", "queue": "kids", "input": {"n": 2}}'::jsonb,
+        '{"seq": 3, "kind": "children", "name": "children", "children": ["not a task id"]}'::jsonb)),
+    'DU001', null,
+    'replay_check: a presented child id that is not a uuid is a bad argument (DU001)')
+from cp2;
+select is((select status from durable.tasks, p where task_id = p.id), 'running', 'and fails nothing');
 select is((select count(*) from durable.events, p where task_id = p.id), 3::bigint, 'the re-run recorded nothing new');
 
 -- every child already ended: the outcomes come at once
 create temp table p3 as select durable.enqueue('parents', 'parent3', '{}', '{"durable": true}') as id;
 create temp table cp3 as select * from durable.claim('parents', 'w1', 1, 300, array['parent3']);
-create temp table k3 as select durable.spawn(cp3.task_id, cp3.lease_token, 1, 'kids3', 'child', '{"n": 3}') as id from cp3;
+create temp table k3 as
+select (durable.spawn(cp3.task_id, cp3.lease_token, 1, 'kids3', 'child', '{"n": 3}') #>> '{result,task_id}')::uuid as id from cp3;
 create temp table ck3 as select * from durable.claim('kids3', 'wk', 1, 300);
 select durable.complete(ck3.task_id, ck3.lease_token, '{"r": 3}') from ck3;
 select is(
@@ -194,8 +289,9 @@ select is(
 );
 select is(
     (select durable.wait_children(cp3.task_id, cp3.lease_token, 2, array[k3.id]) from cp3, k3),
-    (select jsonb_build_object('children', jsonb_build_array(jsonb_build_object(
-        'task_id', k3.id, 'status', 'completed', 'output', '{"r": 3}'::jsonb, 'error', null)), 'suspended', false)
+    (select jsonb_build_object('seq', 2, 'kind', 'children', 'name', 'children', 'outcome', 'ok',
+                               'result', jsonb_build_array(jsonb_build_object(
+        'task_id', k3.id, 'status', 'completed', 'output', '{"r": 3}'::jsonb, 'error', null)))
      from k3),
     'waiting for children that all ended returns their outcomes at once'
 );
@@ -241,7 +337,7 @@ select is(
 create temp table p4 as select durable.enqueue('parents', 'parent4', '{}', '{"durable": true}') as id;
 create temp table cp4 as select * from durable.claim('parents', 'w1', 1, 300, array['parent4']);
 create temp table k4 as
-select n, durable.spawn(cp4.task_id, cp4.lease_token, n, 'kids4', 'child', jsonb_build_object('n', n)) as id
+select n, (durable.spawn(cp4.task_id, cp4.lease_token, n, 'kids4', 'child', jsonb_build_object('n', n)) #>> '{result,task_id}')::uuid as id
 from cp4, generate_series(1, 2) as n order by n;
 select durable.wait_children(cp4.task_id, cp4.lease_token, 3, array(select id from k4 order by n)) from cp4;
 create temp table ck4 as select * from durable.claim('kids4', 'wk', 2, 300);
@@ -261,7 +357,7 @@ select is(
 create temp table p5 as select durable.enqueue('parents', 'parent5', '{}', '{"durable": true}') as id;
 create temp table cp5 as select * from durable.claim('parents', 'w1', 1, 300, array['parent5']);
 create temp table k5 as
-select n, durable.spawn(cp5.task_id, cp5.lease_token, n, 'kids5', 'child', jsonb_build_object('n', n)) as id
+select n, (durable.spawn(cp5.task_id, cp5.lease_token, n, 'kids5', 'child', jsonb_build_object('n', n)) #>> '{result,task_id}')::uuid as id
 from cp5, generate_series(1, 2) as n order by n;
 select durable.wait_children(cp5.task_id, cp5.lease_token, 3, array(select id from k5 where n = 1), 'first only') from cp5;
 create temp table ck5 as select * from durable.claim('kids5', 'wk', 2, 300);
@@ -283,7 +379,7 @@ select is(
 create temp table p6 as select durable.enqueue('parents', 'parent6', '{}', '{"durable": true}') as id;
 create temp table cp6 as select * from durable.claim('parents', 'w1', 1, 300, array['parent6']);
 create temp table k6 as
-select n, durable.spawn(cp6.task_id, cp6.lease_token, n, 'kids6', 'child', jsonb_build_object('n', n)) as id
+select n, (durable.spawn(cp6.task_id, cp6.lease_token, n, 'kids6', 'child', jsonb_build_object('n', n)) #>> '{result,task_id}')::uuid as id
 from cp6, generate_series(1, 2) as n order by n;
 select durable.wait_children(cp6.task_id, cp6.lease_token, 3, array(select id from k6 order by n)) from cp6;
 create temp table ck6 as select * from durable.claim('kids6', 'wk', 2, 300);

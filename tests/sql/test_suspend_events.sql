@@ -1,9 +1,13 @@
 -- Event latches: running -> waiting on a key, woken by emit_event (payload recorded at
 -- the wait's seq, task pending, queue notified), emit before wait (the latch: no
 -- suspension), a later emit replacing the payload, several waiters, wait timeouts
--- recorded by the claim's sweep, and the argument checks.
-select plan(49);
+-- recorded by the claim's sweep, and the argument checks. A wait returns its event
+-- {"seq", "kind": "wait", "name": key, "outcome", "result": {"payload", "timed_out"}}, or
+-- {"seq", "kind", "name", "suspended": true} when it parks the task.
+select plan(58);
 \ir helpers/notify.sql
+\ir helpers/errors.sql
+\ir helpers/nondeterminism.sql
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q');
@@ -17,8 +21,8 @@ create temp table c1 as select * from durable.claim('q', 'w1', 1, 300);
 select durable.checkpoint(c1.task_id, c1.lease_token, 1, 'step', 'prepare', '{"prepared": true}') from c1;
 select is(
     (select durable.wait_event(c1.task_id, c1.lease_token, 2, 'order:1') from c1),
-    '{"suspended": true}'::jsonb,
-    'a wait for a key nobody emitted suspends the task'
+    '{"seq": 2, "kind": "wait", "name": "order:1", "suspended": true}'::jsonb,
+    'a wait for a key nobody emitted suspends the task: {seq, kind, name, suspended}'
 );
 select is(
     (select jsonb_build_object(
@@ -101,15 +105,29 @@ select is(
 );
 select is(
     (select durable.wait_event(c1b.task_id, c1b.lease_token, 2, 'order:1') from c1b),
-    '{"payload": {"ok": true}, "timed_out": false, "suspended": false}'::jsonb,
-    'the re-run''s wait returns the recorded payload without suspending'
+    '{"seq": 2, "kind": "wait", "name": "order:1", "outcome": "ok",
+      "result": {"payload": {"ok": true}, "timed_out": false}}'::jsonb,
+    'the re-run''s wait returns the recorded event (the payload) without suspending'
+);
+select is(
+    (select durable.wait_event(c1b.task_id, c1b.lease_token, 2, 'order:1') from c1b),
+    (select history -> 1 from c1b),
+    'exactly as its history lists it'
 );
 select is((select status from durable.tasks where task_id = (select id from w1)), 'running',
           'the re-run keeps running');
-select throws_ok(
-    $$select durable.wait_event(c1b.task_id, c1b.lease_token, 2, 'order:2') from c1b$$,
-    'DU020', null, 'a wait for another key at the recorded seq is a non-determinism (DU020)'
-);
+-- (undone after its checks)
+select pg_temp.nondeterminism_ok(
+    format($$select durable.wait_event(%L, %L, 2, 'order:2')$$, c1b.task_id, c1b.lease_token),
+    c1b.task_id, c1b.lease_token,
+    jsonb_build_object(
+        'task_id', c1b.task_id, 'seq', 2,
+        'recorded', '{"kind": "wait", "name": "order:1", "input_hash": null}'::jsonb,
+        'presented', '{"kind": "wait", "name": "order:2", "input_hash": null}'::jsonb,
+        'message', format('non-determinism in task %s at event 2: recorded wait "order:1", the code did wait "order:2"',
+                          c1b.task_id)),
+    'a wait for another key at the recorded seq is a non-determinism')
+from c1b;
 select is((select count(*) from durable.events where task_id = (select id from w1)), 2::bigint,
           'the re-run recorded nothing new');
 
@@ -119,7 +137,7 @@ create temp table w2 as select durable.enqueue('latch', 'wf', '{}', '{"durable":
 create temp table c2 as select * from durable.claim('latch', 'w1', 1, 300);
 select is(
     (select durable.wait_event(c2.task_id, c2.lease_token, 1, 'k2', 60) from c2),
-    '{"payload": {"v": 1}, "timed_out": false, "suspended": false}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "k2", "outcome": "ok", "result": {"payload": {"v": 1}, "timed_out": false}}'::jsonb,
     'a wait for a key already emitted gets its payload at once'
 );
 select is(
@@ -141,12 +159,12 @@ select is(durable.emit_event('latch', 'k2', '{"v": 2}'), 0, 'a second emit wakes
 create temp table w3 as select durable.enqueue('latch', 'wf', '{}', '{"durable": true}') as id;
 create temp table c3 as select * from durable.claim('latch', 'w1', 1, 300);
 select is(
-    (select durable.wait_event(c3.task_id, c3.lease_token, 1, 'k2') from c3) -> 'payload',
+    (select durable.wait_event(c3.task_id, c3.lease_token, 1, 'k2') from c3) #> '{result,payload}',
     '{"v": 2}'::jsonb,
     'a wait after the second emit gets the second payload'
 );
 select is(
-    (select durable.wait_event(c2.task_id, c2.lease_token, 1, 'k2', 60) from c2) -> 'payload',
+    (select durable.wait_event(c2.task_id, c2.lease_token, 1, 'k2', 60) from c2) #> '{result,payload}',
     '{"v": 1}'::jsonb,
     'the first waiter''s recorded payload is unchanged'
 );
@@ -157,7 +175,7 @@ create temp table w_null as select durable.enqueue('latch', 'wf', '{}', '{"durab
 create temp table c_null as select * from durable.claim('latch', 'w1', 1, 300);
 select is(
     (select durable.wait_event(c_null.task_id, c_null.lease_token, 1, 'k-null') from c_null),
-    '{"payload": null, "timed_out": false, "suspended": false}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "k-null", "outcome": "ok", "result": {"payload": null, "timed_out": false}}'::jsonb,
     'a key emitted without payload releases the wait with payload null, timed_out false'
 );
 
@@ -185,7 +203,7 @@ create temp table w7 as select durable.enqueue('timeouts', 'wf', '{}', '{"durabl
 create temp table c7 as select * from durable.claim('timeouts', 'w1', 1, 300);
 select is(
     (select durable.wait_event(c7.task_id, c7.lease_token, 1, 'k4', 30) from c7),
-    '{"suspended": true}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "k4", "suspended": true}'::jsonb,
     'a wait with a timeout for a key not emitted suspends'
 );
 select is(
@@ -210,7 +228,7 @@ select is(
 select is(durable.emit_event('timeouts', 'k4', '"late"'), 0, 'a late emit wakes nobody');
 select is(
     (select durable.wait_event(c7b.task_id, c7b.lease_token, 1, 'k4', 30) from c7b),
-    '{"payload": null, "timed_out": true, "suspended": false}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "k4", "outcome": "ok", "result": {"payload": null, "timed_out": true}}'::jsonb,
     'the re-run sees the timeout, not the late payload'
 );
 
@@ -239,6 +257,31 @@ create temp table c_plain as select * from durable.claim('plain', 'w1', 1, 300);
 select throws_ok(
     $$select durable.wait_event(c_plain.task_id, c_plain.lease_token, 1, 'k2') from c_plain$$,
     'DU012', null, 'a plain (not durable) task cannot wait (DU012)'
+);
+
+-- the latch stays set for a later generation: a replayed task's wait gets the payload at once
+select durable.create_queue('again');
+select durable.emit_event('again', 'k-again', '{"v": "kept"}');
+create temp table w_again as select durable.enqueue('again', 'wf', '{}', '{"durable": true}') as id;
+create temp table c_again as select * from durable.claim('again', 'w1', 1, 300);
+select durable.wait_event(c.task_id, c.lease_token, 1, 'k-again') from c_again c;
+select is(
+    (select durable.complete(c.task_id, c.lease_token, '{}') from c_again c),
+    '{"completed": true}'::jsonb,
+    'a task that got the payload of an emitted key completes'
+);
+select is(durable.replay((select id from w_again)), 2, 'and is replayed');
+create temp table c_again2 as select * from durable.claim('again', 'w1', 1, 300);
+select is(
+    (select durable.wait_event(c.task_id, c.lease_token, 1, 'k-again') from c_again2 c),
+    '{"seq": 1, "kind": "wait", "name": "k-again", "outcome": "ok", "result": {"payload": {"v": "kept"}, "timed_out": false}}'::jsonb,
+    'the new generation''s wait for the key gets its payload at once'
+);
+select is(
+    (select jsonb_agg(jsonb_build_object('generation', h.generation, 'seq', h.seq, 'kind', h.kind) order by h.generation)
+     from durable.history((select id from w_again), true) h),
+    '[{"generation": 1, "seq": 1, "kind": "wait"}, {"generation": 2, "seq": 1, "kind": "wait"}]'::jsonb,
+    'recorded in generation 2, as in generation 1'
 );
 
 select * from finish();

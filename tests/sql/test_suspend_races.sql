@@ -27,7 +27,8 @@ select dblink_exec('a', 'begin');
 create temp table r1a as
 select r::jsonb as r from c1, dblink('a', format('select durable.wait_event(%L, %L, 1, %L)::text',
                                                  c1.task_id, c1.lease_token, 'race-1')) as x (r text);
-select is((select r from r1a), '{"suspended": true}'::jsonb, '1a: A''s wait suspends the task (not committed)');
+select is((select r from r1a), '{"seq": 1, "kind": "wait", "name": "race-1", "suspended": true}'::jsonb,
+          '1a: A''s wait suspends the task (not committed)');
 select dblink_send_query('b', $$select durable.emit_event('q1', 'race-1', '{"n": 1}')$$);
 select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids)],
           '1a: B''s emit blocks on A (the key''s row)');
@@ -61,7 +62,8 @@ select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids
 select dblink_exec('a', 'commit');
 create temp table r2 as select r::jsonb as r from dblink_get_result('b') as x (r text);
 select count(*) from dblink_get_result('b') as x (r text);
-select is((select r from r2), '{"payload": {"n": 2}, "timed_out": false, "suspended": false}'::jsonb,
+select is((select r from r2),
+          '{"seq": 1, "kind": "wait", "name": "race-2", "outcome": "ok", "result": {"payload": {"n": 2}, "timed_out": false}}'::jsonb,
           '1b: once A commits, B''s wait gets the payload at once');
 select is(
     (select jsonb_build_object('status', k.status, 'lease', k.lease_token = c2.lease_token,
@@ -99,7 +101,8 @@ select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids
 select dblink_exec('a', 'commit');
 create temp table r3 as select r::jsonb as r from dblink_get_result('b') as x (r text);
 select count(*) from dblink_get_result('b') as x (r text);
-select is((select r from r3), '{"payload": {"n": 3}, "timed_out": false, "suspended": false}'::jsonb,
+select is((select r from r3),
+          '{"seq": 1, "kind": "wait", "name": "race-3", "outcome": "ok", "result": {"payload": {"n": 3}, "timed_out": false}}'::jsonb,
           '1c: once A commits, B''s wait gets the payload at once');
 select is((select status from durable.tasks, w3 where task_id = w3.id and w3.n = 2), 'running',
           '1c: the waiter did not suspend');
@@ -118,7 +121,7 @@ select is(
     (select r::jsonb from c4, dblink('a', format('select durable.wait_event(%L, %L, 1, %L)::text',
                                                  c4.task_id, c4.lease_token, 'race-4')) as x (r text)
      where c4.input ->> 'n' = '2'),
-    '{"suspended": true}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "race-4", "suspended": true}'::jsonb,
     '1d: A''s wait on the existing key suspends the task (not committed)'
 );
 select dblink_send_query('b', $$select durable.emit_event('q4', 'race-4', '{"n": 4}')$$);
@@ -144,11 +147,11 @@ select is(
 create temp table p as select durable.enqueue('parents', 'parent', '{}', '{"durable": true}') as id;
 create temp table cp as select * from durable.claim('parents', 'w', 1, 3600);
 create temp table kids as
-select n, durable.spawn(cp.task_id, cp.lease_token, n, 'kids', 'child', jsonb_build_object('n', n)) as id
+select n, (durable.spawn(cp.task_id, cp.lease_token, n, 'kids', 'child', jsonb_build_object('n', n)) #>> '{result,task_id}')::uuid as id
 from cp, generate_series(1, 2) as n order by n;
 select is(
     (select durable.wait_children(cp.task_id, cp.lease_token, 3, array(select id from kids order by n)) from cp),
-    '{"suspended": true}'::jsonb,
+    '{"seq": 3, "kind": "children", "name": "children", "suspended": true}'::jsonb,
     '2a: the parent waits for its two children'
 );
 create temp table ck as select c.*, kids.n from durable.claim('kids', 'wk', 2, 3600) c join kids on kids.id = c.task_id;
@@ -191,7 +194,8 @@ select is(
 -- on the parent's row, then sees the child ended and gets the outcome at once.
 create temp table p2 as select durable.enqueue('parents', 'parent2', '{}', '{"durable": true}') as id;
 create temp table cp2 as select * from durable.claim('parents', 'w', 1, 3600, array['parent2']);
-create temp table k2 as select durable.spawn(cp2.task_id, cp2.lease_token, 1, 'kids', 'child2', '{}') as id from cp2;
+create temp table k2 as
+select (durable.spawn(cp2.task_id, cp2.lease_token, 1, 'kids', 'child2', '{}') #>> '{result,task_id}')::uuid as id from cp2;
 create temp table ck2 as select * from durable.claim('kids', 'wk', 1, 3600);
 select is((select task_id from ck2), (select id from k2), '2b: the child is running');
 commit;
@@ -208,8 +212,9 @@ create temp table r2b as select r::jsonb as r from dblink_get_result('b') as x (
 select count(*) from dblink_get_result('b') as x (r text);
 select is(
     (select r from r2b),
-    (select jsonb_build_object('children', jsonb_build_array(jsonb_build_object(
-        'task_id', k2.id, 'status', 'completed', 'output', '{"r": "b"}'::jsonb, 'error', null)), 'suspended', false)
+    (select jsonb_build_object('seq', 2, 'kind', 'children', 'name', 'children', 'outcome', 'ok',
+                               'result', jsonb_build_array(jsonb_build_object(
+        'task_id', k2.id, 'status', 'completed', 'output', '{"r": "b"}'::jsonb, 'error', null)))
      from k2),
     '2b: the wait sees the child ended and returns its outcome without suspending'
 );
@@ -226,7 +231,8 @@ select is(
 -- B's trigger blocks on the parent's row, then sees the parent waiting and wakes it.
 create temp table p3 as select durable.enqueue('parents', 'parent3', '{}', '{"durable": true}') as id;
 create temp table cp3 as select * from durable.claim('parents', 'w', 1, 3600, array['parent3']);
-create temp table k3 as select durable.spawn(cp3.task_id, cp3.lease_token, 1, 'kids', 'child3', '{}') as id from cp3;
+create temp table k3 as
+select (durable.spawn(cp3.task_id, cp3.lease_token, 1, 'kids', 'child3', '{}') #>> '{result,task_id}')::uuid as id from cp3;
 create temp table ck3 as select * from durable.claim('kids', 'wk', 1, 3600);
 select is((select task_id from ck3), (select id from k3), '2c: the child is running');
 commit;
@@ -235,7 +241,7 @@ select is(
     (select r::jsonb from cp3, k3,
             dblink('a', format('select durable.wait_children(%L, %L, 2, array[%L]::uuid[])::text',
                                cp3.task_id, cp3.lease_token, k3.id)) as x (r text)),
-    '{"suspended": true}'::jsonb,
+    '{"seq": 2, "kind": "children", "name": "children", "suspended": true}'::jsonb,
     '2c: A''s wait_children suspends the parent (not committed)'
 );
 select dblink_send_query('b', format('select durable.complete(%L, %L, %L)', ck3.task_id, ck3.lease_token, '{"r": "c"}'))
@@ -261,7 +267,7 @@ create temp table t3a as select durable.enqueue('q3a', 'wf', '{}', '{"durable": 
 create temp table c3a as select * from durable.claim('q3a', 'w', 1, 3600);
 select is(
     (select durable.wait_event(c3a.task_id, c3a.lease_token, 1, 'race-t', 10) from c3a),
-    '{"suspended": true}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "race-t", "suspended": true}'::jsonb,
     '3a: the task waits with a timeout of 10 s'
 );
 commit;
@@ -299,7 +305,7 @@ create temp table t3b as select durable.enqueue('q3b', 'wf', '{}', '{"durable": 
 create temp table c3b as select * from durable.claim('q3b', 'w', 1, 3600);
 select is(
     (select durable.wait_event(c3b.task_id, c3b.lease_token, 1, 'race-t2', 5) from c3b),
-    '{"suspended": true}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "race-t2", "suspended": true}'::jsonb,
     '3b: the task waits with a timeout of 5 s (due at 00:00:15)'
 );
 commit;
@@ -333,7 +339,7 @@ select is(
 create temp table c3b2 as select * from durable.claim('q3b', 'w', 1, 3600);
 select is(
     (select durable.wait_event(c3b2.task_id, c3b2.lease_token, 1, 'race-t2', 5) from c3b2),
-    '{"payload": "first", "timed_out": false, "suspended": false}'::jsonb,
+    '{"seq": 1, "kind": "wait", "name": "race-t2", "outcome": "ok", "result": {"payload": "first", "timed_out": false}}'::jsonb,
     '3b: the re-run sees the payload'
 );
 
@@ -348,7 +354,7 @@ select dblink_exec('b', $$set durable.fake_now = '2030-01-01 00:01:00+00'$$);
 create temp table p4 as select durable.enqueue('parents', 'parent4', '{}', '{"durable": true}') as id;
 create temp table cp4 as select * from durable.claim('parents', 'w', 1, 3600, array['parent4']);
 create temp table k4 as
-select n, durable.spawn(cp4.task_id, cp4.lease_token, n, 'kids', 'child4', jsonb_build_object('n', n)) as id
+select n, (durable.spawn(cp4.task_id, cp4.lease_token, n, 'kids', 'child4', jsonb_build_object('n', n)) #>> '{result,task_id}')::uuid as id
 from cp4, generate_series(1, 2) as n order by n;
 select durable.wait_children(cp4.task_id, cp4.lease_token, 3, array(select id from k4 order by n)) from cp4;
 create temp table ck4 as select * from durable.claim('kids', 'wk', 1, 3600);

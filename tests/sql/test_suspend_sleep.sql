@@ -1,8 +1,12 @@
 -- durable.sleep: running -> sleeping (attempt ended as suspended, no lease, out of the
 -- claim), woken by the claim's sweep when the time comes, re-runs that replay the
 -- recorded sleep (at once when the time passed, only the remainder when early), and the
--- argument checks.
-select plan(50);
+-- argument checks. A sleep returns {"seq", "kind", "name", "suspended": true} when it
+-- parks the task, else its event {"seq", "kind", "name", "outcome", "result": {"until"}}.
+select plan(55);
+
+\ir helpers/errors.sql
+\ir helpers/nondeterminism.sql
 
 select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
 select durable.create_queue('q');
@@ -19,8 +23,8 @@ select is((select task_id from c1), (select id from t1), 'the durable task is cl
 create temp table r1 as select durable.sleep(c1.task_id, c1.lease_token, 1, 'nap', 60) as r from c1;
 select is(
     (select r from r1),
-    jsonb_build_object('until', '2030-01-01 00:01:00+00'::timestamptz, 'suspended', true),
-    'a sleep with its time ahead returns the wake time and suspended = true'
+    '{"seq": 1, "kind": "sleep", "name": "nap", "suspended": true}'::jsonb,
+    'a sleep with its time ahead returns {seq, kind, name, suspended: true}'
 );
 select is(
     (select jsonb_build_object(
@@ -62,7 +66,7 @@ select throws_ok(
     'DU010', null, 'a heartbeat on the suspended attempt raises DU010'
 );
 select throws_ok(
-    $$select durable.complete(c1.task_id, c1.lease_token, '{}', 1) from c1$$,
+    $$select durable.complete(c1.task_id, c1.lease_token, '{}') from c1$$,
     'DU010', null, 'completing the suspended attempt raises DU010'
 );
 select throws_ok(
@@ -113,13 +117,14 @@ select is(durable.next_wake('other'), '2030-01-01 00:01:00+00'::timestamptz, 'ne
 -- the re-run reaches the recorded sleep after its time: no suspension
 select is(
     (select durable.sleep(c2.task_id, c2.lease_token, 1, 'nap', 60) from c2),
-    jsonb_build_object('until', '2030-01-01 00:01:00+00'::timestamptz, 'suspended', false),
-    'the re-run''s sleep at the recorded seq returns the recorded time and suspended = false'
+    jsonb_build_object('seq', 1, 'kind', 'sleep', 'name', 'nap', 'outcome', 'ok',
+                       'result', jsonb_build_object('until', '2030-01-01 00:01:00+00'::timestamptz)),
+    'the re-run''s sleep at the recorded seq returns the recorded event (the recorded time), not suspended'
 );
 select is(
     (select durable.sleep(c2.task_id, c2.lease_token, 1, 'nap', 5) from c2),
-    jsonb_build_object('until', '2030-01-01 00:01:00+00'::timestamptz, 'suspended', false),
-    'a replayed sleep keeps the recorded time, whatever duration the code passes now'
+    (select history -> 0 from c2),
+    'a replayed sleep returns its history element, whatever duration the code passes now'
 );
 select is((select status from durable.tasks where task_id = (select id from t1)), 'running',
           'the re-run keeps running');
@@ -127,13 +132,22 @@ select is((select count(*) from durable.events where task_id = (select id from t
           'the replayed sleep records nothing new');
 select is((select count(*) from durable.attempts where task_id = (select id from t1)), 1::bigint,
           'and ends no attempt');
-select throws_ok(
-    $$select durable.sleep(c2.task_id, c2.lease_token, 1, 'siesta', 60) from c2$$,
-    'DU020', null, 'a sleep of another name at the recorded seq is a non-determinism (DU020)'
-);
-select lives_ok(
-    $$select durable.complete(c2.task_id, c2.lease_token, '{"done": true}', 1) from c2$$,
-    'the re-run completes'
+-- (undone after its checks)
+select pg_temp.nondeterminism_ok(
+    format($$select durable.sleep(%L, %L, 1, 'siesta', 60)$$, c2.task_id, c2.lease_token),
+    c2.task_id, c2.lease_token,
+    jsonb_build_object(
+        'task_id', c2.task_id, 'seq', 1,
+        'recorded', '{"kind": "sleep", "name": "nap", "input_hash": null}'::jsonb,
+        'presented', '{"kind": "sleep", "name": "siesta", "input_hash": null}'::jsonb,
+        'message', format('non-determinism in task %s at event 1: recorded sleep "nap", the code did sleep "siesta"',
+                          c2.task_id)),
+    'a sleep of another name at the recorded seq is a non-determinism')
+from c2;
+select is(
+    (select durable.complete(c2.task_id, c2.lease_token, '{"done": true}') from c2),
+    '{"completed": true}'::jsonb,
+    'the re-run, having gone through its sleep, completes'
 );
 select is(
     (select array_agg(a.outcome order by a.attempt) from durable.attempts a where a.task_id = (select id from t1)),
@@ -146,13 +160,15 @@ create temp table t_args as select durable.enqueue('args', 'wf', '{}', '{"durabl
 create temp table c_args as select * from durable.claim('args', 'w1', 1, 300);
 select is(
     (select durable.sleep(c_args.task_id, c_args.lease_token, 1, 'zero', 0) from c_args),
-    jsonb_build_object('until', '2030-01-01 00:01:00+00'::timestamptz, 'suspended', false),
-    'a sleep of 0 seconds returns at once, suspended = false'
+    jsonb_build_object('seq', 1, 'kind', 'sleep', 'name', 'zero', 'outcome', 'ok',
+                       'result', jsonb_build_object('until', '2030-01-01 00:01:00+00'::timestamptz)),
+    'a sleep of 0 seconds returns its event at once, not suspended'
 );
 select is(
     (select durable.sleep(c_args.task_id, c_args.lease_token, 2, 'past', p_until => '2029-06-01 00:00:00+00')
      from c_args),
-    jsonb_build_object('until', '2029-06-01 00:00:00+00'::timestamptz, 'suspended', false),
+    jsonb_build_object('seq', 2, 'kind', 'sleep', 'name', 'past', 'outcome', 'ok',
+                       'result', jsonb_build_object('until', '2029-06-01 00:00:00+00'::timestamptz)),
     'a sleep until a past time returns at once'
 );
 select is(
@@ -215,8 +231,13 @@ create temp table t3 as select durable.enqueue('early', 'wf', '{}', '{"durable":
 create temp table c3 as select * from durable.claim('early', 'w1', 1, 300);
 select is(
     (select durable.sleep(c3.task_id, c3.lease_token, 1, 'hour', 3600) from c3),
-    jsonb_build_object('until', '2030-01-01 01:01:00+00'::timestamptz, 'suspended', true),
-    'a one-hour sleep at 00:01 sleeps until 01:01'
+    '{"seq": 1, "kind": "sleep", "name": "hour", "suspended": true}'::jsonb,
+    'a one-hour sleep at 00:01 suspends the task'
+);
+select is(
+    (select result from durable.events where task_id = (select id from t3)),
+    jsonb_build_object('until', '2030-01-01 01:01:00+00'::timestamptz),
+    'until 01:01'
 );
 -- cancelled then retried half-way: the re-run comes back early
 select durable.cancel((select id from t3));
@@ -226,8 +247,8 @@ create temp table c3b as select * from durable.claim('early', 'w2', 1, 300);
 select is((select task_id from c3b), (select id from t3), 'the retried task is claimed at 00:31');
 select is(
     (select durable.sleep(c3b.task_id, c3b.lease_token, 1, 'hour', 3600) from c3b),
-    jsonb_build_object('until', '2030-01-01 01:01:00+00'::timestamptz, 'suspended', true),
-    'the early re-run sleeps again until the recorded time, not for another hour'
+    '{"seq": 1, "kind": "sleep", "name": "hour", "suspended": true}'::jsonb,
+    'the early re-run sleeps again'
 );
 select is(
     (select jsonb_build_object('status', k.status, 'wake_at', k.wake_at)
@@ -245,8 +266,9 @@ create temp table c3c as select * from durable.claim('early', 'w3', 1, 300);
 select is((select task_id from c3c), (select id from t3), 'claimable at the recorded time');
 select is(
     (select durable.sleep(c3c.task_id, c3c.lease_token, 1, 'hour', 3600) from c3c),
-    jsonb_build_object('until', '2030-01-01 01:01:00+00'::timestamptz, 'suspended', false),
-    'and its sleep is then over'
+    jsonb_build_object('seq', 1, 'kind', 'sleep', 'name', 'hour', 'outcome', 'ok',
+                       'result', jsonb_build_object('until', '2030-01-01 01:01:00+00'::timestamptz)),
+    'and its sleep is then over: the recorded event'
 );
 select is(
     (select array_agg(a.outcome order by a.attempt) from durable.attempts a where a.task_id = (select id from t3)),

@@ -14,7 +14,7 @@ from generate_series(1, 3) as n;
 create temp table c as select * from durable.claim('q', 'w', 3, 300);
 select durable.sleep(c.task_id, c.lease_token, 1, 'nap', 60) from c where c.input ->> 'n' = '1';
 select durable.wait_event(c.task_id, c.lease_token, 1, 'k') from c where c.input ->> 'n' = '2';
-select durable.complete(c.task_id, c.lease_token, '{}', 0) from c where c.input ->> 'n' = '3';
+select durable.complete(c.task_id, c.lease_token, '{}') from c where c.input ->> 'n' = '3';
 create temp table pend as select durable.enqueue('q', 'later', '{}', '{"durable": true, "delay": 3600}') as id;
 select is(
     (select array_agg(k.status order by t.n) from t join durable.tasks k on k.task_id = t.id),
