@@ -202,6 +202,13 @@ describe('checkpoint', () => {
     for (const key of ['message', 'seq', 'recorded', 'presented']) assert.ok(key in task.error, key);
     await assert.rejects(checkpoint(t, 2, 'step', 'b', 2), sqlstate('DU020'));
     await assert.rejects(w('select durable.complete($1, $2, null) as r', [t.task, t.token]), sqlstate('DU020'));
+    await assert.rejects(w('select durable.heartbeat($1, $2) as r', [t.task, t.token]), sqlstate('DU020'));
+    await assert.rejects(w("select (durable.fail($1, $2, '{}'::jsonb)).status as r", [t.task, t.token]), sqlstate('DU020'));
+    await assert.rejects(w('select durable.release($1, $2, 0) as r', [t.task, t.token]), sqlstate('DU020'));
+    await assert.rejects(
+      w('select durable.replay_check($1, $2, $3::jsonb) as r', [t.task, t.token, '[]']),
+      sqlstate('DU020'),
+    );
   });
 });
 
