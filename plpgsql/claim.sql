@@ -397,7 +397,7 @@ end;
 $$;
 
 comment on function durable.heartbeat(uuid, uuid, integer) is
-'Extends the live lease of a running task by p_lease_seconds from now (default: the length it was claimed with), never past the attempt''s timeout. Returns the new expiry. Errors: DU001, DU010 lease lost, DU011 task cancelled, DU004 unknown task, 42501.';
+'Extends the live lease of a running task by p_lease_seconds from now (default: the length it was claimed with), never past the attempt''s timeout. Returns the new expiry. Errors: DU001, DU010 lease lost, DU011 task cancelled, DU020 the attempt''s task was failed on a non-determinism, DU004 unknown task, 42501.';
 
 create or replace function durable.release(
     p_task uuid, p_lease_token uuid, p_delay_seconds double precision default 60, p_reason text default null
@@ -430,7 +430,7 @@ end;
 $$;
 
 comment on function durable.release(uuid, uuid, double precision, text) is
-'Hands a claimed task back without spending an attempt: it becomes pending again after p_delay_seconds (a worker that cannot run a task name uses it); p_reason, at most 2,000 characters, is kept in the attempt''s row. Errors: DU001, DU003, DU004, DU010, DU011, 42501.';
+'Hands a claimed task back without spending an attempt: it becomes pending again after p_delay_seconds (a worker that cannot run a task name uses it); p_reason, at most 2,000 characters, is kept in the attempt''s row. Errors: DU001, DU003, DU004, DU010, DU011, DU020, 42501.';
 
 grant execute on function durable.reclaim(text, integer) to durable_operator;
 grant execute on function durable.claim(text, text, integer, integer, text[]) to durable_worker;

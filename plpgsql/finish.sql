@@ -221,7 +221,7 @@ end;
 $$;
 
 comment on function durable.fail(uuid, uuid, jsonb, boolean) is
-'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011, 42501.';
+'Ends the live attempt of a task as failed with p_error (a JSON object, e.g. {"type","message","traceback"}). The task is retried after its backoff while failures < max_attempts and p_retryable; otherwise it ends failed. Returns the new status and, when retried, when. Errors: DU001, DU003, DU004, DU010, DU011, DU020, 42501.';
 
 -- Locks trees of tasks for a cancel: the roots and their unfinished descendants, and the
 -- tasks p_also, oldest first (the lock order, plpgsql/README.md: parents before their
