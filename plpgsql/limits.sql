@@ -103,9 +103,10 @@
 --
 -- ## cancel_in_progress, cancel_newest: decided at enqueue
 --
--- After its insert, an enqueue on a queue with a cancel strategy takes a transaction
--- advisory lock per (queue, key) it enqueued for (1685418498, in key order), then counts
--- the key's unfinished tasks. The tasks of this enqueue are the newest (others that it
+-- Before its insert, an enqueue on a queue with a cancel strategy takes a transaction
+-- advisory lock per (queue, key) it enqueues for (1685418498, in key order, with the
+-- tasks it may cancel: durable._lock_for_new_tasks); after it, it counts the key's
+-- unfinished tasks. The tasks of this enqueue are the newest (others that it
 -- can see committed before it took the lock). Victims go through durable.cancel, so
 -- running ones get an attempt row and their workers DU011. One call locks its keys in
 -- order; a transaction that enqueues keys in several calls can deadlock with another

@@ -244,11 +244,13 @@ $$;
 comment on function durable._task_row(durable.queues, text, jsonb, jsonb, timestamptz) is
 'Internal: checks the task name, input and enqueue options (DU001, DU003) and returns the new task''s row with every option resolved against the queue''s defaults.';
 
--- The locks that creating a task of key p_key on a queue takes, taken by a verb that must
--- then lock a task of its own (spawn, its parent p_also) before it does: the key's row
--- (round_robin) or lock (cancel strategies), then the tasks the new one may cancel, with
--- their trees, and p_also, oldest first (the lock order, plpgsql/README.md).
-create or replace function durable._lock_for_new_task(p_queue durable.queues, p_key text, p_also uuid)
+-- The locks that creating tasks of keys p_keys on a queue takes, taken before anything
+-- is inserted (an insert may wait for another transaction's idempotency key, which must
+-- not hold a lock this one needs), and by spawn before its own row (p_also): the keys'
+-- rows (round_robin) or locks (cancel strategies), in key order, then the tasks the new
+-- ones may cancel, with their trees, and p_also, oldest first (the lock order,
+-- plpgsql/README.md).
+create or replace function durable._lock_for_new_tasks(p_queue durable.queues, p_keys text[], p_also uuid[])
 returns void
 language plpgsql
 volatile
@@ -256,35 +258,46 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_strategy text := p_queue.options ->> 'concurrency_strategy';
-    v_hold boolean := coalesce((p_queue.options ->> 'hold_slots_while_suspended')::boolean, false);
+    v_keys text[] := array(select distinct k from unnest(p_keys) as k where k is not null order by k);
     v_candidates uuid[] := '{}'::uuid[];
 begin
     if v_strategy = 'round_robin' then
-        -- a row that gives the first task of a new key the queue's clock, as no row does
+        -- rows that give the first task of a new key the queue's clock, as no row does
+        -- (a task without a key counts under the key '')
         insert into durable.fair_keys as f (queue, concurrency_key, last_tag)
-        values (p_queue.queue, coalesce(p_key, ''), -1)
+        select p_queue.queue, k, -1
+        from (select distinct coalesce(k, '') as k from unnest(p_keys) as k) as u
+        order by u.k
         on conflict (queue, concurrency_key) do nothing;
         perform 1 from durable.fair_keys f
-        where f.queue = p_queue.queue and f.concurrency_key = coalesce(p_key, '')
+        where f.queue = p_queue.queue
+          and f.concurrency_key in (select distinct coalesce(k, '') from unnest(p_keys) as k)
+        order by f.concurrency_key
         for update;
-    elsif v_strategy in ('cancel_in_progress', 'cancel_newest') and p_key is not null then
+    elsif v_strategy in ('cancel_in_progress', 'cancel_newest') and cardinality(v_keys) > 0 then
         perform durable._require_read_committed(
             format('an enqueue on queue %s (strategy %s)', p_queue.queue, v_strategy));
-        perform pg_advisory_xact_lock(1685418498, hashtext(p_queue.queue || E'\x1f' || p_key));
+        perform pg_advisory_xact_lock(1685418498, hashtext(p_queue.queue || E'\x1f' || k))
+        from unnest(v_keys) as k
+        order by k;
         if v_strategy = 'cancel_in_progress' then
+            -- every unfinished task of the keys, suspended ones included (one that wakes up
+            -- meanwhile may be a victim by the time the new tasks are in)
             v_candidates := array(
                 select k.task_id from durable.tasks k
-                where k.queue = p_queue.queue and k.concurrency_key = p_key
-                  and (k.status in ('pending', 'running') or (v_hold and k.status in ('sleeping', 'waiting')))
+                where k.queue = p_queue.queue and k.concurrency_key = any(v_keys)
+                  and k.status in ('pending', 'running', 'sleeping', 'waiting')
             );
         end if;
     end if;
-    perform durable._lock_trees(v_candidates, array[p_also]);
+    if cardinality(v_candidates) > 0 or cardinality(p_also) > 0 then
+        perform durable._lock_trees(v_candidates, p_also);
+    end if;
 end;
 $$;
 
-comment on function durable._lock_for_new_task(durable.queues, text, uuid) is
-'Internal: takes, in the lock order, what creating a task of key p_key on the queue will lock (the round_robin key''s row, or the cancel strategy''s key lock and the tasks it may cancel, with their trees), then p_also: spawn calls it before it locks its own task.';
+comment on function durable._lock_for_new_tasks(durable.queues, text[], uuid[]) is
+'Internal: takes, in the lock order, what creating tasks of keys p_keys on the queue will lock (the round_robin keys'' rows, or the cancel strategy''s key locks and the tasks it may cancel, with their trees), then the tasks p_also: durable._create_tasks calls it before inserting, spawn before it locks its own task.';
 
 -- Looks a queue up, raising DU002 when it does not exist.
 create or replace function durable._queue(p_queue text)
@@ -393,6 +406,9 @@ declare
     v_ready boolean;
     t durable.tasks;
 begin
+    if p_queue.options ? 'concurrency_strategy' then
+        perform durable._lock_for_new_tasks(p_queue, array(select r.concurrency_key from unnest(p_rows) as r), '{}');
+    end if;
     if cardinality(p_rows) = 1 then
         -- one task (enqueue, spawn, fork): the same insert, without the batch's machinery
         -- (about a third of a single enqueue's time)

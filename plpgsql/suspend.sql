@@ -277,10 +277,10 @@ begin
     ) then
         v_queue := durable._queue(p_queue);
         perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
-        perform durable._lock_for_new_task(
+        perform durable._lock_for_new_tasks(
             v_queue,
-            case when jsonb_typeof(p_options -> 'concurrency_key') = 'string' then p_options ->> 'concurrency_key' end,
-            p_task
+            array[case when jsonb_typeof(p_options -> 'concurrency_key') = 'string' then p_options ->> 'concurrency_key' end],
+            array[p_task]
         );
     end if;
     t := durable._fenced(p_task, p_lease_token);
@@ -288,8 +288,13 @@ begin
     if v_recorded is not null then
         return v_recorded;
     end if;
-    perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
-    v_queue := durable._queue(p_queue);
+    if v_queue is null then
+        -- (the look before the fence found the event recorded; it is not, after all)
+        v_queue := durable._queue(p_queue);
+        perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
+        perform durable._lock_for_new_tasks(v_queue, array[durable._opt_text(p_options, 'concurrency_key')], '{}');
+    end if;
+    -- the queue as read before the locks were taken: its options decided which were
     v_row := durable._task_row(v_queue, p_task_name, p_input, p_options, durable.current_time());
     -- a child, newer than its parent (the lock order relies on it); a task that already
     -- holds the idempotency key is returned as it is, never adopted as a child
