@@ -289,10 +289,10 @@ begin
         return v_recorded;
     end if;
     if v_queue is null then
-        -- (the look before the fence found the event recorded; it is not, after all)
+        -- (the look before the fence found the event recorded; it is not, after all: the
+        -- keys are then taken by durable._create_tasks, after this task's row)
         v_queue := durable._queue(p_queue);
         perform durable._require(p_queue, array['worker', 'producer'], 'spawn tasks');
-        perform durable._lock_for_new_tasks(v_queue, array[durable._opt_text(p_options, 'concurrency_key')], '{}');
     end if;
     -- the queue as read before the locks were taken: its options decided which were
     v_row := durable._task_row(v_queue, p_task_name, p_input, p_options, durable.current_time());
