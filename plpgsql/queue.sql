@@ -244,13 +244,18 @@ $$;
 comment on function durable._task_row(durable.queues, text, jsonb, jsonb, timestamptz) is
 'Internal: checks the task name, input and enqueue options (DU001, DU003) and returns the new task''s row with every option resolved against the queue''s defaults.';
 
--- The locks that creating tasks of keys p_keys on a queue takes, taken before anything
--- is inserted (an insert may wait for another transaction's idempotency key, which must
--- not hold a lock this one needs), and by spawn before its own row (p_also): the keys'
--- rows (round_robin) or locks (cancel strategies), in key order, then the tasks the new
--- ones may cancel, with their trees, and p_also, oldest first (the lock order,
--- plpgsql/README.md).
-create or replace function durable._lock_for_new_tasks(p_queue durable.queues, p_keys text[], p_also uuid[])
+-- The locks that creating tasks on a queue takes, taken before anything is inserted (an
+-- insert may wait for another transaction's idempotency key, which must not hold a lock
+-- this one needs), and by spawn before its own row (p_also), in the lock order
+-- (plpgsql/README.md): first the concurrency keys p_keys, in key order (the rows of
+-- durable.fair_keys of a round_robin queue, or the advisory locks of a cancel strategy);
+-- then, oldest first, the tasks the new ones may cancel (cancel_in_progress: every
+-- unfinished task of the keys, with their trees), the tasks that already hold one of the
+-- idempotency keys p_idempotency_keys (an insert that meets one while another transaction
+-- updates it waits for that transaction: it must hold it already) and p_also.
+create or replace function durable._lock_for_new_tasks(
+    p_queue durable.queues, p_keys text[], p_idempotency_keys text[], p_also uuid[]
+)
 returns void
 language plpgsql
 volatile
@@ -259,21 +264,18 @@ as $$
 declare
     v_strategy text := p_queue.options ->> 'concurrency_strategy';
     v_keys text[] := array(select distinct k from unnest(p_keys) as k where k is not null order by k);
-    v_candidates uuid[] := '{}'::uuid[];
+    v_tasks uuid[] := '{}'::uuid[];
 begin
     if v_strategy = 'round_robin' then
-        -- rows that give the first task of a new key the queue's clock, as no row does
-        -- (a task without a key counts under the key '')
+        -- each key's row, inserted (the first task of a new key gets the queue's clock, as
+        -- when there is no row: a task without a key counts under the key '') or locked, in
+        -- one statement: a row deleted between a look and a lock (retention, create_queue)
+        -- would leave its key unlocked until the tags are written, after the insert
         insert into durable.fair_keys as f (queue, concurrency_key, last_tag)
-        select p_queue.queue, k, -1
+        select p_queue.queue, u.k, -1
         from (select distinct coalesce(k, '') as k from unnest(p_keys) as k) as u
         order by u.k
-        on conflict (queue, concurrency_key) do nothing;
-        perform 1 from durable.fair_keys f
-        where f.queue = p_queue.queue
-          and f.concurrency_key in (select distinct coalesce(k, '') from unnest(p_keys) as k)
-        order by f.concurrency_key
-        for update;
+        on conflict (queue, concurrency_key) do update set last_tag = f.last_tag;
     elsif v_strategy in ('cancel_in_progress', 'cancel_newest') and cardinality(v_keys) > 0 then
         perform durable._require_read_committed(
             format('an enqueue on queue %s (strategy %s)', p_queue.queue, v_strategy));
@@ -283,21 +285,27 @@ begin
         if v_strategy = 'cancel_in_progress' then
             -- every unfinished task of the keys, suspended ones included (one that wakes up
             -- meanwhile may be a victim by the time the new tasks are in)
-            v_candidates := array(
+            v_tasks := array(
                 select k.task_id from durable.tasks k
                 where k.queue = p_queue.queue and k.concurrency_key = any(v_keys)
                   and k.status in ('pending', 'running', 'sleeping', 'waiting')
             );
         end if;
     end if;
-    if cardinality(v_candidates) > 0 or cardinality(p_also) > 0 then
-        perform durable._lock_trees(v_candidates, p_also);
+    if cardinality(p_idempotency_keys) > 0 then
+        p_also := p_also || array(
+            select k.task_id from durable.tasks k
+            where k.queue = p_queue.queue and k.idempotency_key = any(p_idempotency_keys)
+        );
+    end if;
+    if cardinality(v_tasks) > 0 or cardinality(p_also) > 0 then
+        perform durable._lock_trees(v_tasks, p_also);
     end if;
 end;
 $$;
 
-comment on function durable._lock_for_new_tasks(durable.queues, text[], uuid[]) is
-'Internal: takes, in the lock order, what creating tasks of keys p_keys on the queue will lock (the round_robin keys'' rows, or the cancel strategy''s key locks and the tasks it may cancel, with their trees), then the tasks p_also: durable._create_tasks calls it before inserting, spawn before it locks its own task.';
+comment on function durable._lock_for_new_tasks(durable.queues, text[], text[], uuid[]) is
+'Internal: takes, in the lock order, what creating tasks of concurrency keys p_keys and idempotency keys p_idempotency_keys on the queue will lock or wait for (the round_robin keys'' rows, or the cancel strategy''s key locks; the tasks it may cancel, with their trees; the tasks holding the idempotency keys), then the tasks p_also: durable._create_tasks calls it before inserting, spawn before it locks its own task.';
 
 -- Looks a queue up, raising DU002 when it does not exist.
 create or replace function durable._queue(p_queue text)
@@ -406,8 +414,14 @@ declare
     v_ready boolean;
     t durable.tasks;
 begin
-    if p_queue.options ? 'concurrency_strategy' then
-        perform durable._lock_for_new_tasks(p_queue, array(select r.concurrency_key from unnest(p_rows) as r), '{}');
+    if p_queue.options ? 'concurrency_strategy'
+        or exists (select 1 from unnest(p_rows) as r where r.idempotency_key is not null) then
+        perform durable._lock_for_new_tasks(
+            p_queue,
+            array(select r.concurrency_key from unnest(p_rows) as r),
+            array(select r.idempotency_key from unnest(p_rows) as r where r.idempotency_key is not null),
+            '{}'
+        );
     end if;
     if cardinality(p_rows) = 1 then
         -- one task (enqueue, spawn, fork): the same insert, without the batch's machinery

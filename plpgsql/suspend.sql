@@ -268,7 +268,8 @@ declare
 begin
     perform durable._check_name(p_task_name, 'task_name');
     -- a spawn that will create its child takes the locks of a new task of the target queue
-    -- (its key, the tasks it may cancel) before its own task's row, as the lock order
+    -- (its key, the tasks it may cancel, the task holding its idempotency key) before its
+    -- own task's row, as the lock order
     -- wants (plpgsql/README.md); a spawn that a re-run passes through creates nothing
     if not exists (
         select 1 from durable.tasks k
@@ -280,6 +281,7 @@ begin
         perform durable._lock_for_new_tasks(
             v_queue,
             array[case when jsonb_typeof(p_options -> 'concurrency_key') = 'string' then p_options ->> 'concurrency_key' end],
+            array(select p_options ->> 'idempotency_key' where jsonb_typeof(p_options -> 'idempotency_key') = 'string'),
             array[p_task]
         );
     end if;

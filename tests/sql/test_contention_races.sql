@@ -12,8 +12,15 @@
 --   4. an emit waking a child and a grandchild that wait on one key, against a cancel of
 --      their tree;
 --   5. a wait on a never-emitted key whose latch row retention deletes before the wait
---      holds it, then an emit: the emit must wake the task.
-select plan(26);
+--      holds it, then an emit: the emit must wake the task;
+--   6. an enqueue on a round_robin queue whose key row retention deletes between the
+--      enqueue's look and its lock: the enqueue must still hold its key (else it takes it
+--      after inserting, when a batch sharing an idempotency key may hold it: two
+--      enqueue_many deadlocked so in the randomized test);
+--   7. an enqueue whose idempotency key is held by a task another transaction is
+--      updating (a completion): it must wait for that task before it locks the tasks it
+--      may cancel, not after (the insert waits for the updater: spawns deadlocked so).
+select plan(34);
 
 \ir helpers/tasks.sql
 \ir helpers/sessions.sql
@@ -65,6 +72,17 @@ select durable.wait_event(pg_temp.id('C'), pg_temp.tok('C'), 2, 'k');
 select pg_temp.enq('W', 'lw', '{"durable": true}');
 select pg_temp.claim_as('W', 'lw');
 insert into durable.event_values (queue, key) values ('lw', 'late');
+
+-- 6. queue rr6 (round_robin) has a row for key c
+select durable.create_queue('rr6', '{"concurrency_strategy": "round_robin"}');
+select pg_temp.enq('c0', 'rr6', '{"concurrency_key": "c"}');
+
+-- 7. queue cq (cancel_in_progress, 5 per key): X holds idempotency key ik7; Y, newer,
+-- is an unfinished task of key c (one the next enqueue of c may cancel)
+select durable.create_queue('cq', '{"concurrency_strategy": "cancel_in_progress", "concurrency_key_limit": 5}');
+select pg_temp.enq('X', 'cq', '{"idempotency_key": "ik7"}');
+select pg_temp.enq('Y', 'cq', '{"concurrency_key": "c"}');
+select ok(pg_temp.id('X') < pg_temp.id('Y'), '7: Y is newer than X');
 
 commit;
 select pg_temp.connect_ab();
@@ -167,5 +185,43 @@ select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids
 select dblink_exec('a', 'commit');
 select is((select r from dblink_get_result('b') as x (r text)), '1', '5: the emit wakes the waiting task');
 select count(*) from dblink_get_result('b') as x (r text);
+
+-- 6. b holds idempotency key ik6 (an uncommitted enqueue); this session holds key c's
+-- row; a enqueues (c, ik6) and blocks behind it; this session deletes the row, as
+-- retention does, and commits: a goes on to its insert, where it waits for b
+select dblink_exec('b', 'begin');
+select count(*) from dblink('b', $$select durable.enqueue('rr6', 'job', '{}', '{"idempotency_key": "ik6"}')$$) as x (id uuid);
+select 1 from durable.fair_keys where queue = 'rr6' and concurrency_key = 'c' for update;
+select dblink_exec('a', 'begin');
+select dblink_send_query('a', $$select durable.enqueue('rr6', 'job', '{}', '{"idempotency_key": "ik6", "concurrency_key": "c"}')::text$$);
+select isnt(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '6: the enqueue blocks behind the key''s row');
+delete from durable.fair_keys where queue = 'rr6' and concurrency_key = 'c';
+commit;
+select is(pg_temp.blockers('a', (select a from pids)), array[(select b from pids)],
+          '6: then it waits for the idempotency key b holds');
+set lock_timeout = '200ms';
+select throws_ok($$insert into durable.fair_keys (queue, concurrency_key, last_tag) values ('rr6', 'c', -1)
+                   on conflict do nothing$$,
+                 '55P03', null, '6: ... holding key c all along (another insert of the key waits for it)');
+reset lock_timeout;
+rollback;
+select dblink_exec('b', 'commit');
+select is((select r from dblink_get_result('a') as x (r text))::uuid,
+          (select task_id from durable.tasks where queue = 'rr6' and idempotency_key = 'ik6'),
+          '6: the enqueue returns the task of b''s key');
+select count(*) from dblink_get_result('a') as x (r text);
+select dblink_exec('a', 'commit');
+
+-- 7. this session updates X, as a completion does; a enqueues (c, ik7) on cq and blocks
+-- behind X, holding nothing: this session can take Y, newer, without waiting
+update durable.tasks set priority = priority where task_id = pg_temp.id('X');
+select dblink_send_query('a', $$select durable.enqueue('cq', 'job', '{}', '{"idempotency_key": "ik7", "concurrency_key": "c"}')::text$$);
+select isnt(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '7: the enqueue blocks behind X');
+select lives_ok(format('select 1 from durable.tasks where task_id = %L for update nowait', pg_temp.id('Y')),
+                '7: ... before it locks Y, newer (the lock order)');
+commit;
+select is((select r from dblink_get_result('a') as x (r text))::uuid, pg_temp.id('X'),
+          '7: the enqueue returns X, the task of its key');
+select count(*) from dblink_get_result('a') as x (r text);
 
 select * from finish();
