@@ -169,40 +169,63 @@ as $$
 declare
     v_now timestamptz := durable.current_time();
     v_ids uuid[];
+    v_dead text[];
     v_ended integer := 0;
     v_cancelled integer := 0;
 begin
-    -- expired leases: those taken without waiting, as they are now
+    -- registered workers that stopped heartbeating (plpgsql/workers.sql): their running
+    -- tasks of this queue are taken back now, as if their leases had expired
+    v_dead := durable._dead_workers(v_now);
+    if cardinality(v_dead) > 0 then
+        delete from durable.workers w
+        where w.name in (
+            select d.name from durable.workers d
+            where d.name = any(v_dead) and d.last_seen_at < v_now - interval '1 hour'
+            for update skip locked
+        );
+    end if;
+    -- expired leases and the tasks of dead workers: those taken without waiting, as they are now
     v_ids := durable._lock_skipping(array(
-        select k.task_id from durable.tasks k
-        where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
-        order by k.lease_expires_at
-        limit p_limit
+        (select k.task_id from durable.tasks k
+         where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
+         order by k.lease_expires_at
+         limit p_limit)
+        union
+        (select k.task_id from durable.tasks k
+         where cardinality(v_dead) > 0 and k.worker = any(v_dead) and k.status = 'running'
+           and k.queue = p_queue
+         limit p_limit)
     ));
     if cardinality(v_ids) > 0 then
+        with lost as (
+            select k.task_id,
+                   case when k.attempt_deadline is not null and k.attempt_deadline <= v_now
+                        then 'timed_out' else 'lease_expired' end as outcome,
+                   case when k.attempt_deadline is not null and k.attempt_deadline <= v_now
+                        then jsonb_build_object(
+                            'type', 'Timeout',
+                            'message', format('attempt %s ran longer than its timeout of %s s',
+                                              k.attempt, k.timeout_seconds))
+                        when k.lease_expires_at <= v_now
+                        then jsonb_build_object(
+                            'type', 'LeaseExpired',
+                            'message', format('worker %s did not renew its lease by %s',
+                                              k.worker, k.lease_expires_at))
+                        else jsonb_build_object(
+                            'type', 'WorkerLost',
+                            'message', format('worker %s stopped heartbeating (last seen %s)',
+                                              k.worker, (select w.last_seen_at from durable.workers w
+                                                         where w.name = k.worker)))
+                   end as error
+            from durable.tasks k
+            where k.task_id = any(v_ids) and k.status = 'running'
+              and (k.lease_expires_at <= v_now or k.worker = any(v_dead))
+        )
         select count(*)::integer into v_ended
         from durable._end_attempts(
-            array(select k.task_id from durable.tasks k
-                  where k.task_id = any(v_ids) and k.status = 'running' and k.lease_expires_at <= v_now
-                  order by k.task_id),
-            array(select case when k.attempt_deadline is not null and k.attempt_deadline <= v_now
-                              then 'timed_out' else 'lease_expired' end
-                  from durable.tasks k
-                  where k.task_id = any(v_ids) and k.status = 'running' and k.lease_expires_at <= v_now
-                  order by k.task_id),
-            array(select case when k.attempt_deadline is not null and k.attempt_deadline <= v_now
-                              then jsonb_build_object(
-                                  'type', 'Timeout',
-                                  'message', format('attempt %s ran longer than its timeout of %s s',
-                                                    k.attempt, k.timeout_seconds))
-                              else jsonb_build_object(
-                                  'type', 'LeaseExpired',
-                                  'message', format('worker %s did not renew its lease by %s',
-                                                    k.worker, k.lease_expires_at))
-                         end
-                  from durable.tasks k
-                  where k.task_id = any(v_ids) and k.status = 'running' and k.lease_expires_at <= v_now
-                  order by k.task_id),
+            array(select l.task_id from lost l order by l.task_id),
+            array(select l.outcome from lost l order by l.task_id),
+            array(select l.error from lost l order by l.task_id),
             null
         );
     end if;

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import errors
 from .client import AsyncClient, Client
-from .commands import TaskSpec
+from .commands import TaskSpec, WorkerInfo
 from .context import TaskContext
 from .errors import (
     ChildFailed,
@@ -31,6 +31,7 @@ from .errors import (
     UnknownQueue,
     UnknownTask,
     WaitTimeout,
+    WorkerNameInUse,
 )
 from .migrate import migrate
 from .task_info import AttemptInfo, TaskInfo
@@ -65,6 +66,8 @@ __all__ = [
     "UnknownTask",
     "WaitTimeout",
     "Worker",
+    "WorkerInfo",
+    "WorkerNameInUse",
     "WorkerStats",
     "errors",
     "migrate",

@@ -30,6 +30,9 @@ T = TypeVar("T")
 class Client:
     """A blocking client. ``dsn`` None: ``DURABLE_DATABASE_URL``/``DATABASE_URL`` or the embedded server.
 
+    ``prepared_statements=False`` (or ``DURABLE_PREPARED_STATEMENTS=off``) sends every
+    statement unnamed, for PgBouncer in transaction mode (docs/deploy.md).
+
     Use it as a context manager, or call :meth:`close`.
     """
 
@@ -40,10 +43,18 @@ class Client:
         min_size: int = 1,
         max_size: int = 4,
         pool: ConnectionPool | None = None,
+        prepared_statements: bool | None = None,
     ) -> None:
         self._own_pool = pool is None
         self._pool = (
-            pool if pool is not None else sync_pool(resolve_dsn(dsn), min_size=min_size, max_size=max_size)
+            pool
+            if pool is not None
+            else sync_pool(
+                resolve_dsn(dsn),
+                min_size=min_size,
+                max_size=max_size,
+                prepared_statements=prepared_statements,
+            )
         )
 
     def __enter__(self) -> Self:
@@ -107,6 +118,10 @@ class Client:
         """Task counts by status."""
         return self.run(commands.queue_stats(queue))
 
+    def workers(self, queue: str | None = None) -> list[commands.WorkerInfo]:
+        """The registered workers (of one queue, or of every queue the caller may read)."""
+        return self.run(commands.workers(queue))
+
     def retry(self, task_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""
         self.run(workflow_commands.retry(task_id))
@@ -154,8 +169,10 @@ class AsyncClient:
         min_size: int = 1,
         max_size: int = 4,
         pool: AsyncConnectionPool | None = None,
+        prepared_statements: bool | None = None,
     ) -> None:
         self._dsn = dsn
+        self._prepared_statements = prepared_statements
         self._min_size = min_size
         self._max_size = max_size
         self._own_pool = pool is None
@@ -177,7 +194,10 @@ class AsyncClient:
                 if self._pool is None:
                     self._dsn = self._dsn or await asyncio.to_thread(resolve_dsn, None)
                     self._pool = await async_pool(
-                        self._dsn or "", min_size=self._min_size, max_size=self._max_size
+                        self._dsn or "",
+                        min_size=self._min_size,
+                        max_size=self._max_size,
+                        prepared_statements=self._prepared_statements,
                     )
         return self._pool
 
@@ -241,6 +261,10 @@ class AsyncClient:
     async def queue_stats(self, queue: str) -> dict[str, int]:
         """Task counts by status."""
         return await self.run(commands.queue_stats(queue))
+
+    async def workers(self, queue: str | None = None) -> list[commands.WorkerInfo]:
+        """The registered workers (of one queue, or of every queue the caller may read)."""
+        return await self.run(commands.workers(queue))
 
     async def retry(self, task_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""

@@ -329,3 +329,78 @@ def release(
     return Command(
         "select durable.release(%s, %s, %s, %s)", (task_id, lease_token, to_seconds(delay), reason), scalar
     )
+
+
+# ---------------------------------------------------------------------------------------
+# the worker registry (plpgsql/workers.sql)
+
+
+def register_worker(
+    worker: str,
+    queues: Sequence[str],
+    task_names: Sequence[str] | None,
+    slots: int,
+    host: str | None,
+    pid: int | None,
+    heartbeat_seconds: float,
+    dead_after_seconds: float | None = None,
+) -> Command[uuid.UUID]:
+    """Register a worker; returns its secret token (DU023 when a live worker has the name)."""
+    return Command(
+        "select durable.register_worker(%s, %s::text[], %s::text[], %s, %s, %s,"
+        " %s::double precision, %s::double precision)",
+        (
+            worker,
+            list(queues),
+            None if task_names is None else list(task_names),
+            slots,
+            host,
+            pid,
+            heartbeat_seconds,
+            dead_after_seconds,
+        ),
+        scalar,
+    )
+
+
+def worker_heartbeat(worker: str, token: uuid.UUID) -> Command[bool]:
+    """Tell the registry the worker is alive; False: it is not registered any more."""
+    return Command(
+        "select durable.worker_heartbeat(%s, %s)", (worker, token), lambda rows: bool(scalar(rows))
+    )
+
+
+def unregister_worker(worker: str, token: uuid.UUID) -> Command[bool]:
+    """Remove a worker from the registry."""
+    return Command(
+        "select durable.unregister_worker(%s, %s)", (worker, token), lambda rows: bool(scalar(rows))
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A row of ``durable.workers()``."""
+
+    name: str
+    login_role: str
+    host: str | None
+    pid: int | None
+    queues: list[str]
+    task_names: list[str] | None
+    slots: int
+    running: int
+    started_at: datetime
+    last_seen_at: datetime
+    heartbeat_seconds: float
+    dead_after_seconds: float
+    alive: bool
+
+
+def workers(queue: str | None = None) -> Command[list[WorkerInfo]]:
+    """The registered workers (of one queue, or of every queue the caller may read)."""
+    return Command(
+        "select name, login_role, host, pid, queues, task_names, slots, running, started_at,"
+        " last_seen_at, heartbeat_seconds, dead_after_seconds, alive from durable.workers(%s)",
+        (queue,),
+        lambda rows: [WorkerInfo(*row) for row in rows],
+    )

@@ -8,6 +8,7 @@ turning database errors of class DU into the exceptions of :mod:`durable.errors`
 from __future__ import annotations
 
 import collections
+import os
 from typing import Any, TypeVar
 
 import psycopg
@@ -21,6 +22,39 @@ T = TypeVar("T")
 
 #: every connection of the package runs in autocommit: each verb is its own transaction
 CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True}
+
+#: the environment variable that turns named prepared statements off for every entry point
+PREPARED_STATEMENTS_ENV = "DURABLE_PREPARED_STATEMENTS"
+_OFF = frozenset({"off", "false", "0", "no"})
+_ON = frozenset({"on", "true", "1", "yes", ""})
+
+
+def prepared_statements_enabled(prepared_statements: bool | None = None) -> bool:
+    """Whether connections may use named prepared statements.
+
+    ``prepared_statements`` when given, else ``DURABLE_PREPARED_STATEMENTS`` (``off``,
+    ``false``, ``0`` or ``no`` turn them off), else on. Behind PgBouncer in transaction mode
+    without prepared-statement support (before 1.21, or ``max_prepared_statements = 0``)
+    they must be off: a statement prepared on one server connection is not on the next.
+    """
+    if prepared_statements is not None:
+        return prepared_statements
+    value = os.environ.get(PREPARED_STATEMENTS_ENV, "").strip().lower()
+    if value in _OFF:
+        return False
+    if value in _ON:
+        return True
+    raise ValueError(f"{PREPARED_STATEMENTS_ENV} must be on or off, got {value!r}")
+
+
+def connection_kwargs(prepared_statements: bool | None = None) -> dict[str, Any]:
+    """The keyword arguments of every connection of the package: autocommit, and no named
+    prepared statements when :func:`prepared_statements_enabled` says so (psycopg then
+    sends every statement unnamed, as a transaction pooler needs)."""
+    kwargs = dict(CONNECTION_KWARGS)
+    if not prepared_statements_enabled(prepared_statements):
+        kwargs["prepare_threshold"] = None
+    return kwargs
 
 
 def resolve_dsn(dsn: str | None) -> str:
@@ -86,20 +120,41 @@ class LifoAsyncConnectionPool(AsyncConnectionPool):
 
 
 def sync_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None, open: bool = True
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    name: str | None = None,
+    open: bool = True,
+    prepared_statements: bool | None = None,
 ) -> ConnectionPool:
     """A pool of autocommit connections (opened unless ``open`` is False)."""
     return LifoConnectionPool(
-        dsn, min_size=min_size, max_size=max_size, kwargs=dict(CONNECTION_KWARGS), open=open, name=name
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=connection_kwargs(prepared_statements),
+        open=open,
+        name=name,
     )
 
 
 async def async_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 4, name: str | None = None
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    name: str | None = None,
+    prepared_statements: bool | None = None,
 ) -> AsyncConnectionPool:
     """An opened async pool of autocommit connections."""
     pool: AsyncConnectionPool = LifoAsyncConnectionPool(
-        dsn, min_size=min_size, max_size=max_size, kwargs=dict(CONNECTION_KWARGS), open=False, name=name
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs=connection_kwargs(prepared_statements),
+        open=False,
+        name=name,
     )
     await pool.open()
     return pool

@@ -112,6 +112,12 @@ class ReplayNotChecked(DurableError):
     sqlstate = "DU022"
 
 
+class WorkerNameInUse(DurableError):
+    """DU023: a live registered worker already has this name (``register_worker``)."""
+
+    sqlstate = "DU023"
+
+
 class PermissionDenied(DurableError):
     """42501: the role may not call this verb (it lacks the group role), or its queue grants
     do not cover the queue (see the README, "Security")."""
@@ -160,6 +166,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         NonDeterminismError,
         HistoryGap,
         ReplayNotChecked,
+        WorkerNameInUse,
         PermissionDenied,
     )
     if cls.sqlstate

@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 import psycopg.sql
 
+from .connections import connection_kwargs
 from .errors import MigrationError
 
 # pg_advisory_lock key: the bytes "durable!" as a big-endian int64
@@ -115,7 +116,7 @@ def migrate(
     None leaves it as it is (a new database is not a test database).
     """
     if isinstance(conninfo, str):
-        with psycopg.connect(conninfo, autocommit=True) as conn:
+        with psycopg.connect(conninfo, **connection_kwargs()) as conn:
             return _migrate(conn, root, test_clock)
     if not conninfo.autocommit:
         raise MigrationError("migrate() needs a connection in autocommit mode")

@@ -19,9 +19,21 @@ How it works (all rules are SQL functions; the worker only calls them):
   passing the names of its registered functions, so it never claims a task it cannot
   run. While claims come back full it claims again as soon as slots free; when a claim
   comes back short it sleeps until a ``NOTIFY durable`` carrying its queue's name
-  (``durable.enqueue`` sends one) or ``poll_interval`` seconds. ``listen=False`` only
-  polls (for PgBouncer in transaction mode). Should it ever hold a task whose name it
-  does not know, it hands it back with ``durable.release`` (no attempt spent).
+  (``durable.enqueue`` sends one) or ``poll_interval`` seconds. It LISTENs on
+  ``listen_url`` (``DURABLE_LISTEN_URL``) when given, a direct connection beside a pooled
+  ``dsn``, else on ``dsn``, and checks with a probe that notifications arrive (behind
+  PgBouncer in transaction mode they do not: it then says so once and polls; see
+  :mod:`durable.wakeups`). ``listen=False`` only polls. Should it ever hold a task whose
+  name it does not know, it hands it back with ``durable.release`` (no attempt spent).
+* **Registry.** It registers in the worker registry under its ``name`` and heartbeats
+  every ``heartbeat_interval`` seconds (:mod:`durable.registry`); once it misses
+  ``dead_after`` seconds of them (three heartbeats by default) it is dead, and the next
+  claim of its queue by another worker takes its tasks back at once, as lost leases.
+* **Connections.** A pool of ``pool_size`` connections (default ``min(concurrency, 16)
+  + 3``: the claim loop, the completions, the heartbeats, and the durable calls of
+  running tasks, which are short), plus the LISTEN connection. ``prepared_statements=False``
+  (or ``DURABLE_PREPARED_STATEMENTS=off``) sends every statement unnamed, as PgBouncer in
+  transaction mode without prepared-statement support needs.
 * **Running.** ``async`` functions run on the loop; sync functions run in a pool of up to
   ``concurrency`` daemon threads. A function taking two parameters also gets a
   :class:`~durable.context.TaskContext`.
@@ -114,7 +126,9 @@ from .errors import (
     UnknownTask,
 )
 from .faults import infrastructure_fault, noting_faults, one_line, retrying
+from .registry import Registration
 from .threads import ThreadRunner
+from .wakeups import listen_loop
 from .workflow import DurableContext, Suspended, SyncDurableContext
 
 logger = logging.getLogger("durable.worker")
@@ -233,10 +247,14 @@ class Worker:
         poll_interval: float = 1.0,
         shutdown_grace: float = 30.0,
         listen: bool = True,
+        listen_url: str | None = None,
         create_queue: bool = True,
         flush_interval: float = 0.002,
         flush_size: int = 100,
-        pool_size: int = 4,
+        pool_size: int | None = None,
+        prepared_statements: bool | None = None,
+        heartbeat_interval: float = 2.0,
+        dead_after: float | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -244,6 +262,10 @@ class Worker:
             raise ValueError("lease_seconds must be between 1 and 86400")
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
+        if not 0.1 <= heartbeat_interval <= 3600:
+            raise ValueError("heartbeat_interval must be between 0.1 and 3600 seconds")
+        if dead_after is not None and not 2 * heartbeat_interval <= dead_after <= 86400:
+            raise ValueError("dead_after must be at least twice heartbeat_interval and at most 86400 seconds")
         self.dsn = dsn
         self.queue = queue
         self.concurrency = concurrency
@@ -252,10 +274,14 @@ class Worker:
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace
         self.listen = listen
+        self.listen_url = listen_url or os.environ.get("DURABLE_LISTEN_URL") or None
         self.create_queue = create_queue
         self.flush_interval = flush_interval
         self.flush_size = flush_size
-        self.pool_size = max(pool_size, 3)
+        self.pool_size = max(pool_size if pool_size is not None else min(concurrency, 16) + 3, 3)
+        self.prepared_statements = prepared_statements
+        self.heartbeat_interval = heartbeat_interval
+        self.dead_after = dead_after
         self.stats = WorkerStats()
         self._functions: dict[str, TaskFunction] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -386,10 +412,21 @@ class Worker:
 
     async def _serve(self) -> None:
         dsn = self.dsn if self.dsn else await asyncio.to_thread(resolve_dsn, None)
-        self._pool = await async_pool(dsn, min_size=2, max_size=self.pool_size, name=f"durable-{self.name}")
+        self._pool = await async_pool(
+            dsn,
+            min_size=2,
+            max_size=self.pool_size,
+            name=f"durable-{self.name}",
+            prepared_statements=self.prepared_statements,
+        )
         if any(f.durable and not f.is_async for f in self._functions.values()):
             self._sync_pool = sync_pool(
-                dsn, min_size=1, max_size=self.pool_size, name=f"durable-{self.name}-sync", open=False
+                dsn,
+                min_size=1,
+                max_size=self.pool_size,
+                name=f"durable-{self.name}-sync",
+                open=False,
+                prepared_statements=self.prepared_statements,
             )
             self._sync_pool.open(wait=False)  # connects in its own threads
         self._threads = ThreadRunner(
@@ -397,9 +434,19 @@ class Worker:
         )
         helpers: list[asyncio.Task[None]] = []
         flusher: asyncio.Task[None] | None = None
+        registration = Registration(
+            self._call,
+            name=self.name,
+            queues=[self.queue],
+            task_names=self.task_names,
+            slots=self.concurrency,
+            heartbeat_interval=self.heartbeat_interval,
+            dead_after=self.dead_after,
+        )
         try:
             if self.create_queue:
                 await self._call(commands.ensure_queue(self.queue))
+            await registration.register()
             logger.info(
                 "worker %s: queue %s, tasks %s, concurrency %d",
                 self.name,
@@ -409,8 +456,18 @@ class Worker:
             )
             flusher = asyncio.create_task(self._flush_loop(), name="durable-flusher")
             helpers.append(asyncio.create_task(self._heartbeat_loop(), name="durable-heartbeat"))
+            helpers.append(asyncio.create_task(registration.run(), name="durable-registry"))
             if self.listen:
-                helpers.append(asyncio.create_task(self._listen_loop(dsn), name="durable-listener"))
+                helpers.append(
+                    asyncio.create_task(
+                        listen_loop(
+                            self.listen_url or dsn, self.queue, self._wake, self._call, self.poll_interval
+                        ),
+                        name="durable-listener",
+                    )
+                )
+            else:
+                logger.info("worker %s: polling every %.1f s (listen=False)", self.name, self.poll_interval)
             try:
                 await self._claim_loop()
             finally:
@@ -426,6 +483,7 @@ class Worker:
                 await flusher
             if self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
+            await registration.unregister()
             self._threads.close()
             if self._sync_pool is not None:
                 await asyncio.to_thread(self._sync_pool.close)
@@ -870,26 +928,6 @@ class Worker:
             self.stats.failed += 1
         except (psycopg.Error, DurableError) as exc:
             logger.warning("task %s: could not report its failure (%s)", task_id, exc)
-
-    # -- notifications -------------------------------------------------------------------
-
-    async def _listen_loop(self, dsn: str) -> None:
-        delay = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-                    await conn.execute("listen durable")
-                    delay = 0.5
-                    self._wake.set()  # notifications may have been missed while (re)connecting
-                    async for notify in conn.notifies():
-                        if notify.payload == self.queue:
-                            self._wake.set()
-            except (psycopg.Error, OSError) as exc:
-                logger.warning("LISTEN connection failed (%s); polling until it is back", exc)
-            except Exception:
-                logger.exception("LISTEN loop error; polling until it is back")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
 
     # -- shutdown ------------------------------------------------------------------------
 

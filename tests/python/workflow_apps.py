@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 
 from durable import TaskContext, Worker
+from durable.connections import connection_kwargs
 from durable.errors import EventTimeout
 from durable.workflow import DurableContext, SyncDurableContext
 
@@ -39,7 +40,8 @@ def _record(task_id: uuid.UUID, step: str, attempt: int) -> None:
         conn: psycopg.Connection[Any] | None = getattr(_local, "conn", None)
         try:
             if conn is None or conn.closed:
-                conn = psycopg.connect(os.environ["DURABLE_DATABASE_URL"], autocommit=True)
+                # (no named prepared statements under DURABLE_PREPARED_STATEMENTS=off: PgBouncer)
+                conn = psycopg.connect(os.environ["DURABLE_DATABASE_URL"], **connection_kwargs())
                 _local.conn = conn
             conn.execute(
                 "insert into side_effects (task_id, step, attempt) values (%s, %s, %s)",

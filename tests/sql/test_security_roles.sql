@@ -12,7 +12,7 @@
 --      sequence grants anything to PUBLIC or a group role; only the owner may create in
 --      the schema; the owner and the group roles cannot log in, and no group role is a
 --      member of the owner.
-select plan(271);
+select plan(291);
 
 \ir helpers/security.sql
 
@@ -45,6 +45,11 @@ insert into verbs values
     ('durable.wait_children(uuid,uuid,integer,uuid[],text)', '{durable_worker}'),
     ('durable.next_wake(text)', '{durable_worker}'),
     ('durable.ensure_queue(text)', '{durable_worker,durable_producer,durable_operator}'),
+    ('durable.register_worker(text,text[],text[],integer,text,integer,double precision,double precision)',
+     '{durable_worker}'),
+    ('durable.worker_heartbeat(text,uuid)', '{durable_worker}'),
+    ('durable.unregister_worker(text,uuid)', '{durable_worker}'),
+    ('durable.workers(text)', '{durable_worker,durable_reader,durable_producer,durable_operator}'),
     -- durable_producer
     ('durable.enqueue(text,text,jsonb,jsonb)', '{durable_producer}'),
     ('durable.enqueue_many(text,jsonb)', '{durable_producer}'),
