@@ -30,7 +30,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
-from bouncer_support import start_pgbouncer, through
+from bouncer_support import start_pgbouncer, through  # type: ignore[import-not-found]
 
 from durable import Client, Worker, migrate
 
