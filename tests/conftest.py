@@ -17,13 +17,14 @@ neither role may do (inspect or alter the tables, migrate) goes through ``admin_
 
 No database is left behind (testdb.py): the template and the tests' copies are dropped at
 the end of the session, even one that failed or was interrupted (Ctrl-C, SIGTERM), and
-again at exit; those of runs that were killed are dropped by a later run.
+again at exit; those of runs that were killed are dropped by a later run. A session whose
+tests need pgTAP and that has none (pgtap_setup.py) stops before running any, with one line
+saying what to install.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import shutil
@@ -41,9 +42,27 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_pgtap.pgtap import Runner
 
+import pgtap_setup
 import testdb
 from durable.migrate import migrate
 from durable.server import configured_url, start_embedded, stop_embedded
+
+
+def _needs_pgtap(item: pytest.Item) -> bool:
+    """A pgTAP file, or a test on a database copied from the template (which has pgTAP)."""
+    return item.path.suffix == ".sql" or "template_db" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stops the session before its first test, in one line, when its tests need pgTAP and
+    there is none (instead of an error for every test)."""
+    if session.config.option.collectonly or not any(_needs_pgtap(item) for item in session.items):
+        return
+    problem = pgtap_setup.missing("pytest")
+    if problem is not None:
+        raise pytest.UsageError(problem)
+
 
 _SIGTERM_PID = os.getpid()
 
@@ -105,14 +124,6 @@ def with_dbname(url: str, dbname: str) -> str:
     return make_conninfo(url, dbname=dbname)
 
 
-def _pgtap_sql_file() -> str | None:
-    explicit = os.environ.get("DURABLE_PGTAP_SQL")
-    if explicit:
-        return explicit
-    found = sorted(glob.glob("/usr/share/postgresql/*/extension/pgtap.sql"))
-    return found[-1] if found else None
-
-
 def _install_pgtap(conn: psycopg.Connection[Any]) -> None:
     """CREATE EXTENSION where the server has it; else the plain pgtap.sql Debian ships."""
     try:
@@ -123,13 +134,10 @@ def _install_pgtap(conn: psycopg.Connection[Any]) -> None:
         pass
     except psycopg.errors.UndefinedFile:
         pass
-    path = _pgtap_sql_file()
+    path = pgtap_setup.pgtap_sql_file()
     if path is None:
-        raise RuntimeError(
-            "pgTAP is not installed on the server and no pgtap.sql was found "
-            "(install postgresql-15-pgtap or set DURABLE_PGTAP_SQL)"
-        )
-    text = Path(path).read_text()
+        raise RuntimeError(pgtap_setup.missing("tests/conftest.py") or "pgTAP is missing")
+    text = path.read_text()
     with conn.transaction():
         conn.execute("set local client_min_messages = warning")
         conn.execute(text.encode())
