@@ -209,13 +209,29 @@ def test_one(admin_url, template_db):
 """
 
 
+BREAKS_PGTAP = """\
+from typing import Any
+
+import conftest
+
+
+def _install_pgtap(conn: Any) -> None:
+    raise RuntimeError("pgTAP broke")
+
+
+conftest._install_pgtap = _install_pgtap
+"""
+
+
 class ChildRun:
     """A pytest run of one test (CHILD_TEST, in a folder of its own) with the tests'
     conftest on this server: the test writes the names of its databases to a file, then
-    fails (``fail``) or waits to be stopped (``wait``)."""
+    fails (``fail``) or waits to be stopped (``wait``), or the template fails to be made
+    (``break``: installing pgTAP raises, whatever the server)."""
 
     def __init__(self, folder: Path, server_url: str, does: str) -> None:
         (folder / "test_child.py").write_text(CHILD_TEST)
+        (folder / "breaks_pgtap.py").write_text(BREAKS_PGTAP)
         (folder / "pytest.ini").write_text("[pytest]\n")
         self.names_file = folder / "names"
         self.output = folder / "output"
@@ -223,9 +239,11 @@ class ChildRun:
             DATABASE_URL=server_url,
             NAMES_FILE=str(self.names_file),
             CHILD_DOES=does,
-            PYTHONPATH=f"{ROOT / 'tests'}:{ROOT / 'python_client'}",
+            PYTHONPATH=f"{ROOT / 'tests'}:{ROOT / 'python_client'}:{folder}",
         )
         command = [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q"]
+        if does == "break":
+            command += ["-p", "breaks_pgtap"]
         command += ["-c", str(folder / "pytest.ini"), "--rootdir", str(folder), str(folder / "test_child.py")]
         with self.output.open("w") as out:
             self.proc = subprocess.Popen(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -276,6 +294,22 @@ def test_a_failing_run_leaves_no_database(child_run: Callable[[str], ChildRun], 
     assert run.wait() == 1, run.output.read_text()
     assert "this test fails" in run.output.read_text()
     assert _databases(server_url, run.names()) == []
+
+
+def test_a_run_whose_template_fails_leaves_no_database(
+    child_run: Callable[[str], ChildRun], server_url: str
+) -> None:
+    """The template is dropped when making it fails (as it did when pgTAP was missing)."""
+    run = child_run("break")
+    assert run.wait() == 1, run.output.read_text()
+    assert "RuntimeError: pgTAP broke" in run.output.read_text()
+    assert not run.names_file.exists(), "the test did not run"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        left = admin.execute(
+            "select datname from pg_database where datname like %s",
+            (f"durable\\_%\\_{testdb.WHERE}\\_{run.proc.pid}\\_%",),
+        ).fetchall()
+    assert left == []
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
