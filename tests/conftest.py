@@ -14,19 +14,26 @@ The Python tests connect as a deployment would: Workers as the login role
 ``durable_reader``); neither is a superuser nor may read a table of the schema. Only what
 neither role may do (inspect or alter the tables, migrate) goes through ``admin_url`` /
 ``conn``, the superuser.
+
+No database is left behind (testdb.py): the template and the tests' copies are dropped at
+the end of the session, even one that failed or was interrupted (Ctrl-C, SIGTERM), and
+again at exit; those of runs that were killed are dropped by a later run. A session whose
+tests need pgTAP and that has none (pgtap_setup.py) stops before running any, with one line
+saying what to install.
 """
 
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import re
 import shutil
+import signal
 import tempfile
-import uuid
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psycopg
@@ -35,8 +42,45 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_pgtap.pgtap import Runner
 
+import pgtap_setup
+import testdb
 from durable.migrate import migrate
 from durable.server import configured_url, start_embedded, stop_embedded
+
+
+def _needs_pgtap(item: pytest.Item) -> bool:
+    """A pgTAP file, or a test on a database copied from the template (which has pgTAP)."""
+    return item.path.suffix == ".sql" or "template_db" in getattr(item, "fixturenames", ())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stops the session before its first test, in one line, when its tests need pgTAP and
+    there is none (instead of an error for every test)."""
+    if session.config.option.collectonly or not any(_needs_pgtap(item) for item in session.items):
+        return
+    problem = pgtap_setup.missing("pytest")
+    if problem is not None:
+        raise pytest.UsageError(problem)
+
+
+_SIGTERM_PID = os.getpid()
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends the session as Ctrl-C does: the fixtures' teardown drops the databases."""
+    if os.getpid() != _SIGTERM_PID:  # a forked child: die as it would have
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _sigterm)
 
 
 def _docker_answers() -> bool:
@@ -80,14 +124,6 @@ def with_dbname(url: str, dbname: str) -> str:
     return make_conninfo(url, dbname=dbname)
 
 
-def _pgtap_sql_file() -> str | None:
-    explicit = os.environ.get("DURABLE_PGTAP_SQL")
-    if explicit:
-        return explicit
-    found = sorted(glob.glob("/usr/share/postgresql/*/extension/pgtap.sql"))
-    return found[-1] if found else None
-
-
 def _install_pgtap(conn: psycopg.Connection[Any]) -> None:
     """CREATE EXTENSION where the server has it; else the plain pgtap.sql Debian ships."""
     try:
@@ -98,13 +134,10 @@ def _install_pgtap(conn: psycopg.Connection[Any]) -> None:
         pass
     except psycopg.errors.UndefinedFile:
         pass
-    path = _pgtap_sql_file()
+    path = pgtap_setup.pgtap_sql_file()
     if path is None:
-        raise RuntimeError(
-            "pgTAP is not installed on the server and no pgtap.sql was found "
-            "(install postgresql-15-pgtap or set DURABLE_PGTAP_SQL)"
-        )
-    text = Path(path).read_text()
+        raise RuntimeError(pgtap_setup.missing("tests/conftest.py") or "pgTAP is missing")
+    text = path.read_text()
     with conn.transaction():
         conn.execute("set local client_min_messages = warning")
         conn.execute(text.encode())
@@ -112,19 +145,24 @@ def _install_pgtap(conn: psycopg.Connection[Any]) -> None:
 
 @pytest.fixture(scope="session")
 def template_db(server_url: str) -> Iterator[str]:
-    """A migrated database with pgTAP and dblink, copied by every test."""
-    name = f"durable_tmpl_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'create database "{name}"'.encode())
-    url = with_dbname(server_url, name)
-    with psycopg.connect(url, autocommit=True) as conn:
-        # a test database: durable.fake_now moves the clock here (and nowhere else)
-        migrate(conn, test_clock=True)
-        conn.execute("create extension if not exists dblink")
-        _install_pgtap(conn)
-    yield name
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'drop database if exists "{name}" with (force)'.encode())
+    """A migrated database with pgTAP and dblink, copied by every test.
+
+    Dropped at the end of the session with every copy still there, whatever happened
+    (testdb.drop_created runs again at exit); first, the databases of runs that died."""
+    with contextlib.suppress(psycopg.Error):
+        testdb.drop_stale(server_url)
+    name = testdb.new_name("tmpl")
+    try:
+        testdb.create(server_url, name)
+        with psycopg.connect(with_dbname(server_url, name), autocommit=True) as conn:
+            # a test database: durable.fake_now moves the clock here (and nowhere else)
+            migrate(conn, test_clock=True)
+            conn.execute("create extension if not exists dblink")
+            _install_pgtap(conn)
+        yield name
+    finally:
+        # the tests' copies first (a test's teardown that did not run), then the template
+        testdb.drop(server_url, [*(n for n in testdb.created(server_url) if n != name), name])
 
 
 class Databases:
@@ -136,17 +174,16 @@ class Databases:
         self.created: list[str] = []
 
     def create(self) -> str:
-        name = f"durable_t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.server_url, autocommit=True) as admin:
-            admin.execute(f'create database "{name}" template "{self.template}"'.encode())
+        name = testdb.new_name("t")
         self.created.append(name)
+        testdb.create(self.server_url, name, template=self.template)
         return with_dbname(self.server_url, name)
 
     def drop_all(self) -> None:
-        with psycopg.connect(self.server_url, autocommit=True) as admin:
-            for name in self.created:
-                admin.execute(f'drop database if exists "{name}" with (force)'.encode())
-        self.created.clear()
+        try:
+            testdb.drop(self.server_url, self.created)
+        finally:
+            self.created.clear()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+import testdb
 from durable.errors import MigrationError
 from durable.migrate import GROUP_ROLES, OWNER_ROLE, migrate, role_statements
 
@@ -31,7 +32,7 @@ def scratch(server_url: str) -> Iterator[tuple[str, str, str]]:
     manager, powerless, dbname = (
         f"durable_mgr_{suffix}",
         f"durable_nobody_{suffix}",
-        f"durable_mgr_db_{suffix}",
+        testdb.new_name("mgr"),
     )
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("create role {} login createrole").format(sql.Identifier(manager)))
@@ -50,6 +51,7 @@ def scratch(server_url: str) -> Iterator[tuple[str, str, str]]:
                         sql.Identifier(role), sql.Identifier(manager)
                     )
                 )
+        testdb.register(server_url, dbname)
         admin.execute(
             sql.SQL("create database {} owner {}").format(sql.Identifier(dbname), sql.Identifier(manager))
         )
@@ -57,8 +59,8 @@ def scratch(server_url: str) -> Iterator[tuple[str, str, str]]:
     try:
         yield make_conninfo(db_url, user=manager), make_conninfo(db_url, user=powerless), manager
     finally:
+        testdb.drop(server_url, [dbname])
         with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(dbname)))
             for role in (manager, powerless):
                 # the role memberships the manager granted (it may have created the roles) pass
                 # to the superuser, so that the manager can go

@@ -32,6 +32,7 @@ from procs import create_side_effects, worker_processes
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pyclient_support import role_of, wait_until
 
+import testdb
 from durable import Client, migrate
 from durable.commands import Command
 from durable.connections import async_pool
@@ -92,9 +93,8 @@ def test_concurrent_migrates_leave_no_lock_behind(
     bouncer: int, server_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DURABLE_PREPARED_STATEMENTS", "off")
-    dbname = f"durable_pgb_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'create database "{dbname}"'.encode())
+    dbname = testdb.new_name("pgb")
+    testdb.create(server_url, dbname)
     try:
         direct = make_conninfo(server_url, dbname=dbname)
         pooled = through(direct, bouncer)
@@ -126,11 +126,7 @@ def test_concurrent_migrates_leave_no_lock_behind(
             ).fetchone()
             assert held == (0,)
     finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(
-                "select pg_terminate_backend(pid) from pg_stat_activity where datname = %s", (dbname,)
-            )
-            admin.execute(f'drop database if exists "{dbname}"'.encode())
+        testdb.drop(server_url, [dbname])
 
 
 def test_one_clients_test_clock_does_not_move_anothers(
