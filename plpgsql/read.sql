@@ -203,8 +203,10 @@ comment on function durable._task_id_floor(timestamptz) is
 -- are all old (measured: 465 ms on 1M tasks, 0.1 ms by the queue's index). So the queue
 -- (or the status) is compared as "= any(array[...])" and put in the ORDER BY: that order
 -- is given only by the indexes that start with the queue (or the status), never by the
--- primary key, and a one-element "= any" still positions the index scan like "=".
--- See migrations/0009_listing.sql for the indexes and what was measured.
+-- primary key, and a one-element "= any" still positions the index scan like "=". The
+-- indexes by status hold finished tasks only (see migrations/0009_listing.sql, which says
+-- why and what was measured): the unfinished tasks of one status are read from the
+-- primary key or from the index the worker uses for them, as the planner sees fit.
 create or replace function durable.list_tasks(
     p_queue text default null,
     p_status text default null,
@@ -291,8 +293,8 @@ begin
         ) as r
         order by r.task_id desc
         limit p_limit;
-    elsif p_status is not null then
-        -- every queue, one status: its index
+    elsif p_status in ('completed', 'failed', 'cancelled') then
+        -- every queue, one status of finished tasks: its index
         return query
         select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
                t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
@@ -308,12 +310,14 @@ begin
         order by t.status desc, t.task_id desc
         limit p_limit;
     else
-        -- every queue, any status: the primary key, or the children of p_parent
+        -- every queue, any status or one of unfinished tasks: the primary key, the children
+        -- of p_parent, or the tasks of the status from the worker's index, sorted
         return query
         select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
                t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
         from durable.tasks t
-        where (p_task_name is null or t.task_name = p_task_name)
+        where (p_status is null or t.status = p_status)
+          and (p_task_name is null or t.task_name = p_task_name)
           and (p_parent is null or t.parent_id = p_parent)
           and (p_created_since is null or t.created_at >= p_created_since)
           and (v_since is null or t.task_id >= v_since)
@@ -327,7 +331,7 @@ end;
 $$;
 
 comment on function durable.list_tasks(text, text, text, uuid, timestamptz, timestamptz, text, uuid, integer) is
-'Lists tasks, newest first (task_id descending: ids are time ordered), at most p_limit (1 to 1000, default 50): those of queue p_queue, or of every queue the caller may read, that match every filter given: status p_status (pending, running, sleeping, waiting, completed, failed or cancelled), task name p_task_name, parent task p_parent, created at or after p_created_since, finished at or after p_finished_since, idempotency key p_idempotency_key. Keyset pagination: the next page passes p_before = the last row''s task_id (only tasks with a smaller id). A page is an index scan that stops after p_limit rows for the filters queue, queue and status, status, parent, idempotency key, creation time (see migrations/0009_listing.sql); a task name or end time is checked on the rows of that scan, so a rare one may read far back. Never a lease token. Errors: DU001 (a limit out of range, an unknown status), 42501 (p_queue given, which the caller may not read).';
+'Lists tasks, newest first (task_id descending: ids are time ordered), at most p_limit (1 to 1000, default 50): those of queue p_queue, or of every queue the caller may read, that match every filter given: status p_status (pending, running, sleeping, waiting, completed, failed or cancelled), task name p_task_name, parent task p_parent, created at or after p_created_since, finished at or after p_finished_since, idempotency key p_idempotency_key. Keyset pagination: the next page passes p_before = the last row''s task_id (only tasks with a smaller id). A page is an index scan that stops after p_limit rows for the filters queue, queue and a finished status, a finished status, parent, idempotency key, creation time (see migrations/0009_listing.sql); the unfinished tasks of one status are read from the index the worker uses for them (all of them, sorted) or along the others; a task name or end time is checked on the rows of that scan, so a rare one may read far back. Never a lease token. Errors: DU001 (a limit out of range, an unknown status), 42501 (p_queue given, which the caller may not read).';
 
 -- (jit off: the estimate of counting every task is large enough to make PostgreSQL
 -- compile the query, which costs more than the count itself)
@@ -353,28 +357,32 @@ as $$
 declare
     v_now timestamptz := durable.current_time();
 begin
+    -- each count from the index of its tasks: pending from the claim's, running from the
+    -- leases', sleeping and waiting from the suspended tasks', finished from the listing's
     return query
     select q.queue, q.options,
-           coalesce(c.pending, 0), coalesce(c.running, 0), coalesce(c.sleeping, 0), coalesce(c.waiting, 0),
-           coalesce(c.completed, 0), coalesce(c.failed, 0), coalesce(c.cancelled, 0),
-           -- the oldest ready task, from the claim's index of pending tasks
+           (select count(*) from durable.tasks t where t.queue = q.queue and t.status = 'pending'),
+           (select count(*) from durable.tasks t where t.queue = q.queue and t.status = 'running'),
+           coalesce(s.sleeping, 0), coalesce(s.waiting, 0),
+           coalesce(f.completed, 0), coalesce(f.failed, 0), coalesce(f.cancelled, 0),
            extract(epoch from v_now - (
                select min(t.run_at) from durable.tasks t
                where t.queue = q.queue and t.status = 'pending' and t.run_at <= v_now
            ))::double precision
     from durable.queues q
-    -- the counts, from the queue's entries in tasks_list_queue_status_idx (status only)
     left join lateral (
-        select count(*) filter (where t.status = 'pending') as pending,
-               count(*) filter (where t.status = 'running') as running,
-               count(*) filter (where t.status = 'sleeping') as sleeping,
-               count(*) filter (where t.status = 'waiting') as waiting,
-               count(*) filter (where t.status = 'completed') as completed,
+        select count(*) filter (where t.status = 'sleeping') as sleeping,
+               count(*) filter (where t.status = 'waiting') as waiting
+        from durable.tasks t
+        where t.queue = q.queue and t.status in ('sleeping', 'waiting')
+    ) as s on true
+    left join lateral (
+        select count(*) filter (where t.status = 'completed') as completed,
                count(*) filter (where t.status = 'failed') as failed,
                count(*) filter (where t.status = 'cancelled') as cancelled
         from durable.tasks t
-        where t.queue = q.queue
-    ) as c on true
+        where t.queue = q.queue and t.status in ('completed', 'failed', 'cancelled')
+    ) as f on true
     where durable._allowed(q.queue, durable._readers())
     order by q.queue;
 end;

@@ -13,7 +13,7 @@
 --      "next_run_at"; "children" (oldest first, the first 1000);
 --   6. list_queues: the counts per status, oldest_pending_seconds on the test clock (ready
 --      tasks only), every readable queue by name, options.
-select plan(85);
+select plan(86);
 
 \ir helpers/tasks.sql
 \ir helpers/security.sql
@@ -199,6 +199,17 @@ select is(pg_temp.listed(format($$select * from durable.list_tasks(p_task_name =
 update durable.settings set test_clock = true;
 select is(durable._task_id_floor(clock_timestamp()), null, 'in a test database there is no bound');
 delete from durable.tasks where task_name = 'real';
+
+-- the indexes by status hold finished tasks only, out of reach of the worker's statements
+-- on unfinished ones (test_suspend_transitions.sql checks that the claim's pick reads
+-- tasks_claim_idx; see migrations/0009_listing.sql)
+select is(
+    (select array_agg(pg_get_expr(i.indpred, i.indrelid) order by c.relname)
+     from pg_index i join pg_class c on c.oid = i.indexrelid
+     where c.relname in ('tasks_list_queue_status_idx', 'tasks_list_status_idx')),
+    array_fill('(status = ANY (ARRAY[''completed''::text, ''failed''::text, ''cancelled''::text]))'::text, array[2]),
+    'the listing indexes by status hold finished tasks only'
+);
 
 -- ---------------------------------------------------------------------------------------
 -- 2. pages
