@@ -5,7 +5,13 @@ The SQLSTATEs are the contract; the table "Errors (SQLSTATEs)" of README.md list
 
 from __future__ import annotations
 
+from typing import Final
+
 import psycopg
+
+#: the ``type`` of the error of a step or a task whose result JSON cannot hold: a failure
+#: without retry (the function would only return such a value again)
+RESULT_NOT_SERIALIZABLE: Final = "ResultNotSerializable"
 
 
 class DurableError(Exception):

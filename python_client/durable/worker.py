@@ -48,7 +48,8 @@ How it works (all rules are SQL functions; the worker only calls them):
   ``flush_interval`` seconds after the first one.
 * **Failures** are reported at once with ``durable.fail``: the error is
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
-  it final, so does a result that is not JSON-serialisable.
+  it final, so does a result that is not JSON-serialisable (``ResultNotSerializable``; a
+  durable step's such result is recorded as the step's failure, :mod:`durable.workflow`).
 * **Durable tasks** complete one by one with ``durable.complete``, after presenting the
   calls their code replayed that were not yet checked (``durable.replay_check``). A
   non-determinism is found by the database: the durable call, replay check or completion
@@ -114,6 +115,7 @@ from .commands import ClaimedTask, Command, to_json
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .context import TaskContext
 from .errors import (
+    RESULT_NOT_SERIALIZABLE,
     ChildFailed,
     DurableError,
     InvalidArgument,
@@ -778,7 +780,7 @@ class Worker:
             return True, to_json(result, f"the result of task {attempt.claimed.task_name!r}")
         except InvalidArgument as exc:
             await self._report_failure(
-                attempt, {"type": "ResultNotSerializable", "message": str(exc)}, retryable=False
+                attempt, {"type": RESULT_NOT_SERIALIZABLE, "message": str(exc)}, retryable=False
             )
             return False, None
 

@@ -74,11 +74,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NoReturn, TypeAlias, TypeVar
 
 from . import workflow_commands as wc
 from .commands import Command, Seconds, to_json
 from .errors import (
+    RESULT_NOT_SERIALIZABLE,
     ChildFailed,
     EventTimeout,
     HistoryGap,
@@ -428,18 +429,32 @@ class EventLog:
         for attempt in range(1, policy.max_attempts + 1):
             ok, value = yield RunStep(fn, args, kwargs)
             if ok:
-                text = to_json(value, f"the result of step {name!r}")
+                try:
+                    text = to_json(value, f"the result of step {name!r}")
+                except InvalidArgument as exc:
+                    # not retried, here or by a retry of the task: the function would only
+                    # return such a value again; the failure is recorded like any other
+                    yield from self._step_failed(seq, name, exc, RESULT_NOT_SERIALIZABLE)
                 # the value as stored (jsonb): what a re-run gets from the history, so the
                 # first run sees the same (a list for a tuple, jsonb's key order, 1e20 an int)
                 recorded = yield from self._record(seq, self._checkpoint(seq, "step", name, text))
                 return recorded["result"]
             if attempt >= policy.max_attempts:
-                payload = _error_json(value)
-                error = to_json(payload, "step error")
-                yield from self._record(seq, self._checkpoint(seq, "step", name, None, error))
-                raise StepFailed(name, payload) from value
+                yield from self._step_failed(seq, name, value)
             yield Pause(policy.wait_before(attempt + 1))
         raise AssertionError("unreachable")
+
+    def _step_failed(
+        self, seq: int, name: str, exc: BaseException, error_type: str | None = None
+    ) -> Generator[Op, Any, NoReturn]:
+        """Record step ``name`` as failed with ``exc`` (its error's ``type``: the exception's
+        class, or ``error_type``) and raise StepFailed: a re-run raises it again."""
+        payload = _error_json(exc)
+        if error_type is not None:
+            payload["type"] = error_type
+        error = to_json(payload, "step error")
+        yield from self._record(seq, self._checkpoint(seq, "step", name, None, error))
+        raise StepFailed(name, payload) from exc
 
     def _value(self, kind: str, name: str) -> Steps[Any]:
         """A value the database supplies and records (now, random, uuid): the recorded one,
@@ -656,8 +671,10 @@ class DurableContext:
         """Run ``fn(*args, **kwargs)`` once as step ``name`` and record its result.
 
         On a re-run the recorded result is returned without calling ``fn``; a step that
-        failed after its retries raises :class:`StepFailed` again. ``fn`` may be sync (run
-        in a thread) or async. Without ``fn``, returns a decorator: ``@ctx.step("name")``.
+        failed after its retries raises :class:`StepFailed` again. A result JSON cannot hold
+        fails the step at once, retries or not (recorded, type ``ResultNotSerializable``).
+        ``fn`` may be sync (run in a thread) or async. Without ``fn``, returns a decorator:
+        ``@ctx.step("name")``.
         """
         if fn is None:
             return _step_decorator(self, name, retry)
