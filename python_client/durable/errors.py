@@ -154,6 +154,11 @@ class ChildFailed(DurableError):
         self.error = error
 
 
+class NotAwaited(DurableError):
+    """A durable task's code ended (returned or raised) leaving a durable call it made never
+    awaited: the call never ran. The attempt fails, without retry, instead of completing."""
+
+
 class EventTimeout(DurableError):
     """``wait_for_event`` gave up: no event came within its timeout (the timeout is recorded)."""
 

@@ -122,6 +122,7 @@ from .errors import (
     LeaseLost,
     NonDeterminismError,
     NonRetryableError,
+    NotAwaited,
     PayloadTooLarge,
     StepFailed,
     TaskCancelled,
@@ -145,6 +146,16 @@ UNKNOWN_TASK_RELEASE_DELAY: Final = 1.0
 #: delay before a task whose attempt an infrastructure fault ended may be claimed again
 #: (a fault that persists then costs a claim a second, not a busy loop)
 INFRASTRUCTURE_RELEASE_DELAY: Final = 1.0
+
+#: what ends a durable task's code for good: a re-run would meet it again
+_FINAL_IN_DURABLE_CODE: Final = (
+    NonRetryableError,
+    NonDeterminismError,
+    StepFailed,
+    ChildFailed,
+    PayloadTooLarge,
+    NotAwaited,
+)
 
 # states of a running attempt
 _RUNNING: Final = "running"
@@ -680,7 +691,7 @@ class Worker:
         try:
             try:
                 if function.is_async:
-                    result = await function.fn(claimed.input, ctx)
+                    result = await ctx.run(function.fn, claimed.input)
                 else:
                     assert self._threads is not None
                     sync_ctx = SyncDurableContext(ctx, sync_call)
@@ -712,10 +723,7 @@ class Worker:
                 # a mismatch earlier in the history explains the failure (NonDeterminismError
                 # from here: the database failed the task)
                 await self._retrying(ctx.verify, claimed.task_id, "replay check")
-                final = isinstance(
-                    exc, (NonRetryableError, NonDeterminismError, StepFailed, ChildFailed, PayloadTooLarge)
-                )
-                await self._fail(attempt, exc, retryable=not final)
+                await self._fail(attempt, exc, retryable=not isinstance(exc, _FINAL_IN_DURABLE_CODE))
                 return
             if attempt.state != _RUNNING:
                 return

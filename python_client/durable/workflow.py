@@ -59,7 +59,11 @@ Suspension (a sleep or wait that must wait) raises :class:`Suspended`, a
   ``gather(ctx.step("a", f), ctx.sleep(60), ctx.step("b", g))`` runs ``a``, sleeps, and
   runs ``b`` on the attempt after the sleep: nothing runs while a task sleeps.
 * Return only once every durable call has been awaited: a call still running when the
-  task completes or fails is not recorded.
+  task completes or fails is not recorded. A call made but never started (a forgotten
+  ``await``: ``ctx.step("x", f)`` alone) never runs; the context notes each call it hands
+  out until its coroutine starts (:mod:`durable.unstarted`), and when the code returns or
+  raises with one left the attempt fails with :class:`~durable.errors.NotAwaited`, not
+  retryable, naming the call and where it was made (:meth:`DurableContext.run`).
 
 A :class:`SyncDurableContext` takes its calls one at a time, from the task's own thread.
 """
@@ -71,10 +75,10 @@ import inspect
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn, TypeAlias, TypeVar
+from typing import Any, NoReturn, TypeAlias, TypeVar, overload
 
 from . import workflow_commands as wc
 from .commands import Command, Seconds, to_json
@@ -84,9 +88,12 @@ from .errors import (
     EventTimeout,
     HistoryGap,
     InvalidArgument,
+    LeaseLost,
     NonDeterminismError,
     StepFailed,
+    TaskCancelled,
 )
+from .unstarted import UnstartedCalls
 
 T = TypeVar("T")
 #: runs a command on the async pool (DurableContext) or on a sync connection (SyncDurableContext)
@@ -169,9 +176,12 @@ class ChildHandle:
     task_id: uuid.UUID
     ctx: DurableContext
 
-    async def result(self) -> Any:
+    def result(self) -> Coroutine[Any, Any, Any]:
         """Wait for the child (the parent suspends); its output, or ChildFailed if it did not complete."""
-        outcomes = await self.ctx.wait_children([self], name="result")
+        return self.ctx._hand_out("result", f"of child {self.task_id}", self._output())
+
+    def _output(self) -> Steps[Any]:
+        outcomes = yield from self.ctx.log.wait_children([self.task_id], "result")
         return _output_of(outcomes[0])
 
 
@@ -596,6 +606,7 @@ class DurableContext:
         self._call = call
         self.log = EventLog(task_id=task_id, lease_token=lease_token, queue=queue, history=history)
         self._changes = _Changes()
+        self._unstarted = UnstartedCalls()
         self.task_id = task_id
         self.lease_token = lease_token
         self.queue = queue
@@ -639,6 +650,39 @@ class DurableContext:
         finally:
             steps.close()
 
+    def _hand_out(self, kind: str, name: str | None, steps: Steps[T]) -> Coroutine[Any, Any, T]:
+        """The coroutine of a durable call the code made (``kind``, ``name``), noted until
+        it starts, so that a forgotten ``await`` fails the attempt (see :meth:`run`)."""
+        what = kind if name is None else f"{kind} {name}"
+        return self._unstarted.hand_out(what, lambda: self._drive(steps))
+
+    async def run(self, fn: Callable[[Any, DurableContext], Awaitable[T]], input: Any) -> T:
+        """The worker's: run the task's code ``fn(input, ctx)``.
+
+        When the code returns, or raises an Exception, leaving a durable call it made never
+        started (a forgotten ``await``: that call never ran), it raises
+        :class:`~durable.errors.NotAwaited` instead (from the code's exception, if any), a
+        failure without retry. When the attempt ends otherwise (suspended, stopped,
+        cancelled) the calls never started are dropped: the next attempt makes them again.
+        """
+        try:
+            result = await fn(input, self)
+        except (LeaseLost, TaskCancelled):
+            self._unstarted.close()
+            raise
+        except Exception as exc:
+            forgotten = self._unstarted.forgotten()
+            if forgotten is not None:
+                raise forgotten from exc
+            raise
+        except BaseException:
+            self._unstarted.close()
+            raise
+        forgotten = self._unstarted.forgotten()
+        if forgotten is not None:
+            raise forgotten
+        return result
+
     @property
     def seq(self) -> int:
         """Durable calls made so far by the code."""
@@ -660,14 +704,24 @@ class DurableContext:
         not go through its whole history: the database has failed the task)."""
         await self._drive(self.log.complete(output_json))
 
-    async def step(
+    @overload
+    def step(
+        self, name: str, fn: None = None, *, retry: RetryPolicy | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Coroutine[Any, Any, Any]]]: ...
+
+    @overload
+    def step(
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: RetryPolicy | None = None, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]: ...
+
+    def step(
         self,
         name: str,
         fn: Callable[..., Any] | None = None,
         *args: Any,
         retry: RetryPolicy | None = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any] | Callable[[Callable[..., Any]], Callable[..., Coroutine[Any, Any, Any]]]:
         """Run ``fn(*args, **kwargs)`` once as step ``name`` and record its result.
 
         On a re-run the recorded result is returned without calling ``fn``; a step that
@@ -678,57 +732,64 @@ class DurableContext:
         """
         if fn is None:
             return _step_decorator(self, name, retry)
-        return await self._drive(self.log.step(name, fn, args, kwargs, retry))
+        return self._hand_out("step", repr(name), self.log.step(name, fn, args, kwargs, retry))
 
-    async def now(self) -> datetime:
+    def now(self) -> Coroutine[Any, Any, datetime]:
         """The database's clock, recorded: a re-run sees the same time."""
-        return await self._drive(self.log.now())
+        return self._hand_out("now", None, self.log.now())
 
-    async def random(self) -> float:
+    def random(self) -> Coroutine[Any, Any, float]:
         """A random float in [0, 1), recorded."""
-        return await self._drive(self.log.random())
+        return self._hand_out("random", None, self.log.random())
 
-    async def uuid4(self) -> uuid.UUID:
+    def uuid4(self) -> Coroutine[Any, Any, uuid.UUID]:
         """A random uuid, recorded."""
-        return await self._drive(self.log.uuid4())
+        return self._hand_out("uuid4", None, self.log.uuid4())
 
-    async def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> None:
+    def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> Coroutine[Any, Any, None]:
         """Sleep in the database: the task holds no worker while it sleeps."""
-        await self._drive(self.log.sleep(name, duration, None))
+        return self._hand_out("sleep", repr(name), self.log.sleep(name, duration, None))
 
-    async def sleep_until(self, when: datetime, *, name: str = "sleep") -> None:
+    def sleep_until(self, when: datetime, *, name: str = "sleep") -> Coroutine[Any, Any, None]:
         """Sleep until ``when`` (timezone-aware), on the database's clock."""
-        await self._drive(self.log.sleep(name, None, when))
+        return self._hand_out("sleep_until", repr(name), self.log.sleep(name, None, when))
 
-    async def wait_for_event(
-        self,
-        key: str,
-        *,
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - kept by the database
-    ) -> Any:
+    def wait_for_event(
+        self, key: str, *, timeout: float | timedelta | None = None
+    ) -> Coroutine[Any, Any, Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
-        return await self._drive(self.log.wait_for_event(key, timeout))
+        return self._hand_out("wait_for_event", repr(key), self.log.wait_for_event(key, timeout))
 
-    async def spawn(
+    def spawn(
         self,
         task_name: str,
         input: Mapping[str, Any] | None = None,
         *,
         queue: str | None = None,
         **options: Any,
-    ) -> ChildHandle:
+    ) -> Coroutine[Any, Any, ChildHandle]:
         """Spawn a child task exactly once (``options`` as for enqueue, e.g. ``durable=True``)."""
-        return ChildHandle(await self._drive(self.log.spawn(task_name, input, queue, options)), self)
+        return self._hand_out("spawn", repr(task_name), self._spawn(task_name, input, queue, options))
 
-    async def wait_children(
+    def _spawn(
+        self, task_name: str, input: Mapping[str, Any] | None, queue: str | None, options: dict[str, Any]
+    ) -> Steps[ChildHandle]:
+        return ChildHandle((yield from self.log.spawn(task_name, input, queue, options)), self)
+
+    def wait_children(
         self, handles: Sequence[ChildHandle], *, name: str = "children"
-    ) -> list[dict[str, Any]]:
+    ) -> Coroutine[Any, Any, list[dict[str, Any]]]:
         """Wait (holding no worker) until every child ended; their outcomes, in order."""
-        return await self._drive(self.log.wait_children([h.task_id for h in handles], name))
+        return self._hand_out(
+            "wait_children", repr(name), self.log.wait_children([h.task_id for h in handles], name)
+        )
 
-    async def gather(self, *handles: ChildHandle) -> list[Any]:
+    def gather(self, *handles: ChildHandle) -> Coroutine[Any, Any, list[Any]]:
         """The outputs of several children (ChildFailed for the first that did not complete)."""
-        outcomes = await self.wait_children(handles, name="gather")
+        return self._hand_out("gather", None, self._outputs(handles, "gather"))
+
+    def _outputs(self, handles: Sequence[ChildHandle], name: str) -> Steps[list[Any]]:
+        outcomes = yield from self.log.wait_children([h.task_id for h in handles], name)
         return [_output_of(o) for o in outcomes]
 
 
