@@ -102,7 +102,13 @@ SyncCall = Callable[[Command[Any]], Any]
 
 
 class Suspended(BaseException):
-    """The task now sleeps or waits in the database; the worker unwinds its code."""
+    """The task now sleeps or waits in the database; the worker unwinds its code.
+
+    ``status`` is the task's status now: ``sleeping`` or ``waiting``."""
+
+    def __init__(self, why: str, status: str = "waiting") -> None:
+        super().__init__(why)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +231,7 @@ class EventLog:
         #: the first call of this attempt that ended without its event recorded, and why
         self._lost: tuple[int, BaseException] | None = None
         #: set once a call of this attempt suspended the task: later calls record nothing
-        self._suspended: str | None = None
+        self._suspended: Suspended | None = None
         #: the seqs of the sleeps and waits of this attempt that have not yet returned
         self._may_suspend: set[int] = set()
 
@@ -346,7 +352,7 @@ class EventLog:
         if self._failed is not None:
             return self._again()
         if self._suspended is not None:
-            return Suspended(self._suspended)
+            return Suspended(str(self._suspended), self._suspended.status)
         lost = self._lost
         if lost is not None and lost[0] < seq:
             gap = HistoryGap(
@@ -402,9 +408,9 @@ class EventLog:
         self._recorded = max(self._recorded, seq)
         return answer
 
-    def _suspend(self, why: str) -> Suspended:
-        self._suspended = why
-        return Suspended(why)
+    def _suspend(self, why: str, status: str = "waiting") -> Suspended:
+        self._suspended = Suspended(why, status)
+        return Suspended(why, status)
 
     def _checkpoint(
         self, seq: int, kind: str, name: str, result: str | None = None, error: str | None = None
@@ -509,7 +515,7 @@ class EventLog:
             seq, wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
         )  # recorded, whether it suspends or not
         if answer.get("suspended"):
-            raise self._suspend(f"sleeping ({name!r}, event {seq})")
+            raise self._suspend(f"sleeping ({name!r}, event {seq})", "sleeping")
 
     def wait_for_event(self, key: str, timeout: Seconds | None) -> Steps[Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
