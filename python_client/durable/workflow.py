@@ -184,7 +184,7 @@ class ChildHandle:
 
     def result(self) -> Coroutine[Any, Any, Any]:
         """Wait for the child (the parent suspends); its output, or ChildFailed if it did not complete."""
-        return self.ctx._hand_out("result", f"of child {self.task_id}", self._output())
+        return self.ctx._hand_out("result of child", str(self.task_id), self._output())
 
     def _output(self) -> Steps[Any]:
         outcomes = yield from self.ctx.log.wait_children([self.task_id], "result")
@@ -619,12 +619,14 @@ class DurableContext:
         self.task_name = task_name
         self.attempt = attempt
 
-    async def _drive(self, steps: Steps[T]) -> T:
+    async def _drive(self, steps: Steps[T], handed_out: bool = False) -> T:
         """Run an EventLog call: its commands on the pool, its step function here or in a thread.
 
         An exception of a command (or a cancellation) is thrown into the call, so the log
         knows the call ended without its event. Several calls may be driven at once; after
         each moves on, the calls waiting for their turn look again."""
+        if handed_out:
+            self._unstarted.started(steps)
         sent: Any = None
         error: BaseException | None = None
         try:
@@ -659,8 +661,9 @@ class DurableContext:
     def _hand_out(self, kind: str, name: str | None, steps: Steps[T]) -> Coroutine[Any, Any, T]:
         """The coroutine of a durable call the code made (``kind``, ``name``), noted until
         it starts, so that a forgotten ``await`` fails the attempt (see :meth:`run`)."""
-        what = kind if name is None else f"{kind} {name}"
-        return self._unstarted.hand_out(what, lambda: self._drive(steps))
+        coroutine = self._drive(steps, True)
+        self._unstarted.note(steps, kind, name, coroutine)
+        return coroutine
 
     async def run(self, fn: Callable[[Any, DurableContext], Awaitable[T]], input: Any) -> T:
         """The worker's: run the task's code ``fn(input, ctx)``.
@@ -738,7 +741,7 @@ class DurableContext:
         """
         if fn is None:
             return _step_decorator(self, name, retry)
-        return self._hand_out("step", repr(name), self.log.step(name, fn, args, kwargs, retry))
+        return self._hand_out("step", name, self.log.step(name, fn, args, kwargs, retry))
 
     def now(self) -> Coroutine[Any, Any, datetime]:
         """The database's clock, recorded: a re-run sees the same time."""
@@ -754,17 +757,17 @@ class DurableContext:
 
     def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> Coroutine[Any, Any, None]:
         """Sleep in the database: the task holds no worker while it sleeps."""
-        return self._hand_out("sleep", repr(name), self.log.sleep(name, duration, None))
+        return self._hand_out("sleep", name, self.log.sleep(name, duration, None))
 
     def sleep_until(self, when: datetime, *, name: str = "sleep") -> Coroutine[Any, Any, None]:
         """Sleep until ``when`` (timezone-aware), on the database's clock."""
-        return self._hand_out("sleep_until", repr(name), self.log.sleep(name, None, when))
+        return self._hand_out("sleep_until", name, self.log.sleep(name, None, when))
 
     def wait_for_event(
         self, key: str, *, timeout: float | timedelta | None = None
     ) -> Coroutine[Any, Any, Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
-        return self._hand_out("wait_for_event", repr(key), self.log.wait_for_event(key, timeout))
+        return self._hand_out("wait_for_event", key, self.log.wait_for_event(key, timeout))
 
     def spawn(
         self,
@@ -775,7 +778,7 @@ class DurableContext:
         **options: Any,
     ) -> Coroutine[Any, Any, ChildHandle]:
         """Spawn a child task exactly once (``options`` as for enqueue, e.g. ``durable=True``)."""
-        return self._hand_out("spawn", repr(task_name), self._spawn(task_name, input, queue, options))
+        return self._hand_out("spawn", task_name, self._spawn(task_name, input, queue, options))
 
     def _spawn(
         self, task_name: str, input: Mapping[str, Any] | None, queue: str | None, options: dict[str, Any]
@@ -787,7 +790,7 @@ class DurableContext:
     ) -> Coroutine[Any, Any, list[dict[str, Any]]]:
         """Wait (holding no worker) until every child ended; their outcomes, in order."""
         return self._hand_out(
-            "wait_children", repr(name), self.log.wait_children([h.task_id for h in handles], name)
+            "wait_children", name, self.log.wait_children([h.task_id for h in handles], name)
         )
 
     def gather(self, *handles: ChildHandle) -> Coroutine[Any, Any, list[Any]]:
