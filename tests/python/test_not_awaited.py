@@ -117,7 +117,8 @@ def test_every_call_never_started_is_named_and_closed() -> None:
     with pytest.raises(NotAwaited) as caught:
         asyncio.run(ctx.run(code, None))
     message = str(caught.value)
-    assert "durable calls sleep 'nap' (made at test_not_awaited.py:" in message
+    line = code.__code__.co_firstlineno + 1  # the line of the calls
+    assert f"durable calls sleep 'nap' (made at test_not_awaited.py:{line})" in message
     assert "spawn 'child' (made at" in message and "wait_for_event 'k' (made at" in message
     assert message.endswith(
         "were never awaited; await every durable call (or gather it) before the task returns"
