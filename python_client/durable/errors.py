@@ -5,7 +5,13 @@ The SQLSTATEs are the contract; the table "Errors (SQLSTATEs)" of README.md list
 
 from __future__ import annotations
 
+from typing import Final
+
 import psycopg
+
+#: the ``type`` of the error of a step or a task whose result JSON cannot hold: a failure
+#: without retry (the function would only return such a value again)
+RESULT_NOT_SERIALIZABLE: Final = "ResultNotSerializable"
 
 
 class DurableError(Exception):
@@ -146,6 +152,11 @@ class ChildFailed(DurableError):
         self.task_id = task_id
         self.status = status
         self.error = error
+
+
+class NotAwaited(DurableError):
+    """A durable task's code ended (returned or raised) leaving a durable call it made never
+    awaited: the call never ran. The attempt fails, without retry, instead of completing."""
 
 
 class EventTimeout(DurableError):

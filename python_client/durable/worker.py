@@ -48,7 +48,8 @@ How it works (all rules are SQL functions; the worker only calls them):
   ``flush_interval`` seconds after the first one.
 * **Failures** are reported at once with ``durable.fail``: the error is
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
-  it final, so does a result that is not JSON-serialisable.
+  it final, so does a result that is not JSON-serialisable (``ResultNotSerializable``; a
+  durable step's such result is recorded as the step's failure, :mod:`durable.workflow`).
 * **Durable tasks** complete one by one with ``durable.complete``, after presenting the
   calls their code replayed that were not yet checked (``durable.replay_check``). A
   non-determinism is found by the database: the durable call, replay check or completion
@@ -76,6 +77,10 @@ How it works (all rules are SQL functions; the worker only calls them):
   ``OperationalError`` against some other database fails like any step (its exception
   never came out of a durable call of the attempt), and so does a plain task, which
   makes no durable calls.
+* **Logging** (logger ``durable.worker``; :mod:`durable.logs` sets up text or JSON lines):
+  at INFO one line per claimed batch (how many, their names) and one per ended attempt
+  (task, attempt, outcome, duration, and for a resumed durable task how many recorded
+  events it replayed), each with its facts as ``extra`` fields (:mod:`durable.attempt_log`).
 * **Retention** needs nothing from the worker: its claims apply the queue's ``retention``
   option (``durable.claim`` purges finished tasks at most once a minute), so a worker
   role needs no operator rights.
@@ -109,17 +114,20 @@ from typing import Any, Final, TypeVar, overload
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from . import commands, workflow_commands
+from . import attempt_log, commands, workflow_commands
+from .attempt_log import AttemptLog
 from .commands import ClaimedTask, Command, to_json
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .context import TaskContext
 from .errors import (
+    RESULT_NOT_SERIALIZABLE,
     ChildFailed,
     DurableError,
     InvalidArgument,
     LeaseLost,
     NonDeterminismError,
     NonRetryableError,
+    NotAwaited,
     PayloadTooLarge,
     StepFailed,
     TaskCancelled,
@@ -144,11 +152,27 @@ UNKNOWN_TASK_RELEASE_DELAY: Final = 1.0
 #: (a fault that persists then costs a claim a second, not a busy loop)
 INFRASTRUCTURE_RELEASE_DELAY: Final = 1.0
 
+#: what ends a durable task's code for good: a re-run would meet it again
+_FINAL_IN_DURABLE_CODE: Final = (
+    NonRetryableError,
+    NonDeterminismError,
+    StepFailed,
+    ChildFailed,
+    PayloadTooLarge,
+    NotAwaited,
+)
+
 # states of a running attempt
 _RUNNING: Final = "running"
 _CANCELLED: Final = "cancelled"
 _LOST: Final = "lost"
 _RELEASED: Final = "released"
+#: the outcome of an attempt stopped in each state
+_STOPPED_OUTCOMES: Final = {
+    _CANCELLED: attempt_log.CANCELLED,
+    _LOST: attempt_log.LOST,
+    _RELEASED: attempt_log.RELEASED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +201,15 @@ class WorkerStats:
 class _Attempt:
     """A claimed task this worker is running."""
 
-    __slots__ = ("claimed", "context", "faults", "function", "next_beat", "state", "task")
+    __slots__ = ("claimed", "context", "faults", "function", "log", "next_beat", "state", "task")
 
     def __init__(
-        self, claimed: ClaimedTask, function: TaskFunction, context: TaskContext | None, next_beat: float
+        self,
+        claimed: ClaimedTask,
+        function: TaskFunction,
+        context: TaskContext | None,
+        next_beat: float,
+        log: AttemptLog,
     ) -> None:
         self.claimed = claimed
         self.function = function
@@ -190,6 +219,8 @@ class _Attempt:
         self.task: asyncio.Task[None] | None = None
         #: the infrastructure faults the attempt's own durable calls raised (see the module doc)
         self.faults: list[BaseException] = []
+        #: its outcome, logged when it ends (see durable.attempt_log)
+        self.log = log
 
 
 def describe(fn: Callable[..., Any], name: str | None = None, *, durable: bool = False) -> TaskFunction:
@@ -293,7 +324,8 @@ class Worker:
         self._threads: ThreadRunner | None = None
         # running attempts by lease token (one task may be here twice: a lost attempt and its retry)
         self._attempts: dict[uuid.UUID, _Attempt] = {}
-        self._completed: list[tuple[uuid.UUID, uuid.UUID, str | None]] = []
+        #: plain tasks' results waiting for complete_many: task, lease token, output, log
+        self._completed: list[tuple[uuid.UUID, uuid.UUID, str | None, AttemptLog]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._closing = False
@@ -531,6 +563,7 @@ class Worker:
             errors_in_a_row = 0
             if claimed:
                 self.stats.claimed += len(claimed)
+                attempt_log.claimed(self.queue, claimed)
                 for task in claimed:
                     self._start(task)
             if len(claimed) < free:
@@ -576,7 +609,9 @@ class Worker:
             else None
         )
         loop = asyncio.get_running_loop()
-        attempt = _Attempt(claimed, function, context, loop.time() + self.lease_seconds / 3)
+        attempt = _Attempt(
+            claimed, function, context, loop.time() + self.lease_seconds / 3, AttemptLog(claimed, self.queue)
+        )
         self._attempts[claimed.lease_token] = attempt
         attempt.task = loop.create_task(self._run_attempt(attempt))
 
@@ -586,20 +621,24 @@ class Worker:
             send, task_id=task_id, what=what, for_seconds=self.lease_seconds, stopping=lambda: self._stopping
         )
 
-    async def _release(self, claimed: ClaimedTask, delay: float, reason: str) -> None:
+    async def _release(self, claimed: ClaimedTask, delay: float, reason: str) -> bool:
+        """Hand the task back (no attempt spent); whether it was."""
         command = commands.release(claimed.task_id, claimed.lease_token, delay, reason)
         try:
             await self._retrying(lambda: self._call(command), claimed.task_id, "release")
             self.stats.released += 1
+            return True
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
             logger.info("task %s: not released (%s)", claimed.task_id, exc)
         except (psycopg.Error, DurableError) as exc:
             logger.warning("task %s: release failed (%s); its lease will expire", claimed.task_id, exc)
+        return False
 
     # -- running -------------------------------------------------------------------------
 
     async def _run_attempt(self, attempt: _Attempt) -> None:
         function, claimed = attempt.function, attempt.claimed
+        queued = False
         try:
             if function.durable != claimed.durable:
                 # the code and the task disagree on the event log: running it would do side
@@ -645,13 +684,16 @@ class Worker:
             serialisable, output = await self._output_json(attempt, result)
             if not serialisable:
                 return
-            self._completed.append((claimed.task_id, claimed.lease_token, output))
+            self._completed.append((claimed.task_id, claimed.lease_token, output, attempt.log))
+            queued = True  # its line is written once complete_many has answered
             self._flush_wanted.set()
             if len(self._completed) >= self.flush_size:
                 self._flush_full.set()
         finally:
             del self._attempts[claimed.lease_token]
             self._slot_freed.set()
+            if not queued:
+                attempt.log.write()
 
     async def _run_durable(self, attempt: _Attempt) -> None:
         """A durable task: its code runs against its history (see :mod:`durable.workflow`).
@@ -678,13 +720,13 @@ class Worker:
         try:
             try:
                 if function.is_async:
-                    result = await function.fn(claimed.input, ctx)
+                    result = await ctx.run(function.fn, claimed.input)
                 else:
                     assert self._threads is not None
                     sync_ctx = SyncDurableContext(ctx, sync_call)
                     result = await self._threads.run(function.fn, claimed.input, sync_ctx)
             except Suspended as suspended:
-                logger.debug("task %s: %s", claimed.task_id, suspended)
+                attempt.log.end(attempt_log.SUSPENDED, str(suspended), suspended=suspended.status)
                 return
             except asyncio.CancelledError:
                 current = asyncio.current_task()
@@ -710,10 +752,7 @@ class Worker:
                 # a mismatch earlier in the history explains the failure (NonDeterminismError
                 # from here: the database failed the task)
                 await self._retrying(ctx.verify, claimed.task_id, "replay check")
-                final = isinstance(
-                    exc, (NonRetryableError, NonDeterminismError, StepFailed, ChildFailed, PayloadTooLarge)
-                )
-                await self._fail(attempt, exc, retryable=not final)
+                await self._fail(attempt, exc, retryable=not isinstance(exc, _FINAL_IN_DURABLE_CODE))
                 return
             if attempt.state != _RUNNING:
                 return
@@ -725,36 +764,28 @@ class Worker:
                 return
             await self._retrying(lambda: ctx.complete(output), claimed.task_id, "completion")
             self.stats.completed += 1
+            attempt.log.end(attempt_log.COMPLETED)
         except NonDeterminismError as exc:  # from verify or complete
             self._failed_by_nondeterminism(attempt, exc)
         except PayloadTooLarge as exc:  # from complete: a re-run meets it again
             if attempt.state == _RUNNING:
                 await self._fail(attempt, exc, retryable=False)
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
-            logger.info("task %s: attempt %d stopped: %s", claimed.task_id, claimed.attempt, exc)
+            attempt.log.end(attempt_log.stopped(exc), str(exc))
         except (psycopg.Error, DurableError) as exc:
-            logger.warning(
-                "task %s: attempt %d could not be reported (%s); its lease will expire",
-                claimed.task_id,
-                claimed.attempt,
-                exc,
-            )
+            attempt.log.end(attempt_log.LOST, f"could not be reported ({exc}); its lease will expire")
         except asyncio.CancelledError:
             if attempt.state == _RUNNING:
                 raise
+        finally:
+            if claimed.history:
+                attempt.log.replayed = min(ctx.log.seq, len(claimed.history))
 
     def _failed_by_nondeterminism(self, attempt: _Attempt, error: NonDeterminismError) -> None:
         """One of the attempt's durable calls met a non-determinism: the database failed the
         task (not retryable) then; there is nothing to report (a fail would raise DU020)."""
-        claimed = attempt.claimed
         self.stats.failed += 1
-        logger.info(
-            "task %s (%s) attempt %d failed: %s; no retry",
-            claimed.task_id,
-            claimed.task_name,
-            claimed.attempt,
-            error,
-        )
+        attempt.log.end(attempt_log.FAILED, f"{error}; no retry", error_type=type(error).__name__)
 
     async def _release_after_fault(self, attempt: _Attempt, fault: BaseException) -> None:
         """The attempt's code ended with an infrastructure fault: hand the task back (no attempt
@@ -767,7 +798,8 @@ class Worker:
             one_line(str(fault)),
         )
         reason = one_line(f"the database failed during the attempt: {type(fault).__name__}: {fault}")
-        await self._release(claimed, INFRASTRUCTURE_RELEASE_DELAY, reason)
+        released = await self._release(claimed, INFRASTRUCTURE_RELEASE_DELAY, reason)
+        attempt.log.end(attempt_log.RELEASED if released else attempt_log.LOST, reason)
 
     async def _output_json(self, attempt: _Attempt, result: Any) -> tuple[bool, str | None]:
         """(True, the JSON text of a task's result); (False, None) when JSON cannot hold the
@@ -778,7 +810,7 @@ class Worker:
             return True, to_json(result, f"the result of task {attempt.claimed.task_name!r}")
         except InvalidArgument as exc:
             await self._report_failure(
-                attempt, {"type": "ResultNotSerializable", "message": str(exc)}, retryable=False
+                attempt, {"type": RESULT_NOT_SERIALIZABLE, "message": str(exc)}, retryable=False
             )
             return False, None
 
@@ -791,27 +823,18 @@ class Worker:
         try:
             result = await self._retrying(lambda: self._call(command), claimed.task_id, "failure report")
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
-            logger.info("task %s: failure not recorded (%s)", claimed.task_id, exc)
+            attempt.log.end(attempt_log.stopped(exc), f"failure not recorded ({exc})")
             return
         except (psycopg.Error, DurableError) as exc:
-            logger.warning(
-                "task %s: could not report its failure (%s); its lease will expire", claimed.task_id, exc
-            )
+            attempt.log.end(attempt_log.LOST, f"could not report its failure ({exc}); its lease will expire")
             return
         self.stats.failed += 1
-        logger.info(
-            "task %s (%s) attempt %d failed: %s: %s; %s",
-            claimed.task_id,
-            claimed.task_name,
-            claimed.attempt,
-            error.get("type"),
-            error.get("message"),
-            f"retry at {result.run_at}" if result.status == "pending" else "no retry",
-        )
+        attempt.log.note(attempt_log.failure(error, result))
 
     def _stop_attempt(self, attempt: _Attempt, state: str, reason: str) -> None:
         """Give up an attempt: nothing will be reported for it."""
         attempt.state = state
+        attempt.log.end(_STOPPED_OUTCOMES[state], reason)
         self.stats.stopped += 1
         if attempt.context is not None:
             attempt.context.stop_reason = reason
@@ -858,6 +881,7 @@ class Worker:
             # a durable call of the attempt met a non-determinism, and the database failed the
             # task; its code went on regardless (it caught the exception): stop it
             logger.info("task %s was failed (%s); stopping it", claimed.task_id, exc)
+            attempt.log.end(attempt_log.FAILED, f"{exc}; no retry", error_type=type(exc).__name__)
             self._stop_attempt(attempt, _LOST, "the task was failed: non-determinism")
 
     # -- completions ---------------------------------------------------------------------
@@ -880,8 +904,11 @@ class Worker:
                 await self._send_completions(batch)
             except Exception:
                 logger.exception("completing %d tasks failed; their leases will expire", len(batch))
+                attempt_log.not_completed([b[3] for b in batch], "completion failed")
 
-    async def _send_completions(self, batch: list[tuple[uuid.UUID, uuid.UUID, str | None]]) -> None:
+    async def _send_completions(
+        self, batch: list[tuple[uuid.UUID, uuid.UUID, str | None, AttemptLog]]
+    ) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         tries = 0
@@ -898,11 +925,12 @@ class Worker:
                     for item in batch:
                         await self._send_completions([item])
                     return
-                task_id, token, _ = batch[0]
-                await self._fail_raw(task_id, token, {"type": "PayloadTooLarge", "message": str(exc)})
+                task_id, token, _, log = batch[0]
+                await self._fail_raw(task_id, token, {"type": "PayloadTooLarge", "message": str(exc)}, log)
                 return
             except DurableError as exc:
                 logger.error("completing %d tasks failed (%s)", len(batch), exc)
+                attempt_log.not_completed([b[3] for b in batch], f"completion failed ({exc})")
                 return
             except psycopg.Error as exc:
                 tries += 1
@@ -912,22 +940,23 @@ class Worker:
                         len(batch),
                         exc,
                     )
+                    attempt_log.not_completed([b[3] for b in batch], "completion not sent")
                     return
                 logger.warning("completing %d tasks failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(min(0.05 * 2**tries, 2.0))
-        for result in results:
-            if result.ok:
-                self.stats.completed += 1
-            else:
-                logger.info("task %s: completion not recorded (%s)", result.task_id, result.reason)
+        self.stats.completed += sum(1 for result in results if result.ok)
+        attempt_log.completions([b[3] for b in batch], results)
 
-    async def _fail_raw(self, task_id: uuid.UUID, token: uuid.UUID, error: dict[str, Any]) -> None:
+    async def _fail_raw(
+        self, task_id: uuid.UUID, token: uuid.UUID, error: dict[str, Any], log: AttemptLog
+    ) -> None:
         command = commands.fail(task_id, token, error, False)
         try:
-            await self._retrying(lambda: self._call(command), task_id, "failure report")
+            result = await self._retrying(lambda: self._call(command), task_id, "failure report")
             self.stats.failed += 1
+            log.write(attempt_log.failure(error, result))
         except (psycopg.Error, DurableError) as exc:
-            logger.warning("task %s: could not report its failure (%s)", task_id, exc)
+            log.write(attempt_log.Ending(attempt_log.LOST, f"could not report its failure ({exc})"))
 
     # -- shutdown ------------------------------------------------------------------------
 

@@ -59,7 +59,11 @@ Suspension (a sleep or wait that must wait) raises :class:`Suspended`, a
   ``gather(ctx.step("a", f), ctx.sleep(60), ctx.step("b", g))`` runs ``a``, sleeps, and
   runs ``b`` on the attempt after the sleep: nothing runs while a task sleeps.
 * Return only once every durable call has been awaited: a call still running when the
-  task completes or fails is not recorded.
+  task completes or fails is not recorded. A call made but never started (a forgotten
+  ``await``: ``ctx.step("x", f)`` alone) never runs; the context notes each call it hands
+  out until its coroutine starts (:mod:`durable.unstarted`), and when the code returns or
+  raises with one left the attempt fails with :class:`~durable.errors.NotAwaited`, not
+  retryable, naming the call and where it was made (:meth:`DurableContext.run`).
 
 A :class:`SyncDurableContext` takes its calls one at a time, from the task's own thread.
 """
@@ -71,21 +75,25 @@ import inspect
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, NoReturn, TypeAlias, TypeVar, overload
 
 from . import workflow_commands as wc
 from .commands import Command, Seconds, to_json
 from .errors import (
+    RESULT_NOT_SERIALIZABLE,
     ChildFailed,
     EventTimeout,
     HistoryGap,
     InvalidArgument,
+    LeaseLost,
     NonDeterminismError,
     StepFailed,
+    TaskCancelled,
 )
+from .unstarted import UnstartedCalls
 
 T = TypeVar("T")
 #: runs a command on the async pool (DurableContext) or on a sync connection (SyncDurableContext)
@@ -94,7 +102,13 @@ SyncCall = Callable[[Command[Any]], Any]
 
 
 class Suspended(BaseException):
-    """The task now sleeps or waits in the database; the worker unwinds its code."""
+    """The task now sleeps or waits in the database; the worker unwinds its code.
+
+    ``status`` is the task's status now: ``sleeping`` or ``waiting``."""
+
+    def __init__(self, why: str, status: str = "waiting") -> None:
+        super().__init__(why)
+        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +182,12 @@ class ChildHandle:
     task_id: uuid.UUID
     ctx: DurableContext
 
-    async def result(self) -> Any:
+    def result(self) -> Coroutine[Any, Any, Any]:
         """Wait for the child (the parent suspends); its output, or ChildFailed if it did not complete."""
-        outcomes = await self.ctx.wait_children([self], name="result")
+        return self.ctx._hand_out("result of child", str(self.task_id), self._output())
+
+    def _output(self) -> Steps[Any]:
+        outcomes = yield from self.ctx.log.wait_children([self.task_id], "result")
         return _output_of(outcomes[0])
 
 
@@ -214,7 +231,7 @@ class EventLog:
         #: the first call of this attempt that ended without its event recorded, and why
         self._lost: tuple[int, BaseException] | None = None
         #: set once a call of this attempt suspended the task: later calls record nothing
-        self._suspended: str | None = None
+        self._suspended: Suspended | None = None
         #: the seqs of the sleeps and waits of this attempt that have not yet returned
         self._may_suspend: set[int] = set()
 
@@ -335,7 +352,7 @@ class EventLog:
         if self._failed is not None:
             return self._again()
         if self._suspended is not None:
-            return Suspended(self._suspended)
+            return Suspended(str(self._suspended), self._suspended.status)
         lost = self._lost
         if lost is not None and lost[0] < seq:
             gap = HistoryGap(
@@ -391,9 +408,9 @@ class EventLog:
         self._recorded = max(self._recorded, seq)
         return answer
 
-    def _suspend(self, why: str) -> Suspended:
-        self._suspended = why
-        return Suspended(why)
+    def _suspend(self, why: str, status: str = "waiting") -> Suspended:
+        self._suspended = Suspended(why, status)
+        return Suspended(why, status)
 
     def _checkpoint(
         self, seq: int, kind: str, name: str, result: str | None = None, error: str | None = None
@@ -428,18 +445,32 @@ class EventLog:
         for attempt in range(1, policy.max_attempts + 1):
             ok, value = yield RunStep(fn, args, kwargs)
             if ok:
-                text = to_json(value, f"the result of step {name!r}")
+                try:
+                    text = to_json(value, f"the result of step {name!r}")
+                except InvalidArgument as exc:
+                    # not retried, here or by a retry of the task: the function would only
+                    # return such a value again; the failure is recorded like any other
+                    yield from self._step_failed(seq, name, exc, RESULT_NOT_SERIALIZABLE)
                 # the value as stored (jsonb): what a re-run gets from the history, so the
                 # first run sees the same (a list for a tuple, jsonb's key order, 1e20 an int)
                 recorded = yield from self._record(seq, self._checkpoint(seq, "step", name, text))
                 return recorded["result"]
             if attempt >= policy.max_attempts:
-                payload = _error_json(value)
-                error = to_json(payload, "step error")
-                yield from self._record(seq, self._checkpoint(seq, "step", name, None, error))
-                raise StepFailed(name, payload) from value
+                yield from self._step_failed(seq, name, value)
             yield Pause(policy.wait_before(attempt + 1))
         raise AssertionError("unreachable")
+
+    def _step_failed(
+        self, seq: int, name: str, exc: BaseException, error_type: str | None = None
+    ) -> Generator[Op, Any, NoReturn]:
+        """Record step ``name`` as failed with ``exc`` (its error's ``type``: the exception's
+        class, or ``error_type``) and raise StepFailed: a re-run raises it again."""
+        payload = _error_json(exc)
+        if error_type is not None:
+            payload["type"] = error_type
+        error = to_json(payload, "step error")
+        yield from self._record(seq, self._checkpoint(seq, "step", name, None, error))
+        raise StepFailed(name, payload) from exc
 
     def _value(self, kind: str, name: str) -> Steps[Any]:
         """A value the database supplies and records (now, random, uuid): the recorded one,
@@ -484,7 +515,7 @@ class EventLog:
             seq, wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
         )  # recorded, whether it suspends or not
         if answer.get("suspended"):
-            raise self._suspend(f"sleeping ({name!r}, event {seq})")
+            raise self._suspend(f"sleeping ({name!r}, event {seq})", "sleeping")
 
     def wait_for_event(self, key: str, timeout: Seconds | None) -> Steps[Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
@@ -581,18 +612,21 @@ class DurableContext:
         self._call = call
         self.log = EventLog(task_id=task_id, lease_token=lease_token, queue=queue, history=history)
         self._changes = _Changes()
+        self._unstarted = UnstartedCalls()
         self.task_id = task_id
         self.lease_token = lease_token
         self.queue = queue
         self.task_name = task_name
         self.attempt = attempt
 
-    async def _drive(self, steps: Steps[T]) -> T:
+    async def _drive(self, steps: Steps[T], handed_out: bool = False) -> T:
         """Run an EventLog call: its commands on the pool, its step function here or in a thread.
 
         An exception of a command (or a cancellation) is thrown into the call, so the log
         knows the call ended without its event. Several calls may be driven at once; after
         each moves on, the calls waiting for their turn look again."""
+        if handed_out:
+            self._unstarted.started(steps)
         sent: Any = None
         error: BaseException | None = None
         try:
@@ -624,6 +658,40 @@ class DurableContext:
         finally:
             steps.close()
 
+    def _hand_out(self, kind: str, name: str | None, steps: Steps[T]) -> Coroutine[Any, Any, T]:
+        """The coroutine of a durable call the code made (``kind``, ``name``), noted until
+        it starts, so that a forgotten ``await`` fails the attempt (see :meth:`run`)."""
+        coroutine = self._drive(steps, True)
+        self._unstarted.note(steps, kind, name, coroutine)
+        return coroutine
+
+    async def run(self, fn: Callable[[Any, DurableContext], Awaitable[T]], input: Any) -> T:
+        """The worker's: run the task's code ``fn(input, ctx)``.
+
+        When the code returns, or raises an Exception, leaving a durable call it made never
+        started (a forgotten ``await``: that call never ran), it raises
+        :class:`~durable.errors.NotAwaited` instead (from the code's exception, if any), a
+        failure without retry. When the attempt ends otherwise (suspended, stopped,
+        cancelled) the calls never started are dropped: the next attempt makes them again.
+        """
+        try:
+            result = await fn(input, self)
+        except (LeaseLost, TaskCancelled):
+            self._unstarted.close()
+            raise
+        except Exception as exc:
+            forgotten = self._unstarted.forgotten()
+            if forgotten is not None:
+                raise forgotten from exc
+            raise
+        except BaseException:
+            self._unstarted.close()
+            raise
+        forgotten = self._unstarted.forgotten()
+        if forgotten is not None:
+            raise forgotten
+        return result
+
     @property
     def seq(self) -> int:
         """Durable calls made so far by the code."""
@@ -645,73 +713,92 @@ class DurableContext:
         not go through its whole history: the database has failed the task)."""
         await self._drive(self.log.complete(output_json))
 
-    async def step(
+    @overload
+    def step(
+        self, name: str, fn: None = None, *, retry: RetryPolicy | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Coroutine[Any, Any, Any]]]: ...
+
+    @overload
+    def step(
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: RetryPolicy | None = None, **kwargs: Any
+    ) -> Coroutine[Any, Any, Any]: ...
+
+    def step(
         self,
         name: str,
         fn: Callable[..., Any] | None = None,
         *args: Any,
         retry: RetryPolicy | None = None,
         **kwargs: Any,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any] | Callable[[Callable[..., Any]], Callable[..., Coroutine[Any, Any, Any]]]:
         """Run ``fn(*args, **kwargs)`` once as step ``name`` and record its result.
 
         On a re-run the recorded result is returned without calling ``fn``; a step that
-        failed after its retries raises :class:`StepFailed` again. ``fn`` may be sync (run
-        in a thread) or async. Without ``fn``, returns a decorator: ``@ctx.step("name")``.
+        failed after its retries raises :class:`StepFailed` again. A result JSON cannot hold
+        fails the step at once, retries or not (recorded, type ``ResultNotSerializable``).
+        ``fn`` may be sync (run in a thread) or async. Without ``fn``, returns a decorator:
+        ``@ctx.step("name")``.
         """
         if fn is None:
             return _step_decorator(self, name, retry)
-        return await self._drive(self.log.step(name, fn, args, kwargs, retry))
+        return self._hand_out("step", name, self.log.step(name, fn, args, kwargs, retry))
 
-    async def now(self) -> datetime:
+    def now(self) -> Coroutine[Any, Any, datetime]:
         """The database's clock, recorded: a re-run sees the same time."""
-        return await self._drive(self.log.now())
+        return self._hand_out("now", None, self.log.now())
 
-    async def random(self) -> float:
+    def random(self) -> Coroutine[Any, Any, float]:
         """A random float in [0, 1), recorded."""
-        return await self._drive(self.log.random())
+        return self._hand_out("random", None, self.log.random())
 
-    async def uuid4(self) -> uuid.UUID:
+    def uuid4(self) -> Coroutine[Any, Any, uuid.UUID]:
         """A random uuid, recorded."""
-        return await self._drive(self.log.uuid4())
+        return self._hand_out("uuid4", None, self.log.uuid4())
 
-    async def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> None:
+    def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> Coroutine[Any, Any, None]:
         """Sleep in the database: the task holds no worker while it sleeps."""
-        await self._drive(self.log.sleep(name, duration, None))
+        return self._hand_out("sleep", name, self.log.sleep(name, duration, None))
 
-    async def sleep_until(self, when: datetime, *, name: str = "sleep") -> None:
+    def sleep_until(self, when: datetime, *, name: str = "sleep") -> Coroutine[Any, Any, None]:
         """Sleep until ``when`` (timezone-aware), on the database's clock."""
-        await self._drive(self.log.sleep(name, None, when))
+        return self._hand_out("sleep_until", name, self.log.sleep(name, None, when))
 
-    async def wait_for_event(
-        self,
-        key: str,
-        *,
-        timeout: float | timedelta | None = None,  # noqa: ASYNC109 - kept by the database
-    ) -> Any:
+    def wait_for_event(
+        self, key: str, *, timeout: float | timedelta | None = None
+    ) -> Coroutine[Any, Any, Any]:
         """Wait (holding no worker) for the event ``key``; its payload. EventTimeout after ``timeout``."""
-        return await self._drive(self.log.wait_for_event(key, timeout))
+        return self._hand_out("wait_for_event", key, self.log.wait_for_event(key, timeout))
 
-    async def spawn(
+    def spawn(
         self,
         task_name: str,
         input: Mapping[str, Any] | None = None,
         *,
         queue: str | None = None,
         **options: Any,
-    ) -> ChildHandle:
+    ) -> Coroutine[Any, Any, ChildHandle]:
         """Spawn a child task exactly once (``options`` as for enqueue, e.g. ``durable=True``)."""
-        return ChildHandle(await self._drive(self.log.spawn(task_name, input, queue, options)), self)
+        return self._hand_out("spawn", task_name, self._spawn(task_name, input, queue, options))
 
-    async def wait_children(
+    def _spawn(
+        self, task_name: str, input: Mapping[str, Any] | None, queue: str | None, options: dict[str, Any]
+    ) -> Steps[ChildHandle]:
+        return ChildHandle((yield from self.log.spawn(task_name, input, queue, options)), self)
+
+    def wait_children(
         self, handles: Sequence[ChildHandle], *, name: str = "children"
-    ) -> list[dict[str, Any]]:
+    ) -> Coroutine[Any, Any, list[dict[str, Any]]]:
         """Wait (holding no worker) until every child ended; their outcomes, in order."""
-        return await self._drive(self.log.wait_children([h.task_id for h in handles], name))
+        return self._hand_out(
+            "wait_children", name, self.log.wait_children([h.task_id for h in handles], name)
+        )
 
-    async def gather(self, *handles: ChildHandle) -> list[Any]:
+    def gather(self, *handles: ChildHandle) -> Coroutine[Any, Any, list[Any]]:
         """The outputs of several children (ChildFailed for the first that did not complete)."""
-        outcomes = await self.wait_children(handles, name="gather")
+        return self._hand_out("gather", None, self._outputs(handles, "gather"))
+
+    def _outputs(self, handles: Sequence[ChildHandle], name: str) -> Steps[list[Any]]:
+        outcomes = yield from self.log.wait_children([h.task_id for h in handles], name)
         return [_output_of(o) for o in outcomes]
 
 
