@@ -14,7 +14,8 @@
 --   durable_producer  enqueue, enqueue_many, emit_event, ensure_queue, and the reads
 --   durable_operator  create_queue, ensure_queue, cancel, retry, replay, fork, purge,
 --                     purge_event_keys, reclaim, emit_event, the queue grants, and the reads
---   durable_reader    get_task, history, queue_stats, limit_usage
+--   durable_reader    get_task, history, queue_stats, limit_usage, list_tasks, list_queues,
+--                     workers
 -- (producer and operator are members of durable_reader). Each verb's GRANT follows it in
 -- its file; PostgreSQL itself refuses the others (42501).
 --

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from . import errors
 from .client import AsyncClient, Client
-from .commands import TaskSpec, WorkerInfo
+from .commands import QueueRow, TaskRow, TaskSpec, WorkerInfo
 from .context import TaskContext
 from .errors import (
     ChildFailed,
@@ -54,6 +54,7 @@ __all__ = [
     "NonRetryableError",
     "PayloadTooLarge",
     "PermissionDenied",
+    "QueueRow",
     "RetryPolicy",
     "StepFailed",
     "SyncDurableContext",
@@ -61,6 +62,7 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskInfo",
+    "TaskRow",
     "TaskSpec",
     "UnknownQueue",
     "UnknownTask",

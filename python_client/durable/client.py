@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -121,6 +122,37 @@ class Client:
     def workers(self, queue: str | None = None) -> list[commands.WorkerInfo]:
         """The registered workers (of one queue, or of every queue the caller may read)."""
         return self.run(commands.workers(queue))
+
+    def list_tasks(
+        self,
+        queue: str | None = None,
+        status: str | None = None,
+        task_name: str | None = None,
+        parent: uuid.UUID | str | None = None,
+        created_since: datetime | None = None,
+        finished_since: datetime | None = None,
+        idempotency_key: str | None = None,
+        before: uuid.UUID | str | None = None,
+        limit: int = 50,
+    ) -> list[commands.TaskRow]:
+        """Tasks of the queues the caller may read, newest first, matching every filter given;
+        at most ``limit`` (1 to 1000). The next page: ``before`` = the last row's task_id."""
+        command = commands.list_tasks(
+            queue=queue,
+            status=status,
+            task_name=task_name,
+            parent=parent,
+            created_since=created_since,
+            finished_since=finished_since,
+            idempotency_key=idempotency_key,
+            before=before,
+            limit=limit,
+        )
+        return self.run(command)
+
+    def list_queues(self) -> list[commands.QueueRow]:
+        """Every queue the caller may read, with its tasks counted by status (counts them all)."""
+        return self.run(commands.list_queues())
 
     def retry(self, task_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""
@@ -265,6 +297,37 @@ class AsyncClient:
     async def workers(self, queue: str | None = None) -> list[commands.WorkerInfo]:
         """The registered workers (of one queue, or of every queue the caller may read)."""
         return await self.run(commands.workers(queue))
+
+    async def list_tasks(
+        self,
+        queue: str | None = None,
+        status: str | None = None,
+        task_name: str | None = None,
+        parent: uuid.UUID | str | None = None,
+        created_since: datetime | None = None,
+        finished_since: datetime | None = None,
+        idempotency_key: str | None = None,
+        before: uuid.UUID | str | None = None,
+        limit: int = 50,
+    ) -> list[commands.TaskRow]:
+        """Tasks of the queues the caller may read, newest first, matching every filter given;
+        at most ``limit`` (1 to 1000). The next page: ``before`` = the last row's task_id."""
+        command = commands.list_tasks(
+            queue=queue,
+            status=status,
+            task_name=task_name,
+            parent=parent,
+            created_since=created_since,
+            finished_since=finished_since,
+            idempotency_key=idempotency_key,
+            before=before,
+            limit=limit,
+        )
+        return await self.run(command)
+
+    async def list_queues(self) -> list[commands.QueueRow]:
+        """Every queue the caller may read, with its tasks counted by status (counts them all)."""
+        return await self.run(commands.list_queues())
 
     async def retry(self, task_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""

@@ -242,6 +242,94 @@ def queue_stats(queue: str) -> Command[dict[str, int]]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TaskRow:
+    """A row of ``durable.list_tasks``: a task without its input, output and history."""
+
+    task_id: uuid.UUID
+    queue: str
+    task_name: str
+    #: pending, running, sleeping, waiting, completed, failed or cancelled
+    status: str
+    durable: bool
+    attempt: int
+    priority: int
+    run_at: datetime
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    parent_id: uuid.UUID | None
+    idempotency_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """A row of ``durable.list_queues``: a queue, its options and its tasks counted by status."""
+
+    queue: str
+    options: dict[str, Any]
+    pending: int
+    running: int
+    sleeping: int
+    waiting: int
+    completed: int
+    failed: int
+    cancelled: int
+    #: how long the oldest ready pending task has waited since its run_at (None: none ready)
+    oldest_pending_seconds: float | None
+
+
+def _aware(value: datetime | None, what: str) -> datetime | None:
+    if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+        raise InvalidArgument(f"durable: {what} must be a timezone-aware datetime")
+    return value
+
+
+def list_tasks(
+    queue: str | None = None,
+    status: str | None = None,
+    task_name: str | None = None,
+    parent: uuid.UUID | str | None = None,
+    created_since: datetime | None = None,
+    finished_since: datetime | None = None,
+    idempotency_key: str | None = None,
+    before: uuid.UUID | str | None = None,
+    limit: int = 50,
+) -> Command[list[TaskRow]]:
+    """Tasks of the queues the caller may read, newest first, matching every filter given.
+
+    At most ``limit`` (1 to 1000); the next page passes ``before`` = the last row's task_id.
+    """
+    return Command(
+        "select task_id, queue, task_name, status, durable, attempt, priority, run_at, created_at,"
+        " started_at, finished_at, parent_id, idempotency_key"
+        " from durable.list_tasks(%s::text, %s::text, %s::text, %s::uuid, %s::timestamptz,"
+        " %s::timestamptz, %s::text, %s::uuid, %s::integer)",
+        (
+            queue,
+            status,
+            task_name,
+            None if parent is None else str(parent),
+            _aware(created_since, "created_since"),
+            _aware(finished_since, "finished_since"),
+            idempotency_key,
+            None if before is None else str(before),
+            limit,
+        ),
+        lambda rows: [TaskRow(*row) for row in rows],
+    )
+
+
+def list_queues() -> Command[list[QueueRow]]:
+    """Every queue the caller may read, by name, with its tasks counted by status."""
+    return Command(
+        "select queue, options, pending, running, sleeping, waiting, completed, failed, cancelled,"
+        " oldest_pending_seconds from durable.list_queues()",
+        (),
+        lambda rows: [QueueRow(*row) for row in rows],
+    )
+
+
 # ---------------------------------------------------------------------------------------
 # worker verbs
 

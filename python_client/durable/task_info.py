@@ -49,7 +49,7 @@ class TaskInfo:
     queue: str
     task_name: str
     input: dict[str, Any]
-    #: pending, running, completed, failed or cancelled
+    #: pending, running, sleeping, waiting, completed, failed or cancelled
     status: str
     priority: int
     run_at: datetime
@@ -79,6 +79,17 @@ class TaskInfo:
     generation: int = 1
     forked_from: uuid.UUID | None = None
     forked_at_seq: int | None = None
+    #: the durable task that spawned this one
+    parent_id: uuid.UUID | None = None
+    #: what a sleeping or waiting task waits for, as JSON: {"kind": "sleep", "until"},
+    #: {"kind": "event", "key", "timeout_at"} or {"kind": "children", "children": [ids of
+    #: the unfinished ones], "timeout_at"}; None for a task in any other status
+    waiting_for: dict[str, Any] | None = None
+    #: its child tasks, oldest first, the first 1000: {"task_id", "queue", "task_name", "status"}
+    children: list[dict[str, Any]] = field(default_factory=list)
+    #: when it may run next: run_at of a pending task, the wake time of a sleeping one or the
+    #: timeout of a waiting one; None otherwise
+    next_run_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
@@ -119,4 +130,8 @@ class TaskInfo:
             generation=int(data.get("generation") or 1),
             forked_from=uuid.UUID(data["forked_from"]) if data.get("forked_from") else None,
             forked_at_seq=data.get("forked_at_seq"),
+            parent_id=uuid.UUID(data["parent_id"]) if data.get("parent_id") else None,
+            waiting_for=data.get("waiting_for"),
+            children=list(data.get("children") or []),
+            next_run_at=_time(data.get("next_run_at")),
         )

@@ -12,7 +12,7 @@
 --      sequence grants anything to PUBLIC or a group role; only the owner may create in
 --      the schema; the owner and the group roles cannot log in, and no group role is a
 --      member of the owner.
-select plan(291);
+select plan(301);
 
 \ir helpers/security.sql
 
@@ -71,6 +71,9 @@ insert into verbs values
     ('durable.history(uuid,boolean)', '{durable_reader,durable_producer,durable_operator}'),
     ('durable.queue_stats(text)', '{durable_reader,durable_producer,durable_operator}'),
     ('durable.limit_usage(text)', '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.list_tasks(text,text,text,uuid,timestamp with time zone,timestamp with time zone,text,uuid,integer)',
+     '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.list_queues()', '{durable_reader,durable_producer,durable_operator}'),
     -- helpers: all four
     ('durable."current_time"()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     ('durable.max_payload_bytes()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
@@ -96,7 +99,7 @@ select set_eq(
     'the public functions of schema durable are exactly the verbs of the spec'
 );
 
--- 2. the matrix, by the catalogue (190 = 5 roles x 38 verbs)
+-- 2. the matrix, by the catalogue (220 = 5 roles x 44 verbs)
 select is(
     coalesce(has_function_privilege(pg_temp.role(k.kind), to_regprocedure(v.sig), 'EXECUTE'), false),
     k.grp is not null and k.grp = any(v.allowed),
