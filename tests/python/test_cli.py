@@ -135,7 +135,7 @@ def test_purge_deletes_finished_tasks(
         (["task", "show", str(uuid.UUID(int=7))], 1, "no task 00000000-0000-0000-0000-000000000007"),
         (["tasks", "--status", "done"], 2, "unknown status 'done'"),
         (["queue", "create", "q", "--option", "concurrency_limit"], 2, "--option takes KEY=VALUE"),
-        (["queue", "create", "q", "--option", "nope=1"], 1, 'unknown queue option "nope"'),
+        (["queue", "create", "q", "--option", "nope=1"], 1, "unknown key(s) 'nope' in queue options"),
         (["worker", "no_such_module_xyz:worker"], 2, "cannot import module 'no_such_module_xyz'"),
         (["--log-level", "loud", "queues"], 2, "--log-level: unknown level 'loud'"),
     ],
