@@ -135,7 +135,9 @@ def run_demo(dsn: str | None = None) -> int:
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
             recorded = len(client.history(task_id))
-            print(f"worker 1 killed with SIGKILL after {recorded} recorded events (its lease will expire)")
+            print(
+                f"worker 1 killed with SIGKILL after {recorded} recorded events (its task comes back when the registry finds it dead or its lease ends)"
+            )
             second = _start_worker(url, tool_log)
             workers.append(second)
             print(f"worker 2 (pid {second.pid}) started")
