@@ -136,7 +136,8 @@ def run_demo(dsn: str | None = None) -> int:
             first.wait()
             recorded = len(client.history(task_id))
             print(
-                f"worker 1 killed with SIGKILL after {recorded} recorded events (its task comes back when the registry finds it dead or its lease ends)"
+                f"worker 1 killed with SIGKILL after {recorded} recorded events "
+                "(its task comes back when the registry finds it dead or its lease ends)"
             )
             second = _start_worker(url, tool_log)
             workers.append(second)
