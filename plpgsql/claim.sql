@@ -291,7 +291,8 @@ returns table (
     lease_token uuid,
     lease_expires_at timestamptz,
     durable boolean,
-    history jsonb
+    history jsonb,
+    trace_context jsonb
 )
 language plpgsql
 volatile
@@ -384,12 +385,13 @@ begin
     from chosen
     where t.task_id = chosen.task_id
     returning t.task_id, t.task_name, t.input, t.attempt, t.lease_token, t.lease_expires_at, t.durable,
-        case when t.durable then durable._history(t.task_id, t.generation) end;
+        case when t.durable then durable._history(t.task_id, t.generation) end,
+        t.trace_context;
 end;
 $$;
 
 comment on function durable.claim(text, text, integer, integer, text[]) is
-'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
+'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint); trace_context is the W3C trace context stored by its enqueue or spawn (null when none). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
 
 create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
 returns timestamptz

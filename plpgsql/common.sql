@@ -327,6 +327,39 @@ $$;
 comment on function durable._opt_bool(jsonb, text) is
 'Internal: reads a boolean option (DU001 when it is another JSON type); null when absent.';
 
+-- A trace context option (README, "Tracing"): a JSON object of at most 8 carrier fields
+-- (W3C traceparent, tracestate), each a name of at most 64 characters holding a string,
+-- the whole at most 512 bytes as JSON text; null when absent, JSON null or {}.
+create or replace function durable._opt_carrier(p_options jsonb, p_key text)
+returns jsonb
+language plpgsql
+immutable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_value jsonb := p_options -> p_key;
+begin
+    if v_value is null or jsonb_typeof(v_value) = 'null' or v_value = '{}'::jsonb then
+        return null;
+    end if;
+    if jsonb_typeof(v_value) <> 'object'
+        or octet_length(v_value::text) > 512
+        or (select count(*) from jsonb_object_keys(v_value)) > 8
+        or exists (
+            select 1 from jsonb_each(v_value) as f (k, v)
+            where jsonb_typeof(f.v) <> 'string' or length(f.k) > 64 or not durable._name_ok(f.k)
+        ) then
+        raise exception 'durable: option "%" must be a JSON object of at most 8 string fields (such as traceparent, tracestate), at most 512 bytes, got %',
+            p_key, durable._quote(left(v_value::text, 200))
+            using errcode = 'DU001';
+    end if;
+    return v_value;
+end;
+$$;
+
+comment on function durable._opt_carrier(jsonb, text) is
+'Internal: reads a trace context option (a JSON object of at most 8 string fields named by durable._name_ok''s rules, at most 512 bytes; DU001 otherwise); null when absent or empty.';
+
 -- Whether a text is a valid name (queue, task name, worker, event name or key,
 -- concurrency or idempotency key): 1 to 255 characters, no control or format characters
 -- (tab, newline, zero-width, bidi overrides, BOM, ...), no surrounding whitespace.

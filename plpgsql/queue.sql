@@ -45,7 +45,7 @@ begin
     return array[
         'priority', 'run_at', 'delay', 'max_attempts', 'max_lost_leases', 'backoff',
         'timeout', 'schedule_timeout', 'idempotency_key', 'durable',
-        'concurrency_key', 'concurrency_key_limit'
+        'concurrency_key', 'concurrency_key_limit', 'trace_context'
     ];
 end;
 $$;
@@ -231,6 +231,8 @@ begin
             using errcode = 'DU001',
                   hint = 'set concurrency_key_limit or concurrency_strategy on the queue with durable.create_queue()';
     end if;
+    -- the W3C trace context of the enqueue (or spawn), handed back by the claim
+    t.trace_context := durable._opt_carrier(p_options, 'trace_context');
     t.fair_tag := 0;
     t.generation := 1;
     t.attempt := 0;
@@ -432,14 +434,14 @@ begin
             lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
             schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
             forked_from, forked_at_seq, parent_id, parent_seq,
-            concurrency_key, concurrency_key_limit, fair_tag
+            concurrency_key, concurrency_key_limit, fair_tag, trace_context
         )
         values (
             t.task_id, p_queue.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0,
             0, t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
             t.schedule_timeout, t.schedule_deadline, t.idempotency_key, t.created_at, t.durable, 1,
             t.forked_from, t.forked_at_seq, t.parent_id, t.parent_seq,
-            t.concurrency_key, t.concurrency_key_limit, 0
+            t.concurrency_key, t.concurrency_key_limit, 0, t.trace_context
         )
         on conflict (queue, idempotency_key) where idempotency_key is not null do nothing;
         if not found then
@@ -463,14 +465,14 @@ begin
                 lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
                 schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
                 forked_from, forked_at_seq, parent_id, parent_seq,
-                concurrency_key, concurrency_key_limit, fair_tag
+                concurrency_key, concurrency_key_limit, fair_tag, trace_context
             )
             overriding system value
             select g.task_id, g.next_seq, p_queue.queue, g.task_name, g.input, 'pending', g.priority, g.run_at,
                    0, 0, 0, g.max_attempts, g.max_lost_leases, g.backoff, g.timeout_seconds,
                    g.schedule_timeout, g.schedule_deadline, g.idempotency_key, g.created_at, g.durable, 1,
                    g.forked_from, g.forked_at_seq, g.parent_id, g.parent_seq,
-                   g.concurrency_key, g.concurrency_key_limit, 0
+                   g.concurrency_key, g.concurrency_key_limit, 0, g.trace_context
             from given g
             order by g.idempotency_key, g.ord
             on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
@@ -550,7 +552,7 @@ end;
 $$;
 
 comment on function durable.enqueue(text, text, jsonb, jsonb) is
-'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint), concurrency_key (the key per-key limits, rate limits and round_robin count it under) and concurrency_key_limit (this task''s own per-key limit; see limits.sql). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large, 42501.';
+'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint), concurrency_key (the key per-key limits, rate limits and round_robin count it under), concurrency_key_limit (this task''s own per-key limit; see limits.sql) and trace_context (the W3C trace context of the caller, {"traceparent": ..., "tracestate": ...}, at most 512 bytes, handed back by durable.claim). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large, 42501.';
 
 grant execute on function durable.create_queue(text, jsonb) to durable_operator;
 grant execute on function durable.ensure_queue(text) to durable_worker, durable_producer, durable_operator;

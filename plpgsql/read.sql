@@ -109,6 +109,7 @@ begin
         'concurrency_key', t.concurrency_key,
         'concurrency_key_limit', t.concurrency_key_limit,
         'parent_id', t.parent_id,
+        'trace_context', t.trace_context,
         'waiting_for', v_waiting_for,
         'children', coalesce((
             select jsonb_agg(jsonb_build_object(

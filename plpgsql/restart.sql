@@ -143,6 +143,8 @@ begin
     v_row.forked_at_seq := p_at_seq;
     v_row.concurrency_key := t.concurrency_key;
     v_row.concurrency_key_limit := t.concurrency_key_limit;
+    -- a fork runs the same work again: it stays in its origin's trace
+    v_row.trace_context := t.trace_context;
     perform durable._create_tasks(v_queue, array[v_row]);
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
     select v_new, 1, e.seq, e.kind, e.name, e.outcome, e.result, e.input_hash, 0, e.recorded_at
@@ -153,7 +155,7 @@ end;
 $$;
 
 comment on function durable.fork(uuid, integer) is
-'Creates a new durable task with the same queue, name, input and options (not its idempotency key, nor its parent) whose history is the events of the given task before p_at_seq (1 forks an empty history; last seq + 1 copies it all), linked to its origin (forked_from, forked_at_seq). The new task re-executes from event p_at_seq on. The original is not changed, whatever its state. Returns the new task id. Errors: DU001 (fork point out of range), DU004, DU012 (not a durable task), 42501.';
+'Creates a new durable task with the same queue, name, input, options and trace context (not its idempotency key, nor its parent) whose history is the events of the given task before p_at_seq (1 forks an empty history; last seq + 1 copies it all), linked to its origin (forked_from, forked_at_seq). The new task re-executes from event p_at_seq on. The original is not changed, whatever its state. Returns the new task id. Errors: DU001 (fork point out of range), DU004, DU012 (not a durable task), 42501.';
 
 grant execute on function durable.retry(uuid) to durable_operator;
 grant execute on function durable.replay(uuid) to durable_operator;

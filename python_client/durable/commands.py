@@ -347,14 +347,16 @@ class ClaimedTask:
     #: a durable task comes with its recorded events (see durable.workflow)
     durable: bool = False
     history: list[dict[str, Any]] | None = None
+    #: the W3C trace context its enqueue or spawn stored ({"traceparent": ...}), or None
+    trace_context: dict[str, str] | None = None
 
 
 def claim(
     queue: str, worker: str, max_tasks: int, lease_seconds: int, task_names: Sequence[str] | None
 ) -> Command[list[ClaimedTask]]:
     return Command(
-        "select task_id, task_name, input, attempt, lease_token, lease_expires_at, durable, history"
-        " from durable.claim(%s, %s, %s, %s, %s::text[])",
+        "select task_id, task_name, input, attempt, lease_token, lease_expires_at, durable, history,"
+        " trace_context from durable.claim(%s, %s, %s, %s, %s::text[])",
         (queue, worker, max_tasks, lease_seconds, None if task_names is None else list(task_names)),
         lambda rows: [ClaimedTask(*row) for row in rows],
     )
