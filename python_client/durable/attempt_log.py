@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from . import tracing
 from .commands import ClaimedTask, Completion, FailResult
 from .errors import TaskCancelled
 from .faults import one_line
@@ -65,12 +66,14 @@ class Ending:
 class AttemptLog:
     """The log of one attempt: when it was claimed, and the first outcome given to it."""
 
-    __slots__ = ("claimed", "ending", "queue", "replayed", "started")
+    __slots__ = ("claimed", "ending", "queue", "replayed", "span", "started")
 
     def __init__(self, claimed: ClaimedTask, queue: str) -> None:
         self.claimed = claimed
         self.queue = queue
         self.started = time.monotonic()
+        #: the attempt's span (durable.tracing), ended with its outcome by write()
+        self.span = tracing.attempt_span(claimed, queue)
         self.ending: Ending | None = None
         #: recorded events a resumed durable task went through (None: no history)
         self.replayed: int | None = None
@@ -87,6 +90,7 @@ class AttemptLog:
     def write(self, ending: Ending | None = None) -> None:
         """The attempt's line: ``ending``, or the outcome noted (``lost`` when none was)."""
         ending = ending or self.ending or Ending(LOST, "ended without an outcome")
+        self.span.end(ending.outcome, ending.detail)
         level = logging.WARNING if ending.outcome == LOST else logging.INFO
         if not logger.isEnabledFor(level):
             return

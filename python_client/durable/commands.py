@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, LiteralString, TypedDict, TypeVar, Unpack
 
+from . import tracing
 from .errors import InvalidArgument, UnknownTask
 from .task_info import TaskInfo
 
@@ -90,6 +91,8 @@ class EnqueueOptions(TypedDict, total=False):
     durable: bool | None
     concurrency_key: str | None
     concurrency_key_limit: int | None
+    #: the W3C trace context to store with the task; by default the caller's current span's
+    trace_context: Mapping[str, str] | None
 
 
 #: options given in seconds, which may also be timedeltas
@@ -181,7 +184,7 @@ def enqueue(
             queue,
             task_name,
             to_json(dict(input or {}), "task input"),
-            to_json(dict(options), "enqueue options"),
+            to_json(tracing.with_trace_context(dict(options), tracing.current_carrier()), "enqueue options"),
         ),
         scalar,
     )
@@ -190,6 +193,12 @@ def enqueue(
 def enqueue_many(queue: str, specs: Iterable[TaskSpec | Mapping[str, Any]]) -> Command[list[uuid.UUID]]:
     """Enqueue a batch; a spec is a TaskSpec or a mapping {"task_name", "input", "options"}."""
     batch = [spec.to_json() if isinstance(spec, TaskSpec) else dict(spec) for spec in specs]
+    carrier = tracing.current_carrier()
+    if carrier is not None:  # each task in the caller's trace, unless its options name another
+        for spec in batch:
+            options = spec.get("options", {})
+            if isinstance(options, Mapping):
+                spec["options"] = tracing.with_trace_context(dict(options), carrier)
     return Command(
         "select task_id from durable.enqueue_many(%s, %s::jsonb)",
         (queue, to_json(batch, "task specs")),

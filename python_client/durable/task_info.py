@@ -90,6 +90,8 @@ class TaskInfo:
     #: when it may run next: run_at of a pending task, the wake time of a sleeping one or the
     #: timeout of a waiting one; None otherwise
     next_run_at: datetime | None = None
+    #: the W3C trace context stored with it ({"traceparent", "tracestate"}), or None
+    trace_context: dict[str, str] | None = None
 
     @property
     def finished(self) -> bool:
@@ -134,4 +136,5 @@ class TaskInfo:
             waiting_for=data.get("waiting_for"),
             children=list(data.get("children") or []),
             next_run_at=_time(data.get("next_run_at")),
+            trace_context=data.get("trace_context"),
         )

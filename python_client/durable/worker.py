@@ -637,6 +637,12 @@ class Worker:
     # -- running -------------------------------------------------------------------------
 
     async def _run_attempt(self, attempt: _Attempt) -> None:
+        # the attempt's span is the current one in its asyncio task (and, through wrap, in
+        # its thread): the parent of the spans its code makes
+        with attempt.log.span.activate():
+            await self._run_attempt_traced(attempt)
+
+    async def _run_attempt_traced(self, attempt: _Attempt) -> None:
         function, claimed = attempt.function, attempt.claimed
         queued = False
         try:
@@ -663,10 +669,11 @@ class Worker:
                         result = await function.fn(claimed.input, attempt.context)
                 else:
                     assert self._threads is not None
+                    fn = attempt.log.span.wrap(function.fn)
                     if attempt.context is None:
-                        result = await self._threads.run(function.fn, claimed.input)
+                        result = await self._threads.run(fn, claimed.input)
                     else:
-                        result = await self._threads.run(function.fn, claimed.input, attempt.context)
+                        result = await self._threads.run(fn, claimed.input, attempt.context)
             except asyncio.CancelledError as exc:
                 if attempt.state != _RUNNING:
                     return  # we stopped it: nothing to report
@@ -716,6 +723,7 @@ class Worker:
             task_name=claimed.task_name,
             attempt=claimed.attempt,
             history=claimed.history,
+            span=attempt.log.span,
         )
         try:
             try:
@@ -724,7 +732,9 @@ class Worker:
                 else:
                     assert self._threads is not None
                     sync_ctx = SyncDurableContext(ctx, sync_call)
-                    result = await self._threads.run(function.fn, claimed.input, sync_ctx)
+                    result = await self._threads.run(
+                        attempt.log.span.wrap(function.fn), claimed.input, sync_ctx
+                    )
             except Suspended as suspended:
                 attempt.log.end(attempt_log.SUSPENDED, str(suspended), suspended=suspended.status)
                 return
@@ -815,6 +825,7 @@ class Worker:
             return False, None
 
     async def _fail(self, attempt: _Attempt, exc: BaseException, *, retryable: bool) -> None:
+        attempt.log.span.fail(exc)
         await self._report_failure(attempt, _error_of(exc), retryable=retryable)
 
     async def _report_failure(self, attempt: _Attempt, error: dict[str, Any], *, retryable: bool) -> None:

@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, TypeAlias, TypeVar, overload
 
+from . import tracing
 from . import workflow_commands as wc
 from .commands import Command, Seconds, to_json
 from .errors import (
@@ -148,6 +149,8 @@ class RunStep:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    #: the step's span: the current one while the function runs
+    span: tracing.NoSpan = tracing.NO_SPAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,10 +214,13 @@ class EventLog:
         lease_token: uuid.UUID,
         queue: str,
         history: Sequence[Mapping[str, Any]] | None,
+        span: tracing.NoSpan = tracing.NO_SPAN,
     ) -> None:
         self.task_id = task_id
         self.lease_token = lease_token
         self.queue = queue
+        #: the attempt's span (durable.tracing): its steps' spans are its children
+        self.span = span
         self._history = list(history or [])
         #: durable calls made so far by the code (the seq of the last one)
         self.seq = 0
@@ -428,8 +434,19 @@ class EventLog:
         """Step ``name``: the recorded outcome, or ``fn`` run (with its retries) and recorded."""
         seq, recorded = self._next("step", name)
         if recorded is not None:
+            self.span.event(
+                "durable.step", {"durable.step": name, "durable.seq": seq, "durable.replayed": True}
+            )
             return _recorded_outcome(name, recorded)
-        return (yield from self._new(seq, self._run_step(seq, name, fn, args, kwargs, retry)))
+        span = self.span.step(name, seq)
+        try:
+            return (yield from self._new(seq, self._run_step(seq, name, fn, args, kwargs, retry, span)))
+        except BaseException as exc:
+            if not isinstance(exc, (Suspended, GeneratorExit)):
+                span.fail(exc)
+            raise
+        finally:
+            span.end()
 
     def _run_step(
         self,
@@ -439,11 +456,12 @@ class EventLog:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         retry: RetryPolicy | None,
+        span: tracing.NoSpan,
     ) -> Steps[Any]:
         yield from self._begin(seq)
         policy = retry or RetryPolicy()
         for attempt in range(1, policy.max_attempts + 1):
-            ok, value = yield RunStep(fn, args, kwargs)
+            ok, value = yield RunStep(fn, args, kwargs, span)
             if ok:
                 try:
                     text = to_json(value, f"the result of step {name!r}")
@@ -514,6 +532,10 @@ class EventLog:
         answer = yield from self._record(
             seq, wc.sleep(self.task_id, self.lease_token, seq, name, seconds, until)
         )  # recorded, whether it suspends or not
+        self.span.event(
+            "durable.sleep",
+            {"durable.sleep": name, "durable.seq": seq, "durable.suspended": bool(answer.get("suspended"))},
+        )
         if answer.get("suspended"):
             raise self._suspend(f"sleeping ({name!r}, event {seq})", "sleeping")
 
@@ -532,6 +554,14 @@ class EventLog:
         yield from self._begin(seq)
         yield from self._turn(seq)
         answer = yield from self._send(wc.wait_event(self.task_id, self.lease_token, seq, key, timeout))
+        self.span.event(
+            "durable.wait_event",
+            {
+                "durable.event_key": key,
+                "durable.seq": seq,
+                "durable.suspended": bool(answer.get("suspended")),
+            },
+        )
         if answer.get("suspended"):  # recorded when the event comes or the timeout passes
             raise self._suspend(f"waiting for event {key!r}")
         self._recorded = max(self._recorded, seq)
@@ -552,6 +582,8 @@ class EventLog:
         self, seq: int, target: str, task_name: str, input: dict[str, Any], options: dict[str, Any]
     ) -> Steps[uuid.UUID]:
         yield from self._begin(seq)
+        # the child joins the trace as a child of this attempt's span (unless options name one)
+        options = tracing.with_trace_context(options, self.span.carrier())
         command = wc.spawn(
             self.task_id, self.lease_token, seq, target, task_name, to_json(input, "child input"), options
         )
@@ -568,6 +600,14 @@ class EventLog:
         yield from self._begin(seq)
         yield from self._turn(seq)
         answer = yield from self._send(wc.wait_children(self.task_id, self.lease_token, seq, list(ids), name))
+        self.span.event(
+            "durable.wait_children",
+            {
+                "durable.children": len(ids),
+                "durable.seq": seq,
+                "durable.suspended": bool(answer.get("suspended")),
+            },
+        )
         if answer.get("suspended"):
             raise self._suspend(f"waiting for {len(ids)} child task(s)")
         self._recorded = max(self._recorded, seq)
@@ -608,9 +648,10 @@ class DurableContext:
         task_name: str,
         attempt: int,
         history: Sequence[Mapping[str, Any]] | None,
+        span: tracing.NoSpan = tracing.NO_SPAN,
     ) -> None:
         self._call = call
-        self.log = EventLog(task_id=task_id, lease_token=lease_token, queue=queue, history=history)
+        self.log = EventLog(task_id=task_id, lease_token=lease_token, queue=queue, history=history, span=span)
         self._changes = _Changes()
         self._unstarted = UnstartedCalls()
         self.task_id = task_id
@@ -641,10 +682,11 @@ class DurableContext:
                 try:
                     if isinstance(op, RunStep):
                         try:
-                            if inspect.iscoroutinefunction(op.fn):
-                                sent = (True, await op.fn(*op.args, **op.kwargs))
-                            else:
-                                sent = (True, await asyncio.to_thread(op.fn, *op.args, **op.kwargs))
+                            with op.span.activate():
+                                if inspect.iscoroutinefunction(op.fn):
+                                    sent = (True, await op.fn(*op.args, **op.kwargs))
+                                else:
+                                    sent = (True, await asyncio.to_thread(op.fn, *op.args, **op.kwargs))
                         except Exception as exc:
                             sent = (False, exc)
                     elif isinstance(op, Pause):
@@ -861,7 +903,8 @@ class SyncDurableContext:
                 try:
                     if isinstance(op, RunStep):
                         try:
-                            sent = (True, op.fn(*op.args, **op.kwargs))
+                            with op.span.activate():
+                                sent = (True, op.fn(*op.args, **op.kwargs))
                         except Exception as exc:
                             sent = (False, exc)
                     elif isinstance(op, Pause):

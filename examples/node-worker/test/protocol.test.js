@@ -92,8 +92,10 @@ describe('claim', () => {
       'lease_token',
       'task_id',
       'task_name',
+      'trace_context',
     ]);
     assert.equal(t.row.attempt, 1);
+    assert.equal(t.row.trace_context, null); // none stored by the enqueue
     assert.equal(t.row.durable, true);
     assert.deepEqual(t.row.input, { order: 7 });
     assert.deepEqual(t.row.history, []);
