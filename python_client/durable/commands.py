@@ -92,6 +92,7 @@ class EnqueueOptions(TypedDict, total=False):
     concurrency_key: str | None
     concurrency_key_limit: int | None
     #: the W3C trace context to store with the task; by default the caller's current span's
+    #: (durable.tracing), {} for none
     trace_context: Mapping[str, str] | None
 
 
