@@ -14,9 +14,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def age(seconds: float | None) -> str:
-    """A duration for people: 0.4 s, 12 s, 3 m 20 s, 2 h 5 m, 3 d 4 h."""
+    """A duration for people: 45 ms, 2.4 s, 12 s, 3 m 20 s, 2 h 5 m, 3 d 4 h."""
     if seconds is None:
         return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
     if seconds < 10:
         return f"{seconds:.1f} s" if seconds % 1 else f"{seconds:.0f} s"
     s = int(seconds)
