@@ -19,6 +19,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from durable import Client, Worker
 from durable.cli import main
+from durable.dashboard import queries, routes
 from durable.dashboard.auth import check_bind, is_local
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard-task.png"
@@ -51,7 +52,9 @@ def listed(driver: WebDriver) -> list[str]:
     return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "tr.task td:first-child")]
 
 
-def test_every_page_and_the_actions_in_a_browser(shop: Shop, db_url: str, tmp_path: Path) -> None:
+def test_every_page_and_the_actions_in_a_browser(
+    shop: Shop, db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with serving(db_url) as base, browser() as driver, Client(db_url) as client:
         # queues: counts, running against the limit, the chart
         driver.get(base + "/")
@@ -78,6 +81,19 @@ def test_every_page_and_the_actions_in_a_browser(shop: Shop, db_url: str, tmp_pa
         assert listed(driver) == [str(shop.order)]
         driver.get(base + "/tasks?task_name=notify")
         assert len(driver.find_elements(By.CSS_SELECTOR, "tr.task")) == 2
+        driver.get(f"{base}/tasks?parent={shop.order}")
+        assert len(driver.find_elements(By.CSS_SELECTOR, "tr.task")) == 2
+        # pages (of 2 here): "older" walks every task once, newest first
+        monkeypatch.setattr(queries, "PAGE_SIZE", 2)
+        monkeypatch.setattr(routes, "PAGE_SIZE", 2)
+        driver.get(base + "/tasks")
+        seen = listed(driver)
+        while driver.find_elements(By.ID, "next"):
+            driver.find_element(By.ID, "next").click()
+            seen += listed(driver)
+        assert seen == [str(t.task_id) for t in client.list_tasks()]
+        assert len(seen) == 6
+        monkeypatch.undo()
         # search by id: straight to the task
         driver.get(base + "/tasks")
         driver.find_element(By.NAME, "task_id").send_keys(str(shop.approval))

@@ -25,7 +25,7 @@ from .queries import PAGE_SIZE, Reads
 from .templates import render
 
 STATUSES = ("pending", "running", "sleeping", "waiting", "completed", "failed", "cancelled")
-FILTERS = ("queue", "status", "task_name", "idempotency_key")
+FILTERS = ("queue", "status", "task_name", "idempotency_key", "parent")
 
 
 class Pages:
@@ -83,6 +83,8 @@ class Pages:
         problem = None
         if filters.get("status") not in (None, *STATUSES):
             problem = f"unknown status: {filters.pop('status')}"
+        if "parent" in filters and _uuid(filters["parent"]) is None:
+            problem = f"not a task id: {filters.pop('parent')}"
         before = _uuid(params.get("before", ""))
         rows = self.reads.tasks(before=before, **filters)
         next_page = None
