@@ -5,9 +5,11 @@ token rule (refused without one off loopback, 401 without it)."""
 from __future__ import annotations
 
 import base64
+import importlib.util
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import pytest
@@ -225,3 +227,17 @@ def test_a_bind_off_loopback_needs_a_token(
     monkeypatch.delenv("DURABLE_DASHBOARD_TOKEN", raising=False)
     assert main(["--database-url", db_url, "dashboard", "--host", "0.0.0.0", "--port", "1"]) == 2
     assert "needs a token" in capsys.readouterr().err
+
+
+def test_without_the_extra_the_command_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> ModuleSpec | None:
+        return None if name == "starlette" else real(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert main(["dashboard"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "durable: the dashboard needs starlette: pip install 'durable[dashboard]'"
