@@ -96,6 +96,8 @@ def test_every_page_and_the_actions_in_a_browser(
         assert seen == [str(t.task_id) for t in client.list_tasks()]
         assert len(seen) == 6
         monkeypatch.undo()
+        driver.get(base + "/tasks?task_id=nope")
+        assert "not a task id: nope" in driver.page_source
         # search by id: straight to the task
         driver.get(base + "/tasks")
         driver.find_element(By.NAME, "task_id").send_keys(str(shop.approval))

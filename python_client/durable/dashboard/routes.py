@@ -77,6 +77,7 @@ class Pages:
                     statuses=STATUSES,
                     problem=f"not a task id: {wanted}",
                     next_page=None,
+                    first_page=False,
                 )
             return RedirectResponse(f"/tasks/{task_id}", status_code=303)
         filters = {k: params[k].strip() for k in FILTERS if params.get(k, "").strip()}
@@ -86,7 +87,10 @@ class Pages:
         if "parent" in filters and _uuid(filters["parent"]) is None:
             problem = f"not a task id: {filters.pop('parent')}"
         before = _uuid(params.get("before", ""))
-        rows = self.reads.tasks(before=before, **filters)
+        try:
+            rows = self.reads.tasks(before=before, **filters)
+        except (DurableError, psycopg.Error) as exc:
+            rows, problem = [], str(exc)
         next_page = None
         if len(rows) == PAGE_SIZE:
             next_page = "/tasks?" + urlencode({**filters, "before": str(rows[-1].task_id)})
