@@ -37,10 +37,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(database_url: str, token: str | None = None) -> Iterator[str]:
+def serving(database_url: str, token: str | None = None, operator_url: str | None = None) -> Iterator[str]:
     """The dashboard on a free port of 127.0.0.1, in a thread; yields its base URL."""
     port = free_port()
-    app = create_app(database_url, token=token)
+    app = create_app(database_url, operator_url, token=token)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="dashboard", daemon=True)

@@ -6,15 +6,21 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 
+import psycopg
 import pytest
 from dashboard_support import Shop, browser, fill, make_worker, serving, wait_for_page
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from pyclient_support import ThreadedWorker, wait_until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -215,6 +221,45 @@ def test_actions_need_the_csrf_token(shop: Shop, db_url: str) -> None:
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 403
         assert client.get_task(shop.letter).status == "pending"
+
+
+@pytest.fixture
+def reader_url(admin_url: str, db_url: str) -> Iterator[str]:
+    """The test's database as a login role of its own granted durable_reader only."""
+    role = f"durable_dash_reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create role {} login in role durable_reader").format(sql.Identifier(role)))
+    try:
+        yield make_conninfo(admin_url, user=role)
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop role {}").format(sql.Identifier(role)))
+
+
+def post_form(base: str, path: str, fields: dict[str, str]) -> tuple[int, str]:
+    """Posts a form of the dashboard (with its CSRF token, read from a page); follows the redirect."""
+    csrf = re.search(r'name="csrf" value="([^"]+)"', get(base + "/")[1])
+    assert csrf is not None
+    data = urllib.parse.urlencode({"csrf": csrf.group(1), **fields}).encode()
+    with urllib.request.urlopen(urllib.request.Request(base + path, data=data), timeout=10) as response:
+        return response.status, response.read().decode()
+
+
+def test_a_reader_url_reads_every_page_and_only_the_operator_url_acts(
+    shop: Shop, db_url: str, reader_url: str
+) -> None:
+    pages = ["/", "/tasks", f"/tasks/{shop.order}", f"/tasks/{shop.approval}", "/workers", "/metrics"]
+    with serving(reader_url) as base, Client(db_url) as client:
+        assert [get(base + page)[0] for page in pages] == [200] * len(pages)
+        assert str(shop.order) in get(base + "/tasks")[1]
+        # the actions of a read-only dashboard are refused, and say so
+        status, html = post_form(base, f"/tasks/{shop.letter}/cancel", {})
+        assert status == 200 and 'id="error"' in html and "cancel:" in html
+        assert client.get_task(shop.letter).status == "pending"
+    with serving(reader_url, operator_url=db_url) as base, Client(db_url) as client:
+        status, html = post_form(base, f"/tasks/{shop.letter}/cancel", {})
+        assert status == 200 and 'id="done"' in html
+        assert client.get_task(shop.letter).status == "cancelled"
 
 
 def test_a_bind_off_loopback_needs_a_token(
