@@ -12,7 +12,7 @@
 --      sequence grants anything to PUBLIC or a group role; only the owner may create in
 --      the schema; the owner and the group roles cannot log in, and no group role is a
 --      member of the owner.
-select plan(301);
+select plan(306);
 
 \ir helpers/security.sql
 
@@ -74,6 +74,7 @@ insert into verbs values
     ('durable.list_tasks(text,text,text,uuid,timestamp with time zone,timestamp with time zone,text,uuid,integer)',
      '{durable_reader,durable_producer,durable_operator}'),
     ('durable.list_queues()', '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.queue_metrics(integer)', '{durable_reader,durable_producer,durable_operator}'),
     -- helpers: all four
     ('durable."current_time"()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     ('durable.max_payload_bytes()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),

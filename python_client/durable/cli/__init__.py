@@ -7,7 +7,7 @@ names the problem and the fix (``--debug`` shows the traceback). Its modules:
 * :mod:`.app`: the Typer application, global options, ``main``;
 * :mod:`.context`: the database the command uses, the client, friendly errors;
 * :mod:`.render`: tables, the task view and its event timeline;
-* :mod:`.tasks`, :mod:`.queues`, :mod:`.server`, :mod:`.run`: the commands.
+* :mod:`.tasks`, :mod:`.queues`, :mod:`.server`, :mod:`.run`, :mod:`.dashboard`: the commands.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Annotated
 import click
 import typer
 
-from . import queues, run, tasks
+from . import dashboard, queues, run, tasks
 from .context import CommandError, explain, settings
 from .server import server_app
 
@@ -65,6 +65,7 @@ tasks.register(app)
 queues.register(app)
 run.register(app)
 app.add_typer(server_app, name="server")
+dashboard.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
