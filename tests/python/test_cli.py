@@ -239,3 +239,8 @@ def test_server_status_start_stop(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 0 and "stopped" in out
     code, out, _ = run(capsys, "server", "status", "--data-dir", data)
     assert code == 3
+
+
+def test_a_usage_mistake_shows_the_usage_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "tasks", "--bogus")
+    assert code == 2 and "No such option: --bogus" in err and "Usage: durable tasks" in err

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Annotated
 
-import click
 import typer
 
 from . import dashboard, queues, run, tasks
@@ -80,15 +79,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"durable: {exc}", file=sys.stderr)
         return exc.code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("durable: aborted", file=sys.stderr)
         return 130
-    except click.ClickException as exc:
-        exc.show(file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # anything else: one line, unless --debug
+    except Exception as exc:
+        # a mistake on the command line (click's UsageError and kin, which Typer vendors
+        # in recent versions: recognised by what they offer, not by class)
+        show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            show(file=sys.stderr)
+            return code
+        # anything else: one line, unless --debug
         if settings.debug:
             raise
         print(f"durable: {explain(exc)} (--debug shows the traceback)", file=sys.stderr)
