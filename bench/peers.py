@@ -1,0 +1,670 @@
+#!/usr/bin/env python3
+"""durable beside its peers (not a test): PgQueuer and Absurd on the same server, in the same run.
+
+    python3 bench/peers.py            # creates bench/.venv-peers on first use, then runs in it
+
+The peers live in a virtualenv of the benchmark's own, never in the project's; this script
+creates it when missing and re-runs itself with its interpreter, i.e. the one-liner
+
+    python3 -m venv bench/.venv-peers && bench/.venv-peers/bin/pip install \\
+        pgqueuer==1.6.0 absurd-sdk==0.5.1 absurdctl==0.5.1 asyncpg -e .
+
+Each system gets a database of its own on the server of $DATABASE_URL (default
+postgresql://postgres@127.0.0.1:5432/postgres), created and dropped here; VACUUM ANALYZE
+and a CHECKPOINT run before each phase (autovacuum may be off). Each peer is used the way
+its documentation shows:
+
+* durable: ``Client.enqueue`` / ``Client.enqueue_many``; ``Worker`` with ``async def``
+  tasks, ``worker.durable_task`` and ``await ctx.step(...)``.
+* PgQueuer: schema by ``Queries.install()``; ``Queries.enqueue`` (scalars, or lists for a
+  batch) on asyncpg, its recommended driver; ``PgQueuer.from_asyncpg_connection``, an
+  ``async def`` entrypoint, ``run(batch_size=5, max_concurrent_tasks=10)`` (its floor is
+  twice the batch). No workflows/steps: those rows are "n/a".
+* Absurd: schema by ``absurdctl init`` (the SQL bundled in the absurdctl package, run
+  through psql), queue by ``create_queue``; ``AsyncAbsurd.spawn``, ``register_task`` with
+  ``async def`` handlers and ``await ctx.step(...)``; ``start_worker(concurrency=10)`` at
+  its default poll interval (0.25 s; it does not LISTEN). No batch spawn: "n/a".
+
+Figures (one worker process where a worker runs; every job a no-op):
+
+1. enqueue, batches of 500 (jobs/s), median of 3 runs;
+2. enqueue one by one (jobs/s), median of 3 runs;
+3. processed/s: a worker process with 10 concurrent jobs draining a backlog of N jobs,
+   timed from its first completion to its last (its start-up left out), polled at 20 ms;
+4. enqueue → start latency with an idle worker in this process: L sequential enqueues,
+   random gaps, after 10 warm-up jobs; p50/p99 ms;
+5. ms per step: 10-step no-op workflows run one after another (a one-slot worker in this
+   process; the time from the workflow's code starting to its last step returning, / 10),
+   median over W workflows; durable and Absurd;
+6. steps/s: a worker process with 10 concurrent workflows draining a backlog of 10-step
+   workflows (as 3.); durable and Absurd.
+
+And the floor: the raw drain, ``DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
+LIMIT 10) RETURNING`` on a plain table, one connection, autocommit.
+
+One run on <date>: (filled in below by hand from a run, never read by the script)
+
+RESULTS
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = ROOT / "bench" / ".venv-peers"
+PEER_PACKAGES = ["pgqueuer==1.6.0", "absurd-sdk==0.5.1", "absurdctl==0.5.1", "asyncpg"]
+SYSTEMS = ("durable", "PgQueuer", "Absurd")
+QUEUE = "bench"
+STEPS = 10
+NOOP = "noop"
+WORKFLOW = "workflow"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def ensure_venv() -> None:
+    """Runs this script in bench/.venv-peers, creating it first when missing."""
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    python = VENV / "bin" / "python"
+    if not python.exists():
+        log(f"creating {VENV} (peers: {', '.join(PEER_PACKAGES)}; durable from {ROOT})")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", *PEER_PACKAGES, "-e", str(ROOT)]
+        subprocess.run(pip, check=True)
+    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+
+
+# ------------------------------------------------------------------ databases
+
+
+def server_url() -> str:
+    return os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextlib.contextmanager
+def database(system: str) -> Iterator[str]:
+    import psycopg
+    from psycopg import sql
+
+    name = f"peers_{system.lower()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_url(), autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield urlsplit(server_url())._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(server_url(), autocommit=True) as admin:
+            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+def settle(url: str) -> None:
+    """VACUUM ANALYZE (autovacuum may be off) and a CHECKPOINT before each phase."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("vacuum analyze")
+        conn.execute("checkpoint")
+
+
+def install(system: str, url: str) -> None:
+    import psycopg
+
+    if system == "durable":
+        from durable import migrate
+
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("select durable.create_queue(%s)", (QUEUE,))
+    elif system == "PgQueuer":
+
+        async def go() -> None:
+            import asyncpg  # type: ignore[import-not-found]
+            from pgqueuer.queries import Queries  # type: ignore[import-not-found]
+
+            conn = await asyncpg.connect(url)
+            try:
+                await Queries.from_asyncpg_connection(conn).install()
+            finally:
+                await conn.close()
+
+        asyncio.run(go())
+    else:
+        absurdctl = str(Path(sys.executable).parent / "absurdctl")
+        subprocess.run([absurdctl, "init", "--database", url], check=True, capture_output=True)
+        subprocess.run([absurdctl, "create-queue", QUEUE, "--database", url], check=True, capture_output=True)
+
+
+def reset(system: str, url: str) -> None:
+    """Empties the system's queue between phases."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        if system == "durable":
+            # the events' guard refuses TRUNCATE: a scratch database, so its triggers are set aside
+            conn.execute("set session_replication_role = replica")
+            conn.execute("truncate durable.tasks, durable.events, durable.attempts cascade")
+            conn.execute("reset session_replication_role")
+        elif system == "PgQueuer":
+            conn.execute("truncate pgqueuer, pgqueuer_log, pgqueuer_statistics")
+        else:
+            for prefix in "trcew":
+                conn.execute(f'truncate absurd."{prefix}_{QUEUE}"'.encode())
+
+
+def done_count(system: str, conn: Any, total: int) -> int:
+    if system == "durable":
+        row = conn.execute(
+            "select count(*) from durable.tasks where queue = %s and status = 'completed'", (QUEUE,)
+        ).fetchone()
+        return int(row[0])
+    if system == "PgQueuer":  # a job's row is deleted when it is done
+        row = conn.execute("select count(*) from pgqueuer").fetchone()
+        return total - int(row[0])
+    row = conn.execute(
+        f"select count(*) from absurd.\"t_{QUEUE}\" where state = 'completed'".encode()
+    ).fetchone()
+    return int(row[0])
+
+
+# ------------------------------------------------------------------ enqueue
+
+
+class Enqueuer:
+    """One connection of the system's own client; ``one`` and ``batch`` enqueue no-op jobs."""
+
+    def __init__(self, system: str, url: str) -> None:
+        self.system = system
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.client: Any = None
+        self.conn: Any = None
+        if system == "durable":
+            from durable import Client
+
+            self.client = Client(url)
+        elif system == "PgQueuer":
+            import asyncpg
+            from pgqueuer.queries import Queries
+
+            self.conn = self.loop.run_until_complete(asyncpg.connect(url))
+            self.client = Queries.from_asyncpg_connection(self.conn)
+        else:
+            from absurd_sdk import AsyncAbsurd  # type: ignore[import-not-found]
+
+            self.client = AsyncAbsurd(url, queue_name=QUEUE)
+
+    def one(self, task: str, payload: dict[str, Any]) -> None:
+        if self.system == "durable":
+            self.client.enqueue(QUEUE, task, payload, durable=task == WORKFLOW)
+        elif self.system == "PgQueuer":
+            self.loop.run_until_complete(self.client.enqueue(task, json.dumps(payload).encode()))
+        else:
+            self.loop.run_until_complete(self.client.spawn(task, payload, queue=QUEUE))
+
+    def batch(self, task: str, payloads: list[dict[str, Any]]) -> bool:
+        """False when the system has no batch enqueue."""
+        if self.system == "durable":
+            from durable import TaskSpec
+
+            durable = task == WORKFLOW
+            self.client.enqueue_many(QUEUE, [TaskSpec(task, p, durable=durable) for p in payloads])
+        elif self.system == "PgQueuer":
+            self.loop.run_until_complete(
+                self.client.enqueue(
+                    [task] * len(payloads), [json.dumps(p).encode() for p in payloads], [0] * len(payloads)
+                )
+            )
+        else:
+            return False
+        return True
+
+    def backlog(self, task: str, n: int) -> None:
+        for start in range(0, n, 500):
+            payloads = [{"i": i} for i in range(start, min(n, start + 500))]
+            if not self.batch(task, payloads):
+                for p in payloads:
+                    self.one(task, p)
+
+    def close(self) -> None:
+        if self.system == "durable":
+            self.client.close()
+        elif self.system == "PgQueuer":
+            self.loop.run_until_complete(self.conn.close())
+        else:
+            self.loop.run_until_complete(self.client.close())
+        self.loop.close()
+
+
+def median_rate(runs: int, action: Callable[[], float]) -> float:
+    return statistics.median(action() for _ in range(runs))
+
+
+def bench_enqueue(system: str, url: str, n: int, batch: int, runs: int) -> tuple[float | None, float]:
+    enqueuer = Enqueuer(system, url)
+    try:
+
+        def batched() -> float | None:
+            reset(system, url)
+            settle(url)
+            started = time.perf_counter()
+            for start in range(0, n, batch):
+                if not enqueuer.batch(NOOP, [{"i": i} for i in range(start, min(n, start + batch))]):
+                    return None
+            return n / (time.perf_counter() - started)
+
+        def single() -> float:
+            reset(system, url)
+            settle(url)
+            started = time.perf_counter()
+            for i in range(n // 5):
+                enqueuer.one(NOOP, {"i": i})
+            return (n // 5) / (time.perf_counter() - started)
+
+        first = batched()
+        batched_rate = (
+            None if first is None else statistics.median([first, *(batched() or 0 for _ in range(runs - 1))])
+        )
+        return batched_rate, median_rate(runs, single)
+    finally:
+        enqueuer.close()
+
+
+# ------------------------------------------------------------------ workers
+
+
+Marks = dict[str, float]
+
+
+def worker_app(
+    system: str, url: str, concurrency: int, marks: Marks | None
+) -> tuple[Any, Callable[[], None]]:
+    """The system's worker with a no-op job and a 10-step no-op workflow: (its coroutine, stop).
+
+    With ``marks``, the no-op job records its start under key "<i>", the workflow its start
+    and its end under "<i>" and "<i>.end" (time.perf_counter, this process).
+    """
+
+    def mark(payload: Any, suffix: str = "") -> None:
+        if marks is not None:
+            marks[f"{payload['i']}{suffix}"] = time.perf_counter()
+
+    async def nothing() -> None:
+        return None
+
+    if system == "durable":
+        from durable import Worker
+
+        worker = Worker(url, QUEUE, concurrency=concurrency)
+
+        @worker.task(name=NOOP)
+        async def noop(input: dict[str, Any]) -> None:
+            mark(input)
+
+        @worker.durable_task(name=WORKFLOW)
+        async def workflow(input: dict[str, Any], ctx: Any) -> None:
+            mark(input)
+            for s in range(STEPS):
+                await ctx.step(f"s{s}", nothing)
+            mark(input, ".end")
+
+        return worker.run_async(), worker.stop
+
+    if system == "PgQueuer":
+        import asyncpg
+        from pgqueuer import PgQueuer  # type: ignore[import-not-found]
+
+        holder: dict[str, Any] = {}
+
+        async def run_pgq() -> None:
+            conn = await asyncpg.connect(url)
+            pgq = PgQueuer.from_asyncpg_connection(conn)
+            holder["pgq"] = pgq
+
+            async def noop(job: Any) -> None:
+                mark(json.loads(job.payload))
+
+            pgq.entrypoint(NOOP)(noop)
+
+            try:
+                await pgq.run(batch_size=max(1, concurrency // 2), max_concurrent_tasks=concurrency)
+            finally:
+                await conn.close()
+
+        def stop_pgq() -> None:
+            if "pgq" in holder:
+                holder["pgq"].shutdown.set()
+
+        return run_pgq(), stop_pgq
+
+    from absurd_sdk import AsyncAbsurd
+
+    app = AsyncAbsurd(url, queue_name=QUEUE)
+
+    async def absurd_noop(params: dict[str, Any], ctx: Any) -> None:
+        mark(params)
+
+    async def absurd_workflow(params: dict[str, Any], ctx: Any) -> None:
+        mark(params)
+        for s in range(STEPS):
+            await ctx.step(f"s{s}", nothing)
+        mark(params, ".end")
+
+    app.register_task(NOOP)(absurd_noop)
+    app.register_task(WORKFLOW)(absurd_workflow)
+
+    return app.start_worker(concurrency=concurrency), app.stop_worker
+
+
+class ThreadWorker:
+    """A worker in a thread of this process, on an event loop of its own."""
+
+    def __init__(self, system: str, url: str, concurrency: int) -> None:
+        self.marks: Marks = {}
+        self.loop = asyncio.new_event_loop()
+        coroutine, self._stop = worker_app(system, url, concurrency, self.marks)
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(coroutine,), daemon=True)
+        self.thread.start()
+
+    def wait(self, key: str, timeout: float = 30.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while key not in self.marks:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"job {key} did not start in {timeout:.0f} s")
+            time.sleep(0.0005)
+        return self.marks[key]
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self._stop)
+        self.thread.join(timeout=30)
+
+
+def worker_child(system: str, url: str, concurrency: int) -> None:
+    """The worker process of the drains: runs until killed."""
+    coroutine, _ = worker_app(system, url, concurrency, None)
+    asyncio.run(coroutine)
+
+
+def bench_drain(system: str, url: str, task: str, n: int, concurrency: int, timeout: float) -> float:
+    """Jobs/s of a worker process over a backlog of n, first completion to last (polled at 20 ms)."""
+    import psycopg
+
+    reset(system, url)
+    enqueuer = Enqueuer(system, url)
+    try:
+        enqueuer.backlog(task, n)
+    finally:
+        enqueuer.close()
+    settle(url)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--worker-child", system, url, str(concurrency)], stdin=subprocess.DEVNULL
+    )
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            started = time.perf_counter()
+            first: tuple[float, int] | None = None
+            while True:
+                done = done_count(system, conn, n)
+                now = time.perf_counter()
+                if first is None and done > 0:
+                    first = (now, done)
+                if done >= n:
+                    break
+                if child.poll() is not None:
+                    raise RuntimeError(f"the worker exited ({child.returncode}) after {done} of {n}")
+                if now - started > timeout:
+                    raise RuntimeError(f"only {done} of {n} done in {timeout:.0f} s")
+                time.sleep(0.02)
+            assert first is not None
+            return (n - first[1]) / (now - first[0])
+    finally:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def bench_latency(system: str, url: str, n: int) -> tuple[float, float]:
+    """p50, p99 ms from enqueue (just before the call) to the no-op job's start, idle worker."""
+    reset(system, url)
+    settle(url)
+    worker = ThreadWorker(system, url, 10)
+    enqueuer = Enqueuer(system, url)
+    latencies: list[float] = []
+    try:
+        for i in range(-10, n):  # 10 warm-up jobs first
+            time.sleep(random.uniform(0.05, 0.25))
+            sent = time.perf_counter()
+            enqueuer.one(NOOP, {"i": i})
+            started = worker.wait(str(i))
+            if i >= 0:
+                latencies.append((started - sent) * 1000)
+    finally:
+        enqueuer.close()
+        worker.stop()
+    latencies.sort()
+    return statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+
+
+def bench_step_overhead(system: str, url: str, workflows: int) -> float:
+    """ms per step: 10-step workflows one after another, a one-slot worker; median over workflows."""
+    reset(system, url)
+    settle(url)
+    worker = ThreadWorker(system, url, 1)
+    enqueuer = Enqueuer(system, url)
+    per_step: list[float] = []
+    try:
+        for i in range(-3, workflows):  # 3 warm-up workflows
+            enqueuer.one(WORKFLOW, {"i": i})
+            begun = worker.wait(str(i))
+            ended = worker.wait(f"{i}.end")
+            if i >= 0:
+                per_step.append((ended - begun) * 1000 / STEPS)
+    finally:
+        enqueuer.close()
+        worker.stop()
+    return statistics.median(per_step)
+
+
+def bench_raw_drain(url: str, n: int, limit: int) -> float:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "create table raw_jobs (id bigint generated always as identity primary key, payload jsonb)"
+        )
+        conn.execute(
+            "insert into raw_jobs (payload) select jsonb_build_object('i', g) from generate_series(1, %s) g",
+            (n,),
+        )
+        conn.execute("vacuum analyze raw_jobs")
+        conn.execute("checkpoint")
+        query = (
+            "delete from raw_jobs where id in"
+            " (select id from raw_jobs order by id for update skip locked limit %s) returning id, payload"
+        )
+        started = time.perf_counter()
+        done = 0
+        while done < n:
+            rows = conn.execute(query, (limit,), prepare=True).fetchall()
+            if not rows:
+                break
+            done += len(rows)
+        return done / (time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------ main
+
+#: figure -> (unit, higher is better)
+FIGURES: dict[str, tuple[str, bool]] = {
+    "enqueue, batches of 500 (jobs/s)": ("/s", True),
+    "enqueue, one by one (jobs/s)": ("/s", True),
+    "processed/s, 1 worker, 10 concurrent": ("/s", True),
+    "enqueue → start p50 (ms)": ("ms", False),
+    "enqueue → start p99 (ms)": ("ms", False),
+    "per step, sequential 10-step workflows (ms)": ("ms", False),
+    "steps/s, 10 concurrent workflows, 1 worker": ("/s", True),
+}
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if unit == "/s" else f"{value:.2f}"
+
+
+def ratio(figure: str, values: dict[str, float | None]) -> str:
+    """durable ÷ the best peer: over 1 is better for a rate, under 1 for a time."""
+    ours = values.get("durable")
+    higher = FIGURES[figure][1]
+    peers = [v for s, v in values.items() if s != "durable" and v is not None]
+    if ours is None or not peers:
+        return "n/a"
+    best = max(peers) if higher else min(peers)
+    return f"{ours / best:.2f}" if best else "n/a"
+
+
+def describe_machine() -> list[str]:
+    import psycopg
+
+    with psycopg.connect(server_url(), autocommit=True) as conn:
+        row = conn.execute(
+            "select version(), current_setting('fsync'), current_setting('synchronous_commit'),"
+            " current_setting('shared_buffers'), current_setting('autovacuum')"
+        ).fetchone()
+    assert row is not None
+    versions = ", ".join(
+        f"{p} {importlib.metadata.version(p)}"
+        for p in ("durable", "pgqueuer", "absurd-sdk", "absurdctl", "asyncpg", "psycopg")
+    )
+    return [
+        f"server: {row[0].split(',')[0]}; fsync={row[1]}, synchronous_commit={row[2]}, "
+        f"shared_buffers={row[3]}, autovacuum={row[4]}",
+        f"machine: {os.cpu_count()} CPUs; Python {sys.version.split()[0]}",
+        f"packages: {versions}",
+    ]
+
+
+Results = dict[str, dict[str, float | None]]
+
+
+def bench_system(
+    system: str, url: str, args: argparse.Namespace, results: Results, phase: Callable[..., Any]
+) -> None:
+    """Every figure of one system, into ``results``."""
+    enq = phase(system, "enqueue", lambda: bench_enqueue(system, url, args.enqueue, 500, args.runs))
+    if enq:
+        results["enqueue, batches of 500 (jobs/s)"][system] = enq[0]
+        results["enqueue, one by one (jobs/s)"][system] = enq[1]
+    results["processed/s, 1 worker, 10 concurrent"][system] = phase(
+        system, "drain", lambda: bench_drain(system, url, NOOP, args.jobs, 10, args.timeout)
+    )
+    lat = phase(system, "latency", lambda: bench_latency(system, url, args.latency))
+    if lat:
+        results["enqueue → start p50 (ms)"][system] = lat[0]
+        results["enqueue → start p99 (ms)"][system] = lat[1]
+    if system == "PgQueuer":  # a queue of jobs: no workflows, no steps
+        return
+    results["per step, sequential 10-step workflows (ms)"][system] = phase(
+        system, "per step", lambda: bench_step_overhead(system, url, args.sequential)
+    )
+    steps = phase(
+        system, "steps/s", lambda: bench_drain(system, url, WORKFLOW, args.workflows, 10, args.timeout)
+    )
+    results["steps/s, 10 concurrent workflows, 1 worker"][system] = None if steps is None else steps * STEPS
+
+
+def run(args: argparse.Namespace) -> int:
+    results: Results = {f: dict.fromkeys(SYSTEMS) for f in FIGURES}
+    notes: list[str] = []
+
+    def phase(system: str, name: str, action: Callable[[], Any]) -> Any:
+        log(f"== {system}: {name}")
+        started = time.perf_counter()
+        try:
+            value = action()
+        except Exception as exc:
+            notes.append(f"{system}, {name}: {type(exc).__name__}: {exc}")
+            log(f"   FAILED: {type(exc).__name__}: {exc}")
+            return None
+        log(f"   {value!r} ({time.perf_counter() - started:.1f} s)")
+        return value
+
+    for system in SYSTEMS:
+        with database(system) as url:
+            install(system, url)
+            bench_system(system, url, args, results, phase)
+    with database("raw") as url:
+        raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
+
+    lines = describe_machine()
+    lines.append(
+        f"sizes: enqueue {args.enqueue} batched / {args.enqueue // 5} single (median of {args.runs}); "
+        f"drain {args.jobs} jobs; latency {args.latency} enqueues; {args.sequential} sequential and "
+        f"{args.workflows} concurrent 10-step workflows"
+    )
+    lines += [
+        "",
+        "| figure | durable | PgQueuer | Absurd | durable ÷ best peer |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    footnote = (
+        "durable ÷ best peer: durable's figure over the best peer's; "
+        "above 1 is better for a rate (/s), below 1 for a time (ms)"
+    )
+    for figure, (unit, _) in FIGURES.items():
+        values = results[figure]
+        cells = " | ".join(fmt(values[s], unit) for s in SYSTEMS)
+        lines.append(f"| {figure} | {cells} | {ratio(figure, values)} |")
+    lines += ["", footnote]
+    processed = results["processed/s, 1 worker, 10 concurrent"]["durable"]
+    lines.append(
+        "raw drain reference (DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 10) RETURNING, "
+        f"1 connection): {fmt(raw, '/s')} rows/s; durable processed/s ÷ raw: "
+        + (f"{processed / raw:.2f}" if raw and processed else "n/a")
+    )
+    lines += [f"note: {n}" for n in notes]
+    log("\n" + "\n".join(lines))
+    return 1 if notes else 0
+
+
+def main() -> int:
+    if len(sys.argv) == 5 and sys.argv[1] == "--worker-child":
+        worker_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+        return 0
+    ensure_venv()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--enqueue", type=int, default=5000, help="jobs per batched enqueue run (single: a fifth)"
+    )
+    parser.add_argument("--runs", type=int, default=3, help="runs of the enqueue figures (median)")
+    parser.add_argument("--jobs", type=int, default=10000, help="backlog of the drains")
+    parser.add_argument("--latency", type=int, default=100, help="sequential enqueues of the latency figure")
+    parser.add_argument("--sequential", type=int, default=30, help="sequential 10-step workflows")
+    parser.add_argument("--workflows", type=int, default=300, help="10-step workflows of the steps/s drain")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for a drain")
+    return run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
