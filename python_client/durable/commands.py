@@ -222,6 +222,12 @@ def get_task(task_id: uuid.UUID | str) -> Command[TaskInfo]:
     return Command("select durable.get_task(%s::uuid)", (str(task_id),), _task_info(task_id))
 
 
+def task_json(task_id: uuid.UUID | str) -> Command[dict[str, Any] | None]:
+    """``durable.get_task`` as the JSON object it returns, every key included (None: no such
+    task): what the command line and the dashboard show."""
+    return Command("select durable.get_task(%s::uuid)", (str(task_id),), scalar)
+
+
 def cancel(task_id: uuid.UUID | str, reason: str | None = None) -> Command[bool]:
     """Cancel an unfinished task; False when it was already cancelled."""
     return Command(

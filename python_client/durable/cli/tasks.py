@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from ..commands import Command
+from .. import commands
 from ..task_info import FINISHED_STATUSES
 from . import render
 from .context import client, fail, friendly_errors
@@ -27,11 +27,6 @@ def task_id(value: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         fail(f"{value!r} is not a task id (a uuid such as 01a24e2a-ac1b-7c10-8aac-6c71d3b2dfe1)", 2)
-
-
-def _raw_task(task: uuid.UUID) -> Command[dict[str, Any] | None]:
-    """durable.get_task as the JSON object it returns (every key, new ones included)."""
-    return Command("select durable.get_task(%s::uuid)", (task,), lambda rows: rows[0][0] if rows else None)
 
 
 def list_tasks(
@@ -80,7 +75,7 @@ def show(task: Annotated[str, typer.Argument(metavar="ID")], as_json: JsonOption
     """A task's state, what it waits for, its attempts, children and event log."""
     tid = task_id(task)
     with friendly_errors(), client() as c:
-        info = c.run(_raw_task(tid))
+        info = c.run(commands.task_json(tid))
         if info is None:
             fail(f"no task {tid}: `durable tasks` lists the tasks")
         events = c.history(tid) if info.get("durable") else []

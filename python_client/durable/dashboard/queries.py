@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from durable import Client
+from durable import Client, commands
 from durable.commands import Command, TaskRow
 
 PAGE_SIZE = 50
@@ -45,11 +45,6 @@ def queue_metrics(window_minutes: int = 15) -> Command[list[QueueMetrics]]:
     )
 
 
-def raw_task(task_id: uuid.UUID) -> Command[dict[str, Any] | None]:
-    """``durable.get_task`` as the JSON object it returns (None: no such task)."""
-    return Command("select durable.get_task(%s)", (task_id,), lambda rows: rows[0][0] if rows else None)
-
-
 @dataclass(slots=True)
 class Node:
     """A task of a tree of children, with its own children (up to TREE_DEPTH levels)."""
@@ -84,7 +79,7 @@ class Reads:
         return self.client.run(queue_metrics(window_minutes))
 
     def task(self, task_id: uuid.UUID) -> dict[str, Any] | None:
-        return self.client.run(raw_task(task_id))
+        return self.client.run(commands.task_json(task_id))
 
     def tasks(self, **filters: Any) -> list[TaskRow]:
         return self.client.list_tasks(limit=PAGE_SIZE, **filters)
