@@ -300,7 +300,7 @@ def _trivial(plan: str) -> bool:
     return len(nodes) == 1 and nodes[0].lstrip().startswith("Result ") and "Buffers:" not in plan
 
 
-def claim_plans(url: str, queue: str, max_tasks: int) -> list[str]:
+def claim_plans(url: str, queue: str, max_tasks: int, task_names: list[str] | None = None) -> list[str]:
     """EXPLAIN (ANALYZE, BUFFERS) of each statement one durable.claim runs, via auto_explain.
 
     A warm-up claim runs first (caches, the function's cached plans); both are rolled back.
@@ -313,8 +313,8 @@ def claim_plans(url: str, queue: str, max_tasks: int) -> list[str]:
         except psycopg.Error as exc:
             conn.rollback()
             return [f"(auto_explain is not available: {exc}; no plans)"]
-        call = "select count(*) from durable.claim(%s, 'bench-explain', %s)"
-        conn.execute(call, (queue, max_tasks))
+        call = "select count(*) from durable.claim(%s, 'bench-explain', %s, 30, %s)"
+        conn.execute(call, (queue, max_tasks, task_names))
         conn.rollback()
         for setting, value in [
             ("auto_explain.log_min_duration", "0"),
@@ -330,7 +330,7 @@ def claim_plans(url: str, queue: str, max_tasks: int) -> list[str]:
             )
         messages.clear()
         started = time.perf_counter()
-        row = conn.execute(call, (queue, max_tasks)).fetchone()
+        row = conn.execute(call, (queue, max_tasks, task_names)).fetchone()
         seconds = time.perf_counter() - started
         conn.rollback()
     # every statement's plan, less the trivial ones (a bare Result: expressions, constants)

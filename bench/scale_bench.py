@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Scale benchmark (not a test): is the claim and read side flat in the queue's depth? (issue 16)
+
+Prints, from one run on one server, in a scratch database of its own:
+
+1. processed/s of one worker (``durable.worker.Worker``, K slots) over N no-op tasks, without
+   and then with a transaction left open in another session (REPEATABLE READ, a snapshot
+   taken: it pins the xmin horizon, so no dead row version can be removed), alternated
+   twice; target: pinned ≥ 0.8× unpinned.
+2. The latency of one ``durable.claim`` (one task, rolled back, median of C calls) on a
+   queue whose ready tasks are SMALL, then DEPTH: most of them of another task name
+   ("backlog", with an older run_at, so ahead of the others in the claim order). Three
+   claims each: no name filter, the names a worker passes (["target", "extra"]: both behind
+   the backlog), one name (["target"]). Then the same at SMALL with 20,000 sleeping tasks
+   (durable.sleep) and 20,000 delayed ones (run_at a day ahead) added. Targets: DEPTH ≤ 1.5×
+   SMALL, sleepers ≤ 1.2×.
+3. ``queue_stats`` and ``limit_usage`` of a queue of 1,000 tasks, before and after the other
+   queue grew to DEPTH.
+4. The EXPLAIN (ANALYZE, BUFFERS) of every statement a name-filtered claim runs at DEPTH
+   (auto_explain).
+
+Loading: SMALL tasks and the sleepers go through the one way of creating tasks
+(``enqueue_many``); the DEPTH backlog is a direct INSERT ... SELECT generate_series into
+durable.tasks (enqueue_many makes ~13,000 tasks/s here: 6 minutes for 5,000,000) of rows
+shaped as enqueue_many would make them (pending, the queue's defaults). Each load ends with
+VACUUM ANALYZE, as autovacuum would have by then (it may be off on the server).
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/scale_bench.py
+    python bench/scale_bench.py --depth 1000000 --processed 20000      # a quicker run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from queue_bench import bench_worker, claim_plans, log, server, settle
+
+from durable.migrate import migrate
+
+CLAIMS = "scale_claims"
+STATS = "scale_stats"
+WORKER_NAMES = ["target", "extra"]
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    name = f"durable_scale16_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+# ------------------------------------------------------------------ processed/s, pinned or not
+
+
+@contextlib.contextmanager
+def pinned_horizon(url: str) -> Iterator[None]:
+    """A transaction open in another session, holding a snapshot: the xmin horizon stays put."""
+    with psycopg.connect(url) as conn:
+        conn.execute("set transaction isolation level repeatable read")
+        conn.execute("select count(*) from durable.queues")
+        conn.execute("select pg_current_xact_id()")
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+def processed(url: str, n: int, slots: int, rounds: int) -> list[tuple[str, float]]:
+    runs: list[tuple[str, float]] = []
+    for i in range(rounds):
+        for pinned in (False, True):
+            queue = f"scale_work_{i}_{'pinned' if pinned else 'free'}"
+            settle(url)
+            with pinned_horizon(url) if pinned else contextlib.nullcontext():
+                per_second, _ = bench_worker(url, queue, n, slots, "sync", timeout=3600)
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("vacuum durable.tasks")
+            label = "pinned" if pinned else "free"
+            log(f"   round {i + 1}, {label}: {per_second:,.0f} processed/s")
+            runs.append((label, per_second))
+    return runs
+
+
+# ------------------------------------------------------------------ loading
+
+
+def enqueue(conn: psycopg.Connection[Any], queue: str, name: str, count: int, options: str) -> None:
+    for first in range(1, count + 1, 10_000):
+        conn.execute(
+            """
+            select count(*) from durable.enqueue_many(
+                %s,
+                (select jsonb_agg(jsonb_build_object(
+                            'task_name', %s::text, 'input', jsonb_build_object('i', g.i),
+                            'options', %s::jsonb))
+                 from generate_series(%s::integer, %s::integer) as g (i))
+            )
+            """,
+            (queue, name, options, first, min(first + 9_999, count)),
+        )
+
+
+def bulk_backlog(conn: psycopg.Connection[Any], queue: str, count: int) -> float:
+    """``count`` pending 'backlog' tasks, straight into durable.tasks, shaped like enqueue_many's."""
+    started = time.perf_counter()
+    for first in range(0, count, 500_000):
+        conn.execute(
+            """
+            with model as (
+                select r.* from unnest(array[durable._task_row(
+                    durable._queue(%(queue)s), 'backlog', '{}'::jsonb,
+                    jsonb_build_object('run_at', '2020-01-01T00:00:00Z'), durable.current_time())]) as r
+            )
+            insert into durable.tasks (
+                task_id, queue, task_name, input, status, priority, run_at, max_attempts,
+                max_lost_leases, backoff, timeout_seconds, created_at, durable
+            )
+            select durable.uuidv7(), %(queue)s, m.task_name, jsonb_build_object('i', g.i), 'pending',
+                   m.priority, m.run_at + make_interval(secs => g.i / 1000.0), m.max_attempts,
+                   m.max_lost_leases, m.backoff, m.timeout_seconds, m.created_at, m.durable
+            from model m cross join generate_series(%(first)s::integer, %(last)s::integer) as g (i)
+            """,
+            {"queue": queue, "first": first + 1, "last": min(first + 500_000, count)},
+        )
+    conn.execute("vacuum analyze durable.tasks")
+    return time.perf_counter() - started
+
+
+def add_sleepers(conn: psycopg.Connection[Any], queue: str, count: int) -> None:
+    """``count`` durable tasks claimed and put to sleep for a day, and ``count`` delayed a day."""
+    enqueue(conn, queue, "sleeper", count, '{"durable": true, "run_at": "2019-01-01T00:00:00Z"}')
+    for _ in range(0, count, 1000):
+        conn.execute(
+            """
+            select count(durable.sleep(c.task_id, c.lease_token, 1, 'nap', 86400))
+            from durable.claim(%s, 'scale-loader', 1000, 60, array['sleeper']) as c
+            """,
+            (queue,),
+        )
+    enqueue(conn, queue, "delayed", count, '{"delay": 86400}')
+    conn.execute("vacuum analyze durable.tasks")
+
+
+# ------------------------------------------------------------------ timings
+
+
+def timed(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...], calls: int) -> float:
+    """Median milliseconds of ``query`` (rolled back after each call), after 5 warm-up calls."""
+    samples: list[float] = []
+    for i in range(calls + 5):
+        started = time.perf_counter()
+        conn.execute(query, params, prepare=True).fetchall()
+        elapsed = time.perf_counter() - started
+        conn.rollback()
+        if i >= 5:
+            samples.append(elapsed * 1000)
+    return statistics.median(samples)
+
+
+CLAIM_KINDS: list[tuple[str, list[str] | None]] = [
+    ("no name filter", None),
+    ("names " + "+".join(WORKER_NAMES), WORKER_NAMES),
+    ("name target", ["target"]),
+]
+
+
+def claim_latencies(url: str, calls: int) -> dict[str, float]:
+    with psycopg.connect(url) as conn:
+        return {
+            kind: timed(
+                conn,
+                "select task_id from durable.claim(%s, 'scale-bench', 1, 30, %s)",
+                (CLAIMS, names),
+                calls,
+            )
+            for kind, names in CLAIM_KINDS
+        }
+
+
+def read_latencies(url: str, calls: int) -> dict[str, float]:
+    with psycopg.connect(url) as conn:
+        return {
+            verb: timed(conn, f"select * from durable.{verb}(%s)", (STATS,), calls)
+            for verb in ("queue_stats", "limit_usage")
+        }
+
+
+def pending(conn: psycopg.Connection[Any], queue: str) -> int:
+    row = conn.execute(
+        "select count(*) from durable.tasks where queue = %s and status = 'pending'", (queue,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def table(title: str, columns: list[str], rows: dict[str, list[float]]) -> None:
+    log(f"\n{title}")
+    log("  " + " " * 26 + "".join(f"{c:>14s}" for c in columns))
+    for label, values in rows.items():
+        log(f"  {label:26s}" + "".join(f"{v:14.3f}" for v in values))
+
+
+def run(args: argparse.Namespace) -> int:
+    with server(args.url) as server_url, scratch_database(server_url) as url:
+        migrate(url)
+        log(f"scratch database ready; depth {args.depth:,}, processed over {args.processed:,} tasks")
+
+        runs = processed(url, args.processed, args.slots, args.rounds) if args.processed else []
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("select durable.create_queue(%s)", (CLAIMS,))
+            conn.execute(
+                "select durable.create_queue(%s, '{\"concurrency_limit\": 50, \"concurrency_key_limit\": 5}')",
+                (STATS,),
+            )
+            # SMALL ready tasks: the backlog first (older run_at), then the worker's names
+            behind = 1000
+            enqueue(conn, CLAIMS, "backlog", args.small - behind, '{"run_at": "2020-06-01T00:00:00Z"}')
+            for name in WORKER_NAMES:
+                enqueue(conn, CLAIMS, name, behind // len(WORKER_NAMES), "{}")
+            enqueue(conn, STATS, "stat", 1000, '{"concurrency_key": "k1"}')
+            conn.execute("select count(*) from durable.claim(%s, 'scale-stats', 20)", (STATS,))
+            conn.execute("vacuum analyze durable.tasks")
+            small_queued = pending(conn, CLAIMS)
+
+        settle(url)
+        small = claim_latencies(url, args.calls)
+        reads_small = read_latencies(url, args.calls)
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            add_sleepers(conn, CLAIMS, args.sleepers)
+        settle(url)
+        sleepers = claim_latencies(url, args.calls)
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            seconds = bulk_backlog(conn, CLAIMS, args.depth - small_queued - args.sleepers)
+            deep_queued = pending(conn, CLAIMS)
+            log(f"loaded the backlog in {seconds:.0f} s: {deep_queued:,} pending in {CLAIMS}")
+        settle(url)
+        deep = claim_latencies(url, args.calls)
+        reads_deep = read_latencies(url, args.calls)
+        plans = claim_plans(url, CLAIMS, 1, WORKER_NAMES)
+
+        if runs:
+            log(f"\nprocessed/s, one worker with {args.slots} slots, {args.processed:,} no-op tasks a phase")
+            for label, value in runs:
+                log(f"  {label:8s} {value:10,.0f}")
+            free = statistics.mean(v for label, v in runs if label == "free")
+            pinned = statistics.mean(v for label, v in runs if label == "pinned")
+            log(f"  pinned / free: {pinned / free:.2f}x (target >= 0.8)")
+        table(
+            f"claim latency, ms (median of {args.calls}; one task, rolled back)",
+            [f"{small_queued:,}", f"+{args.sleepers:,}x2", f"{deep_queued:,}", "deep/small", "sleep/small"],
+            {
+                kind: [small[kind], sleepers[kind], deep[kind], deep[kind] / small[kind], sleepers[kind] / small[kind]]
+                for kind, _ in CLAIM_KINDS
+            },
+        )
+        table(
+            f"reads of a queue of 1,000 tasks, ms (median of {args.calls})",
+            ["other small", "other deep", "deep/small"],
+            {verb: [reads_small[verb], reads_deep[verb], reads_deep[verb] / reads_small[verb]] for verb in reads_small},
+        )
+        log(f"\nplans of a claim with names {WORKER_NAMES} at {deep_queued:,} pending:")
+        for plan in plans:
+            log(plan)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="server URL (default: $DURABLE_DATABASE_URL or $DATABASE_URL, else embedded)")
+    parser.add_argument("--depth", type=int, default=5_000_000, help="ready tasks of the deep queue")
+    parser.add_argument("--small", type=int, default=10_000, help="ready tasks of the shallow queue")
+    parser.add_argument("--sleepers", type=int, default=20_000, help="sleeping (and as many delayed) tasks")
+    parser.add_argument("--processed", type=int, default=100_000, help="tasks per processed/s phase (0: skip)")
+    parser.add_argument("--rounds", type=int, default=2, help="free/pinned rounds of processed/s")
+    parser.add_argument("--slots", type=int, default=16, help="the worker's slots")
+    parser.add_argument("--calls", type=int, default=100, help="timed calls per latency")
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
