@@ -2,7 +2,10 @@
 --
 -- The claim is one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED of the queue's ready
 -- tasks in claim order (priority desc, fair_tag, run_at, enqueue order; fair_tag is 0
--- outside round_robin queues), served by the partial index tasks_claim_idx. A queue with
+-- outside round_robin queues), served by the partial index tasks_claim_idx; a claim for
+-- some task names reads, for each name, that name's first ready tasks from
+-- tasks_claim_name_idx (the same order within a name) and keeps the best of them, so
+-- another name's backlog is never read (migrations/0016_claim_by_name.sql). A queue with
 -- concurrency or rate limits has its tasks picked by durable._claim_admit instead, under
 -- the queue's lock (see limits.sql). Two claimers never take the same task: each skips
 -- the rows the other has locked, and a row it does lock is re-checked (still pending)
@@ -303,7 +306,8 @@ as $$
 declare
     v_now timestamptz;
     v_queue durable.queues;
-    v_admitted uuid[];
+    -- the tasks this claim starts, locked (by the admission of a limited queue, or below)
+    v_chosen uuid[];
 begin
     v_queue := durable._queue(p_queue);
     perform durable._require(p_queue, array['worker'], 'claim tasks');
@@ -344,54 +348,81 @@ begin
     end if;
     if durable._has_limits(v_queue.options) then
         -- concurrency or rate limits: the admission picks and locks, under the queue's lock
-        select a.task_ids, a.claimed_at into v_admitted, v_now
+        select a.task_ids, a.claimed_at into v_chosen, v_now
         from durable._claim_admit(v_queue, p_max_tasks, p_task_names) as a;
     else
         v_now := durable.current_time();
     end if;
 
+    if v_chosen is null and p_task_names is null then
+        v_chosen := array(
+            select k.task_id
+            from durable.tasks k
+            where k.queue = p_queue
+              and k.status = 'pending'
+              and k.run_at <= v_now
+              and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > v_now)
+            order by k.priority desc, k.fair_tag, k.run_at, k.seq
+            limit p_max_tasks
+            for update skip locked
+        );
+    elsif v_chosen is null then
+        -- only some names: the first ready tasks of each name (tasks_claim_name_idx), locked
+        -- without waiting, then the best of them in claim order. Other names' backlogs are
+        -- never read. A name's rows locked but not among the best stay pending; they are
+        -- released at commit (meanwhile other claims skip them).
+        v_chosen := array(
+            select c.task_id
+            from (select distinct n.name from unnest(p_task_names) as n (name)) as names
+            cross join lateral (
+                select k.task_id, k.priority, k.fair_tag, k.run_at, k.seq
+                from durable.tasks k
+                where k.queue = p_queue
+                  and k.task_name = names.name
+                  and k.status = 'pending'
+                  and k.run_at <= v_now
+                  and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > v_now)
+                order by k.priority desc, k.fair_tag, k.run_at, k.seq
+                limit p_max_tasks
+                for update skip locked
+            ) as c
+            order by c.priority desc, c.fair_tag, c.run_at, c.seq
+            limit p_max_tasks
+        );
+    end if;
+
+    -- the chosen tasks, locked, found by primary key (a generic plan of a join with them
+    -- could scan the table), returned in claim order
     return query
-    with picked as (
-        select k.task_id
-        from durable.tasks k
-        where v_admitted is null
-          and k.queue = p_queue
-          and k.status = 'pending'
-          and k.run_at <= v_now
-          and (p_task_names is null or k.task_name = any(p_task_names))
-          and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > v_now)
-        order by k.priority desc, k.fair_tag, k.run_at, k.seq
-        limit p_max_tasks
-        for update skip locked
-    ),
-    chosen as (
-        select picked.task_id from picked
-        union all
-        select a.task_id from unnest(v_admitted) as a (task_id)
+    with started as (
+        update durable.tasks t
+        set status = 'running',
+            attempt = t.attempt + 1,
+            replayed_to = 0,
+            worker = p_worker,
+            lease_token = gen_random_uuid(),
+            lease_seconds = p_lease_seconds,
+            started_at = v_now,
+            attempt_deadline = v_now + make_interval(secs => t.timeout_seconds),
+            lease_expires_at = least(
+                v_now + make_interval(secs => p_lease_seconds),
+                v_now + make_interval(secs => t.timeout_seconds)
+            )
+        where t.task_id = any(v_chosen)
+        returning t.task_id, t.task_name, t.input, t.attempt, t.lease_token, t.lease_expires_at, t.durable,
+            case when t.durable then durable._history(t.task_id, t.generation) end as history,
+            t.trace_context
     )
-    update durable.tasks t
-    set status = 'running',
-        attempt = t.attempt + 1,
-        replayed_to = 0,
-        worker = p_worker,
-        lease_token = gen_random_uuid(),
-        lease_seconds = p_lease_seconds,
-        started_at = v_now,
-        attempt_deadline = v_now + make_interval(secs => t.timeout_seconds),
-        lease_expires_at = least(
-            v_now + make_interval(secs => p_lease_seconds),
-            v_now + make_interval(secs => t.timeout_seconds)
-        )
-    from chosen
-    where t.task_id = chosen.task_id
-    returning t.task_id, t.task_name, t.input, t.attempt, t.lease_token, t.lease_expires_at, t.durable,
-        case when t.durable then durable._history(t.task_id, t.generation) end,
-        t.trace_context;
+    select s.task_id, s.task_name, s.input, s.attempt, s.lease_token, s.lease_expires_at, s.durable,
+           s.history, s.trace_context
+    from started s
+    join unnest(v_chosen) with ordinality as o (task_id, ord) on o.task_id = s.task_id
+    order by o.ord;
 end;
 $$;
 
 comment on function durable.claim(text, text, integer, integer, text[]) is
-'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint); trace_context is the W3C trace context stored by its enqueue or spawn (null when none). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
+'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each, in that order, with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint); trace_context is the W3C trace context stored by its enqueue or spawn (null when none). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
 
 create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
 returns timestamptz

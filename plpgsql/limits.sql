@@ -599,12 +599,17 @@ $$;
 comment on function durable._limits_changed(text, jsonb) is
 'Internal: called by create_queue with the queue''s new options. When the queue is no longer round_robin, resets the fair_tag of its unfinished tasks to 0 and forgets its round_robin state, so that they keep their FIFO place.';
 
+-- Every count is read from the partial index of its status (tasks_lease_idx,
+-- tasks_claim_idx, tasks_concurrency_key_idx), within the queue: other queues' tasks are
+-- never read. Each call is planned with its queue (force_custom_plan): a generic plan,
+-- made for an average queue, could scan the table for a small one.
 create or replace function durable.limit_usage(p_queue text)
 returns table (concurrency_key text, running bigint, pending bigint, recent_starts bigint)
 language plpgsql
 stable
 security definer
 set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 begin
     perform durable._queue(p_queue);
@@ -629,11 +634,9 @@ begin
         group by ls.concurrency_key
     )
     select null::text,
-           count(*) filter (where k.status = 'running'),
-           count(*) filter (where k.status = 'pending'),
+           (select count(*) from durable.tasks k where k.queue = p_queue and k.status = 'running'),
+           (select count(*) from durable.tasks k where k.queue = p_queue and k.status = 'pending'),
            (select coalesce(sum(s.n), 0)::bigint from starts s)
-    from q
-    left join durable.tasks k on k.queue = q.queue and k.status in ('pending', 'running')
     union all
     select coalesce(kd.concurrency_key, s.concurrency_key), coalesce(kd.running, 0), coalesce(kd.pending, 0),
            coalesce(s.n, 0)

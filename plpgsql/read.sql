@@ -145,12 +145,16 @@ $$;
 comment on function durable.get_task(uuid) is
 'The task as one JSON object: status, attempt counters, restarts, options, output or error, timestamps, and "attempts", the history of its ended attempts (worker, start, end, outcome, error) in order. "next_run_at" is when it may run next: run_at for a pending task, the wake time of a sleeping one, the timeout of a waiting one (null: none, or a task that is running or finished). "waiting_for" says what a parked task waits for: {"kind": "sleep", "until"}, {"kind": "event", "key", "timeout_at"} or {"kind": "children", "children": [ids of the children it waits for that have not ended], "timeout_at": null}; null when it is neither sleeping nor waiting. "children" lists its child tasks ({"task_id", "queue", "task_name", "status"}), oldest first, the first 1000 only (durable.list_tasks(p_parent => ...) pages through them all). Never a lease token. NULL when there is no such task. Errors: 42501 (the caller may not read the task''s queue).';
 
+-- Reads the queue's own tasks only (an index starting with the queue), never the other
+-- queues': each call is planned with its queue (force_custom_plan), as a generic plan, made
+-- for an average queue, could scan the whole table for a small one.
 create or replace function durable.queue_stats(p_queue text)
 returns table (status text, tasks bigint, oldest timestamptz)
 language plpgsql
 stable
 security definer
 set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_custom_plan
 as $$
 begin
     perform durable._require(p_queue, durable._readers(), 'read statistics');
