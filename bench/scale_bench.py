@@ -6,14 +6,14 @@ Prints, from one run on one server, in a scratch database of its own:
 1. processed/s of one worker (``durable.worker.Worker``, K slots) over N no-op tasks, without
    and then with a transaction left open in another session (REPEATABLE READ, a snapshot
    taken: it pins the xmin horizon, so no dead row version can be removed), alternated
-   twice; target: pinned ≥ 0.8× unpinned.
+   twice; target: pinned ≥ 0.8x unpinned.
 2. The latency of one ``durable.claim`` (one task, rolled back, median of C calls) on a
    queue whose ready tasks are SMALL, then DEPTH: most of them of another task name
    ("backlog", with an older run_at, so ahead of the others in the claim order). Three
    claims each: no name filter, the names a worker passes (["target", "extra"]: both behind
    the backlog), one name (["target"]). Then the same at SMALL with 20,000 sleeping tasks
-   (durable.sleep) and 20,000 delayed ones (run_at a day ahead) added. Targets: DEPTH ≤ 1.5×
-   SMALL, sleepers ≤ 1.2×.
+   (durable.sleep) and 20,000 delayed ones (run_at a day ahead) added. Targets: DEPTH ≤ 1.5x
+   SMALL, sleepers ≤ 1.2x.
 3. ``queue_stats`` and ``limit_usage`` of a queue of 1,000 tasks, before and after the other
    queue grew to DEPTH.
 4. The EXPLAIN (ANALYZE, BUFFERS) of every statement a name-filtered claim runs at DEPTH
@@ -46,9 +46,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from queue_bench import bench_worker, claim_plans, log, server, settle
-
 from durable.migrate import migrate
+from queue_bench import bench_worker, claim_plans, log, server, settle
 
 CLAIMS = "scale_claims"
 STATS = "scale_stats"
@@ -227,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("select durable.create_queue(%s)", (CLAIMS,))
             conn.execute(
-                "select durable.create_queue(%s, '{\"concurrency_limit\": 50, \"concurrency_key_limit\": 5}')",
+                'select durable.create_queue(%s, \'{"concurrency_limit": 50, "concurrency_key_limit": 5}\')',
                 (STATS,),
             )
             # SMALL ready tasks: the backlog first (older run_at), then the worker's names
@@ -269,14 +268,23 @@ def run(args: argparse.Namespace) -> int:
             f"claim latency, ms (median of {args.calls}; one task, rolled back)",
             [f"{small_queued:,}", f"+{args.sleepers:,}x2", f"{deep_queued:,}", "deep/small", "sleep/small"],
             {
-                kind: [small[kind], sleepers[kind], deep[kind], deep[kind] / small[kind], sleepers[kind] / small[kind]]
+                kind: [
+                    small[kind],
+                    sleepers[kind],
+                    deep[kind],
+                    deep[kind] / small[kind],
+                    sleepers[kind] / small[kind],
+                ]
                 for kind, _ in CLAIM_KINDS
             },
         )
         table(
             f"reads of a queue of 1,000 tasks, ms (median of {args.calls})",
             ["other small", "other deep", "deep/small"],
-            {verb: [reads_small[verb], reads_deep[verb], reads_deep[verb] / reads_small[verb]] for verb in reads_small},
+            {
+                verb: [reads_small[verb], reads_deep[verb], reads_deep[verb] / reads_small[verb]]
+                for verb in reads_small
+            },
         )
         log(f"\nplans of a claim with names {WORKER_NAMES} at {deep_queued:,} pending:")
         for plan in plans:
@@ -285,12 +293,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", help="server URL (default: $DURABLE_DATABASE_URL or $DATABASE_URL, else embedded)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--url", help="server URL (default: $DURABLE_DATABASE_URL or $DATABASE_URL, else embedded)"
+    )
     parser.add_argument("--depth", type=int, default=5_000_000, help="ready tasks of the deep queue")
     parser.add_argument("--small", type=int, default=10_000, help="ready tasks of the shallow queue")
     parser.add_argument("--sleepers", type=int, default=20_000, help="sleeping (and as many delayed) tasks")
-    parser.add_argument("--processed", type=int, default=100_000, help="tasks per processed/s phase (0: skip)")
+    parser.add_argument(
+        "--processed", type=int, default=100_000, help="tasks per processed/s phase (0: skip)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="free/pinned rounds of processed/s")
     parser.add_argument("--slots", type=int, default=16, help="the worker's slots")
     parser.add_argument("--calls", type=int, default=100, help="timed calls per latency")
