@@ -375,6 +375,10 @@ class Worker:
         """The names of the registered task functions."""
         return sorted(self._functions)
 
+    def task_function(self, name: str) -> TaskFunction | None:
+        """The task function registered under ``name``, if any."""
+        return self._functions.get(name)
+
     # -- running and stopping ------------------------------------------------------------
 
     def run(self) -> None:
