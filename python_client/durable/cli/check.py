@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -120,7 +121,7 @@ def check(
                 "checked": len(verdicts),
                 "problems": len(problems),
                 "unknown_task_names": unknown,
-                "tasks": verdicts,
+                "tasks": [asdict(v) for v in verdicts],
             }
         )
     else:
