@@ -89,6 +89,15 @@ CHANGES: dict[str, list[tuple[str, str]]] = {
     "renamed": [('ctx.step("fetch", lambda: n)', 'ctx.step("fetch_order", lambda: n)')],
     "spawn_input": [('ctx.spawn("child", {"n": n})', 'ctx.spawn("child", {"n": n, "rush": True})')],
     "sleep": [('ctx.sleep(3600, name="nap")', 'ctx.sleep(3600, name="doze")')],
+    # the good one with the id of its first patch changed (a mistake once it is deployed)
+    "patch_renamed": [
+        (
+            '        await ctx.step("fetch", lambda: n)\n',
+            '        await ctx.step("fetch", lambda: n)\n'
+            '        if await ctx.patched("audit-2"):\n'
+            '            await ctx.step("audit", lambda: "audited")\n',
+        )
+    ],
     # a step added without a patch, after the recorded history: nothing recorded changes
     "appended": [
         (
@@ -268,3 +277,10 @@ def test_durable_patch_usage(
     assert main(["--database-url", reader_url, "patch-usage", "audit", "--queue", "deploy"]) == 0
     out = capsys.readouterr().out
     assert "1 unfinished histories may take the old branch" in out and "keep the call" in out
+
+    # the new order's marker, met by code whose patch id changed: the check fails there
+    code, report = check(capsys, reader_url, f"{modules['patch_renamed']}:worker", "--json")
+    assert code == 1
+    [bad] = [t for t in report["tasks"] if t["outcome"] == "nondeterminism"]
+    assert bad["task_id"] == str(fresh) and bad["mismatch"]["seq"] == 2
+    assert 'recorded patch "audit", the code did patch "audit-2"' in bad["mismatch"]["message"]
