@@ -160,9 +160,8 @@ def verdict(
     mismatch = answer.get("nondeterminism")
     if mismatch is not None:
         found = dict(mismatch)
-        return Verdict(
-            task.task_id, task.task_name, task.status, "nondeterminism", len(presented), recorded, found
-        )
+        checked = int(found.get("seq") or 1) - 1  # the calls before the mismatch
+        return Verdict(task.task_id, task.task_name, task.status, "nondeterminism", checked, recorded, found)
     checked = int(answer.get("checked", len(presented)))
     if isinstance(raised, TimeoutError):
         return Verdict(
