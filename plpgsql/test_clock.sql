@@ -12,7 +12,9 @@
 -- * durable.skip_test_clock() moves it to the earliest time a task of the database is
 --   due (a sleeper's wake-up, an event wait's timeout, a delayed or retried task's run
 --   time), but only when no task could run now (none running, none pending and due):
---   the harness calls it while it waits, so durable time between steps passes at once.
+--   the harness calls it while it waits, so durable time between steps passes at once;
+-- * durable.test_clock() reads it: the time, how many tasks could run now, and when the
+--   next one is due.
 --
 -- The time skipped is time no process lived through: the leases and attempt deadlines of
 -- running tasks and the last heartbeats of live registered workers move forward with the
@@ -120,6 +122,30 @@ $$;
 comment on function durable.advance_test_clock(double precision) is
 'In a test database (durable.settings.test_clock): moves the shared test clock (durable.fake_now = ''shared'') forward by p_seconds (0 to 100 years); the leases and attempt deadlines of running tasks and the heartbeats of live workers move with it; the queues with a task due then are notified. Returns the new time. Errors: DU001, DU055 (not a test database), 42501.';
 
+-- How many tasks could run at p_now (running, or pending and due), and the earliest time
+-- a task not due yet comes due (a pending task's run time, a sleeper's wake-up, an
+-- event wait's timeout).
+create or replace function durable._test_clock_due(p_now timestamptz, out runnable integer, out next_due timestamptz)
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    select count(*)::integer into runnable
+    from durable.tasks k
+    where k.status = 'running' or (k.status = 'pending' and k.run_at <= p_now);
+    select min(d.at) into next_due
+    from (
+        select min(k.run_at) as at from durable.tasks k where k.status = 'pending'
+        union all
+        select min(k.wake_at) from durable.tasks k where k.status in ('sleeping', 'waiting')
+    ) as d;
+end;
+$$;
+
+comment on function durable._test_clock_due(timestamptz) is
+'Internal: how many tasks could run at p_now (running, or pending and due), and the earliest time a task is due (pending run_at, sleeping or waiting wake_at).';
+
 create or replace function durable.skip_test_clock()
 returns timestamptz
 language plpgsql
@@ -129,28 +155,45 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_now timestamptz;
-    v_next timestamptz;
+    v_due record;
 begin
     v_now := durable._lock_test_clock('skip_test_clock');
-    if exists (select 1 from durable.tasks k
-               where k.status = 'running' or (k.status = 'pending' and k.run_at <= v_now)) then
+    v_due := durable._test_clock_due(v_now);
+    if v_due.runnable > 0 or v_due.next_due is null then
         return null;
     end if;
-    select min(d.at) into v_next
-    from (
-        select min(k.run_at) as at from durable.tasks k where k.status = 'pending'
-        union all
-        select min(k.wake_at) from durable.tasks k where k.status in ('sleeping', 'waiting')
-    ) as d;
-    if v_next is null then
-        return null;
-    end if;
-    return durable._move_test_clock(v_now, greatest(v_next - v_now, interval '0'));
+    return durable._move_test_clock(v_now, greatest(v_due.next_due - v_now, interval '0'));
 end;
 $$;
 
 comment on function durable.skip_test_clock() is
 'In a test database (durable.settings.test_clock): when no task can run now (none running, none pending and due), moves the shared test clock (durable.fake_now = ''shared'') to the earliest time a task is due (a sleep''s end, an event wait''s timeout, a delayed task''s run time), as durable.advance_test_clock would, and returns that time; null (nothing moved) when a task can run now or none is ever due. Errors: DU055 (not a test database), 42501.';
 
+create or replace function durable.test_clock()
+returns table (now timestamptz, runnable integer, next_due timestamptz)
+language plpgsql
+stable
+security definer
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_offset interval;
+begin
+    select s.test_clock_offset into v_offset from durable.settings s where s.test_clock;
+    if not found then
+        raise exception 'durable: test_clock works only in a test database'
+            using errcode = 'DU055',
+                  hint = 'mark a test database with durable migrate --test-clock; the real clock never moves';
+    end if;
+    now := clock_timestamp() + v_offset;
+    select d.runnable, d.next_due into runnable, next_due from durable._test_clock_due(now) as d;
+    return next;
+end;
+$$;
+
+comment on function durable.test_clock() is
+'In a test database (durable.settings.test_clock): the shared test clock (durable.fake_now = ''shared''), how many tasks could run now (running, or pending and due) and the earliest time a task is due (null: none). Errors: DU055 (not a test database), 42501.';
+
 grant execute on function durable.advance_test_clock(double precision) to durable_operator;
 grant execute on function durable.skip_test_clock() to durable_operator;
+grant execute on function durable.test_clock() to durable_operator;

@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-import testdb
+from durable.testing import databases as testdb
 from durable.errors import MigrationError
 from durable.migrate import GROUP_ROLES, OWNER_ROLE, migrate, role_statements
 

@@ -10,6 +10,11 @@ run drops them (``drop_stale``): those whose ``where`` is its own, whose ``pid``
 alive, that are older than ``STALE_AFTER`` and that nobody is connected to. A database of
 a live run (this machine's or another's) is never dropped; nor is one named otherwise
 (older runs' names, other tools').
+
+The project's own tests (tests/conftest.py) and the time-skipping harness
+(:mod:`durable.testing`) make their databases here: the harness's are
+``durable_harness...`` (its template) and ``durable_harnesst...`` (a test's copy), made by
+:func:`create_test_template` and :func:`create_test_database`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 #: A database of a dead run is dropped by a later run once it is this old (seconds).
 STALE_AFTER = 2 * 3600.0
@@ -189,3 +194,48 @@ def drop_stale(
 def url_of(server_url: str, name: str) -> str:
     """The URL of database ``name`` on the server of ``server_url``."""
     return make_conninfo(server_url, dbname=name)
+
+
+def _on_shared_clock(server_url: str, name: str) -> None:
+    """Every session of database ``name`` reads its shared test clock
+    (``durable.fake_now = 'shared'``, plpgsql/test_clock.sql)."""
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("alter database {} set durable.fake_now = 'shared'").format(sql.Identifier(name))
+        )
+
+
+def create_test_template(server_url: str) -> str:
+    """Creates a database migrated as a test database (``durable migrate --test-clock``),
+    to copy with :func:`create_test_database`; returns its name."""
+    from ..migrate import migrate
+
+    name = new_name("harness")
+    create(server_url, name)
+    migrate(url_of(server_url, name), test_clock=True)
+    return name
+
+
+def create_test_database(server_url: str, template: str | None = None) -> str:
+    """Creates a migrated test database on the shared test clock (a copy of ``template``, a
+    database of :func:`create_test_template`, else migrated here); returns its URL. Drop
+    it with :func:`drop`."""
+    from ..migrate import migrate
+
+    name = new_name("harnesst")
+    create(server_url, name, template=template)
+    _on_shared_clock(server_url, name)
+    url = url_of(server_url, name)
+    if template is None:
+        migrate(url, test_clock=True)
+    return url
+
+
+def name_of(url: str) -> str:
+    """The database name of a URL."""
+    return str(conninfo_to_dict(url)["dbname"])
+
+
+def drop_test_database(server_url: str, url: str) -> None:
+    """Drops a database of :func:`create_test_database`."""
+    drop(server_url, [name_of(url)])
