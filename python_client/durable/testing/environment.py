@@ -22,6 +22,7 @@ from typing import Any, Self, TypeVar, Unpack
 
 from ..client import AsyncClient
 from ..commands import EnqueueOptions
+from ..task_info import TaskInfo
 from ..worker import Worker
 from ..workflow_commands import Event
 from . import clock
@@ -135,6 +136,10 @@ class AsyncTestEnvironment:
         """The test clock."""
         return (await self.client.run(clock.state())).now
 
+    async def task(self, task_id: uuid.UUID | str) -> TaskInfo:
+        """The task: its status, output, error, attempts (no waiting)."""
+        return await self.client.get_task(task_id)
+
     async def history(self, task_id: uuid.UUID | str) -> list[Event]:
         """The task's event log."""
         return await self.client.history(task_id)
@@ -217,6 +222,10 @@ class TestEnvironment:
     def now(self) -> datetime:
         """The test clock."""
         return self._call(self.env.now())
+
+    def task(self, task_id: uuid.UUID | str) -> TaskInfo:
+        """The task: its status, output, error, attempts (no waiting)."""
+        return self._call(self.env.task(task_id))
 
     def history(self, task_id: uuid.UUID | str) -> list[Event]:
         """The task's event log."""
