@@ -43,9 +43,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_pgtap.pgtap import Runner
 
 import pgtap_setup
-from durable.testing import databases as testdb
 from durable.migrate import migrate
 from durable.server import configured_url, start_embedded, stop_embedded
+from durable.testing import databases as testdb
 
 
 def _needs_pgtap(item: pytest.Item) -> bool:

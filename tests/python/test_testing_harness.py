@@ -22,8 +22,17 @@ from typing import Any
 import psycopg
 import pytest
 
-from durable import EventTimeout, NonRetryableError, TaskFailed, WaitTimeout, Worker
-from durable.testing import AsyncTestEnvironment, TestEnvironment, assert_history
+from durable import (
+    Client,
+    EventTimeout,
+    NonRetryableError,
+    NotATestDatabase,
+    TaskFailed,
+    WaitTimeout,
+    Worker,
+)
+from durable.commands import Command
+from durable.testing import AsyncTestEnvironment, TestEnvironment, assert_history, clock
 from durable.workflow import DurableContext, SyncDurableContext
 
 DAY = timedelta(days=1)
@@ -128,7 +137,9 @@ def test_an_emitted_event_is_delivered_without_waiting_out_the_timeout(durable_e
     assert durable_env.emit("approve:7", {"by": "ada"}) == 1
     assert durable_env.result(task) == {"by": "ada"}
     assert durable_env.now() - started < DAY, "the clock did not skip to the timeout"
-    durable_env.assert_history(task, [("step", "ask"), ("wait", "approve:7", {"payload": {"by": "ada"}, "timed_out": False})])
+    durable_env.assert_history(
+        task, [("step", "ask"), ("wait", "approve:7", {"payload": {"by": "ada"}, "timed_out": False})]
+    )
 
 
 def test_advance_moves_the_clock_by_a_duration(durable_env: TestEnvironment) -> None:
@@ -143,7 +154,7 @@ def test_advance_moves_the_clock_by_a_duration(durable_env: TestEnvironment) -> 
     assert state.next_due is not None and 5 * DAY < state.next_due - state.now <= 6 * DAY
     woke = durable_env.result(task)
     at = _recorded(durable_env, task)
-    assert 10 * DAY <= durable_env.task(task).finished_at - at["nap"] < 10 * DAY + timedelta(minutes=1)  # type: ignore[operator]
+    assert 10 * DAY <= durable_env.task(task).finished_at - at["nap"] < 10 * DAY + timedelta(minutes=1)
     assert isinstance(woke, str)
 
 
@@ -196,6 +207,18 @@ def test_the_async_environment(durable_worker: Worker, durable_database: str) ->
     assert durable_worker.dsn is None, "the worker's own dsn is back"
 
 
+def test_the_clock_verbs_refuse_outside_a_test_database(conn: psycopg.Connection[Any], db_url: str) -> None:
+    """DU055 is NotATestDatabase; the client role is an operator (it may call the verbs)."""
+    conn.execute("update durable.settings set test_clock = false")
+    with Client(db_url) as client:
+        commands: list[Command[Any]] = [clock.skip(), clock.advance(60), clock.state()]
+        for command in commands:
+            with pytest.raises(NotATestDatabase, match="works only in a test database"):
+                client.run(command)
+    offset = conn.execute("select test_clock_offset from durable.settings").fetchone()
+    assert offset == (timedelta(0),)
+
+
 USER_TEST = """\
 import os
 
@@ -230,8 +253,17 @@ def test_the_fixture_drops_its_databases(server_url: str, tmp_path: Path) -> Non
     env = {**os.environ, "DATABASE_URL": server_url, "URL_FILE": str(url_file)}
     env.pop("DURABLE_DATABASE_URL", None)
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "durable.testing.plugin", "-p", "no:cacheprovider",
-         str(tmp_path / "test_user.py")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "durable.testing.plugin",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_user.py"),
+        ],
         cwd=tmp_path,
         env=env,
         capture_output=True,

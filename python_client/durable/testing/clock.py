@@ -41,9 +41,7 @@ def seconds_of(duration: float | timedelta) -> float:
 
 def advance(duration: float | timedelta) -> Command[datetime]:
     """Move the shared test clock forward by ``duration``; the new time."""
-    return Command(
-        "select durable.advance_test_clock(%s)", (seconds_of(duration),), lambda rows: rows[0][0]
-    )
+    return Command("select durable.advance_test_clock(%s)", (seconds_of(duration),), lambda rows: rows[0][0])
 
 
 def skip() -> Command[datetime | None]:
@@ -98,4 +96,3 @@ class SkippingWait:
                 "worker runs holds the clock)"
             )
         return min(self._interval, remaining)
-

@@ -79,7 +79,9 @@ class AsyncTestEnvironment:
             error = None if self._task.cancelled() else self._task.exception()
             raise RuntimeError(f"durable.testing: the worker stopped ({error!r})") from error
 
-    async def start(self, task_name: str, input: Mapping[str, Any] | None = None, **options: Unpack[EnqueueOptions]) -> uuid.UUID:
+    async def start(
+        self, task_name: str, input: Mapping[str, Any] | None = None, **options: Unpack[EnqueueOptions]
+    ) -> uuid.UUID:
         """Enqueue a task in the worker's queue; its id. A task the worker registered as
         durable is enqueued durable unless ``durable`` is given."""
         function = self.worker.function(task_name)
@@ -92,11 +94,12 @@ class AsyncTestEnvironment:
         task_name: str,
         input: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        wait_timeout: float | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> Any:
-        """Start a task and return its output (:meth:`result`)."""
-        return await self.result(await self.start(task_name, input, **options), timeout=timeout)
+        """Start a task and return its output (:meth:`result`, with ``wait_timeout`` as its
+        ``timeout``: ``timeout`` is the enqueue option, the task's attempt timeout)."""
+        return await self.result(await self.start(task_name, input, **options), timeout=wait_timeout)
 
     async def result(self, task_id: uuid.UUID | str, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
         """The task's output once it completes, skipping the clock over its sleeps and
@@ -188,7 +191,9 @@ class TestEnvironment:
         self._thread.join()
         self._loop.close()
 
-    def start(self, task_name: str, input: Mapping[str, Any] | None = None, **options: Unpack[EnqueueOptions]) -> uuid.UUID:
+    def start(
+        self, task_name: str, input: Mapping[str, Any] | None = None, **options: Unpack[EnqueueOptions]
+    ) -> uuid.UUID:
         """Enqueue a task in the worker's queue (see :meth:`AsyncTestEnvironment.start`)."""
         return self._call(self.env.start(task_name, input, **options))
 
@@ -197,11 +202,11 @@ class TestEnvironment:
         task_name: str,
         input: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        wait_timeout: float | None = None,
         **options: Unpack[EnqueueOptions],
     ) -> Any:
         """Start a task and return its output, skipping durable time."""
-        return self._call(self.env.run(task_name, input, timeout=timeout, **options))
+        return self._call(self.env.run(task_name, input, wait_timeout=wait_timeout, **options))
 
     def result(self, task_id: uuid.UUID | str, *, timeout: float | None = None) -> Any:
         """The task's output, skipping durable time (see :meth:`AsyncTestEnvironment.result`)."""

@@ -8,7 +8,7 @@ from typing import Any
 from ..workflow_commands import Event
 
 #: an expected event: (kind, name) or (kind, name, result); ``...`` matches anything
-Expected = tuple[str, Any] | tuple[str, Any, Any]
+Expected = tuple[Any, Any] | tuple[Any, Any, Any]
 
 
 def _matches(event: Event, expected: Expected) -> bool:
@@ -24,7 +24,7 @@ def history_mismatch(events: Sequence[Event], expected: Sequence[Expected]) -> s
     """Why ``events`` is not ``expected`` (None when it is): the first event that differs,
     or the events missing or left over, with the whole log."""
     problem = None
-    for index, (event, want) in enumerate(zip(events, expected, strict=False)):
+    for event, want in zip(events, expected, strict=False):
         if not _matches(event, want):
             problem = f"event {event.seq} is {_shown(event, len(want))}, expected {want!r}"
             break
@@ -32,10 +32,13 @@ def history_mismatch(events: Sequence[Event], expected: Sequence[Expected]) -> s
         if len(events) < len(expected):
             problem = f"the log ends after {len(events)} events; expected next {expected[len(events)]!r}"
         elif len(events) > len(expected):
-            problem = f"{len(events) - len(expected)} more events than expected, from {_shown(events[len(expected)], 2)}"
+            extra = events[len(expected)]
+            problem = f"{len(events) - len(expected)} more events than expected, from {_shown(extra, 2)}"
     if problem is None:
         return None
-    log = "\n".join(f"  {e.seq}: {e.kind} {e.name!r} {e.outcome} {e.result!r} at {e.recorded_at}" for e in events)
+    log = "\n".join(
+        f"  {e.seq}: {e.kind} {e.name!r} {e.outcome} {e.result!r} at {e.recorded_at}" for e in events
+    )
     return f"{problem}; the log:\n{log}"
 
 

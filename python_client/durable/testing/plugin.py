@@ -20,8 +20,10 @@ off). With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set, load it with
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from ..server import database_url
@@ -48,7 +50,10 @@ def durable_server_url() -> str:
 
 @pytest.fixture(scope="session")
 def durable_template(durable_server_url: str) -> Iterator[str]:
-    """A database migrated as a test database, copied by each test (dropped at the end)."""
+    """A database migrated as a test database, copied by each test (dropped at the end);
+    first, the databases that killed runs left behind (durable.testing.databases)."""
+    with contextlib.suppress(psycopg.Error):
+        databases.drop_stale(durable_server_url)
     name = databases.create_test_template(durable_server_url)
     try:
         yield name
