@@ -10,8 +10,8 @@ off). With ``PYTEST_DISABLE_PLUGIN_AUTOLOAD`` set, load it with
 * ``durable_server_url``: the server (session): ``DURABLE_DATABASE_URL``/``DATABASE_URL``,
   else the embedded PostgreSQL (:func:`durable.server.database_url`). Override it to use
   another.
-* ``durable_template``: a database migrated as a test database, once per session, which
-  every test copies; dropped at the end of the session.
+* ``durable_template``: a database migrated as a test database, once per session (and
+  server), which every test copies; dropped at the end of the session.
 * ``durable_database``: the URL of a test's own copy, on the shared test clock; dropped
   after the test.
 * ``durable_env``: a :class:`~durable.testing.TestEnvironment`: ``durable_worker`` running
@@ -48,17 +48,44 @@ def durable_server_url() -> str:
     return database_url()
 
 
+class Templates:
+    """The session's template databases, one per server (made on first use), dropped at
+    the end of the session: ``durable_server_url`` may be overridden in one folder's
+    conftest.py and not in another's."""
+
+    def __init__(self) -> None:
+        self._made: dict[str, str] = {}
+
+    def __call__(self, server_url: str) -> str:
+        """The template on ``server_url``: a database migrated as a test database; made
+        after dropping what killed runs left behind there (durable.testing.databases)."""
+        if server_url not in self._made:
+            with contextlib.suppress(psycopg.Error):
+                databases.drop_stale(server_url)
+            self._made[server_url] = databases.create_test_template(server_url)
+        return self._made[server_url]
+
+    def drop_all(self) -> None:
+        for server_url, name in self._made.items():
+            databases.drop(server_url, [name])
+        self._made.clear()
+
+
 @pytest.fixture(scope="session")
-def durable_template(durable_server_url: str) -> Iterator[str]:
-    """A database migrated as a test database, copied by each test (dropped at the end);
-    first, the databases that killed runs left behind (durable.testing.databases)."""
-    with contextlib.suppress(psycopg.Error):
-        databases.drop_stale(durable_server_url)
-    name = databases.create_test_template(durable_server_url)
+def durable_templates() -> Iterator[Templates]:
+    """The session's template databases (see :class:`Templates`)."""
+    templates = Templates()
     try:
-        yield name
+        yield templates
     finally:
-        databases.drop(durable_server_url, [name])
+        templates.drop_all()
+
+
+@pytest.fixture
+def durable_template(durable_server_url: str, durable_templates: Templates) -> str:
+    """The name of the template database on ``durable_server_url``, migrated once per
+    session as a test database, which each test copies."""
+    return durable_templates(durable_server_url)
 
 
 @pytest.fixture
