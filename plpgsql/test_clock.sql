@@ -4,9 +4,8 @@
 -- `durable migrate --test-clock`), a session whose setting durable.fake_now is 'shared'
 -- reads the database's shared test clock: clock_timestamp() + test_clock_offset
 -- (durable.current_time(), common.sql). The time-skipping test harness (durable.testing)
--- sets durable.fake_now = 'shared' on its whole database (ALTER DATABASE ... SET), so its
--- worker's connections, its client's and the test's own all see one clock, which these
--- verbs move forward:
+-- connects with durable.fake_now = 'shared' (libpq options), so its worker's connections,
+-- its client's and the test's own all see one clock, which these verbs move forward:
 --
 -- * durable.advance_test_clock(seconds) moves it forward by that much;
 -- * durable.skip_test_clock() moves it to the earliest time a task of the database is

@@ -196,13 +196,13 @@ def url_of(server_url: str, name: str) -> str:
     return make_conninfo(server_url, dbname=name)
 
 
-def _on_shared_clock(server_url: str, name: str) -> None:
-    """Every session of database ``name`` reads its shared test clock
-    (``durable.fake_now = 'shared'``, plpgsql/test_clock.sql)."""
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("alter database {} set durable.fake_now = 'shared'").format(sql.Identifier(name))
-        )
+def on_shared_clock(url: str) -> str:
+    """``url`` with ``-c durable.fake_now=shared`` added to its libpq ``options``: every
+    session opened with it reads the database's shared test clock (plpgsql/test_clock.sql).
+    (A session may set that setting itself, whatever its role; ALTER DATABASE ... SET of it
+    would need a superuser.)"""
+    options = str(conninfo_to_dict(url).get("options") or "")
+    return make_conninfo(url, options=f"{options} -c durable.fake_now=shared".strip())
 
 
 def create_test_template(server_url: str) -> str:
@@ -217,18 +217,17 @@ def create_test_template(server_url: str) -> str:
 
 
 def create_test_database(server_url: str, template: str | None = None) -> str:
-    """Creates a migrated test database on the shared test clock (a copy of ``template``, a
-    database of :func:`create_test_template`, else migrated here); returns its URL. Drop
-    it with :func:`drop`."""
+    """Creates a migrated test database (a copy of ``template``, a database of
+    :func:`create_test_template`, else migrated here); returns its URL, on the shared test
+    clock (:func:`on_shared_clock`). Drop it with :func:`drop_test_database`."""
     from ..migrate import migrate
 
     name = new_name("harnesst")
     create(server_url, name, template=template)
-    _on_shared_clock(server_url, name)
     url = url_of(server_url, name)
     if template is None:
         migrate(url, test_clock=True)
-    return url
+    return on_shared_clock(url)
 
 
 def name_of(url: str) -> str:
