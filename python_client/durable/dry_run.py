@@ -200,7 +200,7 @@ async def check_all(
     ``run`` runs a command (a reader's connection is enough)."""
     verdicts: list[Verdict] = []
     for task in histories(run, queue, finished_since):
-        function = worker.task_function(task.task_name)
+        function = worker.function(task.task_name)
         if function is None or not function.durable:
             outcome = "unknown task name" if function is None else "not durable"
             verdicts.append(Verdict(task.task_id, task.task_name, task.status, outcome, 0, len(task.history)))

@@ -375,8 +375,8 @@ class Worker:
         """The names of the registered task functions."""
         return sorted(self._functions)
 
-    def task_function(self, name: str) -> TaskFunction | None:
-        """The task function registered under ``name``, if any."""
+    def function(self, name: str) -> TaskFunction | None:
+        """The task function registered under ``name`` (None: none is)."""
         return self._functions.get(name)
 
     # -- running and stopping ------------------------------------------------------------
