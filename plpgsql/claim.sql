@@ -265,6 +265,7 @@ language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, durable, pg_temp
+set jit = off
 as $$
 begin
     perform durable._require(p_queue, array['operator'], 'reclaim leases');
@@ -278,7 +279,10 @@ $$;
 comment on function durable.reclaim(text, integer) is
 'Reclaims up to p_limit (1 to 10,000) expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed. Errors: DU001, 42501.';
 
--- (force_generic_plan: see "Plans" at the top of common.sql)
+-- (force_generic_plan: see "Plans" at the top of common.sql. jit off: on a big table the
+-- generic plans' estimates pass jit_above_cost, and compiling their expressions cost each
+-- statement 7-9 ms, most of a claim's time at 5,000,000 ready tasks (bench/scale_bench.py),
+-- where the statements themselves read a few index pages. It holds for the reclaim it calls.)
 create or replace function durable.claim(
     p_queue text,
     p_worker text,
@@ -302,6 +306,7 @@ volatile
 security definer
 set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
+set jit = off
 as $$
 declare
     v_now timestamptz;
