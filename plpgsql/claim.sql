@@ -11,6 +11,13 @@
 -- the rows the other has locked, and a row it does lock is re-checked (still pending)
 -- before update.
 --
+-- Pinned: while a transaction elsewhere holds the xmin horizon, no row version can be
+-- removed or marked dead in an index, so the entries of every task claimed since stay at
+-- the head of tasks_claim_idx, and each claim steps over them (a heap visit each): the
+-- claim's cost grows with the tasks processed since the pin (bench/scale_bench.py: 0.10x
+-- the processed/s over 100,000 tasks, the completion's own scans of running tasks
+-- included). Only a claimable set that is not read from its head would avoid it.
+--
 -- There is no reaper daemon: each claim first reclaims up to 100 expired leases of its
 -- queue (and cancels tasks whose schedule_timeout passed), so a queue that has workers
 -- heals itself. An expired lease is counted in lost_leases, not in failures: a crashed
