@@ -7,9 +7,11 @@
 -- the field's end). Names are case-insensitive. Macros: @yearly (@annually), @monthly,
 -- @weekly, @daily (@midnight), @hourly. The day rule is Vixie cron's: when both the
 -- day-of-month and the day-of-week are restricted, a day matches when EITHER does; a field
--- is restricted when its values are not the whole range (so `*/1` or `1-31` is not, and
--- `*/2` is). An expression that can never fire (`0 0 30 2 *`) is refused (DU033), so the
--- search always ends: nothing fires more than eight years apart (February 29).
+-- is restricted unless it starts with `*` (as in Vixie cron: `*/2` is not restricted and
+-- `1-31` is); otherwise a day must match both. An expression that can never fire
+-- (`0 0 30 2 *`, `0 0 31 4,6 mon`) is refused (DU033), so the search always ends; it
+-- looks at most 50 years ahead (a February 29 that must be a Monday comes every 28 years
+-- or so, and the search returns null past that horizon).
 --
 -- The expression is matched against the wall clock of the schedule's time zone (an IANA
 -- name). Around daylight-saving changes:
@@ -106,7 +108,8 @@ comment on function durable._cron_field(text, integer, integer, text[], text, te
 'Internal: one field of a cron expression (a comma list of *, values, ranges and steps; names from p_names) as a bit mask of the values p_min..p_max it allows. DU030 when malformed.';
 
 -- A cron expression as five bit masks: minutes, hours, days of month, months, days of
--- week (bit 0 Sunday).
+-- week (bit 0 Sunday); then whether the day-of-month and the day-of-week fields start
+-- with * (1) or not (0).
 create or replace function durable._cron_parse(p_cron text)
 returns bigint[]
 language plpgsql
@@ -157,9 +160,12 @@ begin
                             'month', p_cron),
         v_dow
     ];
-    -- never firing: days of month only (the day of week is *), none of which any of the
-    -- months has (February has 29 days, in leap years)
-    if v_masks[5] = 127 and v_masks[3] <> 4294967294 then
+    v_masks := v_masks || array[case when v_fields[3] like '*%' then 1 else 0 end::bigint,
+                                case when v_fields[5] like '*%' then 1 else 0 end::bigint];
+    -- never firing: days that must match the day of month (and the day of week, which
+    -- every date of the month has in some year), none of which any of the months has
+    -- (February has 29 days, in leap years)
+    if v_masks[6] = 1 or v_masks[7] = 1 then
         v_first_day := 1;
         while (v_masks[3] >> v_first_day) & 1 = 0 loop
             v_first_day := v_first_day + 1;
@@ -181,7 +187,7 @@ end;
 $$;
 
 comment on function durable._cron_parse(text) is
-'Internal: a cron expression (5 fields or a macro) as five bit masks: minutes, hours, days of month, months, days of week (bit 0 Sunday). DU030 when malformed, DU033 when it can never fire.';
+'Internal: a cron expression (5 fields or a macro) as five bit masks: minutes, hours, days of month, months, days of week (bit 0 Sunday), then 1 when the day-of-month field starts with * (else 0), and the same for the day-of-week field. DU030 when malformed, DU033 when it can never fire.';
 
 -- Raises DU031 unless PostgreSQL knows the time zone.
 create or replace function durable._check_tz(p_tz text)
@@ -276,8 +282,9 @@ declare
     v_doms bigint := v_masks[3];
     v_months bigint := v_masks[4];
     v_dows bigint := v_masks[5];
-    v_dom_star boolean := v_masks[3] = 4294967294;
-    v_dow_star boolean := v_masks[5] = 127;
+    -- Vixie's day rule: either day field when neither starts with *, else both
+    v_either boolean := v_masks[6] = 0 and v_masks[7] = 0;
+    v_any_dow boolean := v_masks[5] = 127;
     v_start timestamp;
     v_y integer;
     v_mo integer;
@@ -304,8 +311,8 @@ begin
     v_d := extract(day from v_start)::integer;
     v_h := extract(hour from v_start)::integer;
     v_mi := extract(minute from v_start)::integer;
-    -- an expression that can fire at all fires within eight years (February 29)
-    v_last_year := v_y + 9;
+    -- the horizon: an expression that can fire at all fires within it
+    v_last_year := v_y + 50;
     loop
         if v_y > v_last_year then
             return null;
@@ -341,12 +348,11 @@ begin
             v_mi := 0;
             continue;
         end if;
-        if not v_dow_star or not v_dom_star then
+        if v_either or (v_doms >> v_d) & 1 = 0 or not v_any_dow then
             v_dow := extract(dow from make_date(v_y, v_mo, v_d))::integer;
             if not (case
-                when v_dom_star then (v_dows >> v_dow) & 1 = 1
-                when v_dow_star then (v_doms >> v_d) & 1 = 1
-                else (v_doms >> v_d) & 1 = 1 or (v_dows >> v_dow) & 1 = 1
+                when v_either then (v_doms >> v_d) & 1 = 1 or (v_dows >> v_dow) & 1 = 1
+                else (v_doms >> v_d) & 1 = 1 and (v_dows >> v_dow) & 1 = 1
             end) then
                 v_d := v_d + 1;
                 v_h := 0;
@@ -398,7 +404,7 @@ end;
 $$;
 
 comment on function durable.cron_next(text, text, timestamptz) is
-'The first firing of cron expression p_cron strictly after p_after, on the wall clock of time zone p_tz. Five fields (minute hour day-of-month month day-of-week: *, lists, ranges, steps, JAN-DEC and SUN-SAT names, 0 and 7 Sunday; when both day fields are restricted a day matches when either does) or a macro (@yearly @annually @monthly @weekly @daily @midnight @hourly). A wall time that does not exist (spring-forward gap) fires once, at the first instant after the gap; one that occurs twice (fall-back) fires once, at its first occurrence. Errors: DU001 (p_after null or outside 1900-9990), DU030 malformed expression, DU031 unknown time zone, DU033 an expression that never fires (e.g. 0 0 30 2 *).';
+'The first firing of cron expression p_cron strictly after p_after, on the wall clock of time zone p_tz. Five fields (minute hour day-of-month month day-of-week: *, lists, ranges, steps, JAN-DEC and SUN-SAT names, 0 and 7 Sunday; when neither day field starts with * a day matches when either does, else when both do) or a macro (@yearly @annually @monthly @weekly @daily @midnight @hourly); null when it does not fire within 50 years. A wall time that does not exist (spring-forward gap) fires once, at the first instant after the gap; one that occurs twice (fall-back) fires once, at its first occurrence. Errors: DU001 (p_after null or outside 1900-9990), DU030 malformed expression, DU031 unknown time zone, DU033 an expression that never fires (e.g. 0 0 30 2 *).';
 
 -- Keys accepted in the options of a schedule.
 create or replace function durable._schedule_option_keys()
