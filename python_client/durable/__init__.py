@@ -15,9 +15,11 @@ from .commands import QueueRow, TaskRow, TaskSpec, WorkerInfo
 from .context import TaskContext
 from .errors import (
     ChildFailed,
+    CronNeverFires,
     DurableError,
     EventTimeout,
     InvalidArgument,
+    InvalidCron,
     InvalidTransition,
     LeaseLost,
     MigrationError,
@@ -30,11 +32,14 @@ from .errors import (
     TaskCancelled,
     TaskFailed,
     UnknownQueue,
+    UnknownSchedule,
     UnknownTask,
+    UnknownTimeZone,
     WaitTimeout,
     WorkerNameInUse,
 )
 from .migrate import migrate
+from .schedule_commands import ScheduleRow
 from .task_info import AttemptInfo, TaskInfo
 from .worker import Worker, WorkerStats
 from .workflow import DurableContext, RetryPolicy, SyncDurableContext
@@ -44,10 +49,12 @@ __all__ = [
     "AttemptInfo",
     "ChildFailed",
     "Client",
+    "CronNeverFires",
     "DurableContext",
     "DurableError",
     "EventTimeout",
     "InvalidArgument",
+    "InvalidCron",
     "InvalidTransition",
     "LeaseLost",
     "MigrationError",
@@ -58,6 +65,7 @@ __all__ = [
     "PermissionDenied",
     "QueueRow",
     "RetryPolicy",
+    "ScheduleRow",
     "StepFailed",
     "SyncDurableContext",
     "TaskCancelled",
@@ -67,7 +75,9 @@ __all__ = [
     "TaskRow",
     "TaskSpec",
     "UnknownQueue",
+    "UnknownSchedule",
     "UnknownTask",
+    "UnknownTimeZone",
     "WaitTimeout",
     "Worker",
     "WorkerInfo",

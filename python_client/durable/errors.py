@@ -124,6 +124,30 @@ class WorkerNameInUse(DurableError):
     sqlstate = "DU023"
 
 
+class InvalidCron(DurableError):
+    """DU030: a malformed cron expression (the message says which field and item)."""
+
+    sqlstate = "DU030"
+
+
+class UnknownTimeZone(DurableError):
+    """DU031: a time zone that is not an IANA name PostgreSQL knows."""
+
+    sqlstate = "DU031"
+
+
+class UnknownSchedule(DurableError):
+    """DU032: the queue has no schedule of that name."""
+
+    sqlstate = "DU032"
+
+
+class CronNeverFires(DurableError):
+    """DU033: a cron expression that can never fire (``0 0 30 2 *``)."""
+
+    sqlstate = "DU033"
+
+
 class PermissionDenied(DurableError):
     """42501: the role may not call this verb (it lacks the group role), or its queue grants
     do not cover the queue (see the README, "Security")."""
@@ -178,6 +202,10 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         HistoryGap,
         ReplayNotChecked,
         WorkerNameInUse,
+        InvalidCron,
+        UnknownTimeZone,
+        UnknownSchedule,
+        CronNeverFires,
         PermissionDenied,
     )
     if cls.sqlstate
