@@ -46,7 +46,7 @@ parallel safe
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    v_mask bigint := 0;
+    v_mask bigint := 0::bigint;
     v_item text;
     m text[];
     v_lo integer;
@@ -193,7 +193,7 @@ comment on function durable._cron_parse(text) is
 create or replace function durable._check_tz(p_tz text)
 returns void
 language plpgsql
-stable
+immutable
 parallel safe
 set search_path = pg_catalog, durable, pg_temp
 as $$
@@ -313,10 +313,7 @@ begin
     v_mi := extract(minute from v_start)::integer;
     -- the horizon: an expression that can fire at all fires within it
     v_last_year := v_y + 50;
-    loop
-        if v_y > v_last_year then
-            return null;
-        end if;
+    while v_y <= v_last_year loop
         -- the month
         if (v_months >> v_mo) & 1 = 0 then
             while v_mo <= 12 and (v_months >> v_mo) & 1 = 0 loop
@@ -400,6 +397,7 @@ begin
             end if;
         end if;
     end loop;
+    return null;
 end;
 $$;
 
@@ -656,7 +654,9 @@ comment on function durable.list_schedules(text) is
 
 -- The ticks of one schedule due by p_now that its catch-up policy enqueues, oldest first,
 -- and its next tick after p_now.
-create or replace function durable._due_ticks(s durable.schedules, p_now timestamptz, out ticks timestamptz[], out next_at timestamptz)
+create or replace function durable._due_ticks(
+    s durable.schedules, p_now timestamptz, out ticks timestamptz[], out next_at timestamptz
+)
 language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
@@ -764,7 +764,8 @@ $$;
 comment on function durable._tick_schedules(text, integer) is
 'Internal: the claim''s piece for schedules (durable._reclaim calls it first): takes up to p_limit due schedules of the queue with SKIP LOCKED, enqueues their due ticks per their catch-up policy through durable._create_tasks (idempotency key schedule:<name>:<tick>: each tick once), and moves next_run_at to the first tick after now. A tick that cannot enqueue is recorded in last_error and skipped. Returns how many tasks it created (or found).';
 
-grant execute on function durable.cron_next(text, text, timestamptz) to durable_reader, durable_worker, durable_producer, durable_operator;
+grant execute on function durable.cron_next(text, text, timestamptz)
+to durable_reader, durable_worker, durable_producer, durable_operator;
 grant execute on function durable.create_schedule(text, text, text, text, jsonb) to durable_producer;
 grant execute on function durable.pause_schedule(text, text) to durable_producer, durable_operator;
 grant execute on function durable.resume_schedule(text, text) to durable_producer, durable_operator;

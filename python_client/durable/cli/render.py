@@ -143,7 +143,15 @@ def schedules_table(rows: Sequence[Any]) -> Table:
         if r.last_error:
             state = Text(f"error: {preview(r.last_error.get('message'), 40)}", style="red")
         table.add_row(
-            r.queue, r.name, r.cron, r.tz, r.task_name, when(r.next_run_at), when(r.last_tick_at), str(r.ticks), state
+            r.queue,
+            r.name,
+            r.cron,
+            r.tz,
+            r.task_name,
+            when(r.next_run_at),
+            when(r.last_tick_at),
+            str(r.ticks),
+            state,
         )
     return table
 

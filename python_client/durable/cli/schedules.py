@@ -14,11 +14,15 @@ from .tasks import JsonOption
 schedule_app = typer.Typer(help="Create, pause, resume or delete a schedule.", no_args_is_help=True)
 
 QueueOption = Annotated[str, typer.Option("--queue", "-q", help="the schedule's queue")]
-NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="the schedule's name (unique in its queue)")]
+NameArgument = Annotated[
+    str, typer.Argument(metavar="NAME", help="the schedule's name (unique in its queue)")
+]
 
 
 def list_schedules(
-    queue: Annotated[str | None, typer.Option("--queue", "-q", help="only the schedules of this queue")] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="only the schedules of this queue")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """The schedules of the queues you may read: cron, zone, next tick, last tick, paused."""
@@ -40,15 +44,22 @@ def create(
     queue: QueueOption,
     task: Annotated[str, typer.Option("--task", "-t", help="the task name each tick enqueues")],
     cron: Annotated[
-        str, typer.Option("--cron", help="5 fields (minute hour day-of-month month day-of-week) or @daily and kin")
+        str,
+        typer.Option(
+            "--cron", help="5 fields (minute hour day-of-month month day-of-week) or @daily and kin"
+        ),
     ],
     tz: Annotated[str, typer.Option("--tz", help="IANA time zone of the cron's wall clock")] = "UTC",
     input: Annotated[str | None, typer.Option("--input", help="the tasks' input, a JSON object")] = None,
     enqueue_options: Annotated[
-        str | None, typer.Option("--enqueue-options", help='the tasks\' enqueue options, e.g. \'{"priority": 5}\'')
+        str | None,
+        typer.Option("--enqueue-options", help="the tasks' enqueue options, e.g. '{\"priority\": 5}'"),
     ] = None,
     catch_up: Annotated[
-        str, typer.Option("--catch-up", help="missed ticks: once (the latest), skip, or all (up to --catch-up-max)")
+        str,
+        typer.Option(
+            "--catch-up", help="missed ticks: once (the latest), skip, or all (up to --catch-up-max)"
+        ),
     ] = "once",
     catch_up_max: Annotated[int | None, typer.Option("--catch-up-max", help="with --catch-up all")] = None,
     paused: Annotated[bool, typer.Option("--paused", help="create it paused")] = False,
@@ -60,7 +71,9 @@ def create(
     mode: CatchUp = "all" if catch_up == "all" else "skip" if catch_up == "skip" else "once"
     options: ScheduleOptions = {"tz": tz, "catch_up": mode, "paused": paused}
     options["input"] = parse_json(input, "--input", default={}, object_only=True)
-    options["enqueue_options"] = parse_json(enqueue_options, "--enqueue-options", default={}, object_only=True)
+    options["enqueue_options"] = parse_json(
+        enqueue_options, "--enqueue-options", default={}, object_only=True
+    )
     if catch_up_max is not None:
         options["catch_up_max"] = catch_up_max
     with friendly_errors(), client() as c:
@@ -100,5 +113,3 @@ def delete(name: NameArgument, *, queue: QueueOption) -> None:
 def register(app: typer.Typer) -> None:
     app.command("schedules")(list_schedules)
     app.add_typer(schedule_app, name="schedule")
-
-
