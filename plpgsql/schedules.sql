@@ -680,7 +680,7 @@ begin
         foreach v_window in array array[interval '1 hour', interval '1 day', interval '32 days',
                                         interval '400 days', interval '9 years'] loop
             ticks := '{}';
-            v_at := durable.cron_next(s.cron, s.tz, greatest(p_now - v_window, s.next_run_at));
+            v_at := durable.cron_next(s.cron, s.tz, greatest(p_now - v_window, s.next_run_at - interval '1 microsecond'));
             while v_at <= p_now loop
                 ticks := ticks || v_at;
                 v_at := durable.cron_next(s.cron, s.tz, v_at);
