@@ -10,7 +10,7 @@
 --   5. a tick that cannot enqueue is recorded (last_error), and the claim goes on;
 --   6. rights: create needs producer on the queue, pause/resume/delete producer or
 --      operator, list_schedules shows the queues the caller may read.
-select plan(51);
+select plan(54);
 
 \ir helpers/errors.sql
 \ir helpers/security.sql
@@ -107,6 +107,18 @@ select is(durable.reclaim('far'), 5, '3: two days behind a minutely schedule: ca
 select is(pg_temp.keys('far'), array['schedule:minutely:2030-01-02T23:56:00Z', 'schedule:minutely:2030-01-02T23:57:00Z',
     'schedule:minutely:2030-01-02T23:58:00Z', 'schedule:minutely:2030-01-02T23:59:00Z', 'schedule:minutely:2030-01-03T00:00:00Z'],
     '3: the latest five');
+select set_config('durable.fake_now', '2030-01-01 00:00:00+00', false);
+select durable.create_queue('far2');
+select durable.create_schedule('m100', 'far2', 'job', '* * * * *', '{"catch_up": "all", "catch_up_max": 100}');
+select durable.create_schedule('m1', 'far2', 'job', '* * * * *');
+select set_config('durable.fake_now', '2030-01-03 00:00:30+00', false);
+select is(durable.reclaim('far2'), 101, '3: two days behind, catch_up_max 100 (more than an hour holds) and once: 101 tasks');
+select is((select jsonb_build_object('n', count(*), 'first', min(k.idempotency_key), 'last', max(k.idempotency_key))
+           from durable.tasks k where k.queue = 'far2' and k.idempotency_key like 'schedule:m100:%'),
+          '{"n": 100, "first": "schedule:m100:2030-01-02T22:21:00Z", "last": "schedule:m100:2030-01-03T00:00:00Z"}'::jsonb,
+          '3: the latest 100 ticks, the last at 00:00');
+select is((select array_agg(k.idempotency_key) from durable.tasks k where k.queue = 'far2' and k.idempotency_key like 'schedule:m1:%'),
+          array['schedule:m1:2030-01-03T00:00:00Z'], '3: once: the latest tick only');
 
 -- 4. pause, resume, delete
 select set_config('durable.fake_now', '2030-01-01 01:05:00+00', false);
