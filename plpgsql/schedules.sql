@@ -150,21 +150,28 @@ begin
             using errcode = 'DU030',
                   hint = 'macros: @yearly @annually @monthly @weekly @daily @midnight @hourly';
     end if;
-    v_dow := durable._cron_field(v_fields[5], 0, 7, array['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'],
-                                 'day-of-week', p_cron);
+    -- (a field that is * is every value: no call, the common case)
+    v_masks := array[
+        case when v_fields[1] = '*' then 1152921504606846975
+             else durable._cron_field(v_fields[1], 0, 59, '{}', 'minute', p_cron) end,
+        case when v_fields[2] = '*' then 16777215
+             else durable._cron_field(v_fields[2], 0, 23, '{}', 'hour', p_cron) end,
+        case when v_fields[3] = '*' then 4294967294
+             else durable._cron_field(v_fields[3], 1, 31, '{}', 'day-of-month', p_cron) end,
+        case when v_fields[4] = '*' then 8190
+             else durable._cron_field(
+                 v_fields[4], 1, 12,
+                 array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'],
+                 'month', p_cron) end
+    ];
+    v_dow := case when v_fields[5] = '*' then 127
+                  else durable._cron_field(v_fields[5], 0, 7, array['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'],
+                                           'day-of-week', p_cron) end;
     -- 7 is Sunday, as 0
     if v_dow & 128 <> 0 then
         v_dow := (v_dow & 127) | 1;
     end if;
-    v_masks := array[
-        durable._cron_field(v_fields[1], 0, 59, '{}', 'minute', p_cron),
-        durable._cron_field(v_fields[2], 0, 23, '{}', 'hour', p_cron),
-        durable._cron_field(v_fields[3], 1, 31, '{}', 'day-of-month', p_cron),
-        durable._cron_field(v_fields[4], 1, 12,
-                            array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'],
-                            'month', p_cron),
-        v_dow
-    ];
+    v_masks := v_masks || v_dow;
     v_masks := v_masks || array[case when v_fields[3] like '*%' then 1 else 0 end::bigint,
                                 case when v_fields[5] like '*%' then 1 else 0 end::bigint];
     -- never firing: days that must match the day of month (and the day of week, which
