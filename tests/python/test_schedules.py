@@ -1,5 +1,6 @@
 """The schedule verbs through Client and AsyncClient (as the client role), their errors as
-exceptions, and durable.next_wake (which idle workers poll by) including the next tick.
+exceptions, and durable.next_wake (which idle workers poll by) including the next tick,
+which an idle worker of plain tasks waits for.
 
 The rules themselves are tested in tests/sql/test_schedules_*.sql, cron_next against
 croniter in test_cron_oracle.py."""
@@ -24,8 +25,9 @@ from durable import (
     UnknownQueue,
     UnknownSchedule,
     UnknownTimeZone,
+    Worker,
 )
-from durable.connections import execute
+from durable.connections import async_pool, execute
 from durable.workflow_commands import seconds_until_wake
 
 
@@ -126,3 +128,25 @@ def test_next_wake_includes_the_next_tick(db_url: str, worker_url: str) -> None:
         assert execute(w, seconds_until_wake("sch-wake")) == pytest.approx(290.0)
         c.execute("select durable.pause_schedule('m', 'sch-wake')")
         assert execute(w, seconds_until_wake("sch-wake")) is None
+
+
+def test_an_idle_plain_worker_waits_only_until_the_next_tick(db_url: str, worker_url: str) -> None:
+    """A worker of plain (not durable) tasks asks next_wake too: a schedule may enqueue its tasks."""
+    with Client(db_url) as c:
+        c.create_queue("sch-idle")
+        c.create_schedule("every-minute", "sch-idle", "job", "* * * * *")
+
+    async def idle_wait() -> float:
+        worker = Worker(worker_url, "sch-idle", poll_interval=300)
+
+        @worker.task
+        def job(input: dict[str, Any]) -> None:
+            return None
+
+        worker._pool = await async_pool(worker_url)
+        try:
+            return await worker._idle_wait()
+        finally:
+            await worker._pool.close()
+
+    assert 0 < asyncio.run(idle_wait()) <= 60, "it waits until the tick, not its 300 s poll interval"
