@@ -148,6 +148,13 @@ class CronNeverFires(DurableError):
     sqlstate = "DU033"
 
 
+class NotATestDatabase(DurableError):
+    """DU055: a test clock verb in a database not marked as a test database
+    (``durable migrate --test-clock``): the real clock never moves."""
+
+    sqlstate = "DU055"
+
+
 class PermissionDenied(DurableError):
     """42501: the role may not call this verb (it lacks the group role), or its queue grants
     do not cover the queue (see the README, "Security")."""
@@ -206,6 +213,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         UnknownTimeZone,
         UnknownSchedule,
         CronNeverFires,
+        NotATestDatabase,
         PermissionDenied,
     )
     if cls.sqlstate
