@@ -45,7 +45,7 @@ begin
     return array[
         'priority', 'run_at', 'delay', 'max_attempts', 'max_lost_leases', 'backoff',
         'timeout', 'schedule_timeout', 'idempotency_key', 'durable',
-        'concurrency_key', 'concurrency_key_limit', 'trace_context'
+        'concurrency_key', 'concurrency_key_limit', 'trace_context', 'debounce'
     ];
 end;
 $$;
@@ -159,6 +159,8 @@ declare
     t durable.tasks;
     v_delay double precision;
     v_schedule_timeout double precision;
+    v_debounce jsonb := p_options -> 'debounce';
+    v_max_delay double precision;
 begin
     perform durable._check_name(p_task_name, 'task_name');
     if p_input is null or jsonb_typeof(p_input) <> 'object' then
@@ -192,6 +194,37 @@ begin
         end;
     else
         t.run_at := p_now + make_interval(secs => coalesce(v_delay, 0));
+    end if;
+    if jsonb_typeof(v_debounce) <> 'null' then
+        -- {"key", "delay", "max_delay"}: the run time and the deadline of a new task; what an
+        -- enqueue with a key held by a pending task does instead: durable._create_tasks
+        if jsonb_typeof(v_debounce) <> 'object' then
+            raise exception 'durable: option "debounce" must be an object {"key", "delay", "max_delay"}, got %',
+                durable._quote(v_debounce::text)
+                using errcode = 'DU001';
+        end if;
+        perform durable._check_keys(v_debounce, array['key', 'delay', 'max_delay'], 'debounce options');
+        t.debounce_key := durable._opt_text(v_debounce, 'key', 255);
+        v_delay := durable._opt_number(v_debounce, 'delay', 0, 315360000);
+        v_max_delay := durable._opt_number(v_debounce, 'max_delay', 0, 315360000);
+        if t.debounce_key is null or v_delay is null then
+            raise exception 'durable: option "debounce" needs a key and a delay (seconds)' using errcode = 'DU001';
+        end if;
+        if v_max_delay < v_delay then
+            raise exception 'durable: debounce max_delay (%) must be at least its delay (%)', v_max_delay, v_delay
+                using errcode = 'DU001';
+        end if;
+        if jsonb_typeof(p_options -> 'run_at') <> 'null' or jsonb_typeof(p_options -> 'delay') <> 'null' then
+            raise exception 'durable: a debounced enqueue takes its run time from "debounce"; give no run_at or delay'
+                using errcode = 'DU001';
+        end if;
+        if jsonb_typeof(p_options -> 'idempotency_key') <> 'null' then
+            raise exception 'durable: give debounce or idempotency_key, not both'
+                using errcode = 'DU001',
+                      hint = 'a debounced enqueue already returns the pending task of its key';
+        end if;
+        t.run_at := p_now + make_interval(secs => v_delay);
+        t.debounce_deadline := p_now + make_interval(secs => v_max_delay);
     end if;
 
     t.max_attempts := coalesce(
@@ -256,7 +289,8 @@ comment on function durable._task_row(durable.queues, text, jsonb, jsonb, timest
 -- idempotency keys p_idempotency_keys (an insert that meets one while another transaction
 -- updates it waits for that transaction: it must hold it already) and p_also.
 create or replace function durable._lock_for_new_tasks(
-    p_queue durable.queues, p_keys text[], p_idempotency_keys text[], p_also uuid[]
+    p_queue durable.queues, p_keys text[], p_idempotency_keys text[], p_also uuid[],
+    p_debounce_keys text[] default '{}'::text[]
 )
 returns void
 language plpgsql
@@ -294,6 +328,21 @@ begin
             );
         end if;
     end if;
+    if cardinality(p_debounce_keys) > 0 then
+        -- the debounce keys, after the concurrency keys, in key order; then (with the tasks
+        -- below) the pending tasks holding them, whose run time and input the enqueue replaces.
+        -- Whoever held a key before committed before this lock was granted: the next
+        -- statement's snapshot sees its task
+        perform durable._require_read_committed(format('a debounced enqueue on queue %s', p_queue.queue));
+        perform pg_advisory_xact_lock(1685418500, hashtext(p_queue.queue || E'\x1f' || u.k))
+        from (select distinct k from unnest(p_debounce_keys) as k where k is not null) as u
+        order by u.k;
+        p_also := p_also || array(
+            select k.task_id from durable.tasks k
+            where k.queue = p_queue.queue and k.debounce_key = any(p_debounce_keys)
+              and k.status = 'pending' and k.attempt = 0
+        );
+    end if;
     if cardinality(p_idempotency_keys) > 0 then
         p_also := p_also || array(
             select k.task_id from durable.tasks k
@@ -306,8 +355,8 @@ begin
 end;
 $$;
 
-comment on function durable._lock_for_new_tasks(durable.queues, text[], text[], uuid[]) is
-'Internal: takes, in the lock order, what creating tasks of concurrency keys p_keys and idempotency keys p_idempotency_keys on the queue will lock or wait for (the round_robin keys'' rows, or the cancel strategy''s key locks; the tasks it may cancel, with their trees; the tasks holding the idempotency keys), then the tasks p_also: durable._create_tasks calls it before inserting, spawn before it locks its own task.';
+comment on function durable._lock_for_new_tasks(durable.queues, text[], text[], uuid[], text[]) is
+'Internal: takes, in the lock order, what creating tasks of concurrency keys p_keys, idempotency keys p_idempotency_keys and debounce keys p_debounce_keys on the queue will lock or wait for (the round_robin keys'' rows, or the cancel strategy''s key locks; the debounce keys'' locks; the tasks it may cancel, with their trees; the tasks holding the idempotency or debounce keys), then the tasks p_also: durable._create_tasks calls it before inserting, spawn before it locks its own task.';
 
 -- Looks a queue up, raising DU002 when it does not exist.
 create or replace function durable._queue(p_queue text)
@@ -415,48 +464,129 @@ declare
     v_new uuid[];
     v_ready boolean;
     t durable.tasks;
+    v_debounced boolean := exists (select 1 from unnest(p_rows) as r where r.debounce_key is not null);
+    v_rows durable.tasks[] := p_rows;
+    v_held jsonb;
+    v_held_ready boolean := false;
+    v_bad record;
 begin
-    if p_queue.options ? 'concurrency_strategy'
+    if p_queue.options ? 'concurrency_strategy' or v_debounced
         or exists (select 1 from unnest(p_rows) as r where r.idempotency_key is not null) then
         perform durable._lock_for_new_tasks(
             p_queue,
             array(select r.concurrency_key from unnest(p_rows) as r),
             array(select r.idempotency_key from unnest(p_rows) as r where r.idempotency_key is not null),
-            '{}'
+            '{}',
+            array(select r.debounce_key from unnest(p_rows) as r where r.debounce_key is not null)
         );
     end if;
-    if cardinality(p_rows) = 1 then
+    if v_debounced then
+        -- debounce (the option: durable._task_row). The rows of one key become one task: the
+        -- pending, never started task holding the key (locked above; this statement's fresh
+        -- snapshot says whether a claim started it meanwhile), or else the key's first row.
+        -- The key's last row gives the input and the run time, capped at the task's deadline
+        -- (its first enqueue + max_delay); the task's other options stay as they are
+        select r.debounce_key, r.task_name, coalesce(k.task_name, f.task_name) as holder_name,
+               r.parent_id is not null as spawned
+        into v_bad
+        from unnest(p_rows) as r
+        left join durable.tasks k
+            on k.queue = p_queue.queue and k.debounce_key = r.debounce_key
+            and k.status = 'pending' and k.attempt = 0
+        left join lateral (
+            select f.task_name from unnest(p_rows) with ordinality as f
+            where f.debounce_key = r.debounce_key order by f.ordinality limit 1
+        ) as f on true
+        where r.debounce_key is not null
+          and (r.parent_id is not null or r.task_name <> coalesce(k.task_name, f.task_name))
+        limit 1;
+        if v_bad.spawned then
+            raise exception 'durable: spawn does not debounce (option "debounce")' using errcode = 'DU001';
+        elsif found then
+            raise exception 'durable: debounce key % of queue % is held by a pending task named %, not %',
+                durable._quote(v_bad.debounce_key), durable._quote(p_queue.queue),
+                durable._quote(v_bad.holder_name), durable._quote(v_bad.task_name)
+                using errcode = 'DU040',
+                      hint = 'a debounced enqueue replaces the input of the task holding its key: use a key per task name';
+        end if;
+        with last as (
+            select distinct on (r.debounce_key) r.debounce_key, r.input, r.run_at
+            from unnest(p_rows) with ordinality as r
+            where r.debounce_key is not null
+            order by r.debounce_key, r.ordinality desc
+        ),
+        held as (
+            update durable.tasks k
+            set input = l.input,
+                run_at = least(l.run_at, k.debounce_deadline),
+                schedule_deadline = least(l.run_at, k.debounce_deadline) + make_interval(secs => k.schedule_timeout)
+            from last l
+            where k.queue = p_queue.queue and k.debounce_key = l.debounce_key
+              and k.status = 'pending' and k.attempt = 0
+            returning k.debounce_key, k.task_id, k.run_at
+        )
+        select coalesce(jsonb_object_agg(h.debounce_key, h.task_id), '{}'::jsonb),
+               coalesce(bool_or(h.run_at <= v_now), false)
+        into v_held, v_held_ready
+        from held h;
+        -- the rows that create tasks: those without a key, and the first row of each key
+        -- that no task holds, with its key's last input and run time
+        v_rows := array(
+            select case
+                       when (p_rows[i]).debounce_key is null then p_rows[i]
+                       else jsonb_populate_record(p_rows[i], jsonb_build_object(
+                           'input', l.input,
+                           'run_at', least(l.run_at, (p_rows[i]).debounce_deadline),
+                           'schedule_deadline', least(l.run_at, (p_rows[i]).debounce_deadline)
+                                                + make_interval(secs => (p_rows[i]).schedule_timeout)))
+                   end
+            from generate_subscripts(p_rows, 1) as i
+            left join lateral (
+                select l.input, l.run_at from unnest(p_rows) with ordinality as l
+                where l.debounce_key = (p_rows[i]).debounce_key order by l.ordinality desc limit 1
+            ) as l on true
+            where (p_rows[i]).debounce_key is null
+               or (not v_held ? (p_rows[i]).debounce_key
+                   and not exists (select 1 from unnest(p_rows) with ordinality as e
+                                   where e.debounce_key = (p_rows[i]).debounce_key and e.ordinality < i))
+            order by i
+        );
+    end if;
+    if cardinality(v_rows) = 0 then
+        v_ids := '{}'::uuid[];
+    elsif cardinality(v_rows) = 1 then
         -- one task (enqueue, spawn, fork): the same insert, without the batch's machinery
         -- (about a third of a single enqueue's time)
-        t := p_rows[1];
+        t := v_rows[1];
         insert into durable.tasks (
             task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
             lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
             schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
             forked_from, forked_at_seq, parent_id, parent_seq,
-            concurrency_key, concurrency_key_limit, fair_tag, trace_context
+            concurrency_key, concurrency_key_limit, fair_tag, trace_context, debounce_key, debounce_deadline
         )
         values (
             t.task_id, p_queue.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0,
             0, t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
             t.schedule_timeout, t.schedule_deadline, t.idempotency_key, t.created_at, t.durable, 1,
             t.forked_from, t.forked_at_seq, t.parent_id, t.parent_seq,
-            t.concurrency_key, t.concurrency_key_limit, 0, t.trace_context
+            t.concurrency_key, t.concurrency_key_limit, 0, t.trace_context, t.debounce_key, t.debounce_deadline
         )
         on conflict (queue, idempotency_key) where idempotency_key is not null do nothing;
-        if not found then
-            return array(
+        if found then
+            v_ids := array[t.task_id];
+            v_new := v_ids;
+            v_ready := t.run_at <= v_now;
+        else
+            v_ids := array(
                 select k.task_id from durable.tasks k
                 where k.queue = p_queue.queue and k.idempotency_key = t.idempotency_key
             );
         end if;
-        v_ids := array[t.task_id];
-        v_new := v_ids;
-        v_ready := t.run_at <= v_now;
     else
         with given as materialized (
             select r.*, r.ordinality as ord, nextval('durable.tasks_seq_seq') as next_seq
-            from unnest(p_rows) with ordinality as r
+            from unnest(v_rows) with ordinality as r
             order by r.ordinality
         ),
         inserted as (
@@ -465,14 +595,14 @@ begin
                 lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
                 schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
                 forked_from, forked_at_seq, parent_id, parent_seq,
-                concurrency_key, concurrency_key_limit, fair_tag, trace_context
+                concurrency_key, concurrency_key_limit, fair_tag, trace_context, debounce_key, debounce_deadline
             )
             overriding system value
             select g.task_id, g.next_seq, p_queue.queue, g.task_name, g.input, 'pending', g.priority, g.run_at,
                    0, 0, 0, g.max_attempts, g.max_lost_leases, g.backoff, g.timeout_seconds,
                    g.schedule_timeout, g.schedule_deadline, g.idempotency_key, g.created_at, g.durable, 1,
                    g.forked_from, g.forked_at_seq, g.parent_id, g.parent_seq,
-                   g.concurrency_key, g.concurrency_key_limit, 0, g.trace_context
+                   g.concurrency_key, g.concurrency_key_limit, 0, g.trace_context, g.debounce_key, g.debounce_deadline
             from given g
             order by g.idempotency_key, g.ord
             on conflict (queue, idempotency_key) where idempotency_key is not null do nothing
@@ -495,7 +625,7 @@ begin
         if array_position(v_ids, null) is not null then
             select array_agg(coalesce(u.id, k.task_id) order by u.ord) into v_ids
             from unnest(v_ids) with ordinality as u (id, ord)
-            join unnest(p_rows) with ordinality as r on r.ordinality = u.ord
+            join unnest(v_rows) with ordinality as r on r.ordinality = u.ord
             left join durable.tasks k
                 on u.id is null and k.queue = p_queue.queue and k.idempotency_key = r.idempotency_key;
         end if;
@@ -508,7 +638,22 @@ begin
             perform durable._enqueued_under_limits(p_queue, v_new);
         end if;
     end if;
-    if v_ready then
+    if v_debounced then
+        -- each given row's id: its own row's, or its key's task (the holder, or the key's
+        -- first row, inserted above)
+        select array_agg(
+                   coalesce((v_held ->> (p_rows[i]).debounce_key)::uuid, v.id, f.task_id) order by i)
+        into v_ids
+        from generate_subscripts(p_rows, 1) as i
+        left join (
+            select (v_rows[j]).task_id as task_id, v_ids[j] as id from generate_subscripts(v_rows, 1) as j
+        ) as v on v.task_id = (p_rows[i]).task_id
+        left join lateral (
+            select f.task_id from unnest(p_rows) with ordinality as f
+            where f.debounce_key = (p_rows[i]).debounce_key order by f.ordinality limit 1
+        ) as f on true;
+    end if;
+    if v_ready or v_held_ready then
         perform durable._notify(p_queue.queue, p_queue.options);
     end if;
     return v_ids;
