@@ -11,6 +11,15 @@
 -- notifying transactions: with many concurrent single enqueues that lock, not the insert,
 -- is the ceiling (measured: 16 clients of single enqueues ran ~2.6x faster without it).
 -- A queue with {"notify": false} never notifies; its workers find work by polling.
+--
+-- Debounce (the enqueue option {"debounce": {"key", "delay", "max_delay"}}): the pending,
+-- never started (attempt = 0) task of a queue with a debounce key holds it (at most one:
+-- tasks_debounce_idx, migration 0014). An enqueue with a held key changes the holder (its
+-- input; its run_at, now + delay capped at debounce_deadline, its first enqueue +
+-- max_delay) and returns its id; otherwise it creates the task. Enqueues of one key
+-- serialise on an advisory lock of the key (the lock order's keys, plpgsql/README.md).
+-- Not with an idempotency key (a debounced enqueue already returns the task of its key)
+-- nor in a spawn (a child that merged into another task would not be the parent's child).
 
 -- Keys accepted in a queue's options.
 create or replace function durable._queue_option_keys()
@@ -443,7 +452,7 @@ end;
 $$;
 
 comment on function durable.enqueue_many(text, jsonb) is
-'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing. Errors: DU001, DU002, DU003, 42501; on any error nothing of the batch is written.';
+'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing; the specs of one debounce key make one task (the last spec''s input and delay). Errors: DU001, DU002, DU003, DU040, 42501; on any error nothing of the batch is written.';
 
 -- The one way a task is created (enqueue, enqueue_many, spawn, fork): rows built by
 -- durable._task_row (or from the task a fork copies) go in with one INSERT, in
@@ -470,6 +479,12 @@ declare
     v_held_ready boolean := false;
     v_bad record;
 begin
+    if v_debounced and exists (
+        select 1 from unnest(p_rows) as r where r.debounce_key is not null and r.parent_id is not null
+    ) then
+        -- (before any lock: the spawn holds its own task's row)
+        raise exception 'durable: spawn does not debounce (option "debounce")' using errcode = 'DU001';
+    end if;
     if p_queue.options ? 'concurrency_strategy' or v_debounced
         or exists (select 1 from unnest(p_rows) as r where r.idempotency_key is not null) then
         perform durable._lock_for_new_tasks(
@@ -486,8 +501,7 @@ begin
         -- snapshot says whether a claim started it meanwhile), or else the key's first row.
         -- The key's last row gives the input and the run time, capped at the task's deadline
         -- (its first enqueue + max_delay); the task's other options stay as they are
-        select r.debounce_key, r.task_name, coalesce(k.task_name, f.task_name) as holder_name,
-               r.parent_id is not null as spawned
+        select r.debounce_key, r.task_name, coalesce(k.task_name, f.task_name) as holder_name
         into v_bad
         from unnest(p_rows) as r
         left join durable.tasks k
@@ -497,12 +511,9 @@ begin
             select f.task_name from unnest(p_rows) with ordinality as f
             where f.debounce_key = r.debounce_key order by f.ordinality limit 1
         ) as f on true
-        where r.debounce_key is not null
-          and (r.parent_id is not null or r.task_name <> coalesce(k.task_name, f.task_name))
+        where r.debounce_key is not null and r.task_name <> coalesce(k.task_name, f.task_name)
         limit 1;
-        if v_bad.spawned then
-            raise exception 'durable: spawn does not debounce (option "debounce")' using errcode = 'DU001';
-        elsif found then
+        if found then
             raise exception 'durable: debounce key % of queue % is held by a pending task named %, not %',
                 durable._quote(v_bad.debounce_key), durable._quote(p_queue.queue),
                 durable._quote(v_bad.holder_name), durable._quote(v_bad.task_name)
@@ -661,7 +672,7 @@ end;
 $$;
 
 comment on function durable._create_tasks(durable.queues, durable.tasks[]) is
-'Internal: the one way a task is created. Inserts the rows (from durable._task_row, or a fork''s copy) in idempotency-key order, numbered in the order given; a row whose idempotency key is taken writes nothing. For the new tasks: round_robin tags, cancel strategies, one NOTIFY. Returns each row''s task id, in order.';
+'Internal: the one way a task is created. Inserts the rows (from durable._task_row, or a fork''s copy) in idempotency-key order, numbered in the order given; a row whose idempotency key is taken writes nothing; the rows of one debounce key update the pending task holding it, or make one task (DU040 on a task name that differs). For the new tasks: round_robin tags, cancel strategies, one NOTIFY. Returns each row''s task id, in order.';
 
 create or replace function durable._enqueue(p_queue text, p_task_name text, p_input jsonb, p_options jsonb)
 returns uuid
@@ -697,7 +708,7 @@ end;
 $$;
 
 comment on function durable.enqueue(text, text, jsonb, jsonb) is
-'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint), concurrency_key (the key per-key limits, rate limits and round_robin count it under), concurrency_key_limit (this task''s own per-key limit; see limits.sql) and trace_context (the W3C trace context of the caller, {"traceparent": ..., "tracestate": ...}, at most 512 bytes, handed back by durable.claim). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large, 42501.';
+'Enqueues one task and returns its id. p_input must be a JSON object. Options: priority (integer, higher first), run_at (timestamp) or delay (seconds), max_attempts, max_lost_leases, backoff, timeout (seconds an attempt may run), schedule_timeout (seconds after run_at the task may wait to start before it is cancelled), idempotency_key (a second enqueue with the same key on the same queue returns the first task''s id and writes nothing), durable (true: a durable task with an event log; see durable.checkpoint), concurrency_key (the key per-key limits, rate limits and round_robin count it under), concurrency_key_limit (this task''s own per-key limit; see limits.sql) and trace_context (the W3C trace context of the caller, {"traceparent": ..., "tracestate": ...}, at most 512 bytes, handed back by durable.claim) and debounce ({"key": name, "delay": seconds, "max_delay": seconds or absent}: while a task of the queue holding that key is pending and has never started, the enqueue returns that task, replaces its input and sets its run_at to now + delay, never past its first enqueue + max_delay; otherwise it creates a task due in delay seconds that holds the key; not with run_at, delay or idempotency_key). Errors: DU001 bad argument, DU002 unknown queue, DU003 input too large, DU040 the debounce key is held by a task of another name, 42501.';
 
 grant execute on function durable.create_queue(text, jsonb) to durable_operator;
 grant execute on function durable.ensure_queue(text) to durable_worker, durable_producer, durable_operator;

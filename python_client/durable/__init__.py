@@ -15,6 +15,7 @@ from .commands import QueueRow, TaskRow, TaskSpec, WorkerInfo
 from .context import TaskContext
 from .errors import (
     ChildFailed,
+    DebounceKeyHeld,
     DurableError,
     EventTimeout,
     InvalidArgument,
@@ -44,6 +45,7 @@ __all__ = [
     "AttemptInfo",
     "ChildFailed",
     "Client",
+    "DebounceKeyHeld",
     "DurableContext",
     "DurableError",
     "EventTimeout",

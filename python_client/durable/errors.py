@@ -124,6 +124,13 @@ class WorkerNameInUse(DurableError):
     sqlstate = "DU023"
 
 
+class DebounceKeyHeld(DurableError):
+    """DU040: a debounced enqueue whose key is held by a pending task of another task name
+    (a debounced enqueue replaces the holder's input, never its name)."""
+
+    sqlstate = "DU040"
+
+
 class PermissionDenied(DurableError):
     """42501: the role may not call this verb (it lacks the group role), or its queue grants
     do not cover the queue (see the README, "Security")."""
@@ -178,6 +185,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         HistoryGap,
         ReplayNotChecked,
         WorkerNameInUse,
+        DebounceKeyHeld,
         PermissionDenied,
     )
     if cls.sqlstate
