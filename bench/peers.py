@@ -600,6 +600,8 @@ def bench_system(
     if enq:
         results["enqueue, batches of 500 (jobs/s)"][system] = enq[0]
         results["enqueue, one by one (jobs/s)"][system] = enq[1]
+    if args.enqueue_only:
+        return
     results["processed/s, 1 worker, 10 concurrent"][system] = phase(
         system, "drain", lambda: bench_drain(system, url, NOOP, args.jobs, 10, args.timeout)
     )
@@ -638,8 +640,10 @@ def run(args: argparse.Namespace) -> int:
         with database(system) as url:
             install(system, url)
             bench_system(system, url, args, results, phase)
-    with database("raw") as url:
-        raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
+    raw = None
+    if not args.enqueue_only:
+        with database("raw") as url:
+            raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
 
     lines = describe_machine()
     lines.append(
@@ -687,6 +691,9 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=30, help="sequential 10-step workflows")
     parser.add_argument("--workflows", type=int, default=300, help="10-step workflows of the steps/s drain")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for a drain")
+    parser.add_argument(
+        "--enqueue-only", action="store_true", help="only the enqueue figures (batched and one by one)"
+    )
     return run(parser.parse_args())
 
 
