@@ -171,13 +171,21 @@ declare
     v_debounce jsonb := p_options -> 'debounce';
     v_max_delay double precision;
 begin
-    perform durable._check_name(p_task_name, 'task_name');
+    -- (each check a plain expression first, which PL/pgSQL evaluates without a query, as a
+    -- PERFORM is: the checker, which raises the error, runs only for a bad value)
+    if not durable._name_ok(p_task_name) then
+        perform durable._check_name(p_task_name, 'task_name');
+    end if;
     if p_input is null or jsonb_typeof(p_input) <> 'object' then
         raise exception 'durable: task input must be a JSON object, got %', coalesce(jsonb_typeof(p_input), 'null')
             using errcode = 'DU001';
     end if;
-    perform durable._check_payload(p_input, 'task input');
-    perform durable._check_keys(p_options, durable._enqueue_option_keys(), 'enqueue options');
+    if pg_column_size(p_input) > durable.max_payload_bytes() then
+        perform durable._check_payload(p_input, 'task input');
+    end if;
+    if p_options is null or jsonb_typeof(p_options) <> 'object' or p_options - durable._enqueue_option_keys() <> '{}'::jsonb then
+        perform durable._check_keys(p_options, durable._enqueue_option_keys(), 'enqueue options');
+    end if;
 
     t.task_id := durable.uuidv7();
     t.queue := p_queue.queue;
@@ -416,9 +424,13 @@ language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
+declare
+    v_options jsonb := p_options;
 begin
-    if coalesce((coalesce(p_options, (select q.options from durable.queues q where q.queue = p_queue))
-                 ->> 'notify')::boolean, true) then
+    if v_options is null then
+        select q.options into v_options from durable.queues q where q.queue = p_queue;
+    end if;
+    if coalesce((v_options ->> 'notify')::boolean, true) then
         perform pg_notify('durable', p_queue);
     end if;
 end;
@@ -522,20 +534,27 @@ declare
     v_new uuid[];
     v_ready boolean;
     t durable.tasks;
-    v_debounced boolean := exists (select 1 from unnest(p_rows) as r where r.debounce_key is not null);
+    -- (one row: plain expressions, which PL/pgSQL evaluates without a query)
+    v_one boolean := cardinality(p_rows) = 1;
+    v_first durable.tasks := p_rows[1];
+    v_debounced boolean := v_first.debounce_key is not null;
+    v_keyed boolean := v_first.idempotency_key is not null;
     v_rows durable.tasks[] := p_rows;
     v_held jsonb;
     v_held_ready boolean := false;
     v_bad record;
 begin
-    if v_debounced and exists (
-        select 1 from unnest(p_rows) as r where r.debounce_key is not null and r.parent_id is not null
-    ) then
-        -- (before any lock: the spawn holds its own task's row)
-        raise exception 'durable: spawn does not debounce (option "debounce")' using errcode = 'DU001';
+    if not v_one then
+        v_debounced := exists (select 1 from unnest(p_rows) as r where r.debounce_key is not null);
+        v_keyed := exists (select 1 from unnest(p_rows) as r where r.idempotency_key is not null);
     end if;
-    if p_queue.options ? 'concurrency_strategy' or v_debounced
-        or exists (select 1 from unnest(p_rows) as r where r.idempotency_key is not null) then
+    if v_debounced then
+        if exists (select 1 from unnest(p_rows) as r where r.debounce_key is not null and r.parent_id is not null) then
+            -- (before any lock: the spawn holds its own task's row)
+            raise exception 'durable: spawn does not debounce (option "debounce")' using errcode = 'DU001';
+        end if;
+    end if;
+    if p_queue.options ? 'concurrency_strategy' or v_debounced or v_keyed then
         perform durable._lock_for_new_tasks(
             p_queue,
             array(select r.concurrency_key from unnest(p_rows) as r),
@@ -751,7 +770,10 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
-    perform durable._require(p_queue, array['producer'], 'enqueue');
+    -- (a plain expression first, evaluated without a query, as a PERFORM is)
+    if not durable._allowed(p_queue, array['producer']) then
+        perform durable._require(p_queue, array['producer'], 'enqueue');
+    end if;
     return durable._enqueue(p_queue, p_task_name, p_input, p_options);
 end;
 $$;
