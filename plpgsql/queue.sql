@@ -662,6 +662,27 @@ begin
                 where k.queue = p_queue.queue and k.idempotency_key = t.idempotency_key
             );
         end if;
+    elsif not v_keyed then
+        -- a batch without idempotency keys: every row is a new task, so a plain INSERT (no
+        -- speculative insertion) and no look-up of the ids; numbered (seq) in the order given
+        insert into durable.tasks (
+            task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
+            lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
+            schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
+            forked_from, forked_at_seq, parent_id, parent_seq,
+            concurrency_key, concurrency_key_limit, fair_tag, trace_context, debounce_key, debounce_deadline
+        )
+        select r.task_id, p_queue.queue, r.task_name, r.input, 'pending', r.priority, r.run_at,
+               0, 0, 0, r.max_attempts, r.max_lost_leases, r.backoff, r.timeout_seconds,
+               r.schedule_timeout, r.schedule_deadline, null, r.created_at, r.durable, 1,
+               r.forked_from, r.forked_at_seq, r.parent_id, r.parent_seq,
+               r.concurrency_key, r.concurrency_key_limit, 0, r.trace_context, r.debounce_key, r.debounce_deadline
+        from unnest(v_rows) with ordinality as r
+        order by r.ordinality;
+        select array_agg(r.task_id order by r.ordinality), coalesce(bool_or(r.run_at <= v_now), false)
+        into v_ids, v_ready
+        from unnest(v_rows) with ordinality as r;
+        v_new := v_ids;
     else
         with given as materialized (
             select r.*, r.ordinality as ord, nextval('durable.tasks_seq_seq') as next_seq
