@@ -131,6 +131,13 @@ class DebounceKeyHeld(DurableError):
     sqlstate = "DU040"
 
 
+class NotATestDatabase(DurableError):
+    """DU055: a test clock verb in a database not marked as a test database
+    (``durable migrate --test-clock``): the real clock never moves."""
+
+    sqlstate = "DU055"
+
+
 class PermissionDenied(DurableError):
     """42501: the role may not call this verb (it lacks the group role), or its queue grants
     do not cover the queue (see the README, "Security")."""
@@ -186,6 +193,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         ReplayNotChecked,
         WorkerNameInUse,
         DebounceKeyHeld,
+        NotATestDatabase,
         PermissionDenied,
     )
     if cls.sqlstate
