@@ -516,9 +516,11 @@ comment on function durable.enqueue_many(text, jsonb) is
 'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing; the specs of one debounce key make one task (the last spec''s input and delay). Errors: DU001, DU002, DU003, DU040, 42501; on any error nothing of the batch is written.';
 
 -- The one way a task is created (enqueue, enqueue_many, spawn, fork): rows built by
--- durable._task_row (or from the task a fork copies) go in with one INSERT, in
--- idempotency-key order (two batches sharing keys wait for each other's keys in one
--- order, never in a cycle), numbered (seq, the FIFO order) in the order given. Then, for
+-- durable._task_row (or from the task a fork copies) go in with one INSERT: a plain one
+-- when no row has an idempotency key, else one in idempotency-key order (two batches
+-- sharing keys wait for each other's keys in one order, never in a cycle) that skips the
+-- keys already taken; numbered (seq, the FIFO order) in the order given. Rows with a
+-- debounce key first update the task holding it, or become one row per key. Then, for
 -- the rows really inserted: their round_robin tags, the cancel strategies, one NOTIFY.
 -- Returns the id of each row in order: its new task, or the task that already held its
 -- idempotency key.
@@ -633,38 +635,10 @@ begin
     end if;
     if cardinality(v_rows) = 0 then
         v_ids := '{}'::uuid[];
-    elsif cardinality(v_rows) = 1 then
-        -- one task (enqueue, spawn, fork): the same insert, without the batch's machinery
-        -- (about a third of a single enqueue's time)
-        t := v_rows[1];
-        insert into durable.tasks (
-            task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
-            lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
-            schedule_timeout, schedule_deadline, idempotency_key, created_at, durable, generation,
-            forked_from, forked_at_seq, parent_id, parent_seq,
-            concurrency_key, concurrency_key_limit, fair_tag, trace_context, debounce_key, debounce_deadline
-        )
-        values (
-            t.task_id, p_queue.queue, t.task_name, t.input, 'pending', t.priority, t.run_at, 0, 0,
-            0, t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds,
-            t.schedule_timeout, t.schedule_deadline, t.idempotency_key, t.created_at, t.durable, 1,
-            t.forked_from, t.forked_at_seq, t.parent_id, t.parent_seq,
-            t.concurrency_key, t.concurrency_key_limit, 0, t.trace_context, t.debounce_key, t.debounce_deadline
-        )
-        on conflict (queue, idempotency_key) where idempotency_key is not null do nothing;
-        if found then
-            v_ids := array[t.task_id];
-            v_new := v_ids;
-            v_ready := t.run_at <= v_now;
-        else
-            v_ids := array(
-                select k.task_id from durable.tasks k
-                where k.queue = p_queue.queue and k.idempotency_key = t.idempotency_key
-            );
-        end if;
     elsif not v_keyed then
-        -- a batch without idempotency keys: every row is a new task, so a plain INSERT (no
-        -- speculative insertion) and no look-up of the ids; numbered (seq) in the order given
+        -- rows without idempotency keys (enqueue, spawn, fork, most batches): every row is a
+        -- new task, so a plain INSERT (no speculative insertion) and no look-up of the ids;
+        -- numbered (seq) in the order given
         insert into durable.tasks (
             task_id, queue, task_name, input, status, priority, run_at, attempt, failures,
             lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds,
@@ -679,9 +653,15 @@ begin
                r.concurrency_key, r.concurrency_key_limit, 0, r.trace_context, r.debounce_key, r.debounce_deadline
         from unnest(v_rows) with ordinality as r
         order by r.ordinality;
-        select array_agg(r.task_id order by r.ordinality), coalesce(bool_or(r.run_at <= v_now), false)
-        into v_ids, v_ready
-        from unnest(v_rows) with ordinality as r;
+        if cardinality(v_rows) = 1 then
+            t := v_rows[1];
+            v_ids := array[t.task_id];
+            v_ready := t.run_at <= v_now;
+        else
+            select array_agg(r.task_id order by r.ordinality), coalesce(bool_or(r.run_at <= v_now), false)
+            into v_ids, v_ready
+            from unnest(v_rows) with ordinality as r;
+        end if;
         v_new := v_ids;
     else
         with given as materialized (
