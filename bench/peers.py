@@ -2,6 +2,7 @@
 """durable beside its peers (not a test): PgQueuer and Absurd on the same server, in the same run.
 
     python3 bench/peers.py            # creates bench/.venv-peers on first use, then runs in it
+    python3 bench/peers.py --enqueue-only   # only the two enqueue figures (about a minute)
 
 The peers live in a virtualenv of the benchmark's own, never in the project's; this script
 creates it when missing and re-runs itself with its interpreter, i.e. the one-liner

@@ -467,8 +467,9 @@ begin
     end if;
     -- Each distinct options object is checked and resolved once (durable._task_row of a
     -- stand-in task: the options and the time decide every column but the id, the name and
-    -- the input), and each spec gets its id, name and input: about 0.02 ms a task, where
-    -- a durable._task_row per task cost 0.1 ms. The checks of the specs, names and inputs
+    -- the input), and each spec gets its id, name and input (measured, server CPU for a
+    -- batch of 500 no-op specs: 9 ms, against 35 ms with a durable._task_row per task;
+    -- the INSERT alone is 5 ms of it). The checks of the specs, names and inputs
     -- are plain SQL; a spec that fails one goes through durable._task_row, which raises
     -- its error
     if exists (
