@@ -11,7 +11,7 @@
 --      spawn), DU040 (a holder of another task name); nothing written;
 --   5. rights: a producer may debounce, a worker may not enqueue;
 --   6. a race: three sessions enqueue one key at once: one task.
-select plan(56);
+select plan(57);
 
 \ir helpers/tasks.sql
 \ir helpers/security.sql
@@ -103,6 +103,14 @@ select is((select array_agg(e.id) from durable.enqueue_many('q', '[
           array[(select ids[4] from b1), (select ids[4] from b1)], '3: a batch updates the pending holder of its key');
 select is((select jsonb_build_object('input', input, 'run_at', run_at) from durable.tasks where task_id = (select ids[4] from b1)),
           jsonb_build_object('input', '{"n": 11}'::jsonb, 'run_at', pg_temp.t(2007)), '3: ... with the last spec');
+
+create temp table b2 as
+select array_agg(distinct e.id) as ids from durable.enqueue_many('q', '[
+    {"task_name": "job", "input": {"n": 1}, "options": {"debounce": {"key": "same", "delay": 3}}},
+    {"task_name": "job", "input": {"n": 2}, "options": {"debounce": {"key": "same", "delay": 3}}}]') as e (id);
+select is((select ids from b2),
+          (select array_agg(task_id) from durable.tasks where debounce_key = 'same' and input = '{"n": 2}'),
+          '3: specs with one options object: one task, the last input');
 
 -- 4. bad input ---------------------------------------------------------------------------------
 select pg_temp.rejects(format('select durable.enqueue(%L, %L, %L, %L)', 'q', 'job', '{}', v.options), 'DU001',
