@@ -173,6 +173,8 @@ declare
     v_ended integer := 0;
     v_cancelled integer := 0;
 begin
+    -- the history's day partitions, made ahead and dropped (retention.sql): at most once a minute
+    perform durable._history_partitions();
     -- registered workers that stopped heartbeating (plpgsql/workers.sql): their running
     -- tasks of this queue are taken back now, as if their leases had expired
     v_dead := durable._dead_workers(v_now);

@@ -1,0 +1,130 @@
+-- 0018: attempts and events partitioned by day of task creation (plpgsql/retention.sql).
+--
+-- Task ids are uuidv7: their first 48 bits are the creation time in milliseconds, so a
+-- range of ids is a range of creation times. durable.attempts and durable.events become
+-- partitioned BY RANGE (task_id): the rows that exist now go to one partition, *_legacy,
+-- (every id created before this migration); the engine's maintenance (the claim's) then
+-- creates one partition per UTC day ahead of time, from this migration's instant on, and
+-- drops a day's partitions once no task of that day is left (durable._history_partitions).
+-- Anything outside every partition (an id of a dropped day, a day not created in time)
+-- lands in *_default. The legacy and default partitions are never dropped: retention
+-- deletes their rows one by one, as before.
+--
+-- The conversion keeps every row: new tables, the rows copied in one statement each, the
+-- old tables dropped, the new ones renamed. Triggers (events are append-only, log.sql) and
+-- functions come back from plpgsql/ right after the migrations.
+
+-- The day partitions that exist, by the range of task ids each holds (lo <= id < hi).
+create table durable.history_partitions (
+    day date primary key,
+    lo uuid not null,
+    hi uuid not null,
+    created_at timestamptz not null default now()
+);
+
+-- history_until: the partitions are made (or skipped, see retention.sql) up to this time;
+-- history_checked_at: when the maintenance last looked (it looks at most once a minute).
+alter table durable.settings
+add column history_until timestamptz,
+add column history_checked_at timestamptz;
+update durable.settings set history_until = now();
+
+-- functions whose signature names the old table's row type: created again from plpgsql/
+drop function if exists durable._event_json(durable.events);
+drop function if exists durable._same_event(text, text, text, durable.events);
+
+create table durable.attempts_new (
+    task_id uuid not null,
+    attempt integer not null,
+    queue text not null,
+    worker text,
+    lease_token uuid,
+    started_at timestamptz,
+    ended_at timestamptz not null,
+    outcome text not null,
+    error jsonb,
+    constraint attempts_new_pkey primary key (task_id, attempt),
+    constraint attempts_new_outcome_check check (
+        outcome in (
+            'completed', 'failed', 'timed_out', 'lease_expired', 'cancelled', 'released', 'suspended'
+        )
+    )
+) partition by range (task_id);
+
+create table durable.events_new (
+    task_id uuid not null,
+    generation integer not null,
+    seq integer not null,
+    kind text not null,
+    name text not null,
+    outcome text not null default 'ok',
+    result jsonb,
+    input_hash text,
+    attempt integer not null,
+    recorded_at timestamptz not null,
+    constraint events_new_pkey primary key (task_id, generation, seq),
+    constraint events_new_seq_check check (seq >= 1),
+    constraint events_new_outcome_check check (outcome in ('ok', 'error'))
+) partition by range (task_id);
+
+-- every id below the first millisecond of history_until: the rows of today's schema
+do $$
+declare
+    v_bound uuid := encode(
+        substring(int8send(floor(extract(epoch from (select s.history_until from durable.settings as s)) * 1000)::bigint)
+            from 3)
+        || '\x00000000000000000000'::bytea,
+        'hex'
+    )::uuid;
+begin
+    execute format('create table durable.attempts_legacy partition of durable.attempts_new
+                    for values from (minvalue) to (%L)', v_bound);
+    execute format('create table durable.events_legacy partition of durable.events_new
+                    for values from (minvalue) to (%L)', v_bound);
+end;
+$$;
+create table durable.attempts_default partition of durable.attempts_new default;
+create table durable.events_default partition of durable.events_new default;
+
+insert into durable.attempts_new (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
+select
+    task_id,
+    attempt,
+    queue,
+    worker,
+    lease_token,
+    started_at,
+    ended_at,
+    outcome,
+    error
+from durable.attempts;
+
+insert into durable.events_new (
+    task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at
+)
+select
+    task_id,
+    generation,
+    seq,
+    kind,
+    name,
+    outcome,
+    result,
+    input_hash,
+    attempt,
+    recorded_at
+from durable.events;
+
+drop table durable.attempts;
+drop table durable.events;
+alter table durable.attempts_new rename to attempts;
+alter table durable.events_new rename to events;
+alter table durable.attempts rename constraint attempts_new_pkey to attempts_pkey;
+alter table durable.attempts rename constraint attempts_new_outcome_check to attempts_outcome_check;
+alter table durable.events rename constraint events_new_pkey to events_pkey;
+alter table durable.events rename constraint events_new_seq_check to events_seq_check;
+alter table durable.events rename constraint events_new_outcome_check to events_outcome_check;
+
+revoke all on durable.attempts, durable.events, durable.history_partitions from public;
+revoke all on durable.attempts_legacy, durable.attempts_default from public;
+revoke all on durable.events_legacy, durable.events_default from public;
