@@ -72,7 +72,7 @@ comment on function durable._uuid_floor(timestamptz) is
 'Internal: the smallest uuidv7 of the millisecond of p_at: the ids created before p_at sort below it, the later ones from it on (the bounds of the history partitions).';
 
 -- The partitions' maintenance: see "History partitions" above.
-create or replace function durable._history_partitions()
+create or replace function durable._history_partitions(p_now timestamptz default null)
 returns void
 language plpgsql
 volatile
@@ -80,8 +80,9 @@ set search_path = pg_catalog, durable, pg_temp
 set lock_timeout = '100ms'
 as $$
 declare
-    -- real time, as the ids (durable.uuidv7 reads clock_timestamp(), never the test clock)
-    v_now timestamptz := clock_timestamp();
+    -- real time, as the ids (durable.uuidv7 reads clock_timestamp(), never the test clock);
+    -- p_now: another time, for tests (the owner's)
+    v_now timestamptz := coalesce(p_now, clock_timestamp());
     v_until timestamptz;
     v_from timestamptz;
     v_to timestamptz;
@@ -115,6 +116,7 @@ begin
                     execute format('create table durable.%I partition of durable.events for values from (%L) to (%L)',
                                    'events_p' || to_char(v_day, 'YYYYMMDD'),
                                    durable._uuid_floor(v_from), durable._uuid_floor(v_to));
+                    perform durable._guard_event_partition(format('durable.%I', 'events_p' || to_char(v_day, 'YYYYMMDD'))::regclass);
                     insert into durable.history_partitions (day, lo, hi)
                     values (v_day, durable._uuid_floor(v_from), durable._uuid_floor(v_to));
                 exception when check_violation then
@@ -152,8 +154,8 @@ begin
 end;
 $$;
 
-comment on function durable._history_partitions() is
-'Internal: at most once a minute (the claim''s maintenance calls it), makes the day partitions of durable.attempts and durable.events up to 7 days ahead when fewer than 3 are left, and drops those of past days of which no task is left; waits at most 100 ms for the tables'' lock, else leaves it to a later minute.';
+comment on function durable._history_partitions(timestamptz) is
+'Internal: at most once a minute (the claim''s maintenance calls it), makes the day partitions of durable.attempts and durable.events up to 7 days ahead when fewer than 3 are left, and drops those of past days of which no task is left; waits at most 100 ms for the tables'' lock, else leaves it to a later minute. p_now: the time to take for now (default the real time, as task ids; for tests).';
 
 -- Whether a task's history lies in a day partition (which goes by a DROP, not by rows).
 create or replace function durable._in_day_partition(p_task uuid)
