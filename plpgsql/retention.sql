@@ -71,24 +71,23 @@ $$;
 comment on function durable._uuid_floor(timestamptz) is
 'Internal: the smallest uuidv7 of the millisecond of p_at: the ids created before p_at sort below it, the later ones from it on (the bounds of the history partitions).';
 
--- The partitions' maintenance: see "History partitions" above.
+-- The partitions' maintenance: see "History partitions" above. Called by every claim: a
+-- read of the settings row, unless a minute has passed.
 create or replace function durable._history_partitions(p_now timestamptz default null)
 returns void
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
-set lock_timeout = '100ms'
 as $$
 declare
     -- real time, as the ids (durable.uuidv7 reads clock_timestamp(), never the test clock);
     -- p_now: another time, for tests (the owner's)
     v_now timestamptz := coalesce(p_now, clock_timestamp());
     v_until timestamptz;
-    v_from timestamptz;
-    v_to timestamptz;
-    v_day date;
-    d durable.history_partitions;
 begin
+    if (select s.history_checked_at from durable.settings s) > v_now - interval '1 minute' then
+        return;
+    end if;
     update durable.settings s
     set history_checked_at = v_now
     where s.id = (
@@ -97,16 +96,35 @@ begin
         for update skip locked
     )
     returning s.history_until into v_until;
-    if not found then
-        return;
+    if found then
+        perform durable._history_ddl(v_now, v_until);
     end if;
+end;
+$$;
 
-    if v_until < v_now + interval '3 days' then
+comment on function durable._history_partitions(timestamptz) is
+'Internal: at most once a minute (the claim''s maintenance calls it), makes the day partitions of durable.attempts and durable.events up to 7 days ahead when fewer than 3 are left, and drops those of past days of which no task is left (durable._history_ddl). p_now: the time to take for now (default the real time, as task ids; for tests).';
+
+-- The DDL of the maintenance, under a lock_timeout of its own (restored on return).
+create or replace function durable._history_ddl(p_now timestamptz, p_until timestamptz)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+set lock_timeout = '100ms'
+as $$
+declare
+    v_from timestamptz;
+    v_to timestamptz;
+    v_day date;
+    d durable.history_partitions;
+begin
+    if p_until < p_now + interval '3 days' then
         begin
             lock table durable.attempts, durable.events, durable.attempts_default, durable.events_default
             in access exclusive mode;
-            v_from := v_until;
-            while v_from < (date_trunc('day', v_now at time zone 'UTC') at time zone 'UTC') + interval '8 days' loop
+            v_from := p_until;
+            while v_from < (date_trunc('day', p_now at time zone 'UTC') at time zone 'UTC') + interval '8 days' loop
                 v_day := (v_from at time zone 'UTC')::date;
                 v_to := (v_day + 1)::timestamp at time zone 'UTC';
                 begin
@@ -129,14 +147,14 @@ begin
             update durable.settings s set history_until = v_from where s.id;
         exception when lock_not_available then
             -- busy: a later minute makes them (until then, new days land in the default)
-            update durable.settings s set history_checked_at = v_now - interval '50 seconds' where s.id;
+            update durable.settings s set history_checked_at = p_now - interval '50 seconds' where s.id;
             return;
         end;
     end if;
 
     for d in
         select p.* from durable.history_partitions p
-        where p.day < ((v_now - interval '1 hour') at time zone 'UTC')::date
+        where p.day < ((p_now - interval '1 hour') at time zone 'UTC')::date
           and not exists (select 1 from durable.tasks k where k.task_id >= p.lo and k.task_id < p.hi)
         order by p.day
     loop
@@ -154,26 +172,8 @@ begin
 end;
 $$;
 
-comment on function durable._history_partitions(timestamptz) is
-'Internal: at most once a minute (the claim''s maintenance calls it), makes the day partitions of durable.attempts and durable.events up to 7 days ahead when fewer than 3 are left, and drops those of past days of which no task is left; waits at most 100 ms for the tables'' lock, else leaves it to a later minute. p_now: the time to take for now (default the real time, as task ids; for tests).';
-
--- Whether a task's history lies in a day partition (which goes by a DROP, not by rows).
-create or replace function durable._in_day_partition(p_task uuid)
-returns boolean
-language plpgsql
-stable
-set search_path = pg_catalog, durable, pg_temp
-as $$
-begin
-    return exists (
-        select 1 from durable.history_partitions p
-        where p.lo <= p_task and p_task < p.hi
-    );
-end;
-$$;
-
-comment on function durable._in_day_partition(uuid) is
-'Internal: whether the history of task p_task lies in a day partition of durable.attempts and durable.events (dropped whole once its day has no task left), not in the legacy or default partition.';
+comment on function durable._history_ddl(timestamptz, timestamptz) is
+'Internal: the work of durable._history_partitions at p_now, with partitions made up to p_until so far: makes the days up to 7 days ahead when fewer than 3 are left, drops the past days of which no task is left; waits at most 100 ms for the tables'' lock, else leaves the work to a later minute.';
 
 -- Deletes up to p_limit finished tasks of a queue that ended before p_cutoff, with their
 -- attempts and events (p_history false: only those outside the day partitions, which go
@@ -208,7 +208,9 @@ begin
         return 0;
     end if;
     v_rows := case when p_history then v_gone
-                   else array(select g.id from unnest(v_gone) as g (id) where not durable._in_day_partition(g.id)) end;
+                   else array(select g.id from unnest(v_gone) as g (id)
+                              where not exists (select 1 from durable.history_partitions p
+                                                where p.lo <= g.id and g.id < p.hi)) end;
     if cardinality(v_rows) > 0 then
         delete from durable.attempts a where a.task_id = any(v_rows);
         delete from durable.events e where e.task_id = any(v_rows);
