@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 import uuid
 from typing import Any
@@ -83,6 +84,59 @@ def _sizes(conn: psycopg.Connection[Any]) -> str:
     return str(row[0])
 
 
+def _vacuum(conn: psycopg.Connection[Any], tables: str) -> float:
+    start = time.perf_counter()
+    conn.execute(f"vacuum {tables}".encode())
+    return time.perf_counter() - start
+
+
+def _partitions(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "select count(*) from pg_inherits where inhparent = 'durable.events'::regclass"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+# 100 more (empty) day partitions of both tables, in the year 2100
+MORE_PARTITIONS = """
+do $$
+begin
+    for i in 0..99 loop
+        execute format('create table durable.attempts_x%s partition of durable.attempts'
+                       ' for values from (%L) to (%L)',
+                       i, durable._uuid_floor(timestamptz '2100-01-01' + make_interval(days => i)),
+                       durable._uuid_floor(timestamptz '2100-01-01' + make_interval(days => i + 1)));
+        execute format('create table durable.events_x%s partition of durable.events'
+                       ' for values from (%L) to (%L)',
+                       i, durable._uuid_floor(timestamptz '2100-01-01' + make_interval(days => i)),
+                       durable._uuid_floor(timestamptz '2100-01-01' + make_interval(days => i + 1)));
+    end loop;
+end;
+$$
+"""
+
+
+def _cycles(conn: psycopg.Connection[Any], queue: str, k: int) -> float:
+    """Seconds per claim, checkpoint and complete of one durable task (the median of k)."""
+    conn.execute("select durable.create_queue(%s)", (queue,))
+    conn.execute(
+        "select durable.enqueue(%s, 'job', '{}', '{\"durable\": true}') from generate_series(1, %s)",
+        (queue, k),
+    )
+    times: list[float] = []
+    for _ in range(k):
+        start = time.perf_counter()
+        row = conn.execute(
+            "select task_id, lease_token from durable.claim(%s, 'w', 1, 60)", (queue,)
+        ).fetchone()
+        assert row is not None
+        conn.execute("select durable.checkpoint(%s, %s, 1, 'step', 'one', '{}')", row)
+        conn.execute("select durable.complete(%s, %s, '{}')", row)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="retention: partition drop against row DELETE")
     parser.add_argument("n", nargs="?", type=int, default=1_000_000, help="finished tasks a day")
@@ -134,18 +188,16 @@ def main() -> None:
             )
 
             cutoff = "now() + interval '30 days'"
-            old, count = _timed(conn, f"select durable._purge_finished('rowwise', {cutoff}, %s, true)", (n,))
-            assert count == n, count
             day2 = conn.execute("select to_char((now() at time zone 'UTC')::date + 2, 'YYYYMMDD')").fetchone()
             assert day2 is not None
-            start = time.perf_counter()
-            conn.execute(f"vacuum durable.attempts_p{day2[0]}, durable.events_p{day2[0]}".encode())
-            vacuum = time.perf_counter() - start
-            print(f"row DELETE of a day (tasks, attempts, events):           {old:8.2f} s")
-            print(f"  then VACUUM of the day's attempts and events           {vacuum:8.2f} s")
+            old, count = _timed(conn, f"select durable._purge_finished('rowwise', {cutoff}, %s, true)", (n,))
+            assert count == n, count
+            old_vacuum_tasks = _vacuum(conn, "durable.tasks")
+            old_vacuum_history = _vacuum(conn, f"durable.attempts_p{day2[0]}, durable.events_p{day2[0]}")
 
             rows, count = _timed(conn, f"select durable._purge_finished('bydrop', {cutoff}, %s, false)", (n,))
             assert count == n, count
+            new_vacuum_tasks = _vacuum(conn, "durable.tasks")
             conn.execute("update durable.settings set history_checked_at = null")
             days = conn.execute("select count(*) from durable.history_partitions").fetchone()
             drop, _ = _timed(conn, "select durable._history_partitions(now() + interval '4 days 2 hours')")
@@ -153,12 +205,36 @@ def main() -> None:
             assert days is not None and after is not None and after[0] < days[0]
             left = conn.execute("select count(*) from durable.events").fetchone()
             assert left is not None and left[0] == 10000, "only the replayed task's events are left"
-            print(f"partition: DELETE of the task rows                       {rows:8.2f} s")
-            print(f"partition: DROP of the day's attempts and events (maintenance) {drop * 1000:6.1f} ms")
+            history_rows = old - rows
+            print(f"removing a day of {n:,} finished tasks       row DELETE (old)    partition DROP (new)")
             print(
-                f"  ratio, row DELETE (+ VACUUM) / (task rows + drop): {old / (rows + drop):.1f}x"
-                f" ({(old + vacuum) / (rows + drop):.1f}x); the history alone, rows (+ VACUUM) / drop:"
-                f" {(old - rows) / drop:.0f}x ({(old - rows + vacuum) / drop:.0f}x)"
+                f"  DELETE                                      {old:8.2f} s   {rows:8.2f} s (task rows only)"
+            )
+            print(
+                f"  VACUUM of durable.tasks                     {old_vacuum_tasks:8.2f} s"
+                f"   {new_vacuum_tasks:8.2f} s"
+            )
+            print(f"  VACUUM of the day's attempts and events     {old_vacuum_history:8.2f} s          -")
+            print(f"  DROP of the day's partitions (maintenance)         -     {drop:8.3f} s")
+            print(
+                f"  the history (attempts, events): ~{history_rows:.2f} s of DELETE"
+                f" + {old_vacuum_history:.2f} s of VACUUM against a {drop * 1000:.0f} ms DROP"
+                f" ({(history_rows + old_vacuum_history) / drop:.0f}x)"
+            )
+            total_old = old + old_vacuum_tasks + old_vacuum_history
+            total_new = rows + new_vacuum_tasks + drop
+            print(f"  in all: {total_old:.1f} s against {total_new:.1f} s ({total_old / total_new:.1f}x)")
+
+            # the worker's path (claim, checkpoint, complete of a durable task) with few and
+            # with 100 more partitions (a deployment that keeps its tasks for months)
+            few = _partitions(conn)
+            per_few = _cycles(conn, "few", 300)
+            conn.execute(MORE_PARTITIONS)
+            many = _partitions(conn)
+            per_many = _cycles(conn, "many", 300)
+            print(
+                f"claim + checkpoint + complete of a durable task: {per_few * 1000:.2f} ms with {few}"
+                f" partitions of events, {per_many * 1000:.2f} ms with {many} ({per_many / per_few:.2f}x)"
             )
 
     finally:
