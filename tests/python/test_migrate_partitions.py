@@ -166,13 +166,24 @@ def test_migration_keeps_every_row_and_the_verbs_go_on(old_db: psycopg.Connectio
     where = _one(conn, "select tableoid::regclass::text from durable.events where task_id = %s", new_id)
     assert where.startswith("durable.events_p")
 
-    # durable.purge deletes finished tasks with their history, in every partition
+    # the queue's retention, from a claim: the finished tasks go; the history rows of the
+    # legacy partition with them, those of a day partition wait for the day's DROP
     conn.execute("select set_config('durable.fake_now', (now() + interval '1 day')::text, false)")
-    assert _one(conn, "select durable.purge('m', 0)") == 6
+    conn.execute("""select durable.create_queue('m', '{"retention": 0}')""")
+    conn.execute("select * from durable.claim('m', 'w', 1, 60, array['nothing'])")
+    finished = ("done", "failed", "cancelled", "running", "child")
+    gone = _one(
+        conn,
+        "select count(*) from durable.tasks where task_id = any(%s::uuid[])",
+        [str(ids[k]) for k in finished],
+    )
+    assert gone == 0 and _one(conn, "select count(*) from durable.tasks where task_id = %s", new_id) == 0
+    orphans = """
+        select count(*) from durable.{table} x
+        where not exists (select 1 from durable.tasks t where t.task_id = x.task_id) and x.tableoid {where}
+    """
     for table in ("attempts", "events"):
-        orphans = _one(
-            conn,
-            f"select count(*) from durable.{table} x where not exists "
-            "(select 1 from durable.tasks t where t.task_id = x.task_id)",
-        )
-        assert orphans == 0, table
+        legacy = orphans.format(table=table, where=f"= 'durable.{table}_legacy'::regclass")
+        assert _one(conn, legacy) == 0, f"the {table} of purged tasks of the legacy partition are deleted"
+    day = orphans.format(table="events", where="<> 'durable.events_legacy'::regclass")
+    assert _one(conn, day) == 1, "the event of the new task waits for its day's DROP"
