@@ -33,39 +33,10 @@ update durable.settings set history_until = now();
 drop function if exists durable._event_json(durable.events);
 drop function if exists durable._same_event(text, text, text, durable.events);
 
-create table durable.attempts_new (
-    task_id uuid not null,
-    attempt integer not null,
-    queue text not null,
-    worker text,
-    lease_token uuid,
-    started_at timestamptz,
-    ended_at timestamptz not null,
-    outcome text not null,
-    error jsonb,
-    constraint attempts_new_pkey primary key (task_id, attempt),
-    constraint attempts_new_outcome_check check (
-        outcome in (
-            'completed', 'failed', 'timed_out', 'lease_expired', 'cancelled', 'released', 'suspended'
-        )
-    )
-) partition by range (task_id);
-
-create table durable.events_new (
-    task_id uuid not null,
-    generation integer not null,
-    seq integer not null,
-    kind text not null,
-    name text not null,
-    outcome text not null default 'ok',
-    result jsonb,
-    input_hash text,
-    attempt integer not null,
-    recorded_at timestamptz not null,
-    constraint events_new_pkey primary key (task_id, generation, seq),
-    constraint events_new_seq_check check (seq >= 1),
-    constraint events_new_outcome_check check (outcome in ('ok', 'error'))
-) partition by range (task_id);
+-- the same columns, defaults, constraints and indexes as the tables of today (LIKE
+-- INCLUDING ALL: also what a migration before this one added), partitioned
+create table durable.attempts_new (like durable.attempts including all) partition by range (task_id);
+create table durable.events_new (like durable.events including all) partition by range (task_id);
 
 -- every id below the first millisecond of history_until: the rows of today's schema
 do $$
@@ -86,44 +57,19 @@ $$;
 create table durable.attempts_default partition of durable.attempts_new default;
 create table durable.events_default partition of durable.events_new default;
 
-insert into durable.attempts_new (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
-select
-    task_id,
-    attempt,
-    queue,
-    worker,
-    lease_token,
-    started_at,
-    ended_at,
-    outcome,
-    error
-from durable.attempts;
+-- every column, whatever an earlier migration added (same order: LIKE)
+insert into durable.attempts_new
+select * from durable.attempts;  -- noqa: AM04
 
-insert into durable.events_new (
-    task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at
-)
-select
-    task_id,
-    generation,
-    seq,
-    kind,
-    name,
-    outcome,
-    result,
-    input_hash,
-    attempt,
-    recorded_at
-from durable.events;
+insert into durable.events_new
+select * from durable.events;  -- noqa: AM04
 
 drop table durable.attempts;
 drop table durable.events;
 alter table durable.attempts_new rename to attempts;
 alter table durable.events_new rename to events;
 alter table durable.attempts rename constraint attempts_new_pkey to attempts_pkey;
-alter table durable.attempts rename constraint attempts_new_outcome_check to attempts_outcome_check;
 alter table durable.events rename constraint events_new_pkey to events_pkey;
-alter table durable.events rename constraint events_new_seq_check to events_seq_check;
-alter table durable.events rename constraint events_new_outcome_check to events_outcome_check;
 
 revoke all on durable.attempts, durable.events, durable.history_partitions from public;
 revoke all on durable.attempts_legacy, durable.attempts_default from public;
