@@ -16,7 +16,33 @@ Then a durable task with 10,000 recorded events: the claim that hands them to th
 (the replay path) and durable.history, each timed; target < 1 s. Runs on a database of its
 own (``--db``, default durable_retention_<random>), created and dropped here.
 
-One run (PostgreSQL 15, 2 shared cores, N = 1,000,000):
+Then the worker's path (claim, checkpoint, complete of a durable task) with the partitions
+of a fresh week and with 100 more; and why durable.tasks is not partitioned too: the
+claim's pick on one table against 30 day partitions.
+
+One run (PostgreSQL 15, 2 cores shared with other jobs, load average about 7, N = 1,000,000):
+
+    making the day partitions up to 7 days ahead: 162.9 ms
+    loaded 2 x 1,000,000 finished tasks (1 attempt, 2 events each) in 91 s; history
+      partitions 950 MB
+    10,000-event replay: the claim handing the history 247 ms; durable.history 11 ms (target < 1 s)
+    removing a day of 1,000,000 finished tasks       row DELETE (old)    partition DROP (new)
+      DELETE                                         38.38 s      23.46 s (task rows only)
+      VACUUM of durable.tasks                         9.29 s      11.65 s
+      VACUUM of the day's attempts and events         8.78 s          -
+      DROP of the day's partitions (maintenance)         -        1.808 s
+      the history (attempts, events): ~14.92 s of DELETE + 8.78 s of VACUUM against a 1808 ms
+      DROP (13x)
+      in all: 56.4 s against 36.9 s (1.5x)
+    claim + checkpoint + complete of a durable task: 19.60 ms with 7 partitions of events,
+      23.95 ms with 107 (1.22x)
+    the claim's pick, tasks on one table 0.217 ms, on 30 day partitions 3.272 ms (15.1x):
+      durable.tasks stays one table
+
+The DROP's 1.8 s covers the maintenance pass: four days' partitions (the three emptied days
+and the day before them), 475 MB of files. The worker's path is noisy on that machine (the
+same comparison gave 0.85x in another run, and main against this branch 19.8/24.6 then
+21.4/21.0 ms): within the noise.
 """
 
 from __future__ import annotations

@@ -62,8 +62,12 @@
 -- partition, but a generic plan locks them all; with 107 partitions the worker's path
 -- (claim, checkpoint, complete) measured within the noise of 7 (bench/retention_bench.py).
 --
--- Measured (bench/retention_bench.py, one run, PostgreSQL 15, 2 shared cores; see its
--- docstring): a day of 1,000,000 finished tasks with 1 attempt and 2 events each.
+-- Measured (bench/retention_bench.py, one run, PostgreSQL 15, 2 shared cores; its
+-- docstring has the table): a day of 1,000,000 finished tasks with 1 attempt and 2 events
+-- each. Its history: 14.9 s of DELETE and 8.8 s of VACUUM before, a 1.8 s DROP now (13x);
+-- the task rows still take their DELETE (23.5 s) and VACUUM (11.7 s), so the whole day
+-- costs 36.9 s instead of 56.4 s (1.5x). A 10,000-event replay: the claim that hands the
+-- history over, 247 ms.
 
 -- The smallest uuid of a millisecond: the bound between the ids created before p_at and
 -- from p_at on (uuids compare byte by byte, and a uuidv7 starts with its milliseconds).
