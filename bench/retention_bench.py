@@ -2,6 +2,8 @@
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/retention_bench.py [N] [--db NAME]
 
+(without DATABASE_URL or --url: an embedded PostgreSQL; the bench needs a superuser)
+
 Two days of N finished tasks each (default 1,000,000; each with one attempt and two
 events, as a durable task of two steps) are loaded into day partitions ahead (days +2 and
 +3: plpgsql/retention.sql, "History partitions"), in two queues, then VACUUM ANALYZE:
@@ -48,7 +50,6 @@ same comparison gave 0.85x in another run, and main against this branch 19.8/24.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 import uuid
@@ -58,6 +59,7 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from durable import migrate
+from queue_bench import server
 
 LOAD = """
 with ids as (
@@ -212,9 +214,15 @@ def main() -> None:
     parser.add_argument(
         "--db", default=f"durable_retention_{uuid.uuid4().hex[:8]}", help="database to create"
     )
+    parser.add_argument(
+        "--url", help="server (default $DURABLE_DATABASE_URL or $DATABASE_URL, else an embedded one)"
+    )
     options = parser.parse_args()
-    n, dbname = options.n, options.db
-    server = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    with server(options.url) as server_url:
+        run(server_url, options.n, options.db)
+
+
+def run(server: str, n: int, dbname: str) -> None:
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'create database "{dbname}"'.encode())
     url = make_conninfo(server, dbname=dbname)
@@ -267,7 +275,7 @@ def main() -> None:
             rows, count = _timed(conn, f"select durable._purge_finished('bydrop', {cutoff}, %s, false)", (n,))
             assert count == n, count
             new_vacuum_tasks = _vacuum(conn, "durable.tasks")
-            conn.execute("update durable.settings set history_checked_at = null")
+            conn.execute("update durable.history_state set checked_at = null")
             days = conn.execute("select count(*) from durable.history_partitions").fetchone()
             drop, _ = _timed(conn, "select durable._history_partitions(now() + interval '4 days 2 hours')")
             after = conn.execute("select count(*) from durable.history_partitions").fetchone()

@@ -22,12 +22,15 @@ create table durable.history_partitions (
     created_at timestamptz not null default now()
 );
 
--- history_until: the partitions are made (or skipped, see retention.sql) up to this time;
--- history_checked_at: when the maintenance last looked (it looks at most once a minute).
-alter table durable.settings
-add column history_until timestamptz,
-add column history_checked_at timestamptz;
-update durable.settings set history_until = now();
+-- The maintenance's own row (not durable.settings, whose row the test clock locks first):
+-- made_until, the day partitions are made (or skipped, see retention.sql) up to this time;
+-- checked_at, when the maintenance last looked (it looks at most once a minute).
+create table durable.history_state (
+    id boolean primary key default true check (id),
+    made_until timestamptz not null,
+    checked_at timestamptz
+);
+insert into durable.history_state (made_until) values (now());
 
 -- functions whose signature names the old table's row type: created again from plpgsql/
 drop function if exists durable._event_json(durable.events);
@@ -38,11 +41,11 @@ drop function if exists durable._same_event(text, text, text, durable.events);
 create table durable.attempts_new (like durable.attempts including all) partition by range (task_id);
 create table durable.events_new (like durable.events including all) partition by range (task_id);
 
--- every id below the first millisecond of history_until: the rows of today's schema
+-- every id below the first millisecond of made_until: the rows of today's schema
 do $$
 declare
     v_bound uuid := encode(
-        substring(int8send(floor(extract(epoch from (select s.history_until from durable.settings as s)) * 1000)::bigint)
+        substring(int8send(floor(extract(epoch from (select s.made_until from durable.history_state as s)) * 1000)::bigint)
             from 3)
         || '\x00000000000000000000'::bytea,
         'hex'
@@ -71,6 +74,6 @@ alter table durable.events_new rename to events;
 alter table durable.attempts rename constraint attempts_new_pkey to attempts_pkey;
 alter table durable.events rename constraint events_new_pkey to events_pkey;
 
-revoke all on durable.attempts, durable.events, durable.history_partitions from public;
+revoke all on durable.attempts, durable.events, durable.history_partitions, durable.history_state from public;
 revoke all on durable.attempts_legacy, durable.attempts_default from public;
 revoke all on durable.events_legacy, durable.events_default from public;

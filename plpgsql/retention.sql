@@ -19,10 +19,11 @@
 -- days.
 --
 -- The claim's maintenance (durable._reclaim) calls durable._history_partitions, which
--- does nothing unless a minute has passed since it last looked (a read of the settings
--- row). Then it (1) makes the partitions of the days up to 7 days ahead when fewer than 3
--- are left, so DDL happens once every few days, and (2) drops the partitions of every
--- past day (ended more than an hour ago) of which no task is left in durable.tasks.
+-- does nothing unless a minute has passed since it last looked (a read of the row of
+-- durable.history_state). Then it (1) makes the partitions of the days up to 7 days
+-- ahead when fewer than 3 are left, so DDL happens once every few days, and (2) drops
+-- the partitions of every past day (ended more than an hour ago) of which no task is
+-- left in durable.tasks.
 -- Both need the ACCESS EXCLUSIVE lock of the two tables, which every writer and reader
 -- of the history takes in a weaker mode: it waits for it at most 100 ms (lock_timeout)
 -- and else leaves the work to a later minute, so a claim never waits longer and never
@@ -90,7 +91,7 @@ comment on function durable._uuid_floor(timestamptz) is
 'Internal: the smallest uuidv7 of the millisecond of p_at: the ids created before p_at sort below it, the later ones from it on (the bounds of the history partitions).';
 
 -- The partitions' maintenance: see "History partitions" above. Called by every claim: a
--- read of the settings row, unless a minute has passed.
+-- read of durable.history_state, unless a minute has passed.
 create or replace function durable._history_partitions(p_now timestamptz default null)
 returns void
 language plpgsql
@@ -103,17 +104,17 @@ declare
     v_now timestamptz := coalesce(p_now, clock_timestamp());
     v_until timestamptz;
 begin
-    if (select s.history_checked_at from durable.settings s) > v_now - interval '1 minute' then
+    if (select s.checked_at from durable.history_state s) > v_now - interval '1 minute' then
         return;
     end if;
-    update durable.settings s
-    set history_checked_at = v_now
+    update durable.history_state s
+    set checked_at = v_now
     where s.id = (
-        select c.id from durable.settings c
-        where c.history_checked_at is null or c.history_checked_at <= v_now - interval '1 minute'
+        select c.id from durable.history_state c
+        where c.checked_at is null or c.checked_at <= v_now - interval '1 minute'
         for update skip locked
     )
-    returning s.history_until into v_until;
+    returning s.made_until into v_until;
     if found then
         perform durable._history_ddl(v_now, v_until);
     end if;
@@ -162,10 +163,10 @@ begin
                 end;
                 v_from := v_to;
             end loop;
-            update durable.settings s set history_until = v_from where s.id;
+            update durable.history_state s set made_until = v_from where s.id;
         exception when lock_not_available then
             -- busy: a later minute makes them (until then, new days land in the default)
-            update durable.settings s set history_checked_at = p_now - interval '50 seconds' where s.id;
+            update durable.history_state s set checked_at = p_now - interval '50 seconds' where s.id;
             return;
         end;
     end if;

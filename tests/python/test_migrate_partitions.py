@@ -32,7 +32,9 @@ def _git(*args: str) -> bytes:
 def _schema_before_0018(into: Path) -> Path:
     """migrations/ and plpgsql/ of the commit before the one that added 0018 (HEAD when
     0018 is not committed yet)."""
-    added = _git("rev-list", "-1", "HEAD", "--", MIGRATION).decode().strip()
+    added = (_git("log", "--diff-filter=A", "--format=%H", "HEAD", "--", MIGRATION).decode().split() or [""])[
+        -1
+    ]
     base = f"{added}^" if added else "HEAD"
     archive = _git("archive", "--format=tar", base, "migrations", "plpgsql")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:

@@ -15,7 +15,7 @@ create function pg_temp.partitions(p_table text) returns text[] language sql as 
 $$;
 -- the maintenance at p_now, now rather than in a minute
 create function pg_temp.maintain(p_now timestamptz) returns void language sql as $$
-    update durable.settings set history_checked_at = null;
+    update durable.history_state set checked_at = null;
     select durable._history_partitions(p_now);
 $$;
 
