@@ -147,15 +147,16 @@ begin
                 v_day := (v_from at time zone 'UTC')::date;
                 v_to := (v_day + 1)::timestamp at time zone 'UTC';
                 begin
-                    execute format('create table durable.%I partition of durable.attempts for values from (%L) to (%L)',
+                    execute format('create table if not exists durable.%I partition of durable.attempts for values from (%L) to (%L)',
                                    'attempts_p' || to_char(v_day, 'YYYYMMDD'),
                                    durable._uuid_floor(v_from), durable._uuid_floor(v_to));
-                    execute format('create table durable.%I partition of durable.events for values from (%L) to (%L)',
+                    execute format('create table if not exists durable.%I partition of durable.events for values from (%L) to (%L)',
                                    'events_p' || to_char(v_day, 'YYYYMMDD'),
                                    durable._uuid_floor(v_from), durable._uuid_floor(v_to));
                     perform durable._guard_event_partition(format('durable.%I', 'events_p' || to_char(v_day, 'YYYYMMDD'))::regclass);
                     insert into durable.history_partitions (day, lo, hi)
-                    values (v_day, durable._uuid_floor(v_from), durable._uuid_floor(v_to));
+                    values (v_day, durable._uuid_floor(v_from), durable._uuid_floor(v_to))
+                    on conflict (day) do nothing;
                 exception when check_violation then
                     -- the default partition already holds rows of that day (made too late):
                     -- the day stays there, and its rows go one by one
