@@ -29,8 +29,11 @@
 -- and else leaves the work to a later minute, so a claim never waits longer and never
 -- deadlocks for it (a deadlock would need a wait longer than deadlock_timeout); once it
 -- holds the lock, the history of other sessions waits for the end of the claim's
--- transaction (a few ms). Its DDL runs as the owner role (the verbs are SECURITY
--- DEFINER): new partitions belong to the owner and carry no grant, like every table.
+-- transaction (a few ms): only a claim that is the first statement of its transaction
+-- does this work (one inside a longer transaction would hold the lock to its end). Each
+-- migrate that applies this file makes the first week at once. The DDL runs as the
+-- owner role (the verbs are SECURITY DEFINER): new partitions belong to the owner and
+-- carry no grant, like every table.
 --
 -- Retention with partitions: the queue's retention option (durable._retention, from the
 -- claim) deletes the finished tasks' rows as before, but leaves the attempts and events
@@ -104,7 +107,10 @@ declare
     v_now timestamptz := coalesce(p_now, clock_timestamp());
     v_until timestamptz;
 begin
-    if (select s.checked_at from durable.history_state s) > v_now - interval '1 minute' then
+    if (select s.checked_at from durable.history_state s) > v_now - interval '1 minute'
+        -- a claim that is not the first statement of its transaction may be in a long
+        -- one, which would hold the DDL's lock to its end: a later claim does the work
+        or (p_now is null and statement_timestamp() <> transaction_timestamp()) then
         return;
     end if;
     update durable.history_state s
@@ -194,6 +200,10 @@ $$;
 
 comment on function durable._history_ddl(timestamptz, timestamptz) is
 'Internal: the work of durable._history_partitions at p_now, with partitions made up to p_until so far: makes the days up to 7 days ahead when fewer than 3 are left, drops the past days of which no task is left; waits at most 100 ms for the tables'' lock, else leaves the work to a later minute.';
+
+-- The days ahead are made right away by the migration that applies this file (its
+-- transaction, as the owner), so that the first claims have nothing to make.
+select durable._history_partitions(clock_timestamp());
 
 -- Deletes up to p_limit finished tasks of a queue that ended before p_cutoff, with their
 -- attempts and events (p_history false: only those outside the day partitions, which go

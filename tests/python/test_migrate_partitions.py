@@ -160,7 +160,7 @@ def test_migration_keeps_every_row_and_the_verbs_go_on(old_db: psycopg.Connectio
     conn.execute("select durable.complete(%s, %s, '{}')", (child, tok))
     assert _one(conn, "select status from durable.tasks where task_id = %s", ids["parent"]) == "pending"
 
-    # a task created now: its history goes to today's partition, which the claim made
+    # a task created now: its history goes to today's partition, which the migration made
     new_id = _enqueue(conn, "new")
     _new, tok = _claim(conn, "new")
     conn.execute("select durable.checkpoint(%s, %s, 1, 'step', 'one', '{}')", (new_id, tok))
