@@ -229,15 +229,6 @@ def run(server: str, n: int, dbname: str) -> None:
     try:
         migrate(url, test_clock=True)
         with psycopg.connect(url, autocommit=True) as conn:
-            made, _ = _timed(
-                conn,
-                "select durable._history_ddl(now() + interval '7 days',"
-                " (select made_until from durable.history_state))",
-            )
-            print(
-                f"making 7 more days of partitions (the DDL a claim does every few days):"
-                f" {made * 1000:.1f} ms"
-            )
             start = time.perf_counter()
             _load_day(conn, "rowwise", 2, n)
             _load_day(conn, "bydrop", 3, n)
@@ -270,6 +261,15 @@ def run(server: str, n: int, dbname: str) -> None:
                 f"10,000-event replay: the claim handing the history {claim * 1000:.0f} ms;"
                 f" durable.history {read * 1000:.0f} ms (target < 1 s)"
             )
+
+            # the maintenance's DDL, as the week after: 7 days made ahead, and the empty
+            # days before dropped (today and the loaded days have tasks: they stay)
+            made, _ = _timed(
+                conn,
+                "select durable._history_ddl(now() + interval '7 days',"
+                " (select made_until from durable.history_state))",
+            )
+            print(f"the maintenance a week later, 7 days made and 4 empty ones dropped: {made * 1000:.1f} ms")
 
             cutoff = "now() + interval '30 days'"
             day2 = conn.execute("select to_char((now() at time zone 'UTC')::date + 2, 'YYYYMMDD')").fetchone()
