@@ -22,29 +22,29 @@ Then the worker's path (claim, checkpoint, complete of a durable task) with the 
 of a fresh week and with 100 more; and why durable.tasks is not partitioned too: the
 claim's pick on one table against 30 day partitions.
 
-One run (PostgreSQL 15, 2 cores shared with other jobs, load average about 7, N = 1,000,000):
+One run (PostgreSQL 15, 2 cores shared with other jobs, N = 1,000,000):
 
-    making the day partitions up to 7 days ahead: 162.9 ms
-    loaded 2 x 1,000,000 finished tasks (1 attempt, 2 events each) in 91 s; history
+    loaded 2 x 1,000,000 finished tasks (1 attempt, 2 events each) in 84 s; history
       partitions 950 MB
-    10,000-event replay: the claim handing the history 247 ms; durable.history 11 ms (target < 1 s)
+    10,000-event replay: the claim handing the history 118 ms; durable.history 5 ms (target < 1 s)
+    the maintenance a week later, 7 days made and 4 empty ones dropped: 114.7 ms
     removing a day of 1,000,000 finished tasks       row DELETE (old)    partition DROP (new)
-      DELETE                                         38.38 s      23.46 s (task rows only)
-      VACUUM of durable.tasks                         9.29 s      11.65 s
-      VACUUM of the day's attempts and events         8.78 s          -
-      DROP of the day's partitions (maintenance)         -        1.808 s
-      the history (attempts, events): ~14.92 s of DELETE + 8.78 s of VACUUM against a 1808 ms
-      DROP (13x)
-      in all: 56.4 s against 36.9 s (1.5x)
-    claim + checkpoint + complete of a durable task: 19.60 ms with 7 partitions of events,
-      23.95 ms with 107 (1.22x)
-    the claim's pick, tasks on one table 0.217 ms, on 30 day partitions 3.272 ms (15.1x):
+      DELETE                                         28.02 s      14.79 s (task rows only)
+      VACUUM of durable.tasks                         6.60 s       5.44 s
+      VACUUM of the day's attempts and events         7.36 s          -
+      DROP of the day's partitions (maintenance)         -        0.583 s
+      the history (attempts, events): ~13.22 s of DELETE + 7.36 s of VACUUM against a 583 ms
+      DROP (35x)
+      in all: 42.0 s against 20.8 s (2.0x)
+    claim + checkpoint + complete of a durable task: 9.88 ms with 11 partitions of events,
+      11.68 ms with 111 (1.18x)
+    the claim's pick, tasks on one table 0.412 ms, on 30 day partitions 2.513 ms (6.1x):
       durable.tasks stays one table
 
-The DROP's 1.8 s covers the maintenance pass: four days' partitions (the three emptied days
-and the day before them), 475 MB of files. The worker's path is noisy on that machine (the
-same comparison gave 0.85x in another run, and main against this branch 19.8/24.6 then
-21.4/21.0 ms): within the noise.
+The DROP's 0.58 s is the maintenance pass: the two emptied days' partitions and the empty
+day between (475 MB of files for each loaded day). The worker's path is noisy on that
+machine (the same comparison gave 0.85x and 1.22x in other runs; main against this branch,
+19.8/24.6 then 21.4/21.0 ms): a cost of the partition count, if any, within the noise.
 """
 
 from __future__ import annotations

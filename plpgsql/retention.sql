@@ -52,8 +52,8 @@
 --
 -- Not partitioned: durable.tasks. Its claim index would become one index per partition,
 -- which every claim merges (a Merge Append reading the head of each): the claim's pick
--- measured 3x to 13x slower on 30 day partitions than on one table (bench/
--- retention_bench.py, and pgbench), and a generic plan locks every partition. Its unique
+-- measured 6x slower on 30 day partitions than on one table (bench/retention_bench.py;
+-- 9x to 13x with pgbench), and a generic plan locks every partition. Its unique
 -- (queue, idempotency_key) index cannot exist on a table partitioned by task_id either.
 -- So a day's task rows still go by DELETE (one row per task, 1,000 per retention pass),
 -- and only their history by DROP; moving finished tasks to a partitioned table of their
@@ -63,15 +63,16 @@
 --
 -- Partitions a deployment keeps: a day each, from 8 days ahead back to the oldest day
 -- with a task left. A statement that reads the history of one task prunes to one
--- partition, but a generic plan locks them all; with 107 partitions the worker's path
--- (claim, checkpoint, complete) measured within the noise of 7 (bench/retention_bench.py).
+-- partition, but a generic plan locks them all; with 111 partitions the worker's path
+-- (claim, checkpoint, complete) measured 1.18x the time with 11, within the noise of that
+-- machine (0.85x and 1.22x in other runs; bench/retention_bench.py).
 --
 -- Measured (bench/retention_bench.py, one run, PostgreSQL 15, 2 shared cores; its
 -- docstring has the table): a day of 1,000,000 finished tasks with 1 attempt and 2 events
--- each. Its history: 14.9 s of DELETE and 8.8 s of VACUUM before, a 1.8 s DROP now (13x);
--- the task rows still take their DELETE (23.5 s) and VACUUM (11.7 s), so the whole day
--- costs 36.9 s instead of 56.4 s (1.5x). A 10,000-event replay: the claim that hands the
--- history over, 247 ms.
+-- each. Its history: 13.2 s of DELETE and 7.4 s of VACUUM before, a 0.58 s DROP now
+-- (35x); the task rows still take their DELETE (14.8 s) and VACUUM (5.4 s), so the whole
+-- day costs 20.8 s instead of 42.0 s (2.0x). A 10,000-event replay: the claim that hands
+-- the history over, 118 ms.
 
 -- The smallest uuid of a millisecond: the bound between the ids created before p_at and
 -- from p_at on (uuids compare byte by byte, and a uuidv7 starts with its milliseconds).
