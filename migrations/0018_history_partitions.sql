@@ -67,12 +67,34 @@ select * from durable.attempts;  -- noqa: AM04
 insert into durable.events_new
 select * from durable.events;  -- noqa: AM04
 
+-- the indexes LIKE copied get names of their own: each takes back the name of the index
+-- it copies (same columns and predicate), once the old table is gone
+create temporary table index_names on commit drop as
+select
+    n.indexrelid::regclass::text as copy,
+    o.indexrelid::regclass::text as original
+from pg_catalog.pg_index as o
+inner join pg_catalog.pg_index as n
+    on
+        n.indrelid = (o.indrelid::regclass::text || '_new')::regclass
+        and n.indkey::text = o.indkey::text
+        and coalesce(pg_catalog.pg_get_expr(n.indpred, n.indrelid), '')
+        = coalesce(pg_catalog.pg_get_expr(o.indpred, o.indrelid), '')
+where o.indrelid in ('durable.attempts'::regclass, 'durable.events'::regclass);
+
 drop table durable.attempts;
 drop table durable.events;
 alter table durable.attempts_new rename to attempts;
 alter table durable.events_new rename to events;
-alter table durable.attempts rename constraint attempts_new_pkey to attempts_pkey;
-alter table durable.events rename constraint events_new_pkey to events_pkey;
+do $$
+declare
+    r record;
+begin
+    for r in select i.copy, i.original from index_names as i loop
+        execute format('alter index %s rename to %I', r.copy, split_part(r.original, '.', 2));
+    end loop;
+end;
+$$;
 
 revoke all on durable.attempts, durable.events, durable.history_partitions, durable.history_state from public;
 revoke all on durable.attempts_legacy, durable.attempts_default from public;
