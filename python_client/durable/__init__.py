@@ -15,9 +15,12 @@ from .commands import QueueRow, TaskRow, TaskSpec, WorkerInfo
 from .context import TaskContext
 from .errors import (
     ChildFailed,
+    CronNeverFires,
+    DebounceKeyHeld,
     DurableError,
     EventTimeout,
     InvalidArgument,
+    InvalidCron,
     InvalidTransition,
     LeaseLost,
     MigrationError,
@@ -31,11 +34,14 @@ from .errors import (
     TaskCancelled,
     TaskFailed,
     UnknownQueue,
+    UnknownSchedule,
     UnknownTask,
+    UnknownTimeZone,
     WaitTimeout,
     WorkerNameInUse,
 )
 from .migrate import migrate
+from .schedule_commands import ScheduleRow
 from .task_info import AttemptInfo, TaskInfo
 from .worker import Worker, WorkerStats
 from .workflow import DurableContext, RetryPolicy, SyncDurableContext
@@ -45,10 +51,13 @@ __all__ = [
     "AttemptInfo",
     "ChildFailed",
     "Client",
+    "CronNeverFires",
+    "DebounceKeyHeld",
     "DurableContext",
     "DurableError",
     "EventTimeout",
     "InvalidArgument",
+    "InvalidCron",
     "InvalidTransition",
     "LeaseLost",
     "MigrationError",
@@ -60,6 +69,7 @@ __all__ = [
     "PermissionDenied",
     "QueueRow",
     "RetryPolicy",
+    "ScheduleRow",
     "StepFailed",
     "SyncDurableContext",
     "TaskCancelled",
@@ -69,7 +79,9 @@ __all__ = [
     "TaskRow",
     "TaskSpec",
     "UnknownQueue",
+    "UnknownSchedule",
     "UnknownTask",
+    "UnknownTimeZone",
     "WaitTimeout",
     "Worker",
     "WorkerInfo",

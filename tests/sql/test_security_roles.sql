@@ -12,7 +12,7 @@
 --      sequence grants anything to PUBLIC or a group role; only the owner may create in
 --      the schema; the owner and the group roles cannot log in, and no group role is a
 --      member of the owner.
-select plan(336);
+select plan(366);
 
 \ir helpers/security.sql
 
@@ -54,6 +54,14 @@ insert into verbs values
     ('durable.enqueue(text,text,jsonb,jsonb)', '{durable_producer}'),
     ('durable.enqueue_many(text,jsonb)', '{durable_producer}'),
     ('durable.emit_event(text,text,jsonb)', '{durable_producer,durable_operator}'),
+    -- schedules: created by a producer, paused, resumed and deleted by a producer or an operator
+    ('durable.create_schedule(text,text,text,text,jsonb)', '{durable_producer}'),
+    ('durable.pause_schedule(text,text)', '{durable_producer,durable_operator}'),
+    ('durable.resume_schedule(text,text)', '{durable_producer,durable_operator}'),
+    ('durable.delete_schedule(text,text)', '{durable_producer,durable_operator}'),
+    ('durable.list_schedules(text)', '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.cron_next(text,text,timestamp with time zone)',
+     '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     -- durable_operator
     ('durable.create_queue(text,jsonb)', '{durable_operator}'),
     ('durable.cancel(uuid,text)', '{durable_operator}'),
