@@ -17,6 +17,28 @@ begin
 end;
 $$;
 
+-- true when session p_conn (backend p_pid) comes to wait for backend p_holder before its
+-- query ends; false when the query ends without ever waiting for it (a wait for another
+-- session, which may end, is not one). Gives up after 60 s (true: it never ended).
+create function pg_temp.waits_for(p_conn text, p_pid integer, p_holder integer) returns boolean
+language plpgsql as $$
+declare
+    v_deadline timestamptz := clock_timestamp() + interval '60 seconds';
+begin
+    loop
+        if p_holder = any(pg_blocking_pids(p_pid)) then
+            return true;
+        end if;
+        if dblink_is_busy(p_conn) = 0 then
+            return false;
+        end if;
+        if clock_timestamp() > v_deadline then
+            return true;
+        end if;
+    end loop;
+end;
+$$;
+
 -- connects sessions a and b, on this session's test clock; their backend pids go in the
 -- temp table pids (a, b). Call it outside a transaction block's uncommitted work: the
 -- other sessions see only what is committed.
