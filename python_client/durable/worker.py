@@ -50,6 +50,10 @@ How it works (all rules are SQL functions; the worker only calls them):
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
   it final, so does a result that is not JSON-serialisable (``ResultNotSerializable``; a
   durable step's such result is recorded as the step's failure, :mod:`durable.workflow`).
+* **Checkpoints** of the ``async def`` durable tasks running at once are sent together:
+  one that finds another on its way waits for it, then all that waited go in one
+  ``durable.checkpoint_many`` (one round trip, one commit; each fenced by its own lease,
+  each step's result used only once the batch committed; :mod:`durable.checkpoints`).
 * **Durable tasks** complete one by one with ``durable.complete``, after presenting the
   calls their code replayed that were not yet checked (``durable.replay_check``). A
   non-determinism is found by the database: the durable call, replay check or completion
@@ -116,6 +120,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import attempt_log, commands, workflow_commands
 from .attempt_log import AttemptLog
+from .checkpoints import CheckpointBatcher
 from .commands import ClaimedTask, Command, to_json
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .context import TaskContext
@@ -138,6 +143,7 @@ from .registry import Registration
 from .threads import ThreadRunner
 from .wakeups import listen_loop
 from .workflow import DurableContext, Suspended, SyncDurableContext
+from .workflow_commands import Checkpoint
 
 logger = logging.getLogger("durable.worker")
 
@@ -322,6 +328,8 @@ class Worker:
         # the commands of plain-def durable tasks, sent from their own threads
         self._sync_pool: ConnectionPool | None = None
         self._threads: ThreadRunner | None = None
+        # the checkpoints of async durable tasks, sent in batches (durable.checkpoints)
+        self._checkpoints = CheckpointBatcher(self._call, int(os.environ.get('HOT15_K', '2')))
         # running attempts by lease token (one task may be here twice: a lost attempt and its retry)
         self._attempts: dict[uuid.UUID, _Attempt] = {}
         #: plain tasks' results waiting for complete_many: task, lease token, output, log
@@ -527,6 +535,13 @@ class Worker:
         async with self._pool.connection() as conn:
             return await execute_async(conn, command)
 
+    async def _durable_call(self, command: Command[T]) -> T:
+        """A durable call of an async durable task: a checkpoint goes with the others
+        (group commit, :mod:`durable.checkpoints`), the rest is sent as it comes."""
+        if isinstance(command, Checkpoint):
+            return await self._checkpoints.checkpoint(command)  # type: ignore[return-value]
+        return await self._call(command)
+
     def _sync_call(self, command: Command[T]) -> T:
         """Run a command from a task's thread (plain-def durable tasks)."""
         assert self._sync_pool is not None
@@ -714,7 +729,7 @@ class Worker:
         """
         function, claimed = attempt.function, attempt.claimed
         # its durable calls note the infrastructure faults they raise (see the module doc)
-        call, sync_call = noting_faults(self._call, self._sync_call, attempt.faults)
+        call, sync_call = noting_faults(self._durable_call, self._sync_call, attempt.faults)
         ctx = DurableContext(
             call=call,
             task_id=claimed.task_id,
