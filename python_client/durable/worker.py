@@ -329,7 +329,7 @@ class Worker:
         self._sync_pool: ConnectionPool | None = None
         self._threads: ThreadRunner | None = None
         # the checkpoints of async durable tasks, sent in batches (durable.checkpoints)
-        self._checkpoints = CheckpointBatcher(self._call, int(os.environ.get('HOT15_K', '2')))
+        self._checkpoints = CheckpointBatcher(self._call)
         # running attempts by lease token (one task may be here twice: a lost attempt and its retry)
         self._attempts: dict[uuid.UUID, _Attempt] = {}
         #: plain tasks' results waiting for complete_many: task, lease token, output, log

@@ -45,7 +45,7 @@ def checkpoint(
     name: str,
     result_json: str | None = None,
     error_json: str | None = None,
-) -> Command[dict[str, Any]]:
+) -> Checkpoint:
     """Record event ``seq``: a step's ``result_json`` (or ``error_json``), or a ``now``,
     ``random`` or ``uuid`` event, whose value the server supplies (no result).
 
