@@ -33,6 +33,18 @@
 -- events whose task still exists; retention deletes a task first, then its events. A
 -- replay does not delete: it starts a new generation.
 --
+-- Asynchronous checkpoints: a queue created with {"async_checkpoints": true} has the step
+-- records of its tasks (durable.checkpoint, durable.checkpoint_many: only a new event
+-- written by the one-statement path) committed with synchronous_commit off, set by the
+-- verb for its own transaction from the queue's option, never from a caller's setting. A
+-- step then costs no disk flush. The failure mode: a server crash (not a worker's) may
+-- lose the records of the last steps (those of roughly the last wal_writer_delay x 3),
+-- which then run again on the next attempt. The log stays a prefix: the WAL is written in
+-- order, so a lost record loses every later one of its task too; and every other verb
+-- (complete, fail, sleep, spawn, ...) still waits for its flush, which covers the step
+-- records before it: a completed or suspended task never loses one. A batch with an
+-- element of another queue, or one that failed a task, commits synchronously.
+--
 -- SQLSTATEs raised here (see README.md, "Errors"): DU020 a call on a lease whose task a
 -- non-determinism failed, DU021 an event out of order, DU022 a new event before the
 -- recorded ones were checked, DU013 the log is immutable.
@@ -577,6 +589,8 @@ as $$
 declare
     v_now timestamptz := durable.current_time();
     v_result jsonb := p_result;
+    v_written boolean;
+    v_async boolean;
 begin
     -- the values of the clock, random and uuid events come from the server, never from a
     -- client (a client cannot forge them); a replay gets the recorded one
@@ -595,6 +609,7 @@ begin
     -- gap, a mismatch, a dead lease) falls through to the checks below, which decide and
     -- say why. Checking the arguments inside the statement instead of calling the checks
     -- first saves about 6% of a checkpoint.
+    with written as (
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
     select k.task_id, k.generation, p_seq, p_kind, p_name,
            case when p_error is null then 'ok' else 'error' end,
@@ -621,8 +636,19 @@ begin
       and p_seq = coalesce(last.seq, 0) + 1
       -- the events before it: recorded by this attempt, or checked by its re-run
       and (last.seq is null or last.attempt = k.attempt or k.replayed_to >= last.seq)
-    for update of k;
-    if found then
+    for update of k
+    returning events.task_id
+    )
+    select count(*) > 0, coalesce(bool_and(q.options @> '{"async_checkpoints": true}'), false)
+    into v_written, v_async
+    from written w
+    join durable.tasks k on k.task_id = w.task_id
+    join durable.queues q on q.queue = k.queue;
+    if v_written then
+        if v_async then
+            -- the queue's opt-in (never the caller's): see "Asynchronous checkpoints" above
+            perform pg_catalog.set_config('synchronous_commit', 'off', true);
+        end if;
         return jsonb_build_object('seq', p_seq, 'kind', p_kind, 'name', p_name,
                                   'outcome', case when p_error is null then 'ok' else 'error' end,
                                   'result', coalesce(p_error, v_result));
@@ -665,6 +691,7 @@ declare
     v_now timestamptz := durable.current_time();
     v_n integer := coalesce(cardinality(p_tasks), 0);
     v_nulls jsonb[];
+    v_async boolean;
     v_ords integer[];
     v_events jsonb[];
     v_states text[] := '{}';
@@ -738,10 +765,18 @@ begin
     )
     select coalesce(array_agg(g.ord), '{}'),
            coalesce(array_agg(jsonb_build_object('seq', w.seq, 'kind', w.kind, 'name', w.name,
-                                                 'outcome', w.outcome, 'result', w.result)), '{}')
-    into v_ords, v_events
+                                                 'outcome', w.outcome, 'result', w.result)), '{}'),
+           coalesce(bool_and(q.options @> '{"async_checkpoints": true}'), false)
+    into v_ords, v_events, v_async
     from written w
-    join given g on g.task_id = w.task_id and g.nth = 1;
+    join given g on g.task_id = w.task_id and g.nth = 1
+    join durable.tasks k on k.task_id = w.task_id
+    join durable.queues q on q.queue = k.queue;
+    -- every element recorded by that statement, all of queues that opted in: the commit
+    -- need not wait for the flush (any other element may have written more: a failure)
+    if v_async and cardinality(v_ords) = v_n then
+        perform pg_catalog.set_config('synchronous_commit', 'off', true);
+    end if;
     v_states := array_fill(null::text, array[cardinality(v_ords)]);
     v_messages := v_states;
     v_details := v_states;

@@ -66,6 +66,7 @@ class QueueOptions(TypedDict, total=False):
     timeout: Seconds | None
     retention: Seconds | None
     notify: bool | None
+    async_checkpoints: bool | None
     concurrency_limit: int | None
     concurrency_key_limit: int | None
     concurrency_strategy: str | None
