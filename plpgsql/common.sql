@@ -20,7 +20,8 @@
 -- the current state. Status changes are checked by a trigger (see finish.sql).
 --
 -- All times come from `durable.current_time()`: the database clock, or the test clock
--- `durable.fake_now` when a session sets it.
+-- `durable.fake_now` when a session sets it (in a test database only; 'shared' is the
+-- database's shared test clock, plpgsql/test_clock.sql).
 --
 -- ## Plans
 -- Two costs of PL/pgSQL that the hot paths (claim, checkpoint, complete) avoid:
@@ -48,6 +49,8 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_fake text := current_setting('durable.fake_now', true);
+    v_test boolean;
+    v_offset interval;
 begin
     -- (a plain expression first: PL/pgSQL evaluates it without the executor, where one
     -- with a sub-select costs a query, about 20 us, at every call)
@@ -56,15 +59,21 @@ begin
     end if;
     -- any session can set durable.fake_now: it moves the clock only where the owner
     -- marked the database as a test database (durable.settings, see security.sql)
-    if (select s.test_clock from durable.settings s) then
-        return v_fake::timestamptz;
+    select s.test_clock, s.test_clock_offset into v_test, v_offset from durable.settings s;
+    if not coalesce(v_test, false) then
+        return clock_timestamp();
     end if;
-    return clock_timestamp();
+    -- 'shared': the database's shared test clock, which the test clock verbs move
+    -- (plpgsql/test_clock.sql); any other value is the time itself
+    if v_fake = 'shared' then
+        return clock_timestamp() + v_offset;
+    end if;
+    return v_fake::timestamptz;
 end;
 $$;
 
 comment on function durable.current_time() is
-'The clock every durable verb uses: clock_timestamp(). In a test database (durable.settings.test_clock, set by the owner, e.g. durable migrate --test-clock) the setting durable.fake_now, when a session sets it, replaces it (tests move time with set_config(''durable.fake_now'', ...)); any other database ignores durable.fake_now.';
+'The clock every durable verb uses: clock_timestamp(). In a test database (durable.settings.test_clock, set by the owner, e.g. durable migrate --test-clock) the setting durable.fake_now, when a session sets it, replaces it (tests move time with set_config(''durable.fake_now'', ...)); the value ''shared'' means the shared test clock of the database, clock_timestamp() + durable.settings.test_clock_offset, which durable.advance_test_clock and durable.skip_test_clock move; any other database ignores durable.fake_now.';
 
 -- The largest JSON payload (input, output, error, event result) accepted, in bytes.
 create or replace function durable.max_payload_bytes()

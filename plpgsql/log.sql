@@ -58,7 +58,7 @@ parallel safe
 set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
-    return array['step', 'now', 'random', 'uuid'];
+    return array['step', 'now', 'random', 'uuid', 'patch'];
 end;
 $$;
 
@@ -87,7 +87,8 @@ begin
         ('spawn', 'spawn', 'the child''s task name', 'queue, input (compared on re-runs), options',
          '{"task_id": uuid, "queue": text}'),
         ('children', 'wait_children', 'the wait''s name', 'children: task ids (compared on re-runs)',
-         '[{"task_id", "status", "output", "error"}] in the order given');
+         '[{"task_id", "status", "output", "error"}] in the order given'),
+        ('patch', 'checkpoint', 'the patch id', 'none: a marker (the code took the patched branch here)', 'null');
 end;
 $$;
 
@@ -225,16 +226,16 @@ $$;
 comment on function durable.history(uuid, boolean) is
 'The event log of a task: its current generation, or every generation (earlier ones were set aside by durable.replay) when p_all_generations. No rows for an unknown task. Errors: 42501.';
 
--- A non-determinism: the code no longer matches the history. The task (locked, running)
--- is failed at once, without retry, with the mismatch in its error, so that no client can
--- retry into it; the verb returns {"nondeterminism": ...} and the worker's next call on
--- that lease raises DU020 (durable._fenced).
-create or replace function durable._nondeterminism(
-    t durable.tasks, p_seq integer, p_recorded jsonb, p_presented jsonb
+-- What a mismatch between the history and the code is, and the message that says it:
+-- {"task_id", "seq", "recorded", "presented", "message"} (recorded null: the code made a
+-- call past the history's end; presented null: the code finished before it). Written once,
+-- for the real replay (durable._nondeterminism) and the dry one (durable.check_replay).
+create or replace function durable._mismatch(
+    p_task uuid, p_seq integer, p_recorded jsonb, p_presented jsonb
 )
 returns jsonb
 language plpgsql
-volatile
+immutable
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
@@ -243,8 +244,6 @@ declare
         else format('%s "%s"', p_recorded ->> 'kind', p_recorded ->> 'name')
     end;
     v_presented text;
-    v_detail jsonb;
-    v_message text;
 begin
     -- what the caller presented is kept cut to a bounded length
     if p_presented is not null then
@@ -263,19 +262,42 @@ begin
         v_recorded := v_recorded || ' with other arguments';
         v_presented := v_presented || ' with other arguments';
     end if;
-    v_message := format('non-determinism in task %s at event %s: recorded %s, the code did %s',
-                        t.task_id, p_seq, v_recorded, v_presented);
-    v_detail := jsonb_build_object('task_id', t.task_id, 'seq', p_seq, 'recorded', p_recorded, 'presented', p_presented);
+    return jsonb_build_object(
+        'task_id', p_task, 'seq', p_seq, 'recorded', p_recorded, 'presented', p_presented,
+        'message', format('non-determinism in task %s at event %s: recorded %s, the code did %s',
+                          p_task, p_seq, v_recorded, v_presented)
+    );
+end;
+$$;
+
+comment on function durable._mismatch(uuid, integer, jsonb, jsonb) is
+'Internal: a mismatch between a task''s history and its code at event p_seq, as {"task_id", "seq", "recorded", "presented", "message"} (recorded and presented: {"kind", "name", "input_hash"}, or null: nothing recorded there, the code finished there).';
+
+-- A non-determinism: the code no longer matches the history. The task (locked, running)
+-- is failed at once, without retry, with the mismatch in its error, so that no client can
+-- retry into it; the verb returns {"nondeterminism": ...} and the worker's next call on
+-- that lease raises DU020 (durable._fenced).
+create or replace function durable._nondeterminism(
+    t durable.tasks, p_seq integer, p_recorded jsonb, p_presented jsonb
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_mismatch jsonb := durable._mismatch(t.task_id, p_seq, p_recorded, p_presented);
+begin
     perform 1 from durable._end_attempts(
         array[t.task_id], array['failed'],
         array[jsonb_build_object(
-            'type', 'NonDeterminismError', 'message', v_message,
+            'type', 'NonDeterminismError',
             'hint', 'the code no longer matches the recorded history: restore the old code, '
                 || 'replay the task from scratch (durable.replay), or fork it before this event (durable.fork)'
-        ) || v_detail],
+        ) || v_mismatch],
         array[false]
     );
-    return jsonb_build_object('nondeterminism', v_detail || jsonb_build_object('message', v_message));
+    return jsonb_build_object('nondeterminism', v_mismatch);
 end;
 $$;
 
@@ -319,22 +341,21 @@ $$;
 comment on function durable._same_event(text, text, text, durable.events) is
 'Internal: whether a durable call (kind, name, input hash) is the one recorded in event e.';
 
-create or replace function durable.replay_check(p_task uuid, p_lease_token uuid, p_presented jsonb)
+-- The first presented call that does not match the recorded history (of p_generation),
+-- as {"seq", "recorded", "presented"} ({"kind", "name", "input_hash"} each; recorded null
+-- past the history's end), or null when they all match. p_presented as durable.replay_check
+-- takes it (DU001, DU021 otherwise). The one rule of the real replay check and the dry one
+-- (durable.check_replay); it writes nothing.
+create or replace function durable._first_mismatch(p_task uuid, p_generation integer, p_presented jsonb)
 returns jsonb
 language plpgsql
-volatile
-security definer
+stable
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks := durable._fenced(p_task, p_lease_token);
     v_bad record;
     v_gap record;
-    v_checked integer;
 begin
-    if not t.durable then
-        raise exception 'durable: task % is not a durable task', p_task using errcode = 'DU012';
-    end if;
     if p_presented is null or jsonb_typeof(p_presented) <> 'array'
         or exists (select 1 from jsonb_array_elements(p_presented) as x (value) where jsonb_typeof(x.value) <> 'object') then
         raise exception 'durable: presented events must be a JSON array of {"seq", "kind", "name", ...}'
@@ -380,21 +401,49 @@ begin
         from jsonb_array_elements(p_presented) as x (value)
     ) as p
     left join durable.events e
-        on e.task_id = p_task and e.generation = t.generation and e.seq = p.seq
+        on e.task_id = p_task and e.generation = p_generation and e.seq = p.seq
     -- durable._same_event's rule, written as a row comparison: no function call per event
     -- (a 10,000-event replay spent more time in those calls than in the join)
     where e.seq is null
        or (e.kind, e.name, e.input_hash) is distinct from (p.call ->> 'kind', p.call ->> 'name', p.input_hash)
     order by p.seq
     limit 1;
-    if found then
+    if not found then
+        return null;
+    end if;
+    return jsonb_build_object(
+        'seq', v_bad.seq,
+        'recorded', case when v_bad.recorded is null then null
+                         else jsonb_build_object('kind', v_bad.recorded ->> 'kind', 'name', v_bad.recorded ->> 'name',
+                                                 'input_hash', v_bad.recorded ->> 'input_hash') end,
+        'presented', jsonb_build_object('kind', v_bad.call ->> 'kind', 'name', v_bad.call ->> 'name',
+                                        'input_hash', v_bad.input_hash)
+    );
+end;
+$$;
+
+comment on function durable._first_mismatch(uuid, integer, jsonb) is
+'Internal: the first of the presented calls (a prefix from seq 1, as durable.replay_check takes it: DU001, DU021) that is not the event recorded at its seq in generation p_generation, as {"seq", "recorded", "presented"}, or null. Shared by durable.replay_check and durable.check_replay; writes nothing.';
+
+create or replace function durable.replay_check(p_task uuid, p_lease_token uuid, p_presented jsonb)
+returns jsonb
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    t durable.tasks := durable._fenced(p_task, p_lease_token);
+    v_bad jsonb;
+    v_checked integer;
+begin
+    if not t.durable then
+        raise exception 'durable: task % is not a durable task', p_task using errcode = 'DU012';
+    end if;
+    v_bad := durable._first_mismatch(p_task, t.generation, p_presented);
+    if v_bad is not null then
         return durable._nondeterminism(
-            t, v_bad.seq,
-            case when v_bad.recorded is null then null
-                 else jsonb_build_object('kind', v_bad.recorded ->> 'kind', 'name', v_bad.recorded ->> 'name',
-                                         'input_hash', v_bad.recorded ->> 'input_hash') end,
-            jsonb_build_object('kind', v_bad.call ->> 'kind', 'name', v_bad.call ->> 'name',
-                               'input_hash', v_bad.input_hash)
+            t, (v_bad ->> 'seq')::integer, nullif(v_bad -> 'recorded', 'null'::jsonb), v_bad -> 'presented'
         );
     end if;
     v_checked := jsonb_array_length(p_presented);
@@ -495,8 +544,8 @@ $$;
 comment on function durable._append_event(durable.tasks, integer, text, text, text, jsonb, text) is
 'Internal: appends one event (outcome ok or error) to the current history generation of a task, and returns it as the verbs return events.';
 
--- The value a checkpoint records: a step's result, or the server's clock, random number
--- or uuid for the kinds whose value the server supplies.
+-- The value a checkpoint records: a step's result (a patch marker: none), or the server's
+-- clock, random number or uuid for the kinds whose value the server supplies.
 create or replace function durable._event_value(p_kind text, p_result jsonb, p_now timestamptz)
 returns jsonb
 language plpgsql
@@ -512,7 +561,7 @@ end;
 $$;
 
 comment on function durable._event_value(text, jsonb, timestamptz) is
-'Internal: what a checkpoint of kind p_kind records: p_result for a step, the clock p_now, a number in [0, 1) or a new uuid for now, random and uuid.';
+'Internal: what a checkpoint of kind p_kind records: p_result for a step (null for a patch marker), the clock p_now, a number in [0, 1) or a new uuid for now, random and uuid.';
 
 -- A checkpoint the long way: every argument checked, the lease fenced, then the event
 -- already recorded at p_seq (a re-run passing through, or a mismatch) or a new one. The
@@ -542,7 +591,7 @@ begin
             array_to_string(durable._event_kinds(), ', '), durable._quote(p_kind)
             using errcode = 'DU001';
     end if;
-    if p_kind in ('now', 'random', 'uuid') and (p_result is not null or p_error is not null) then
+    if p_kind in ('now', 'random', 'uuid', 'patch') and (p_result is not null or p_error is not null) then
         raise exception 'durable: the server supplies the value of a % event; give no result', p_kind
             using errcode = 'DU001';
     end if;
@@ -594,7 +643,7 @@ declare
 begin
     -- the values of the clock, random and uuid events come from the server, never from a
     -- client (a client cannot forge them); a replay gets the recorded one
-    if p_kind in ('now', 'random', 'uuid') then
+    if p_kind in ('now', 'random', 'uuid', 'patch') then
         if p_result is not null or p_error is not null then
             raise exception 'durable: the server supplies the value of a % event; give no result', p_kind
                 using errcode = 'DU001';
@@ -751,7 +800,7 @@ begin
           and k.lease_expires_at > v_now
           and k.durable
           and g.kind = any(durable._event_kinds())
-          and (g.kind not in ('now', 'random', 'uuid') or (g.result is null and g.error is null))
+          and (g.kind not in ('now', 'random', 'uuid', 'patch') or (g.result is null and g.error is null))
           and durable._name_ok(g.name)
           -- queue permissions (security.sql): nothing to check while no grant exists
           and (not exists (select 1 from durable.queue_grants) or durable._allowed(k.queue, array['worker']))

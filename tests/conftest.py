@@ -15,7 +15,7 @@ The Python tests connect as a deployment would: Workers as the login role
 neither role may do (inspect or alter the tables, migrate) goes through ``admin_url`` /
 ``conn``, the superuser.
 
-No database is left behind (testdb.py): the template and the tests' copies are dropped at
+No database is left behind (durable/testing/databases.py): the template and the tests' copies are dropped at
 the end of the session, even one that failed or was interrupted (Ctrl-C, SIGTERM), and
 again at exit; those of runs that were killed are dropped by a later run. A session whose
 tests need pgTAP and that has none (pgtap_setup.py) stops before running any, with one line
@@ -43,9 +43,9 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pytest_pgtap.pgtap import Runner
 
 import pgtap_setup
-import testdb
 from durable.migrate import migrate
 from durable.server import configured_url, start_embedded, stop_embedded
+from durable.testing import databases as testdb
 
 
 def _needs_pgtap(item: pytest.Item) -> bool:
@@ -118,6 +118,12 @@ def server_url() -> Iterator[str]:
         # stop the server before its folder goes, or it would run on without its files
         stop_embedded(data / "pgdata")
         shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def durable_server_url(server_url: str) -> str:
+    """The time-skipping harness's databases (durable.testing's fixtures) on the server under test."""
+    return server_url
 
 
 def with_dbname(url: str, dbname: str) -> str:

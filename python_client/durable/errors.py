@@ -124,6 +124,13 @@ class WorkerNameInUse(DurableError):
     sqlstate = "DU023"
 
 
+class NotATestDatabase(DurableError):
+    """DU055: a test clock verb in a database not marked as a test database
+    (``durable migrate --test-clock``): the real clock never moves."""
+
+    sqlstate = "DU055"
+
+
 class PermissionDenied(DurableError):
     """42501: the role may not call this verb (it lacks the group role), or its queue grants
     do not cover the queue (see the README, "Security")."""
@@ -178,6 +185,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         HistoryGap,
         ReplayNotChecked,
         WorkerNameInUse,
+        NotATestDatabase,
         PermissionDenied,
     )
     if cls.sqlstate

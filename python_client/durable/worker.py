@@ -397,6 +397,10 @@ class Worker:
         """The names of the registered task functions."""
         return sorted(self._functions)
 
+    def function(self, name: str) -> TaskFunction | None:
+        """The task function registered under ``name`` (None: none is)."""
+        return self._functions.get(name)
+
     # -- running and stopping ------------------------------------------------------------
 
     def run(self) -> None:

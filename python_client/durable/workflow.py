@@ -515,6 +515,36 @@ class EventLog:
         """A random uuid from the database, recorded."""
         return uuid.UUID(str((yield from self._value("uuid", "uuid4"))))
 
+    def _at_marker(self) -> bool:
+        """Whether the next recorded event (at seq + 1) is a patch marker."""
+        return self.seq < len(self._history) and self._history[self.seq].get("kind") == "patch"
+
+    def patched(self, patch_id: str) -> Steps[bool]:
+        """Whether the code takes the branch of patch ``patch_id`` (docs/protocol.md, "Patches").
+
+        A history the old code wrote (another event recorded here) takes the old branch:
+        False, presenting nothing and taking no seq. A recorded marker is presented like any
+        replayed call (checked at once when its id differs: the database finds that a
+        non-determinism); no recorded event here (a new run, or the history ends here)
+        records the marker. Both return True."""
+        if self.seq < len(self._history) and not self._at_marker():
+            return False
+        seq, recorded = self._next("patch", patch_id)
+        if recorded is not None:
+            if recorded.get("name") != patch_id:
+                yield from self.verify()  # the database decides (and fails the task)
+            return True
+        yield from self._new(seq, self._new_value(seq, "patch", patch_id))
+        return True
+
+    def deprecate_patch(self, patch_id: str) -> Steps[None]:
+        """The second deploy of a patch's retirement: a recorded marker is presented (as
+        :meth:`patched` does), nothing is recorded, and the code has no old branch left."""
+        if self._at_marker():
+            _, recorded = self._next("patch", patch_id)
+            if recorded is not None and recorded.get("name") != patch_id:
+                yield from self.verify()
+
     def sleep(self, name: str, seconds: Seconds | None, until: datetime | None) -> Steps[None]:
         """Sleep in the database (``seconds`` or ``until``): Suspended while time remains."""
         if until is not None and until.tzinfo is None:
@@ -797,6 +827,17 @@ class DurableContext:
         """A random uuid, recorded."""
         return self._hand_out("uuid4", None, self.log.uuid4())
 
+    def patched(self, patch_id: str) -> Coroutine[Any, Any, bool]:
+        """Versioning: True where the code takes the new branch of patch ``patch_id`` (a new
+        run, or a history that reached this point with the patch), False where a history
+        the old code wrote goes on (the old branch). ``if await ctx.patched("id"): ...``"""
+        return self._hand_out("patched", patch_id, self.log.patched(patch_id))
+
+    def deprecate_patch(self, patch_id: str) -> Coroutine[Any, Any, None]:
+        """Retiring a patch: accepts the marker ``patched(patch_id)`` recorded here, records
+        nothing (README.md, "Versioning and deploy checks")."""
+        return self._hand_out("deprecate_patch", patch_id, self.log.deprecate_patch(patch_id))
+
     def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> Coroutine[Any, Any, None]:
         """Sleep in the database: the task holds no worker while it sleeps."""
         return self._hand_out("sleep", name, self.log.sleep(name, duration, None))
@@ -947,6 +988,14 @@ class SyncDurableContext:
 
     def uuid4(self) -> uuid.UUID:
         return self._drive(self.log.uuid4())
+
+    def patched(self, patch_id: str) -> bool:
+        """As :meth:`DurableContext.patched`."""
+        return self._drive(self.log.patched(patch_id))
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """As :meth:`DurableContext.deprecate_patch`."""
+        self._drive(self.log.deprecate_patch(patch_id))
 
     def sleep(self, duration: float | timedelta, *, name: str = "sleep") -> None:
         self._drive(self.log.sleep(name, duration, None))

@@ -231,3 +231,71 @@ def history(task_id: uuid.UUID | str, all_generations: bool = False) -> Command[
         (str(task_id), all_generations),
         lambda rows: [Event(*row) for row in rows],
     )
+
+
+# ---------------------------------------------------------------------------------------
+# versioning and deploy checks (reader verbs, plpgsql/versioning.sql)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedHistory:
+    """A durable task whose history new code would replay (``durable.replay_histories``)."""
+
+    task_id: uuid.UUID
+    task_name: str
+    status: str
+    generation: int
+    input: Any
+    history: list[dict[str, Any]]
+
+
+def replay_histories(
+    queue: str, finished_since: datetime | None = None, after: uuid.UUID | None = None, limit: int = 100
+) -> Command[list[RecordedHistory]]:
+    """A page of the queue's unfinished durable tasks (and those finished since
+    ``finished_since``), each with its input and current history, in task id order; the
+    next page: ``after`` = the last one's id."""
+    return Command(
+        "select task_id, task_name, status, generation, input, history"
+        " from durable.replay_histories(%s, %s, %s, %s)",
+        (queue, finished_since, after, limit),
+        lambda rows: [RecordedHistory(*row) for row in rows],
+    )
+
+
+def check_replay(
+    task_id: uuid.UUID, presented: Sequence[Mapping[str, Any]], finished: bool
+) -> Command[dict[str, Any]]:
+    """The dry determinism check (a reader's, writes nothing): ``{"checked", "recorded"}`` or
+    ``{"nondeterminism": {...}}`` for the calls presented (as :func:`replay_check` takes
+    them); ``finished``: the code returned after them."""
+    return Command(
+        "select durable.check_replay(%s, %s::jsonb, %s)",
+        (task_id, to_json(list(presented), "presented events"), finished),
+        _json_object,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PatchUsage:
+    """Who still depends on a patch, per queue and task name (``durable.patch_usage``)."""
+
+    queue: str
+    task_name: str
+    first_marker_at: datetime
+    #: unfinished tasks whose history holds the marker: keep the patch call
+    with_marker: int
+    #: unfinished tasks the old code began: keep the old branch
+    old_histories: int
+
+
+def patch_usage(
+    patch_id: str, queue: str | None = None, deployed_at: datetime | None = None
+) -> Command[list[PatchUsage]]:
+    """Whether unfinished histories still depend on patch ``patch_id``."""
+    return Command(
+        "select queue, task_name, first_marker_at, with_marker, old_histories"
+        " from durable.patch_usage(%s, %s, %s)",
+        (patch_id, queue, deployed_at),
+        lambda rows: [PatchUsage(*row) for row in rows],
+    )

@@ -307,6 +307,16 @@ class Run:
                 drawn = str(await ctx.uuid4())
                 kept[op.get("as", "uuid")] = drawn
                 trace.append({"kind": "uuid", "value": drawn})
+            elif "patched" in op:
+                taken = await ctx.patched(op["patched"])
+                kept[str(op.get("as", op["patched"]))] = taken
+                if taken:
+                    trace.append({"kind": "patch"})
+            elif "deprecate_patch" in op:
+                before = ctx.seq
+                await ctx.deprecate_patch(op["deprecate_patch"])
+                if ctx.seq > before:  # it accepted a recorded marker
+                    trace.append({"kind": "patch"})
             elif "sleep" in op:
                 await ctx.sleep(op["sleep"], name=op.get("name", "sleep"))
                 trace.append({"kind": "sleep"})
@@ -526,8 +536,8 @@ class Run:
                 same = value == (result["task_id"] if call["kind"] == "spawn" else result)
             elif call["kind"] == "uuid":
                 same = str(value).lower() == str(result).lower()
-            elif call["kind"] == "sleep":
-                same = kind == "sleep"
+            elif call["kind"] in ("sleep", "patch"):
+                same = kind == call["kind"]
             elif call["kind"] == "wait":
                 same = result["timed_out"] is True if call["timed_out"] else value == result["payload"]
             elif call["kind"] == "children":

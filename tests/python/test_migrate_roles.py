@@ -12,9 +12,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-import testdb
 from durable.errors import MigrationError
 from durable.migrate import GROUP_ROLES, OWNER_ROLE, migrate, role_statements
+from durable.testing import databases as testdb
 
 
 def _server_version(admin: psycopg.Connection[Any]) -> int:

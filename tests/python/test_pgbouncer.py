@@ -32,10 +32,10 @@ from procs import create_side_effects, worker_processes
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pyclient_support import role_of, wait_until
 
-import testdb
 from durable import Client, migrate
 from durable.commands import Command
 from durable.connections import async_pool
+from durable.testing import databases as testdb
 from durable.wakeups import listen_loop
 
 WORKER_ROLE = "durable_test_worker"

@@ -24,7 +24,7 @@ from psycopg.conninfo import make_conninfo
 from pyclient_support import wait_until
 
 import pgtap_setup
-import testdb
+from durable.testing import databases as testdb
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "test"
@@ -194,7 +194,7 @@ CHILD_TEST = """\
 import os
 import time
 
-import testdb
+from durable.testing import databases as testdb
 
 
 def test_one(admin_url, template_db):

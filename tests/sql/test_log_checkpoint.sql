@@ -203,13 +203,13 @@ select is(
 select throws_ok(
     $$select durable.checkpoint(c.task_id, c.lease_token, 8, 'sleep', 'nap') from c$$,
     'DU001',
-    'durable: checkpoint records events of kind step, now, random, uuid, got ''sleep'' (sleeps, waits and spawns have verbs of their own)',
+    'durable: checkpoint records events of kind step, now, random, uuid, patch, got ''sleep'' (sleeps, waits and spawns have verbs of their own)',
     'an unknown kind raises DU001'
 );
 select throws_ok(
     $$select durable.checkpoint(c.task_id, c.lease_token, 8, null, 'nap') from c$$,
     'DU001',
-    'durable: checkpoint records events of kind step, now, random, uuid, got null (sleeps, waits and spawns have verbs of their own)',
+    'durable: checkpoint records events of kind step, now, random, uuid, patch, got null (sleeps, waits and spawns have verbs of their own)',
     'a null kind raises DU001'
 );
 select throws_ok(
@@ -273,8 +273,9 @@ select is((select count(*) from durable.events), 7::bigint, 'the log still holds
 select results_eq(
     $$select kind, verb from durable.event_kinds()$$,
     $$values ('step', 'checkpoint'), ('now', 'checkpoint'), ('random', 'checkpoint'), ('uuid', 'checkpoint'),
-             ('sleep', 'sleep'), ('wait', 'wait_event'), ('spawn', 'spawn'), ('children', 'wait_children')$$,
-    'durable.event_kinds() lists the eight kinds, each with the verb that records it'
+             ('sleep', 'sleep'), ('wait', 'wait_event'), ('spawn', 'spawn'), ('children', 'wait_children'),
+             ('patch', 'checkpoint')$$,
+    'durable.event_kinds() lists the nine kinds, each with the verb that records it'
 );
 select is(
     (select count(*) from durable.event_kinds() k

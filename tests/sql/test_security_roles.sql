@@ -12,7 +12,7 @@
 --      sequence grants anything to PUBLIC or a group role; only the owner may create in
 --      the schema; the owner and the group roles cannot log in, and no group role is a
 --      member of the owner.
-select plan(311);
+select plan(341);
 
 \ir helpers/security.sql
 
@@ -64,6 +64,10 @@ insert into verbs values
     ('durable.purge(text,double precision,integer)', '{durable_operator}'),
     ('durable.purge_event_keys(text,double precision,integer)', '{durable_operator}'),
     ('durable.reclaim(text,integer)', '{durable_operator}'),
+    -- the shared test clock (refused outside a test database, DU055)
+    ('durable.advance_test_clock(double precision)', '{durable_operator}'),
+    ('durable.skip_test_clock()', '{durable_operator}'),
+    ('durable.test_clock()', '{durable_operator}'),
     ('durable.grant_queue(text,text,text[])', '{durable_operator}'),
     ('durable.revoke_queue(text,text)', '{durable_operator}'),
     ('durable.queue_grants()', '{durable_operator}'),
@@ -76,6 +80,10 @@ insert into verbs values
      '{durable_reader,durable_producer,durable_operator}'),
     ('durable.list_queues()', '{durable_reader,durable_producer,durable_operator}'),
     ('durable.queue_metrics(integer)', '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.check_replay(uuid,jsonb,boolean)', '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.replay_histories(text,timestamp with time zone,uuid,integer)',
+     '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.patch_usage(text,text,timestamp with time zone)', '{durable_reader,durable_producer,durable_operator}'),
     -- helpers: all four
     ('durable."current_time"()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     ('durable.max_payload_bytes()', '{durable_worker,durable_producer,durable_operator,durable_reader}'),
@@ -101,7 +109,7 @@ select set_eq(
     'the public functions of schema durable are exactly the verbs of the spec'
 );
 
--- 2. the matrix, by the catalogue (225 = 5 roles x 45 verbs)
+-- 2. the matrix, by the catalogue (255 = 5 roles x 51 verbs)
 select is(
     coalesce(has_function_privilege(pg_temp.role(k.kind), to_regprocedure(v.sig), 'EXECUTE'), false),
     k.grp is not null and k.grp = any(v.allowed),

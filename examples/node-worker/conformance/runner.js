@@ -267,6 +267,14 @@ class Run {
         const value = await ctx.uuid();
         kept[op.as || 'uuid'] = value;
         trace.push({ kind: 'uuid', value });
+      } else if ('patched' in op) {
+        const value = await ctx.patched(op.patched);
+        kept[op.as || op.patched] = value;
+        if (value) trace.push({ kind: 'patch' });
+      } else if ('deprecate_patch' in op) {
+        const before = ctx.seq;
+        await ctx.deprecatePatch(op.deprecate_patch);
+        if (ctx.seq > before) trace.push({ kind: 'patch' }); // it accepted a recorded marker
       } else if ('sleep' in op) {
         await ctx.sleep(op.sleep, { name: op.name || 'sleep' });
         trace.push({ kind: 'sleep' });
@@ -484,6 +492,9 @@ class Run {
           break;
         case 'sleep':
           same(ev.kind === 'sleep', null);
+          break;
+        case 'patch':
+          same(ev.kind === 'patch', null);
           break;
         case 'wait':
           same(call.timedOut ? ev.result.timed_out === true : deepEqual(call.value, ev.result.payload), call.value);

@@ -246,6 +246,35 @@ class DurableContext {
     return String(await this._serverValue('uuid', label));
   }
 
+  /** Whether the next recorded event (at seq + 1) is a patch marker. */
+  _atMarker() {
+    return this.seq < this.history.length && this.history[this.seq].kind === 'patch';
+  }
+
+  /**
+   * Versioning (docs/protocol.md, "Patches"): true where the code takes the new branch of
+   * patch `id`. A history the old code wrote (another event recorded here) takes the old
+   * branch: false, presenting nothing and taking no seq. A recorded marker is presented
+   * (checked at once when its id differs: the server fails the task); no recorded event
+   * here records the marker.
+   */
+  async patched(id) {
+    if (this.seq < this.history.length && !this._atMarker()) return false;
+    await this._durable(
+      'patch',
+      id,
+      {},
+      () => undefined,
+      async (seq) => this._answer(await this._checkpoint(seq, 'patch', id, null, null)),
+    );
+    return true;
+  }
+
+  /** Retiring a patch: accepts the marker `patched(id)` recorded here; records nothing. */
+  async deprecatePatch(id) {
+    if (this._atMarker()) await this._durable('patch', id, {}, () => undefined, async () => undefined);
+  }
+
   /** Sleeps `seconds` on the database clock, holding no worker: the attempt ends here and
    * the code runs again once the time has come. */
   sleep(seconds, { name = 'sleep' } = {}) {

@@ -115,7 +115,7 @@ describe('claim', () => {
 });
 
 describe('event_kinds', () => {
-  it('lists the eight kinds, the verb of each, its name, arguments and result', async () => {
+  it('lists the nine kinds, the verb of each, its name, arguments and result', async () => {
     const rows = (await worker.query('select * from durable.event_kinds()')).rows;
     assert.deepEqual(
       rows.map((r) => [r.kind, r.verb]),
@@ -128,6 +128,7 @@ describe('event_kinds', () => {
         ['wait', 'wait_event'],
         ['spawn', 'spawn'],
         ['children', 'wait_children'],
+        ['patch', 'checkpoint'],
       ],
     );
     for (const r of rows) assert.deepEqual(Object.keys(r).sort(), ['arguments', 'kind', 'name', 'result', 'verb']);

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import dashboard, queues, run, tasks
+from . import check, dashboard, queues, run, tasks
 from .context import CommandError, explain, settings
 from .server import server_app
 
@@ -63,6 +63,7 @@ def options(
 tasks.register(app)
 queues.register(app)
 run.register(app)
+check.register(app)
 app.add_typer(server_app, name="server")
 dashboard.register(app)
 
