@@ -172,7 +172,11 @@ declare
     v_dead text[];
     v_ended integer := 0;
     v_cancelled integer := 0;
+    v_ticked integer;
 begin
+    -- the queue's due schedules first, before any task is locked (the lock order,
+    -- plpgsql/README.md: schedule rows, then the keys and tasks their enqueues take)
+    v_ticked := durable._tick_schedules(p_queue, p_limit);
     -- registered workers that stopped heartbeating (plpgsql/workers.sql): their running
     -- tasks of this queue are taken back now, as if their leases had expired
     v_dead := durable._dead_workers(v_now);
@@ -249,7 +253,7 @@ begin
         where k.task_id = any(v_ids) and k.status = 'pending' and k.schedule_deadline <= v_now and k.attempt = 0;
         get diagnostics v_cancelled = row_count;
     end if;
-    return v_ended + v_cancelled + durable._wake_due(p_queue, p_limit);
+    return v_ticked + v_ended + v_cancelled + durable._wake_due(p_queue, p_limit);
 end;
 $$;
 
@@ -273,7 +277,7 @@ end;
 $$;
 
 comment on function durable.reclaim(text, integer) is
-'Reclaims up to p_limit (1 to 10,000) expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed. Errors: DU001, 42501.';
+'Enqueues the due ticks of the queue''s schedules (durable.create_schedule), reclaims up to p_limit (1 to 10,000) expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed. Errors: DU001, 42501.';
 
 -- (force_generic_plan: see "Plans" at the top of common.sql)
 create or replace function durable.claim(
@@ -334,7 +338,7 @@ begin
             perform 1 from durable.queues q where q.queue = p_queue for update;
         end if;
     end if;
-    -- the queue's maintenance: expired leases, schedule timeouts, due sleepers, retention
+    -- the queue's maintenance: schedule ticks, expired leases, schedule timeouts, due sleepers, retention
     perform durable._reclaim(p_queue, 100);
     if v_queue.options ? 'retention'
         and (v_queue.purged_at is null

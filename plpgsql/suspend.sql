@@ -539,16 +539,18 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
     perform durable._require(p_queue, array['worker'], 'watch queues');
-    return (
-        select min(k.wake_at)
-        from durable.tasks k
-        where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at is not null
+    return least(
+        (select min(k.wake_at)
+         from durable.tasks k
+         where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at is not null),
+        -- and the queue's next schedule tick (plpgsql/schedules.sql)
+        (select min(s.next_run_at) from durable.schedules s where s.queue = p_queue and not s.paused)
     );
 end;
 $$;
 
 comment on function durable.next_wake(text) is
-'When the next sleeping or timed waiting task of the queue is due (null when none): idle workers poll then instead of waiting out their poll interval.';
+'When the next sleeping or timed waiting task or the next schedule tick of the queue is due (null when none): idle workers poll then instead of waiting out their poll interval.';
 
 grant execute on function durable.sleep(uuid, uuid, integer, text, double precision, timestamptz) to durable_worker;
 grant execute on function durable.wait_event(uuid, uuid, integer, text, double precision) to durable_worker;

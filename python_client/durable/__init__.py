@@ -15,9 +15,11 @@ from .commands import QueueRow, TaskRow, TaskSpec, WorkerInfo
 from .context import TaskContext
 from .errors import (
     ChildFailed,
+    CronNeverFires,
     DurableError,
     EventTimeout,
     InvalidArgument,
+    InvalidCron,
     InvalidTransition,
     LeaseLost,
     MigrationError,
@@ -31,11 +33,14 @@ from .errors import (
     TaskCancelled,
     TaskFailed,
     UnknownQueue,
+    UnknownSchedule,
     UnknownTask,
+    UnknownTimeZone,
     WaitTimeout,
     WorkerNameInUse,
 )
 from .migrate import migrate
+from .schedule_commands import ScheduleRow
 from .task_info import AttemptInfo, TaskInfo
 from .worker import Worker, WorkerStats
 from .workflow import DurableContext, RetryPolicy, SyncDurableContext
@@ -45,10 +50,12 @@ __all__ = [
     "AttemptInfo",
     "ChildFailed",
     "Client",
+    "CronNeverFires",
     "DurableContext",
     "DurableError",
     "EventTimeout",
     "InvalidArgument",
+    "InvalidCron",
     "InvalidTransition",
     "LeaseLost",
     "MigrationError",
@@ -60,6 +67,7 @@ __all__ = [
     "PermissionDenied",
     "QueueRow",
     "RetryPolicy",
+    "ScheduleRow",
     "StepFailed",
     "SyncDurableContext",
     "TaskCancelled",
@@ -69,7 +77,9 @@ __all__ = [
     "TaskRow",
     "TaskSpec",
     "UnknownQueue",
+    "UnknownSchedule",
     "UnknownTask",
+    "UnknownTimeZone",
     "WaitTimeout",
     "Worker",
     "WorkerInfo",

@@ -17,10 +17,11 @@ from typing import Any, Self, TypeVar, Unpack
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from . import commands, workflow_commands
+from . import commands, schedule_commands, workflow_commands
 from .commands import Command, EnqueueOptions, QueueOptions, Seconds, TaskSpec
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .migrate import MigrationResult, migrate
+from .schedule_commands import ScheduleOptions, ScheduleRow
 from .task_info import TaskInfo
 from .waiting import Waiter
 from .workflow_commands import Event
@@ -153,6 +154,34 @@ class Client:
     def list_queues(self) -> list[commands.QueueRow]:
         """Every queue the caller may read, with its tasks counted by status (counts them all)."""
         return self.run(commands.list_queues())
+
+    def create_schedule(
+        self, name: str, queue: str, task_name: str, cron: str, **options: Unpack[ScheduleOptions]
+    ) -> datetime:
+        """Create schedule ``name`` on the queue (re-creating a name replaces it): each tick of
+        ``cron`` enqueues ``task_name`` once. Options: tz, input, enqueue_options, catch_up
+        (skip, once, all), catch_up_max, catch_up_grace, paused. Returns the next tick."""
+        return self.run(schedule_commands.create_schedule(name, queue, task_name, cron, options))
+
+    def pause_schedule(self, name: str, queue: str) -> bool:
+        """Pause a schedule; False when it was paused already."""
+        return self.run(schedule_commands.pause_schedule(name, queue))
+
+    def resume_schedule(self, name: str, queue: str) -> datetime:
+        """Resume a schedule from now (the ticks of the pause are not caught up); its next tick."""
+        return self.run(schedule_commands.resume_schedule(name, queue))
+
+    def delete_schedule(self, name: str, queue: str) -> bool:
+        """Delete a schedule; False when there was none of that name."""
+        return self.run(schedule_commands.delete_schedule(name, queue))
+
+    def list_schedules(self, queue: str | None = None) -> list[ScheduleRow]:
+        """The schedules of the queue, or of every queue the caller may read."""
+        return self.run(schedule_commands.list_schedules(queue))
+
+    def cron_next(self, cron: str, tz: str, after: datetime) -> datetime | None:
+        """The first firing of ``cron`` in zone ``tz`` strictly after ``after``."""
+        return self.run(schedule_commands.cron_next(cron, tz, after))
 
     def retry(self, task_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""
@@ -328,6 +357,34 @@ class AsyncClient:
     async def list_queues(self) -> list[commands.QueueRow]:
         """Every queue the caller may read, with its tasks counted by status (counts them all)."""
         return await self.run(commands.list_queues())
+
+    async def create_schedule(
+        self, name: str, queue: str, task_name: str, cron: str, **options: Unpack[ScheduleOptions]
+    ) -> datetime:
+        """Create schedule ``name`` on the queue (re-creating a name replaces it): each tick of
+        ``cron`` enqueues ``task_name`` once. Options: tz, input, enqueue_options, catch_up
+        (skip, once, all), catch_up_max, catch_up_grace, paused. Returns the next tick."""
+        return await self.run(schedule_commands.create_schedule(name, queue, task_name, cron, options))
+
+    async def pause_schedule(self, name: str, queue: str) -> bool:
+        """Pause a schedule; False when it was paused already."""
+        return await self.run(schedule_commands.pause_schedule(name, queue))
+
+    async def resume_schedule(self, name: str, queue: str) -> datetime:
+        """Resume a schedule from now (the ticks of the pause are not caught up); its next tick."""
+        return await self.run(schedule_commands.resume_schedule(name, queue))
+
+    async def delete_schedule(self, name: str, queue: str) -> bool:
+        """Delete a schedule; False when there was none of that name."""
+        return await self.run(schedule_commands.delete_schedule(name, queue))
+
+    async def list_schedules(self, queue: str | None = None) -> list[ScheduleRow]:
+        """The schedules of the queue, or of every queue the caller may read."""
+        return await self.run(schedule_commands.list_schedules(queue))
+
+    async def cron_next(self, cron: str, tz: str, after: datetime) -> datetime | None:
+        """The first firing of ``cron`` in zone ``tz`` strictly after ``after``."""
+        return await self.run(schedule_commands.cron_next(cron, tz, after))
 
     async def retry(self, task_id: uuid.UUID | str) -> None:
         """Run a failed or cancelled task again, keeping its history (recorded steps are not re-run)."""

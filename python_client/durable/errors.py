@@ -124,6 +124,30 @@ class WorkerNameInUse(DurableError):
     sqlstate = "DU023"
 
 
+class InvalidCron(DurableError):
+    """DU030: a malformed cron expression (the message says which field and item)."""
+
+    sqlstate = "DU030"
+
+
+class UnknownTimeZone(DurableError):
+    """DU031: a time zone that is not an IANA name PostgreSQL knows."""
+
+    sqlstate = "DU031"
+
+
+class UnknownSchedule(DurableError):
+    """DU032: the queue has no schedule of that name."""
+
+    sqlstate = "DU032"
+
+
+class CronNeverFires(DurableError):
+    """DU033: a cron expression that can never fire (``0 0 30 2 *``)."""
+
+    sqlstate = "DU033"
+
+
 class NotATestDatabase(DurableError):
     """DU055: a test clock verb in a database not marked as a test database
     (``durable migrate --test-clock``): the real clock never moves."""
@@ -185,6 +209,10 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         HistoryGap,
         ReplayNotChecked,
         WorkerNameInUse,
+        InvalidCron,
+        UnknownTimeZone,
+        UnknownSchedule,
+        CronNeverFires,
         NotATestDatabase,
         PermissionDenied,
     )

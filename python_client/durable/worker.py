@@ -604,11 +604,9 @@ class Worker:
                 await self._wait_for_work(await self._idle_wait())
 
     async def _idle_wait(self) -> float:
-        """How long to wait for work: ``poll_interval``, or less when a sleeping task is due sooner.
-
-        Only durable tasks sleep: a worker without durable functions does not ask."""
-        if not any(f.durable for f in self._functions.values()):
-            return self.poll_interval
+        """How long to wait for work: ``poll_interval``, or less when a sleeping task or the
+        queue's next schedule tick (``durable.next_wake``) is due sooner: the claim then
+        wakes the sleeper or enqueues the tick."""
         try:
             due_in = await self._call(workflow_commands.seconds_until_wake(self.queue))
         except (psycopg.Error, DurableError):

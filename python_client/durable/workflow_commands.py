@@ -172,7 +172,8 @@ def wait_children(
 
 
 def seconds_until_wake(queue: str) -> Command[float | None]:
-    """Seconds until the next sleeping or timed waiting task of the queue is due (None: none)."""
+    """Seconds until the next sleeping or timed waiting task or schedule tick of the queue is
+    due (None: none)."""
     return Command(
         "select extract(epoch from durable.next_wake(%s) - durable.current_time())::float8",
         (queue,),

@@ -244,3 +244,67 @@ def test_server_status_start_stop(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_a_usage_mistake_shows_the_usage_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "tasks", "--bogus")
     assert code == 2 and "No such option: --bogus" in err and "Usage: durable tasks" in err
+
+
+def test_schedules_create_list_pause_resume_delete(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "queue", "create", "cli-sched")[0] == 0
+    code, out, _ = run(capsys, "schedules")
+    assert code == 0 and "no schedules" in out
+    code, out, err = run(
+        capsys,
+        "schedule",
+        "create",
+        "nightly",
+        "--queue",
+        "cli-sched",
+        "--task",
+        "report",
+        "--cron",
+        "30 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--input",
+        '{"kind": "daily"}',
+        "--catch-up",
+        "all",
+        "--catch-up-max",
+        "4",
+    )
+    assert code == 0 and out.startswith("schedule nightly on cli-sched: next tick "), (out, err)
+    code, out, _ = run(capsys, "schedules", "--queue", "cli-sched", "--json")
+    [row] = json.loads(out)
+    assert (row["name"], row["cron"], row["tz"], row["input"], row["catch_up"], row["catch_up_max"]) == (
+        "nightly",
+        "30 2 * * *",
+        "Europe/Berlin",
+        {"kind": "daily"},
+        "all",
+        4,
+    )
+    code, out, _ = run(capsys, "schedules")
+    assert code == 0 and "nightly" in out and "Europe/Berlin" in out and "running" in out
+    code, out, _ = run(capsys, "schedule", "pause", "nightly", "--queue", "cli-sched")
+    assert code == 0 and "paused" in out
+    code, out, _ = run(capsys, "schedules", "-q", "cli-sched")
+    assert "paused" in out
+    code, out, _ = run(capsys, "schedule", "resume", "nightly", "--queue", "cli-sched")
+    assert code == 0 and "running, next tick" in out
+    code, out, _ = run(capsys, "schedule", "delete", "nightly", "--queue", "cli-sched")
+    assert code == 0 and "deleted" in out
+    code, _, err = run(capsys, "schedule", "delete", "nightly", "--queue", "cli-sched")
+    assert code == 1 and "no schedule 'nightly'" in err
+
+
+def test_schedule_mistakes_get_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "queue", "create", "cli-sched-bad")[0] == 0
+    base = ("schedule", "create", "x", "--queue", "cli-sched-bad", "--task", "t")
+    code, _, err = run(capsys, *base, "--cron", "0 0 * * 9")
+    assert code == 1 and "day-of-week item '9' has a value outside 0-7" in err
+    code, _, err = run(capsys, *base, "--cron", "@daily", "--tz", "Nowhere/Town")
+    assert code == 1 and "unknown time zone 'Nowhere/Town'" in err
+    code, _, err = run(capsys, *base, "--cron", "@daily", "--catch-up", "sometimes")
+    assert code == 2 and "--catch-up takes skip, once or all" in err
+    code, _, err = run(capsys, *base, "--cron", "@daily", "--input", "[1]")
+    assert code == 2 and "--input must be a JSON object" in err
+    code, _, err = run(capsys, "schedule", "pause", "x", "--queue", "cli-sched-bad")
+    assert code == 1 and "no schedule 'x' on queue 'cli-sched-bad'" in err

@@ -12,7 +12,7 @@
 --      sequence grants anything to PUBLIC or a group role; only the owner may create in
 --      the schema; the owner and the group roles cannot log in, and no group role is a
 --      member of the owner.
-select plan(341);
+select plan(371);
 
 \ir helpers/security.sql
 
@@ -55,6 +55,14 @@ insert into verbs values
     ('durable.enqueue(text,text,jsonb,jsonb)', '{durable_producer}'),
     ('durable.enqueue_many(text,jsonb)', '{durable_producer}'),
     ('durable.emit_event(text,text,jsonb)', '{durable_producer,durable_operator}'),
+    -- schedules: created by a producer, paused, resumed and deleted by a producer or an operator
+    ('durable.create_schedule(text,text,text,text,jsonb)', '{durable_producer}'),
+    ('durable.pause_schedule(text,text)', '{durable_producer,durable_operator}'),
+    ('durable.resume_schedule(text,text)', '{durable_producer,durable_operator}'),
+    ('durable.delete_schedule(text,text)', '{durable_producer,durable_operator}'),
+    ('durable.list_schedules(text)', '{durable_reader,durable_producer,durable_operator}'),
+    ('durable.cron_next(text,text,timestamp with time zone)',
+     '{durable_worker,durable_producer,durable_operator,durable_reader}'),
     -- durable_operator
     ('durable.create_queue(text,jsonb)', '{durable_operator}'),
     ('durable.cancel(uuid,text)', '{durable_operator}'),
@@ -109,7 +117,7 @@ select set_eq(
     'the public functions of schema durable are exactly the verbs of the spec'
 );
 
--- 2. the matrix, by the catalogue (255 = 5 roles x 51 verbs)
+-- 2. the matrix, by the catalogue (290 = 5 roles x 58 verbs)
 select is(
     coalesce(has_function_privilege(pg_temp.role(k.kind), to_regprocedure(v.sig), 'EXECUTE'), false),
     k.grp is not null and k.grp = any(v.allowed),

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from . import check, dashboard, queues, run, tasks
+from . import check, dashboard, queues, run, schedules, tasks
 from .context import CommandError, explain, settings
 from .server import server_app
 
@@ -62,6 +62,7 @@ def options(
 
 tasks.register(app)
 queues.register(app)
+schedules.register(app)
 run.register(app)
 check.register(app)
 app.add_typer(server_app, name="server")

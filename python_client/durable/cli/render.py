@@ -134,6 +134,28 @@ def workers_table(rows: Sequence[Any]) -> Table:
     return table
 
 
+def schedules_table(rows: Sequence[Any]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("queue", "name", "cron", "tz", "task", "next tick", "last tick", "ticks", "state"):
+        table.add_column(column, justify="right" if column == "ticks" else "left")
+    for r in rows:
+        state = Text("paused", style="yellow") if r.paused else Text("running", style="green")
+        if r.last_error:
+            state = Text(f"error: {preview(r.last_error.get('message'), 40)}", style="red")
+        table.add_row(
+            r.queue,
+            r.name,
+            r.cron,
+            r.tz,
+            r.task_name,
+            when(r.next_run_at),
+            when(r.last_tick_at),
+            str(r.ticks),
+            state,
+        )
+    return table
+
+
 def timeline_rows(events: Iterable[Event], started_at: datetime | None = None) -> list[tuple[str, ...]]:
     """The event timeline: seq, kind, name, attempt, time since the previous event (the
     first: since ``started_at``), outcome, a preview of the result."""
