@@ -2,6 +2,7 @@
 """durable beside its peers (not a test): PgQueuer and Absurd on the same server, in the same run.
 
     python3 bench/peers.py            # creates bench/.venv-peers on first use, then runs in it
+    python3 bench/peers.py --enqueue-only   # only the two enqueue figures (about a minute)
 
 The peers live in a virtualenv of the benchmark's own, never in the project's; this script
 creates it when missing and re-runs itself with its interpreter, i.e. the one-liner
@@ -32,7 +33,8 @@ its documentation shows:
 Figures (one worker process where a worker runs; every job a no-op):
 
 1. enqueue, batches of 500 (jobs/s), median of 3 runs;
-2. enqueue one by one (jobs/s), median of 3 runs;
+2. enqueue one by one (jobs/s), median of 3 runs (in 1. and 2., the runs of the systems
+   take turns: a load that comes and goes weighs on each alike);
 3. processed/s: a worker process with 10 concurrent jobs draining a backlog of N jobs,
    timed from its first completion to its last (its start-up left out), polled at 20 ms;
 4. enqueue → start latency with an idle worker in this process: L sequential enqueues,
@@ -282,38 +284,52 @@ class Enqueuer:
         self.loop.close()
 
 
-def median_rate(runs: int, action: Callable[[], float]) -> float:
-    return statistics.median(action() for _ in range(runs))
-
-
-def bench_enqueue(system: str, url: str, n: int, batch: int, runs: int) -> tuple[float | None, float]:
-    enqueuer = Enqueuer(system, url)
+def bench_enqueue(
+    urls: dict[str, str], n: int, batch: int, runs: int
+) -> dict[str, tuple[float | None, float]]:
+    """Every system's enqueue figures (batched, one by one), their runs interleaved: run 1 of
+    each system, then run 2 of each... A load that comes and goes on a shared machine then
+    weighs on every system alike, not on the one whose turn it was."""
+    enqueuers = {system: Enqueuer(system, url) for system, url in urls.items()}
     try:
 
-        def batched() -> float | None:
-            reset(system, url)
-            settle(url)
+        def batched(system: str) -> float | None:
+            reset(system, urls[system])
+            settle(urls[system])
             started = time.perf_counter()
             for start in range(0, n, batch):
-                if not enqueuer.batch(NOOP, [{"i": i} for i in range(start, min(n, start + batch))]):
+                if not enqueuers[system].batch(NOOP, [{"i": i} for i in range(start, min(n, start + batch))]):
                     return None
             return n / (time.perf_counter() - started)
 
-        def single() -> float:
-            reset(system, url)
-            settle(url)
+        def single(system: str) -> float:
+            reset(system, urls[system])
+            settle(urls[system])
             started = time.perf_counter()
             for i in range(n // 5):
-                enqueuer.one(NOOP, {"i": i})
+                enqueuers[system].one(NOOP, {"i": i})
             return (n // 5) / (time.perf_counter() - started)
 
-        first = batched()
-        batched_rate = (
-            None if first is None else statistics.median([first, *(batched() or 0 for _ in range(runs - 1))])
-        )
-        return batched_rate, median_rate(runs, single)
+        batched_rates: dict[str, list[float]] = {system: [] for system in urls}
+        single_rates: dict[str, list[float]] = {system: [] for system in urls}
+        for _ in range(runs):
+            for system in urls:
+                rate = batched(system)
+                if rate is not None:
+                    batched_rates[system].append(rate)
+        for _ in range(runs):
+            for system in urls:
+                single_rates[system].append(single(system))
+        return {
+            system: (
+                statistics.median(batched_rates[system]) if batched_rates[system] else None,
+                statistics.median(single_rates[system]),
+            )
+            for system in urls
+        }
     finally:
-        enqueuer.close()
+        for enqueuer in enqueuers.values():
+            enqueuer.close()
 
 
 # ------------------------------------------------------------------ workers
@@ -612,11 +628,7 @@ Results = dict[str, dict[str, float | None]]
 def bench_system(
     system: str, url: str, args: argparse.Namespace, results: Results, phase: Callable[..., Any]
 ) -> None:
-    """Every figure of one system, into ``results``."""
-    enq = phase(system, "enqueue", lambda: bench_enqueue(system, url, args.enqueue, 500, args.runs))
-    if enq:
-        results["enqueue, batches of 500 (jobs/s)"][system] = enq[0]
-        results["enqueue, one by one (jobs/s)"][system] = enq[1]
+    """Every figure of one system but the enqueue figures (bench_enqueue), into ``results``."""
     results["processed/s, 1 worker, 10 concurrent"][system] = phase(
         system, "drain", lambda: bench_drain(system, url, NOOP, args.jobs, 10, args.timeout)
     )
@@ -694,12 +706,21 @@ def run(args: argparse.Namespace) -> int:
         log(f"   {value!r} ({time.perf_counter() - started:.1f} s)")
         return value
 
-    for system in SYSTEMS:
-        with database(system) as url:
+    with contextlib.ExitStack() as stack:
+        urls = {system: stack.enter_context(database(system)) for system in SYSTEMS}
+        for system, url in urls.items():
             install(system, url)
-            bench_system(system, url, args, results, phase)
-    with database("raw") as url:
-        raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
+        enq = phase("every system", "enqueue", lambda: bench_enqueue(urls, args.enqueue, 500, args.runs))
+        for system, (batched, single) in (enq or {}).items():
+            results["enqueue, batches of 500 (jobs/s)"][system] = batched
+            results["enqueue, one by one (jobs/s)"][system] = single
+        if not args.enqueue_only:
+            for system in SYSTEMS:
+                bench_system(system, urls[system], args, results, phase)
+    raw = None
+    if not args.enqueue_only:
+        with database("raw") as url:
+            raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
     for row, like in OPTION_ROWS.items():
         for system in SYSTEMS[1:]:
             results[row][system] = results[like][system]
@@ -750,6 +771,9 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=30, help="sequential 10-step workflows")
     parser.add_argument("--workflows", type=int, default=300, help="10-step workflows of the steps/s drain")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for a drain")
+    parser.add_argument(
+        "--enqueue-only", action="store_true", help="only the enqueue figures (batched and one by one)"
+    )
     return run(parser.parse_args())
 
 

@@ -32,7 +32,9 @@ begin
         finished_at = null,
         lease_token = null,
         lease_expires_at = null,
-        attempt_deadline = null
+        attempt_deadline = null,
+        -- a restarted task is on its own: it no longer holds its debounce key (queue.sql)
+        debounce_key = null
     where k.task_id = t.task_id;
     perform durable._notify(t.queue);
 end;

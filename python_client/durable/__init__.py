@@ -16,6 +16,7 @@ from .context import TaskContext
 from .errors import (
     ChildFailed,
     CronNeverFires,
+    DebounceKeyHeld,
     DurableError,
     EventTimeout,
     InvalidArgument,
@@ -51,6 +52,7 @@ __all__ = [
     "ChildFailed",
     "Client",
     "CronNeverFires",
+    "DebounceKeyHeld",
     "DurableContext",
     "DurableError",
     "EventTimeout",

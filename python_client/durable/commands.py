@@ -74,6 +74,17 @@ class QueueOptions(TypedDict, total=False):
     hold_slots_while_suspended: bool | None
 
 
+class Debounce(TypedDict, total=False):
+    """The enqueue option ``debounce``: an enqueue with the key of a pending, never started
+    task of the queue pushes that task's run time to now + ``delay`` (never past its first
+    enqueue + ``max_delay``; no cap without it) and replaces its input, instead of creating a
+    task. ``key`` and ``delay`` are required (the SQL checks: DU001)."""
+
+    key: str
+    delay: Seconds
+    max_delay: Seconds | None
+
+
 class EnqueueOptions(TypedDict, total=False):
     """The options of ``durable.enqueue`` (its COMMENT says each); seconds may be timedeltas.
 
@@ -95,10 +106,11 @@ class EnqueueOptions(TypedDict, total=False):
     #: the W3C trace context to store with the task; by default the caller's current span's
     #: (durable.tracing), {} for none
     trace_context: Mapping[str, str] | None
+    debounce: Debounce | None
 
 
 #: options given in seconds, which may also be timedeltas
-_SECONDS = frozenset({"delay", "timeout", "schedule_timeout", "retention"})
+_SECONDS = frozenset({"delay", "max_delay", "timeout", "schedule_timeout", "retention"})
 
 
 def _options_json(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -115,6 +127,8 @@ def _options_json(options: Mapping[str, Any]) -> dict[str, Any]:
             if not isinstance(value, datetime) or value.tzinfo is None:
                 raise InvalidArgument("durable: run_at must be a timezone-aware datetime")
             value = value.isoformat()
+        elif key == "debounce" and isinstance(value, Mapping):
+            value = _options_json(value)
         elif isinstance(value, Mapping):
             value = dict(value)
         result[key] = value

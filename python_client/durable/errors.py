@@ -148,6 +148,13 @@ class CronNeverFires(DurableError):
     sqlstate = "DU033"
 
 
+class DebounceKeyHeld(DurableError):
+    """DU040: a debounced enqueue whose key is held by a pending task of another task name
+    (a debounced enqueue replaces the holder's input, never its name)."""
+
+    sqlstate = "DU040"
+
+
 class NotATestDatabase(DurableError):
     """DU055: a test clock verb in a database not marked as a test database
     (``durable migrate --test-clock``): the real clock never moves."""
@@ -213,6 +220,7 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
         UnknownTimeZone,
         UnknownSchedule,
         CronNeverFires,
+        DebounceKeyHeld,
         NotATestDatabase,
         PermissionDenied,
     )

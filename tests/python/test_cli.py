@@ -55,6 +55,15 @@ def test_queue_create_enqueue_tasks_and_queues(capsys: pytest.CaptureFixture[str
     first = uuid.UUID(out.strip())
     code, out, _ = run(capsys, "enqueue", "cli", "send", '{"to": "y"}', "--idempotency-key", "k1")
     assert uuid.UUID(out.strip()) == first, "an idempotent repeat returns the first task"
+    debounce = ["--debounce-key", "d", "--debounce-delay", "60", "--debounce-max-delay", "120"]
+    code, out, _ = run(capsys, "enqueue", "cli-d", "batch", '{"n": 1}', "--create-queue", *debounce)
+    debounced = uuid.UUID(out.strip())
+    code, out, _ = run(capsys, "enqueue", "cli-d", "batch", '{"n": 2}', *debounce)
+    assert code == 0 and uuid.UUID(out.strip()) == debounced, "a debounced repeat returns the pending task"
+    code, _, err = run(capsys, "enqueue", "cli-d", "batch", "--debounce-delay", "5")
+    assert code == 2 and "--debounce-key" in err
+    with Client() as c:
+        assert c.get_task(debounced).input == {"n": 2}
     code, out, _ = run(capsys, "enqueue", "cli", "plan", "--durable", "--delay", "3600")
     later = uuid.UUID(out.strip())
 

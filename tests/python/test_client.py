@@ -18,6 +18,7 @@ import pytest
 from durable import (
     AsyncClient,
     Client,
+    DebounceKeyHeld,
     InvalidArgument,
     InvalidTransition,
     MigrationError,
@@ -136,6 +137,28 @@ def test_enqueue_many_returns_ids_in_order(client: Client, queue: str) -> None:
         {"i": 4},
     ]
     assert (infos[1].priority, infos[1].max_attempts) == (5, 2)
+
+
+def test_debounce_pushes_the_pending_task(client: Client, queue: str) -> None:
+    first = client.enqueue(queue, "send", {"n": 1}, debounce={"key": "k", "delay": 60, "max_delay": 600})
+    again = client.enqueue(
+        queue, "send", {"n": 2}, debounce={"key": "k", "delay": timedelta(seconds=90), "max_delay": 600}
+    )
+    assert again == first
+    info = client.get_task(first)
+    assert info.input == {"n": 2}
+    assert timedelta(seconds=85) < info.run_at - info.created_at <= timedelta(seconds=95)
+    ids = client.enqueue_many(
+        queue,
+        [TaskSpec("send", {"n": 3}, debounce={"key": "k", "delay": 1}), TaskSpec("send", {"n": 4})],
+    )
+    assert ids[0] == first and ids[1] != first
+    assert client.get_task(first).input == {"n": 3}
+    with pytest.raises(DebounceKeyHeld):
+        client.enqueue(queue, "other", debounce={"key": "k", "delay": 1})
+    with pytest.raises(InvalidArgument):
+        client.enqueue(queue, "send", debounce={"key": "k", "delay": 5, "max_delay": 1})
+    assert client.queue_stats(queue) == {"pending": 2}
 
 
 def test_enqueue_many_writes_nothing_when_one_spec_is_bad(client: Client, queue: str) -> None:

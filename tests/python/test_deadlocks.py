@@ -18,7 +18,8 @@ The rows overlap on purpose:
   reclaim every lease about to run out);
 * ``enqueue_many`` batches draw their idempotency keys from one small pool that moves on
   now and then, shuffled (two batches insert the same fresh keys in different orders),
-  and their concurrency keys from three (round_robin tags, cancel strategies);
+  their concurrency keys from three (round_robin tags, cancel strategies) and the debounce
+  keys of some leaves from three (a batch updates the pending leaf of a key, or creates it);
 * ``cancel`` hits roots and children of trees whose nodes complete, fail, spawn and wait;
 * ``emit_event`` targets the queues' active keys and the keys tasks wait for; a child and
   its own children often wait for one key (the child's "family" key);
@@ -94,6 +95,8 @@ QUEUE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 LIMITED_QUEUES = (LIMITED, CANCELLING)
 CONCURRENCY_KEYS = ("ck0", "ck1", "ck2")
+#: debounce keys of some leaves (enqueue_many)
+DEBOUNCE_KEYS = ("dk0", "dk1", "dk2")
 
 THREADS = 8
 RUN_SECONDS = float(os.environ.get("DURABLE_DEADLOCK_SECONDS", "20"))
@@ -821,6 +824,9 @@ class Session(threading.Thread):
                     {"task_name": "node", "input": {"plan": make_plan(rng, 0, queue)}, "options": options}
                 )
             else:
+                if "idempotency_key" not in options and rng.random() < 0.3:
+                    # leaves only: a debounce key is held by a task of one name
+                    options["debounce"] = {"key": rng.choice(DEBOUNCE_KEYS), "delay": 0}
                 specs.append({"task_name": "leaf", "input": {"i": i}, "options": options})
         rng.shuffle(specs)
         rows = conn.execute(
@@ -830,6 +836,9 @@ class Session(threading.Thread):
         self.world.add_nodes(0, [ids[i] for i, spec in enumerate(specs) if spec["task_name"] == "node"])
         self.world.count("enqueued specs", len(specs))
         self.world.count("enqueued keyed specs", sum(1 for s in specs if "idempotency_key" in s["options"]))
+        debounced = {ids[i] for i, s in enumerate(specs) if "debounce" in s["options"]}
+        self.world.count("debounced specs", sum(1 for s in specs if "debounce" in s["options"]))
+        self.world.count("debounced tasks returned", len(debounced))
 
     def op_cancel(
         self, conn: psycopg.Connection[Any], rng: random.Random, target: uuid.UUID | None = None
@@ -1058,5 +1067,7 @@ def test_random_batch_verbs_on_overlapping_rows_never_deadlock(
         "reclaimed leases": reclaimed >= 1,
         "option changes": world.counts["create_queue: ok"] >= 1,
         "idempotent enqueues": idempotent_hits >= 1,
+        # (a key's specs of one batch, or of batches while its task waited, made one task)
+        "debounced enqueues": world.counts["debounced specs"] > world.counts["debounced tasks returned"],
     }
     assert all(work.values()), f"too little work: {[k for k, ok in work.items() if not ok]}\n{text}"

@@ -91,6 +91,20 @@ def enqueue(
         str | None, typer.Option("--idempotency-key", help="a repeat returns the first task's id")
     ] = None,
     max_attempts: Annotated[int | None, typer.Option("--max-attempts")] = None,
+    debounce_key: Annotated[
+        str | None,
+        typer.Option(
+            "--debounce-key",
+            help="a pending, not yet started task of this key gets this input and runs later instead",
+        ),
+    ] = None,
+    debounce_delay: Annotated[
+        float | None, typer.Option("--debounce-delay", help="seconds from now the debounced task runs")
+    ] = None,
+    debounce_max_delay: Annotated[
+        float | None,
+        typer.Option("--debounce-max-delay", help="at most this many seconds after its first enqueue"),
+    ] = None,
     create_queue: Annotated[
         bool, typer.Option("--create-queue", help="create the queue if it is missing")
     ] = False,
@@ -98,6 +112,13 @@ def enqueue(
     """Enqueue a task; prints its id."""
     if delay is not None and run_at is not None:
         fail("give --delay or --run-at, not both", 2)
+    debounce: dict[str, Any] | None = None
+    if (debounce_key, debounce_delay, debounce_max_delay) != (None, None, None):
+        if debounce_key is None or debounce_delay is None:
+            fail("--debounce-key and --debounce-delay go together (--debounce-max-delay with them)", 2)
+        debounce = {"key": debounce_key, "delay": debounce_delay}
+        if debounce_max_delay is not None:
+            debounce["max_delay"] = debounce_max_delay
     payload = parse_json(input, "INPUT", default={}, object_only=True)
     options: dict[str, Any] = {
         k: v
@@ -108,6 +129,7 @@ def enqueue(
             "priority": priority,
             "idempotency_key": idempotency_key,
             "max_attempts": max_attempts,
+            "debounce": debounce,
         }.items()
         if v is not None
     }
