@@ -174,6 +174,8 @@ declare
     v_cancelled integer := 0;
     v_ticked integer;
 begin
+    -- the history's day partitions, made ahead and dropped (retention.sql): at most once a minute
+    perform durable._history_partitions();
     -- the queue's due schedules first, before any task is locked (the lock order,
     -- plpgsql/README.md: schedule rows, then the keys and tasks their enqueues take)
     v_ticked := durable._tick_schedules(p_queue, p_limit);

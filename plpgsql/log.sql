@@ -172,6 +172,34 @@ before truncate on durable.events
 for each statement
 execute function durable._reject_event_change();
 
+-- durable.events is partitioned (retention.sql, "History partitions"): a statement naming
+-- one partition fires that partition's statement triggers, not the table's (row triggers,
+-- such as events_immutable, are the partitions' own already), so each partition gets the
+-- two above: a DELETE or TRUNCATE of a partition keeps to the same rule. The maintenance
+-- calls this for each partition it makes.
+create or replace function durable._guard_event_partition(p_partition regclass)
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    execute format('drop trigger if exists events_delete on %s', p_partition);
+    execute format('create trigger events_delete after delete on %s referencing old table as gone '
+                   'for each statement execute function durable._reject_event_delete()', p_partition);
+    execute format('drop trigger if exists events_no_truncate on %s', p_partition);
+    execute format('create trigger events_no_truncate before truncate on %s '
+                   'for each statement execute function durable._reject_event_change()', p_partition);
+end;
+$$;
+
+comment on function durable._guard_event_partition(regclass) is
+'Internal: gives a partition of durable.events the statement triggers of the table (DELETE only of the events of tasks that are gone, no TRUNCATE), which a statement on the partition alone would not fire.';
+
+select durable._guard_event_partition(i.inhrelid::regclass)
+from pg_catalog.pg_inherits as i
+where i.inhparent = 'durable.events'::regclass;
+
 -- The recorded events of a task's current generation, as the claim hands them over.
 -- (force_generic_plan: see "Plans" at the top of common.sql)
 create or replace function durable._history(p_task uuid, p_generation integer)

@@ -488,8 +488,8 @@ begin
     if jsonb_typeof(v_enqueue) <> 'object' then
         raise exception 'durable: option "enqueue_options" must be a JSON object' using errcode = 'DU001';
     end if;
-    if v_enqueue ?| array['idempotency_key', 'run_at'] then
-        raise exception 'durable: a schedule sets its tasks'' idempotency_key and run_at itself; remove them from enqueue_options'
+    if v_enqueue ?| array['idempotency_key', 'run_at', 'debounce'] then
+        raise exception 'durable: a schedule sets its tasks'' idempotency_key and run_at itself (and a tick is never debounced); remove them from enqueue_options'
             using errcode = 'DU001', hint = 'use delay to start each tick''s task later';
     end if;
     -- the task name, input and enqueue options, checked as an enqueue checks them
