@@ -16,7 +16,11 @@ and a CHECKPOINT run before each phase (autovacuum may be off). Each peer is use
 its documentation shows:
 
 * durable: ``Client.enqueue`` / ``Client.enqueue_many``; ``Worker`` with ``async def``
-  tasks, ``worker.durable_task`` and ``await ctx.step(...)``.
+  tasks, ``worker.durable_task`` and ``await ctx.step(...)``, default options; then three
+  rows with the options made for these loads: ``Worker(prefetch=10)`` (ten more tasks
+  claimed ahead wait for a slot) and a queue with ``{"async_checkpoints": true}`` (step
+  records commit without waiting for the disk flush: a server crash may run the last
+  steps again). Their peers' cells repeat the peers' rows they compare with.
 * PgQueuer: schema by ``Queries.install()``; ``Queries.enqueue`` (scalars, or lists for a
   batch) on asyncpg, its recommended driver; ``PgQueuer.from_asyncpg_connection``, an
   ``async def`` entrypoint, ``run(batch_size=5, max_concurrent_tasks=10)`` (its floor is
@@ -335,7 +339,7 @@ Marks = dict[str, float]
 
 
 def worker_app(
-    system: str, url: str, concurrency: int, marks: Marks | None
+    system: str, url: str, concurrency: int, marks: Marks | None, prefetch: int = 0
 ) -> tuple[Any, Callable[[], None]]:
     """The system's worker with a no-op job and a 10-step no-op workflow: (its coroutine, stop).
 
@@ -353,7 +357,7 @@ def worker_app(
     if system == "durable":
         from durable import Worker
 
-        worker = Worker(url, QUEUE, concurrency=concurrency)
+        worker = Worker(url, QUEUE, concurrency=concurrency, prefetch=prefetch)
 
         @worker.task(name=NOOP)
         async def noop(input: dict[str, Any]) -> None:
@@ -437,13 +441,15 @@ class ThreadWorker:
         self.thread.join(timeout=30)
 
 
-def worker_child(system: str, url: str, concurrency: int) -> None:
+def worker_child(system: str, url: str, concurrency: int, prefetch: int) -> None:
     """The worker process of the drains: runs until killed."""
-    coroutine, _ = worker_app(system, url, concurrency, None)
+    coroutine, _ = worker_app(system, url, concurrency, None, prefetch)
     asyncio.run(coroutine)
 
 
-def bench_drain(system: str, url: str, task: str, n: int, concurrency: int, timeout: float) -> float:
+def bench_drain(
+    system: str, url: str, task: str, n: int, concurrency: int, timeout: float, prefetch: int = 0
+) -> float:
     """Jobs/s of a worker process over a backlog of n, first completion to last (polled at 20 ms)."""
     import psycopg
 
@@ -455,7 +461,8 @@ def bench_drain(system: str, url: str, task: str, n: int, concurrency: int, time
         enqueuer.close()
     settle(url)
     child = subprocess.Popen(
-        [sys.executable, __file__, "--worker-child", system, url, str(concurrency)], stdin=subprocess.DEVNULL
+        [sys.executable, __file__, "--worker-child", system, url, str(concurrency), str(prefetch)],
+        stdin=subprocess.DEVNULL,
     )
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -564,6 +571,16 @@ FIGURES: dict[str, tuple[str, bool]] = {
     "enqueue → start p99 (ms)": ("ms", False),
     "per step, sequential 10-step workflows (ms)": ("ms", False),
     "steps/s, 10 concurrent workflows, 1 worker": ("/s", True),
+    # durable with its options for these loads; the peers' cells repeat their rows above
+    "processed/s, durable with prefetch=10": ("/s", True),
+    "per step, durable queue with async_checkpoints (ms)": ("ms", False),
+    "steps/s, durable queue with async_checkpoints": ("/s", True),
+}
+#: the rows of durable's options, and the row whose peers' figures they are compared with
+OPTION_ROWS: dict[str, str] = {
+    "processed/s, durable with prefetch=10": "processed/s, 1 worker, 10 concurrent",
+    "per step, durable queue with async_checkpoints (ms)": "per step, sequential 10-step workflows (ms)",
+    "steps/s, durable queue with async_checkpoints": "steps/s, 10 concurrent workflows, 1 worker",
 }
 
 
@@ -628,6 +645,49 @@ def bench_system(
         system, "steps/s", lambda: bench_drain(system, url, WORKFLOW, args.workflows, 10, args.timeout)
     )
     results["steps/s, 10 concurrent workflows, 1 worker"][system] = None if steps is None else steps * STEPS
+    if system == "durable":
+        bench_durable_options(url, args, results, phase)
+
+
+def async_checkpoints(url: str, on: bool) -> None:
+    """Sets (or removes) the option async_checkpoints of durable's queue."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "select durable.create_queue(%s, %s::jsonb)",
+            (QUEUE, json.dumps({"async_checkpoints": True if on else None})),
+        )
+
+
+def bench_durable_options(
+    url: str, args: argparse.Namespace, results: Results, phase: Callable[..., Any]
+) -> None:
+    """durable's figures with the options made for these loads: prefetch (tasks claimed ahead
+    wait for a slot) and a queue with async_checkpoints (step records commit without waiting
+    for the disk flush; a server crash may re-run the last steps)."""
+    results["processed/s, durable with prefetch=10"]["durable"] = phase(
+        "durable",
+        "drain, prefetch=10",
+        lambda: bench_drain("durable", url, NOOP, args.jobs, 10, args.timeout, 10),
+    )
+    async_checkpoints(url, True)
+    try:
+        results["per step, durable queue with async_checkpoints (ms)"]["durable"] = phase(
+            "durable",
+            "per step, async_checkpoints",
+            lambda: bench_step_overhead("durable", url, args.sequential),
+        )
+        steps = phase(
+            "durable",
+            "steps/s, async_checkpoints",
+            lambda: bench_drain("durable", url, WORKFLOW, args.workflows, 10, args.timeout),
+        )
+        results["steps/s, durable queue with async_checkpoints"]["durable"] = (
+            None if steps is None else steps * STEPS
+        )
+    finally:
+        async_checkpoints(url, False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -661,6 +721,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.enqueue_only:
         with database("raw") as url:
             raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
+    for row, like in OPTION_ROWS.items():
+        for system in SYSTEMS[1:]:
+            results[row][system] = results[like][system]
 
     lines = describe_machine()
     lines.append(
@@ -694,8 +757,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 5 and sys.argv[1] == "--worker-child":
-        worker_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    if len(sys.argv) == 6 and sys.argv[1] == "--worker-child":
+        worker_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
         return 0
     ensure_venv()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)

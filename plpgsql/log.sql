@@ -33,6 +33,18 @@
 -- events whose task still exists; retention deletes a task first, then its events. A
 -- replay does not delete: it starts a new generation.
 --
+-- Asynchronous checkpoints: a queue created with {"async_checkpoints": true} has the step
+-- records of its tasks (durable.checkpoint, durable.checkpoint_many: only a new event
+-- written by the one-statement path) committed with synchronous_commit off, set by the
+-- verb for its own transaction from the queue's option, never from a caller's setting. A
+-- step then costs no disk flush. The failure mode: a server crash (not a worker's) may
+-- lose the records of the last steps (those of roughly the last wal_writer_delay x 3),
+-- which then run again on the next attempt. The log stays a prefix: the WAL is written in
+-- order, so a lost record loses every later one of its task too; and every other verb
+-- (complete, fail, sleep, spawn, ...) still waits for its flush, which covers the step
+-- records before it: a completed or suspended task never loses one. A batch with an
+-- element of another queue, or one that failed a task, commits synchronously.
+--
 -- SQLSTATEs raised here (see README.md, "Errors"): DU020 a call on a lease whose task a
 -- non-determinism failed, DU021 an event out of order, DU022 a new event before the
 -- recorded ones were checked, DU013 the log is immutable.
@@ -560,6 +572,82 @@ $$;
 comment on function durable._append_event(durable.tasks, integer, text, text, text, jsonb, text) is
 'Internal: appends one event (outcome ok or error) to the current history generation of a task, and returns it as the verbs return events.';
 
+-- The value a checkpoint records: a step's result (a patch marker: none), or the server's
+-- clock, random number or uuid for the kinds whose value the server supplies.
+create or replace function durable._event_value(p_kind text, p_result jsonb, p_now timestamptz)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    return case p_kind when 'now' then to_jsonb(p_now)
+                       when 'random' then to_jsonb(random())
+                       when 'uuid' then to_jsonb(gen_random_uuid())
+                       else p_result end;
+end;
+$$;
+
+comment on function durable._event_value(text, jsonb, timestamptz) is
+'Internal: what a checkpoint of kind p_kind records: p_result for a step (null for a patch marker), the clock p_now, a number in [0, 1) or a new uuid for now, random and uuid.';
+
+-- A checkpoint the long way: every argument checked, the lease fenced, then the event
+-- already recorded at p_seq (a re-run passing through, or a mismatch) or a new one. The
+-- path of every checkpoint the one-statement path of durable.checkpoint (or
+-- durable.checkpoint_many) did not take; it raises the error that says why.
+create or replace function durable._checkpoint_checked(
+    p_task uuid,
+    p_lease_token uuid,
+    p_seq integer,
+    p_kind text,
+    p_name text,
+    p_result jsonb,
+    p_error jsonb,
+    p_now timestamptz
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    t durable.tasks;
+    v jsonb;
+begin
+    if p_kind is null or p_kind <> all(durable._event_kinds()) then
+        raise exception 'durable: checkpoint records events of kind %, got % (sleeps, waits and spawns have verbs of their own)',
+            array_to_string(durable._event_kinds(), ', '), durable._quote(p_kind)
+            using errcode = 'DU001';
+    end if;
+    if p_kind in ('now', 'random', 'uuid', 'patch') and (p_result is not null or p_error is not null) then
+        raise exception 'durable: the server supplies the value of a % event; give no result', p_kind
+            using errcode = 'DU001';
+    end if;
+    perform durable._check_name(p_name, 'event name');
+    if p_error is not null then
+        if jsonb_typeof(p_error) <> 'object' then
+            raise exception 'durable: an event error must be a JSON object' using errcode = 'DU001';
+        end if;
+        perform durable._check_payload(p_error, 'event error');
+    end if;
+    if p_result is not null then
+        perform durable._check_payload(p_result, 'event result');
+    end if;
+    t := durable._fenced(p_task, p_lease_token);
+    v := durable._event_at(t, p_seq, p_kind, p_name, null);
+    if v is not null then
+        return v;
+    end if;
+    return durable._append_event(
+        t, p_seq, p_kind, p_name, case when p_error is null then 'ok' else 'error' end,
+        coalesce(p_error, durable._event_value(p_kind, p_result, p_now))
+    );
+end;
+$$;
+
+comment on function durable._checkpoint_checked(uuid, uuid, integer, text, text, jsonb, jsonb, timestamptz) is
+'Internal: durable.checkpoint''s checked path: checks the arguments (DU001, DU003), fences the lease (DU004, DU010, DU011, DU020, 42501), returns the event recorded at p_seq (or {"nondeterminism": ...}: the task has been failed) or appends the new one (DU012, DU021, DU022 when it may not).';
+
 create or replace function durable.checkpoint(
     p_task uuid,
     p_lease_token uuid,
@@ -576,10 +664,10 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks;
-    v jsonb;
     v_now timestamptz := durable.current_time();
     v_result jsonb := p_result;
+    v_written boolean;
+    v_async boolean;
 begin
     -- the values of the clock, random and uuid events come from the server, never from a
     -- client (a client cannot forge them); a replay gets the recorded one
@@ -588,9 +676,7 @@ begin
             raise exception 'durable: the server supplies the value of a % event; give no result', p_kind
                 using errcode = 'DU001';
         end if;
-        v_result := case p_kind when 'now' then to_jsonb(v_now)
-                                when 'random' then to_jsonb(random())
-                                when 'uuid' then to_jsonb(gen_random_uuid()) end;
+        v_result := durable._event_value(p_kind, null, v_now);
     end if;
 
     -- The common case in one statement: a valid new event right after the last one, on
@@ -600,6 +686,7 @@ begin
     -- gap, a mismatch, a dead lease) falls through to the checks below, which decide and
     -- say why. Checking the arguments inside the statement instead of calling the checks
     -- first saves about 6% of a checkpoint.
+    with written as (
     insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
     select k.task_id, k.generation, p_seq, p_kind, p_name,
            case when p_error is null then 'ok' else 'error' end,
@@ -626,43 +713,196 @@ begin
       and p_seq = coalesce(last.seq, 0) + 1
       -- the events before it: recorded by this attempt, or checked by its re-run
       and (last.seq is null or last.attempt = k.attempt or k.replayed_to >= last.seq)
-    for update of k;
-    if found then
+    for update of k
+    returning events.task_id
+    )
+    select count(*) > 0, coalesce(bool_and(q.options @> '{"async_checkpoints": true}'), false)
+    into v_written, v_async
+    from written w
+    join durable.tasks k on k.task_id = w.task_id
+    join durable.queues q on q.queue = k.queue;
+    if v_written then
+        if v_async then
+            -- the queue's opt-in (never the caller's): see "Asynchronous checkpoints" above
+            perform pg_catalog.set_config('synchronous_commit', 'off', true);
+        end if;
         return jsonb_build_object('seq', p_seq, 'kind', p_kind, 'name', p_name,
                                   'outcome', case when p_error is null then 'ok' else 'error' end,
                                   'result', coalesce(p_error, v_result));
     end if;
 
-    if p_kind is null or p_kind <> all(durable._event_kinds()) then
-        raise exception 'durable: checkpoint records events of kind %, got % (sleeps, waits and spawns have verbs of their own)',
-            array_to_string(durable._event_kinds(), ', '), durable._quote(p_kind)
-            using errcode = 'DU001';
-    end if;
-    perform durable._check_name(p_name, 'event name');
-    if p_error is not null then
-        if jsonb_typeof(p_error) <> 'object' then
-            raise exception 'durable: an event error must be a JSON object' using errcode = 'DU001';
-        end if;
-        perform durable._check_payload(p_error, 'event error');
-    end if;
-    if p_result is not null then
-        perform durable._check_payload(p_result, 'event result');
-    end if;
-    t := durable._fenced(p_task, p_lease_token);
-    v := durable._event_at(t, p_seq, p_kind, p_name, null);
-    if v is not null then
-        return v;
-    end if;
-    return durable._append_event(
-        t, p_seq, p_kind, p_name, case when p_error is null then 'ok' else 'error' end, coalesce(p_error, v_result)
-    );
+    return durable._checkpoint_checked(p_task, p_lease_token, p_seq, p_kind, p_name, p_result, p_error, v_now);
 end;
 $$;
 
 comment on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb) is
 'Records event p_seq of a durable task''s log: kind step (p_result, or p_error, an object, for a step that failed after its retries: a re-run re-raises it instead of running the step again), or now, random, uuid (no result: the server supplies the clock, a number in [0, 1), a uuid). p_seq must be the next number (DU021 otherwise), and every earlier event must have been checked in this attempt (recorded by it, or presented by durable.replay_check: DU022 otherwise). When event p_seq is already recorded, nothing is written and the recorded event is returned, provided kind and name match; otherwise the task is failed (non-determinism) and {"nondeterminism": ...} returned. Returns the event {"seq", "kind", "name", "outcome", "result"}, as durable.claim''s history lists it. Fenced by the lease (DU010, DU011; DU020 on a lease whose task a non-determinism failed). Errors: DU001, DU003, DU010, DU011, DU020, DU021, DU022, 42501.';
 
+-- Checkpoints of many tasks in one call, one transaction, one commit: a worker running
+-- several durable tasks at once sends the checkpoints that came in while its previous
+-- batch was on its way together (group commit). Each element is one durable.checkpoint,
+-- fenced by its own lease token, with the same answer or the same error, reported in its
+-- row instead of raised: an element that fails changes nothing and does not stop the
+-- others. The tasks are locked oldest first (the lock order); the common case, a new
+-- event right after the last one on a live lease, is one INSERT for the whole batch
+-- (durable.checkpoint's conditions); the other elements go one by one through
+-- durable._checkpoint_checked, in task order, each in a subtransaction of its own.
+-- (force_generic_plan: see "Plans" at the top of common.sql)
+create or replace function durable.checkpoint_many(
+    p_tasks uuid[],
+    p_lease_tokens uuid[],
+    p_seqs integer[],
+    p_kinds text[],
+    p_names text[],
+    p_results jsonb[] default null,
+    p_errors jsonb[] default null
+)
+returns table (ord integer, event jsonb, error_code text, error_message text, error_detail text, error_hint text)
+language plpgsql
+volatile
+security definer
+set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_generic_plan
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+    v_n integer := coalesce(cardinality(p_tasks), 0);
+    v_nulls jsonb[];
+    v_async boolean;
+    v_ords integer[];
+    v_events jsonb[];
+    v_states text[] := '{}';
+    v_messages text[] := '{}';
+    v_details text[] := '{}';
+    v_hints text[] := '{}';
+    r record;
+    v_event jsonb;
+    v_state text;
+    v_message text;
+    v_detail text;
+    v_hint text;
+begin
+    if p_tasks is null or p_lease_tokens is null or p_seqs is null or p_kinds is null or p_names is null
+        or cardinality(p_lease_tokens) <> v_n or cardinality(p_seqs) <> v_n
+        or cardinality(p_kinds) <> v_n or cardinality(p_names) <> v_n
+        or (p_results is not null and cardinality(p_results) <> v_n)
+        or (p_errors is not null and cardinality(p_errors) <> v_n) then
+        raise exception 'durable: checkpoint_many takes arrays of equal length (tasks, lease tokens, seqs, kinds, names, results, errors)'
+            using errcode = 'DU001';
+    end if;
+    if v_n > 1000 then
+        raise exception 'durable: checkpoint_many takes at most 1000 checkpoints, got %', v_n using errcode = 'DU001';
+    end if;
+    v_nulls := array_fill(null::jsonb, array[v_n]);
+    -- the tasks first, oldest first (the lock order, plpgsql/README.md)
+    perform 1 from durable.tasks k
+    where k.task_id in (select u.id from unnest(p_tasks) as u (id))
+    order by k.task_id
+    for update;
+
+    -- the common case of every element at once: durable.checkpoint's one-statement path
+    -- (the first element of each task only: a task's later elements follow its first)
+    with given as (
+        select u.task_id, u.token, u.seq, u.kind, u.name, u.result, u.error, u.ord::integer as ord,
+               row_number() over (partition by u.task_id order by u.ord) as nth
+        from unnest(p_tasks, p_lease_tokens, p_seqs, p_kinds, p_names,
+                    coalesce(p_results, v_nulls), coalesce(p_errors, v_nulls))
+             with ordinality as u (task_id, token, seq, kind, name, result, error, ord)
+    ),
+    written as (
+        insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
+        select k.task_id, k.generation, g.seq, g.kind, g.name,
+               case when g.error is null then 'ok' else 'error' end,
+               coalesce(g.error, durable._event_value(g.kind, g.result, v_now)), null, k.attempt, v_now
+        from given g
+        join durable.tasks k on k.task_id = g.task_id
+        left join lateral (
+            select l.seq, l.attempt from durable.events l
+            where l.task_id = k.task_id and l.generation = k.generation
+            order by l.seq desc
+            limit 1
+        ) as last on true
+        where g.nth = 1
+          and k.lease_token = g.token
+          and k.status = 'running'
+          and k.lease_expires_at > v_now
+          and k.durable
+          and g.kind = any(durable._event_kinds())
+          and (g.kind not in ('now', 'random', 'uuid', 'patch') or (g.result is null and g.error is null))
+          and durable._name_ok(g.name)
+          -- queue permissions (security.sql): nothing to check while no grant exists
+          and (not exists (select 1 from durable.queue_grants) or durable._allowed(k.queue, array['worker']))
+          and (g.result is null or pg_column_size(g.result) <= durable.max_payload_bytes())
+          and (g.error is null
+               or (jsonb_typeof(g.error) = 'object' and pg_column_size(g.error) <= durable.max_payload_bytes()))
+          and g.seq = coalesce(last.seq, 0) + 1
+          -- the events before it: recorded by this attempt, or checked by its re-run
+          and (last.seq is null or last.attempt = k.attempt or k.replayed_to >= last.seq)
+        returning events.task_id, events.seq, events.kind, events.name, events.outcome, events.result
+    )
+    select coalesce(array_agg(g.ord), '{}'),
+           coalesce(array_agg(jsonb_build_object('seq', w.seq, 'kind', w.kind, 'name', w.name,
+                                                 'outcome', w.outcome, 'result', w.result)), '{}'),
+           coalesce(bool_and(q.options @> '{"async_checkpoints": true}'), false)
+    into v_ords, v_events, v_async
+    from written w
+    join given g on g.task_id = w.task_id and g.nth = 1
+    join durable.tasks k on k.task_id = w.task_id
+    join durable.queues q on q.queue = k.queue;
+    -- every element recorded by that statement, all of queues that opted in: the commit
+    -- need not wait for the flush (any other element may have written more: a failure)
+    if v_async and cardinality(v_ords) = v_n then
+        perform pg_catalog.set_config('synchronous_commit', 'off', true);
+    end if;
+    v_states := array_fill(null::text, array[cardinality(v_ords)]);
+    v_messages := v_states;
+    v_details := v_states;
+    v_hints := v_states;
+
+    -- the others one by one, in task order: the checked path, its error kept in the row
+    for r in
+        select u.task_id, u.token, u.seq, u.kind, u.name, u.result, u.error, u.ord::integer as ord
+        from unnest(p_tasks, p_lease_tokens, p_seqs, p_kinds, p_names,
+                    coalesce(p_results, v_nulls), coalesce(p_errors, v_nulls))
+             with ordinality as u (task_id, token, seq, kind, name, result, error, ord)
+        where u.ord <> all(v_ords)
+        order by u.task_id, u.ord
+    loop
+        v_event := null;
+        v_state := null;
+        v_message := null;
+        v_detail := null;
+        v_hint := null;
+        begin
+            v_event := durable._checkpoint_checked(r.task_id, r.token, r.seq, r.kind, r.name, r.result, r.error, v_now);
+        exception
+            when sqlstate 'DU001' or sqlstate 'DU003' or sqlstate 'DU004' or sqlstate 'DU010'
+                or sqlstate 'DU011' or sqlstate 'DU012' or sqlstate 'DU020' or sqlstate 'DU021'
+                or sqlstate 'DU022' or sqlstate '42501' then
+                get stacked diagnostics v_state = returned_sqlstate, v_message = message_text,
+                                        v_detail = pg_exception_detail, v_hint = pg_exception_hint;
+        end;
+        v_ords := v_ords || r.ord;
+        v_events := v_events || v_event;
+        v_states := v_states || v_state;
+        v_messages := v_messages || v_message;
+        v_details := v_details || nullif(v_detail, '');
+        v_hints := v_hints || nullif(v_hint, '');
+    end loop;
+
+    return query
+    select u.i, u.answer, u.code, u.msg, u.det, u.hnt
+    from unnest(v_ords, v_events, v_states, v_messages, v_details, v_hints) as u (i, answer, code, msg, det, hnt)
+    order by u.i;
+end;
+$$;
+
+comment on function durable.checkpoint_many(uuid[], uuid[], integer[], text[], text[], jsonb[], jsonb[]) is
+'Records the checkpoints of many durable tasks in one transaction (one commit for all): element i of the arrays is one durable.checkpoint(p_tasks[i], p_lease_tokens[i], p_seqs[i], p_kinds[i], p_names[i], p_results[i], p_errors[i]) (p_results and p_errors may be null: no results, no errors). At most 1000 elements. Returns one row per element, ord 1 to n in the order given: event, the answer durable.checkpoint would give ({"seq", "kind", "name", "outcome", "result"}, or {"nondeterminism": ...}: the task has been failed), or, when that checkpoint would raise, error_code (its SQLSTATE), error_message, error_detail and error_hint (event null): DU001, DU003, DU004, DU010, DU011, DU012, DU020, DU021, DU022 or 42501; such an element changes nothing and does not stop the others. Each element is fenced by its own lease token. Elements of one task are taken in the order given. Errors (of the whole call): DU001 arrays of different lengths, more than 1000 elements.';
+
 grant execute on function durable.history(uuid, boolean) to durable_reader;
 grant execute on function durable.input_hash(jsonb) to durable_worker, durable_reader;
 grant execute on function durable.replay_check(uuid, uuid, jsonb) to durable_worker;
 grant execute on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, jsonb) to durable_worker;
+grant execute on function durable.checkpoint_many(uuid[], uuid[], integer[], text[], text[], jsonb[], jsonb[])
+    to durable_worker;

@@ -32,6 +32,8 @@ as $$
 begin
     return array[
         'max_attempts', 'max_lost_leases', 'backoff', 'timeout', 'retention', 'notify',
+        -- checkpoints committed without waiting for the disk flush: see log.sql
+        'async_checkpoints',
         -- concurrency and rate limits: see limits.sql
         'concurrency_limit', 'concurrency_key_limit', 'concurrency_strategy', 'rate_limit',
         'hold_slots_while_suspended'
@@ -96,6 +98,10 @@ begin
     if p_options ? 'notify' then
         v_result := v_result || jsonb_build_object('notify', durable._opt_bool(p_options, 'notify'));
     end if;
+    if p_options ? 'async_checkpoints' then
+        v_result := v_result
+            || jsonb_build_object('async_checkpoints', durable._opt_bool(p_options, 'async_checkpoints'));
+    end if;
     v_result := v_result || durable._limit_options(p_options);
     -- a JSON null removes the setting
     return jsonb_strip_nulls(v_result);
@@ -131,7 +137,7 @@ end;
 $$;
 
 comment on function durable.create_queue(text, jsonb) is
-'Creates a queue, or, when it exists, merges the given options into its own (a key given as JSON null is removed). Idempotent. Options: max_attempts (default 5), max_lost_leases (default 10), backoff (default exponential 1 s x2 up to 300 s with jitter), timeout (seconds per attempt), retention (seconds finished tasks are kept; see durable.purge), notify (default true: enqueue sends NOTIFY durable; false: workers only poll); concurrency_limit, concurrency_key_limit, concurrency_strategy (queue, round_robin, cancel_in_progress, cancel_newest), rate_limit ({"limit": n, "period": seconds, "per": "key" or "queue"}, a sliding window) and hold_slots_while_suspended (see limits.sql). Returns the queue''s options. Errors: DU001, 42501.';
+'Creates a queue, or, when it exists, merges the given options into its own (a key given as JSON null is removed). Idempotent. Options: max_attempts (default 5), max_lost_leases (default 10), backoff (default exponential 1 s x2 up to 300 s with jitter), timeout (seconds per attempt), retention (seconds finished tasks are kept; see durable.purge), notify (default true: enqueue sends NOTIFY durable; false: workers only poll); async_checkpoints (default false; true: the step records of its durable tasks, durable.checkpoint and checkpoint_many, commit without waiting for the disk flush: a server crash may lose the last ones, whose steps then run again; the log stays a prefix); concurrency_limit, concurrency_key_limit, concurrency_strategy (queue, round_robin, cancel_in_progress, cancel_newest), rate_limit ({"limit": n, "period": seconds, "per": "key" or "queue"}, a sliding window) and hold_slots_while_suspended (see limits.sql). Returns the queue''s options. Errors: DU001, 42501.';
 
 create or replace function durable.ensure_queue(p_queue text)
 returns boolean

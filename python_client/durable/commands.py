@@ -66,6 +66,7 @@ class QueueOptions(TypedDict, total=False):
     timeout: Seconds | None
     retention: Seconds | None
     notify: bool | None
+    async_checkpoints: bool | None
     concurrency_limit: int | None
     concurrency_key_limit: int | None
     concurrency_strategy: str | None
@@ -384,9 +385,20 @@ class ClaimedTask:
 def claim(
     queue: str, worker: str, max_tasks: int, lease_seconds: int, task_names: Sequence[str] | None
 ) -> Command[list[ClaimedTask]]:
+    """``durable.claim``, committed without waiting for its WAL flush (``synchronous_commit``
+    off for this one transaction, set by the statement itself: a single statement in
+    autocommit is its own transaction).
+
+    Safe because nothing durable hangs on a claim alone: every later write of the attempt
+    (a step record, a completion, a failure) waits for its own flush, which covers the
+    claim's earlier commit. A server crash before that flush forgets the claim: the task
+    is pending again, and the worker's next call on the lease gets DU010, as after a lost
+    lease. It saves the claim one disk flush: a shorter enqueue-to-start time."""
     return Command(
-        "select task_id, task_name, input, attempt, lease_token, lease_expires_at, durable, history,"
-        " trace_context from durable.claim(%s, %s, %s, %s, %s::text[])",
+        "select c.task_id, c.task_name, c.input, c.attempt, c.lease_token, c.lease_expires_at, c.durable,"
+        " c.history, c.trace_context"
+        " from pg_catalog.set_config('synchronous_commit', 'off', true) as s,"
+        " durable.claim(%s, %s, %s, %s, %s::text[]) as c",
         (queue, worker, max_tasks, lease_seconds, None if task_names is None else list(task_names)),
         lambda rows: [ClaimedTask(*row) for row in rows],
     )

@@ -228,6 +228,15 @@ _BY_SQLSTATE: dict[str, type[DurableError]] = {
 }
 
 
+def from_sqlstate(sqlstate: str, message: str, detail: str | None = None) -> DurableError:
+    """The durable exception for an error a batch verb reports in a row instead of raising
+    it (``durable.checkpoint_many``): its SQLSTATE, message and detail."""
+    cls = _BY_SQLSTATE.get(sqlstate)
+    error = cls(message) if cls is not None else DurableError(f"{message} (SQLSTATE {sqlstate})")
+    error.detail = detail
+    return error
+
+
 def from_psycopg(exc: psycopg.Error) -> Exception:
     """The durable exception for a database error, or the error itself when it is not ours."""
     state = exc.sqlstate

@@ -14,12 +14,20 @@ Usage::
 
 How it works (all rules are SQL functions; the worker only calls them):
 
-* **Claiming.** One asyncio loop claims up to its free slots (``concurrency`` minus the
-  attempts running) with ``durable.claim(queue, worker, n, lease_seconds, task_names)``,
+* **Claiming.** One asyncio loop claims up to its free slots (``concurrency`` plus
+  ``prefetch`` minus the attempts it holds) with
+  ``durable.claim(queue, worker, n, lease_seconds, task_names)``,
   passing the names of its registered functions, so it never claims a task it cannot
   run. While claims come back full it claims again as soon as slots free; when a claim
   comes back short it sleeps until a ``NOTIFY durable`` carrying its queue's name
-  (``durable.enqueue`` sends one) or ``poll_interval`` seconds. It LISTENs on
+  (``durable.enqueue`` sends one) or ``poll_interval`` seconds. At most ``concurrency``
+  attempts run at once. With ``prefetch=n`` (default 0) up to n more wait for a slot,
+  claimed ahead so that a slot that frees does not wait for a claim's round trip, and so
+  that each claim brings more tasks (short tasks: more tasks per second). Their leases
+  run (and are heartbeated) while they wait, and so does their ``timeout``; their attempt
+  is counted at the claim; at shutdown those that never started are released at once (no
+  attempt spent). Claims commit without waiting for the disk flush (see
+  :func:`durable.commands.claim`). It LISTENs on
   ``listen_url`` (``DURABLE_LISTEN_URL``) when given, a direct connection beside a pooled
   ``dsn``, else on ``dsn``, and checks with a probe that notifications arrive (behind
   PgBouncer in transaction mode they do not: it then says so once and polls; see
@@ -50,6 +58,10 @@ How it works (all rules are SQL functions; the worker only calls them):
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
   it final, so does a result that is not JSON-serialisable (``ResultNotSerializable``; a
   durable step's such result is recorded as the step's failure, :mod:`durable.workflow`).
+* **Checkpoints** of the ``async def`` durable tasks running at once are sent together:
+  one that finds another on its way waits for it, then all that waited go in one
+  ``durable.checkpoint_many`` (one round trip, one commit; each fenced by its own lease,
+  each step's result used only once the batch committed; :mod:`durable.checkpoints`).
 * **Durable tasks** complete one by one with ``durable.complete``, after presenting the
   calls their code replayed that were not yet checked (``durable.replay_check``). A
   non-determinism is found by the database: the durable call, replay check or completion
@@ -116,6 +128,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from . import attempt_log, commands, workflow_commands
 from .attempt_log import AttemptLog
+from .checkpoints import CheckpointBatcher
 from .commands import ClaimedTask, Command, to_json
 from .connections import async_pool, execute, execute_async, resolve_dsn, sync_pool
 from .context import TaskContext
@@ -138,6 +151,7 @@ from .registry import Registration
 from .threads import ThreadRunner
 from .wakeups import listen_loop
 from .workflow import DurableContext, Suspended, SyncDurableContext
+from .workflow_commands import Checkpoint
 
 logger = logging.getLogger("durable.worker")
 
@@ -201,7 +215,7 @@ class WorkerStats:
 class _Attempt:
     """A claimed task this worker is running."""
 
-    __slots__ = ("claimed", "context", "faults", "function", "log", "next_beat", "state", "task")
+    __slots__ = ("claimed", "context", "faults", "function", "log", "next_beat", "started", "state", "task")
 
     def __init__(
         self,
@@ -216,6 +230,8 @@ class _Attempt:
         self.context = context
         self.next_beat = next_beat
         self.state: str = _RUNNING
+        #: it got a slot and its code started (a prefetched attempt waits for one first)
+        self.started = False
         self.task: asyncio.Task[None] | None = None
         #: the infrastructure faults the attempt's own durable calls raised (see the module doc)
         self.faults: list[BaseException] = []
@@ -286,9 +302,12 @@ class Worker:
         prepared_statements: bool | None = None,
         heartbeat_interval: float = 2.0,
         dead_after: float | None = None,
+        prefetch: int = 0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if not 0 <= prefetch <= MAX_BATCH:
+            raise ValueError(f"prefetch must be between 0 and {MAX_BATCH}")
         if not 1 <= lease_seconds <= 86400:
             raise ValueError("lease_seconds must be between 1 and 86400")
         if poll_interval <= 0:
@@ -300,6 +319,7 @@ class Worker:
         self.dsn = dsn
         self.queue = queue
         self.concurrency = concurrency
+        self.prefetch = prefetch
         self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
         self.lease_seconds = int(lease_seconds)
         self.poll_interval = poll_interval
@@ -322,6 +342,8 @@ class Worker:
         # the commands of plain-def durable tasks, sent from their own threads
         self._sync_pool: ConnectionPool | None = None
         self._threads: ThreadRunner | None = None
+        # the checkpoints of async durable tasks, sent in batches (durable.checkpoints)
+        self._checkpoints = CheckpointBatcher(self._call)
         # running attempts by lease token (one task may be here twice: a lost attempt and its retry)
         self._attempts: dict[uuid.UUID, _Attempt] = {}
         #: plain tasks' results waiting for complete_many: task, lease token, output, log
@@ -410,6 +432,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.concurrency)
         self._slot_freed = asyncio.Event()
         self._grace_over = asyncio.Event()
         self._flush_wanted = asyncio.Event()
@@ -531,6 +554,13 @@ class Worker:
         async with self._pool.connection() as conn:
             return await execute_async(conn, command)
 
+    async def _durable_call(self, command: Command[T]) -> T:
+        """A durable call of an async durable task: a checkpoint goes with the others
+        (group commit, :mod:`durable.checkpoints`), the rest is sent as it comes."""
+        if isinstance(command, Checkpoint):
+            return await self._checkpoints.checkpoint(command)  # type: ignore[return-value]
+        return await self._call(command)
+
     def _sync_call(self, command: Command[T]) -> T:
         """Run a command from a task's thread (plain-def durable tasks)."""
         assert self._sync_pool is not None
@@ -548,7 +578,7 @@ class Worker:
         names = self.task_names
         errors_in_a_row = 0
         while not self._stopping:
-            free = min(self.concurrency - len(self._attempts), MAX_BATCH)
+            free = min(self.concurrency + self.prefetch - len(self._attempts), MAX_BATCH)
             if free <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
@@ -639,10 +669,20 @@ class Worker:
     # -- running -------------------------------------------------------------------------
 
     async def _run_attempt(self, attempt: _Attempt) -> None:
-        # the attempt's span is the current one in its asyncio task (and, through wrap, in
-        # its thread): the parent of the spans its code makes
-        with attempt.log.span.activate():
-            await self._run_attempt_traced(attempt)
+        try:
+            async with self._slots:  # a prefetched attempt waits here for a slot
+                if attempt.state != _RUNNING:  # stopped (or released) while it waited
+                    return
+                attempt.started = True
+                # the attempt's span is the current one in its asyncio task (and, through
+                # wrap, in its thread): the parent of the spans its code makes
+                with attempt.log.span.activate():
+                    await self._run_attempt_traced(attempt)
+        finally:
+            if not attempt.started:  # it never ran: nothing to report
+                self._attempts.pop(attempt.claimed.lease_token, None)
+                self._slot_freed.set()
+                attempt.log.write()
 
     async def _run_attempt_traced(self, attempt: _Attempt) -> None:
         function, claimed = attempt.function, attempt.claimed
@@ -716,7 +756,7 @@ class Worker:
         """
         function, claimed = attempt.function, attempt.claimed
         # its durable calls note the infrastructure faults they raise (see the module doc)
-        call, sync_call = noting_faults(self._call, self._sync_call, attempt.faults)
+        call, sync_call = noting_faults(self._durable_call, self._sync_call, attempt.faults)
         ctx = DurableContext(
             call=call,
             task_id=claimed.task_id,
@@ -979,6 +1019,12 @@ class Worker:
             logger.info(
                 "waiting up to %.1f s for %d running task(s)", self.shutdown_grace, len(self._attempts)
             )
+        # the prefetched attempts that never started go back at once
+        for attempt in [a for a in self._attempts.values() if not a.started and a.state == _RUNNING]:
+            self._stop_attempt(attempt, _RELEASED, "worker shutdown")
+            if attempt.task is not None:
+                attempt.task.cancel()
+            await self._release(attempt.claimed, 0, "worker shutdown")
         deadline = loop.time() + self.shutdown_grace
         while self._attempts and not self._grace_over.is_set():
             remaining = deadline - loop.time()

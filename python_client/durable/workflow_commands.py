@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import errors
 from .commands import Command, Row, Seconds, scalar, to_json, to_seconds
+from .errors import DurableError
 
 
 def _json_object(rows: list[Row]) -> dict[str, Any]:
@@ -28,6 +30,13 @@ def _json_object(rows: list[Row]) -> dict[str, Any]:
 # worker verbs (fenced by the lease token)
 
 
+@dataclass(frozen=True, slots=True)
+class Checkpoint(Command[dict[str, Any]]):
+    """A ``durable.checkpoint`` command: its ``params`` are one element of
+    :func:`checkpoint_many`, so a worker may send it together with the checkpoints of its
+    other tasks (:mod:`durable.checkpoints`)."""
+
+
 def checkpoint(
     task_id: uuid.UUID,
     lease_token: uuid.UUID,
@@ -36,16 +45,40 @@ def checkpoint(
     name: str,
     result_json: str | None = None,
     error_json: str | None = None,
-) -> Command[dict[str, Any]]:
+) -> Checkpoint:
     """Record event ``seq``: a step's ``result_json`` (or ``error_json``), or a ``now``,
     ``random`` or ``uuid`` event, whose value the server supplies (no result).
 
     Returns the event ``{"seq", "kind", "name", "outcome", "result"}`` (new, or already
     recorded), or ``{"nondeterminism": {...}}``: the task has been failed."""
-    return Command(
+    return Checkpoint(
         "select durable.checkpoint(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)",
         (task_id, lease_token, seq, kind, name, result_json, error_json),
         _json_object,
+    )
+
+
+def _checkpoint_answers(rows: list[Row]) -> list[dict[str, Any] | DurableError]:
+    return [
+        errors.from_sqlstate(code, message, detail) if code is not None else _json_object([(event,)])
+        for _, event, code, message, detail in rows
+    ]
+
+
+def checkpoint_many(
+    checkpoints: Sequence[Checkpoint],
+) -> Command[list[dict[str, Any] | DurableError]]:
+    """Record the checkpoints of many tasks in one call (one transaction, one commit).
+
+    Returns, in the order given, what each :func:`checkpoint` would have returned, or the
+    exception it would have raised (LeaseLost, HistoryGap, ...: that element changed
+    nothing)."""
+    columns = list(zip(*(c.params for c in checkpoints), strict=True)) if checkpoints else [()] * 7
+    return Command(
+        "select ord, event, error_code, error_message, error_detail from durable.checkpoint_many("
+        "%s::uuid[], %s::uuid[], %s::integer[], %s::text[], %s::text[], %s::jsonb[], %s::jsonb[])",
+        tuple(list(column) for column in columns),
+        _checkpoint_answers,
     )
 
 
