@@ -771,10 +771,10 @@ declare
     v_async boolean;
     v_ords integer[];
     v_events jsonb[];
-    v_states text[] := '{}';
-    v_messages text[] := '{}';
-    v_details text[] := '{}';
-    v_hints text[] := '{}';
+    v_states text[] := '{}'::text[];
+    v_messages text[] := '{}'::text[];
+    v_details text[] := '{}'::text[];
+    v_hints text[] := '{}'::text[];
     r record;
     v_event jsonb;
     v_state text;
