@@ -228,12 +228,26 @@ def table(title: str, columns: list[str], rows: dict[str, list[float]]) -> None:
         log(f"  {label:26s}" + "".join(f"{v:14.3f}" for v in values))
 
 
+def report_processed(args: argparse.Namespace, runs: list[tuple[str, float]]) -> None:
+    if not runs:
+        return
+    log(f"\nprocessed/s, one worker with {args.slots} slots, {args.processed:,} no-op tasks a phase")
+    for label, value in runs:
+        log(f"  {label:8s} {value:10,.0f}")
+    free = statistics.mean(v for label, v in runs if label == "free")
+    pinned = statistics.mean(v for label, v in runs if label == "pinned")
+    log(f"  pinned / free: {pinned / free:.2f}x (target >= 0.8)")
+
+
 def run(args: argparse.Namespace) -> int:
     with server(args.url) as server_url, scratch_database(server_url) as url:
         migrate(url)
         log(f"scratch database ready; depth {args.depth:,}, processed over {args.processed:,} tasks")
 
         runs = processed(url, args.processed, args.slots, args.rounds) if args.processed else []
+        if args.processed_only:
+            report_processed(args, runs)
+            return 0
 
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("select durable.create_queue(%s)", (CLAIMS,))
@@ -269,13 +283,7 @@ def run(args: argparse.Namespace) -> int:
         reads_deep = read_latencies(url, args.calls)
         plans = claim_plans(url, CLAIMS, 1, WORKER_NAMES)
 
-        if runs:
-            log(f"\nprocessed/s, one worker with {args.slots} slots, {args.processed:,} no-op tasks a phase")
-            for label, value in runs:
-                log(f"  {label:8s} {value:10,.0f}")
-            free = statistics.mean(v for label, v in runs if label == "free")
-            pinned = statistics.mean(v for label, v in runs if label == "pinned")
-            log(f"  pinned / free: {pinned / free:.2f}x (target >= 0.8)")
+        report_processed(args, runs)
         table(
             f"claim latency, ms (median of {args.calls}; one task, rolled back)",
             [f"{small_queued:,}", f"+{args.sleepers:,}x2", f"{deep_queued:,}", "deep/small", "sleep/small"],
@@ -316,6 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sleepers", type=int, default=20_000, help="sleeping (and as many delayed) tasks")
     parser.add_argument(
         "--processed", type=int, default=100_000, help="tasks per processed/s phase (0: skip)"
+    )
+    parser.add_argument(
+        "--processed-only", action="store_true", help="measure processed/s only (no claim or read phases)"
     )
     parser.add_argument("--rounds", type=int, default=2, help="free/pinned rounds of processed/s")
     parser.add_argument("--slots", type=int, default=16, help="the worker's slots")
