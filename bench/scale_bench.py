@@ -35,6 +35,12 @@ ms, 10,000 / +20,000 sleeping and 20,000 delayed / 5,000,000 ready: no name filt
 queue_stats 0.798 -> 0.664 ms, limit_usage 1.605 -> 1.174 ms beside the deep queue (before:
 limit_usage 2-5 s). processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598,
 pinned 170 and 110: 0.10x, the target of 0.8x not met (see plpgsql/claim.sql, "Pinned").
+Since complete_many finds each task by its key (plpgsql/finish.sql, "Pinned"; --processed-only,
+one round, same machine): 50,000 tasks, before free 5,500 / pinned 848 (0.15x), after 5,636 /
+975 (0.17x); 100,000 tasks after: 3,807 / 315 (0.08x). What is left is the claim's: at 100,000
+tasks into a pin, one claim read 16,634 buffers, 9,455 of them in _reclaim's scan of expired
+leases (the dead entries of every task run since the pin) and 4,922 in the choice's walk of
+tasks_claim_name_idx; complete_many read ~540 (it read 2 x ~2,800 at 20,000).
 """
 
 from __future__ import annotations
