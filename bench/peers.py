@@ -3,6 +3,7 @@
 
     python3 bench/peers.py            # creates bench/.venv-peers on first use, then runs in it
     python3 bench/peers.py --enqueue-only   # only the two enqueue figures (about a minute)
+    python3 bench/peers.py --latency-only   # only enqueue → start with an idle worker
 
 The peers live in a virtualenv of the benchmark's own, never in the project's; this script
 creates it when missing and re-runs itself with its interpreter, i.e. the one-liner
@@ -632,10 +633,7 @@ def bench_system(
     results["processed/s, 1 worker, 10 concurrent"][system] = phase(
         system, "drain", lambda: bench_drain(system, url, NOOP, args.jobs, 10, args.timeout)
     )
-    lat = phase(system, "latency", lambda: bench_latency(system, url, args.latency))
-    if lat:
-        results["enqueue → start p50 (ms)"][system] = lat[0]
-        results["enqueue → start p99 (ms)"][system] = lat[1]
+    bench_latency_figures(system, url, args, results, phase)
     if system == "PgQueuer":  # a queue of jobs: no workflows, no steps
         return
     results["per step, sequential 10-step workflows (ms)"][system] = phase(
@@ -647,6 +645,16 @@ def bench_system(
     results["steps/s, 10 concurrent workflows, 1 worker"][system] = None if steps is None else steps * STEPS
     if system == "durable":
         bench_durable_options(url, args, results, phase)
+
+
+def bench_latency_figures(
+    system: str, url: str, args: argparse.Namespace, results: Results, phase: Callable[..., Any]
+) -> None:
+    """The enqueue → start p50 and p99 of one system (bench_latency), into ``results``."""
+    lat = phase(system, "latency", lambda: bench_latency(system, url, args.latency))
+    if lat:
+        results["enqueue → start p50 (ms)"][system] = lat[0]
+        results["enqueue → start p99 (ms)"][system] = lat[1]
 
 
 def async_checkpoints(url: str, on: bool) -> None:
@@ -710,15 +718,19 @@ def run(args: argparse.Namespace) -> int:
         urls = {system: stack.enter_context(database(system)) for system in SYSTEMS}
         for system, url in urls.items():
             install(system, url)
-        enq = phase("every system", "enqueue", lambda: bench_enqueue(urls, args.enqueue, 500, args.runs))
-        for system, (batched, single) in (enq or {}).items():
-            results["enqueue, batches of 500 (jobs/s)"][system] = batched
-            results["enqueue, one by one (jobs/s)"][system] = single
-        if not args.enqueue_only:
+        if args.latency_only:
+            for system in SYSTEMS:
+                bench_latency_figures(system, urls[system], args, results, phase)
+        else:
+            enq = phase("every system", "enqueue", lambda: bench_enqueue(urls, args.enqueue, 500, args.runs))
+            for system, (batched, single) in (enq or {}).items():
+                results["enqueue, batches of 500 (jobs/s)"][system] = batched
+                results["enqueue, one by one (jobs/s)"][system] = single
+        if not (args.enqueue_only or args.latency_only):
             for system in SYSTEMS:
                 bench_system(system, urls[system], args, results, phase)
     raw = None
-    if not args.enqueue_only:
+    if not (args.enqueue_only or args.latency_only):
         with database("raw") as url:
             raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
     for row, like in OPTION_ROWS.items():
@@ -773,6 +785,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for a drain")
     parser.add_argument(
         "--enqueue-only", action="store_true", help="only the enqueue figures (batched and one by one)"
+    )
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the enqueue → start figures (idle worker)"
     )
     return run(parser.parse_args())
 

@@ -200,8 +200,10 @@ begin
             for update skip locked
         );
     end if;
-    -- expired leases and the tasks of dead workers: those taken without waiting, as they are now
-    v_ids := durable._lock_skipping(array(
+    -- expired leases and the tasks of dead workers: those taken without waiting, as they are
+    -- now (the lock is asked only when there are some: on an idle queue, the common case on
+    -- the wake-up path, the candidates' index probes are all this piece costs)
+    v_ids := array(
         (select k.task_id from durable.tasks k
          where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
          order by k.lease_expires_at
@@ -211,7 +213,10 @@ begin
          where cardinality(v_dead) > 0 and k.worker = any(v_dead) and k.status = 'running'
            and k.queue = p_queue
          limit p_limit)
-    ));
+    );
+    if cardinality(v_ids) > 0 then
+        v_ids := durable._lock_skipping(v_ids);
+    end if;
     if cardinality(v_ids) > 0 then
         with lost as (
             select k.task_id,
@@ -248,12 +253,15 @@ begin
 
     -- pending tasks past their schedule deadline (only a task that never started: a retry
     -- of one that started in time is not late), taken without waiting
-    v_ids := durable._lock_skipping(array(
+    v_ids := array(
         select d.task_id from durable.tasks d
         where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
           and d.schedule_deadline <= v_now and d.attempt = 0
         limit p_limit
-    ));
+    );
+    if cardinality(v_ids) > 0 then
+        v_ids := durable._lock_skipping(v_ids);
+    end if;
     if cardinality(v_ids) > 0 then
         update durable.tasks k
         set status = 'cancelled',

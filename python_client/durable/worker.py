@@ -600,6 +600,9 @@ class Worker:
                 attempt_log.claimed(self.queue, claimed)
                 for task in claimed:
                     self._start(task)
+                # one turn of the loop: the tasks just started run up to their first wait
+                # before the next round trip (the idle wait's next_wake) is sent
+                await asyncio.sleep(0)
             if len(claimed) < free:
                 await self._wait_for_work(await self._idle_wait())
 

@@ -5,6 +5,11 @@
 //   claim     durable.claim(queue, worker, free slots, lease_seconds, registered names),
 //             after each claim that came back short: wait for NOTIFY durable (payload: the
 //             queue), the next sleeper's wake time (durable.next_wake) or poll_interval
+//   registry durable.register_worker at start (the claim's name; its token), then
+//             durable.worker_heartbeat every heartbeat_seconds (registering again when it
+//             answers false), durable.unregister_worker at stop: a worker killed without
+//             stopping is found dead after dead_after_seconds and the next claim of its
+//             queue takes its tasks back at once, without waiting out their leases
 //   heartbeat durable.heartbeat every lease_seconds / 3 for each running attempt; DU010
 //             (lease lost) or DU011 (cancelled) aborts the attempt's signal: its code's
 //             next durable call throws, and nothing is reported for it
@@ -15,8 +20,9 @@
 //             reported for a suspended attempt, nor after {"nondeterminism"}: the server
 //             already failed the task.
 //
-// Not here, unlike the Python worker: batched completions, sending reports again across a
-// database outage (a report that fails is left to the lease), concurrent durable calls.
+// Not here, unlike the Python worker: batched completions and checkpoints, sending reports
+// again across a database outage (a report that fails is left to the lease), concurrent
+// durable calls.
 
 const { EventEmitter } = require('node:events');
 const os = require('node:os');
@@ -59,7 +65,9 @@ class Worker extends EventEmitter {
    * @param {number} [o.leaseSeconds=30]
    * @param {number} [o.pollInterval=1] seconds between claims when idle (without NOTIFY)
    * @param {boolean} [o.listen=true] LISTEN durable for new work
-   * @param {string} [o.name] the worker's name in the claims
+   * @param {string} [o.name] the worker's name in the claims and the registry
+   * @param {number} [o.heartbeatSeconds=2] the registry heartbeat
+   * @param {number} [o.deadAfterSeconds] dead after this long without a heartbeat (server default: 3 heartbeats)
    */
   constructor({
     connectionString,
@@ -71,6 +79,8 @@ class Worker extends EventEmitter {
     listen = true,
     name,
     poolSize = 4,
+    heartbeatSeconds = 2,
+    deadAfterSeconds = null,
   }) {
     super();
     if (!queue) throw new Error('a worker needs a queue');
@@ -80,6 +90,9 @@ class Worker extends EventEmitter {
     this.pollInterval = pollInterval;
     this.listen = listen;
     this.name = name || `${os.hostname()}-${process.pid}-${crypto.randomBytes(2).toString('hex')}`;
+    this.heartbeatSeconds = heartbeatSeconds;
+    this.deadAfterSeconds = deadAfterSeconds;
+    this._registryToken = null;
     this._config = connectionString ? pgConfig(connectionString) : null;
     this._ownPool = !pool;
     this.pool = pool || new pg.Pool({ ...this._config, max: Math.max(poolSize, 2) });
@@ -123,10 +136,48 @@ class Worker extends EventEmitter {
     if (this._functions.size === 0) throw new Error('no task functions are registered on this worker');
     this._started = true;
     await this.call('select durable.ensure_queue($1) as r', [this.queue]);
+    await this._registerWorker();
+    this._registryBeats = setInterval(() => this._registryBeat(), this.heartbeatSeconds * 1000);
     if (this.listen && this._config) await this._startListening();
     this._heartbeats = setInterval(() => this._beat(), Math.max(100, (this.leaseSeconds * 1000) / 3));
     this._loopDone = this._loop();
     return this;
+  }
+
+  /** Enters the worker in the registry (DU023 when a live worker has its name). */
+  async _registerWorker() {
+    this._registryToken = await this.call(
+      'select durable.register_worker($1, $2::text[], $3::text[], $4, $5, $6, $7, $8) as r',
+      [
+        this.name,
+        [this.queue],
+        [...this._functions.keys()],
+        this.concurrency,
+        os.hostname().slice(0, 255) || null,
+        process.pid,
+        this.heartbeatSeconds,
+        this.deadAfterSeconds,
+      ],
+    );
+  }
+
+  /** The registry heartbeat; registers again when the entry is gone (found dead, or taken over). */
+  async _registryBeat() {
+    if (this._stopping || this._registryBusy) return;
+    this._registryBusy = true;
+    try {
+      const alive =
+        this._registryToken !== null &&
+        (await this.call('select durable.worker_heartbeat($1, $2) as r', [this.name, this._registryToken]));
+      if (!alive) {
+        this.emit('warning', new Error(`worker ${this.name}: not registered any more; registering again`));
+        await this._registerWorker();
+      }
+    } catch (err) {
+      this.emit('warning', err);
+    } finally {
+      this._registryBusy = false;
+    }
   }
 
   async _startListening() {
@@ -356,6 +407,13 @@ class Worker extends EventEmitter {
       await this._report(attempt.row, 'select durable.release($1, $2, 0, $3) as r', ['worker shutdown']);
     }
     clearInterval(this._heartbeats);
+    clearInterval(this._registryBeats);
+    if (this._registryToken !== null) {
+      await this.call('select durable.unregister_worker($1, $2) as r', [this.name, this._registryToken]).catch(
+        (err) => this.emit('warning', err),
+      );
+      this._registryToken = null;
+    }
     if (this._listener) await this._listener.end().catch(() => {});
     if (this._ownPool) await this.pool.end();
   }
