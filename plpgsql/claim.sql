@@ -346,6 +346,15 @@ begin
         raise exception 'durable: lease_seconds must be between 1 and 86400, got %', p_lease_seconds
             using errcode = 'DU001';
     end if;
+    -- The claim commits without waiting for its WAL flush (this transaction only; set here,
+    -- whatever the caller's setting). Nothing durable rests on a claim alone: every later
+    -- write of the attempt (a checkpoint, a completion, a failure) waits for its own flush,
+    -- which covers the claim's earlier commit. A server crash before that forgets the claim:
+    -- the task is pending again and the attempt's next call gets DU010, as after a lost
+    -- lease (and the maintenance it ran is redone by the next claim). It takes one flush off
+    -- the time from an enqueue to the start of its task, and keeps a limited queue's lock,
+    -- held to the commit, short. Call claim in a transaction of its own, as workers do.
+    perform pg_catalog.set_config('synchronous_commit', 'off', true);
 
     if durable._has_limits(v_queue.options) then
         -- concurrency or rate limits: the queue lock (its row) first, before the reclaim
@@ -448,7 +457,7 @@ end;
 $$;
 
 comment on function durable.claim(text, text, integer, integer, text[]) is
-'Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each, in that order, with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint); trace_context is the W3C trace context stored by its enqueue or spawn (null when none). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
+'Commits without waiting for the WAL flush (synchronous_commit off for its transaction; call it in a transaction of its own): a crash may forget the last claims, whose tasks are then pending again. Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each, in that order, with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint); trace_context is the W3C trace context stored by its enqueue or spawn (null when none). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
 
 create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
 returns timestamptz

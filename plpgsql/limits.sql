@@ -78,13 +78,12 @@
 -- one for the queue, key ''), written only by claims holding the queue's lock, so nobody
 -- waits on those rows. A log keeps at most one element per claim within the window.
 --
--- The claim of a limited queue sets synchronous_commit = off for its transaction: the
--- lock is held until the commit, and not waiting for the WAL flush there keeps the
--- serialised section short (the flush costs milliseconds, the admission a fraction of
--- one). What a crash can lose is the last claims before it: their tasks are pending
--- again (their workers' next calls fail with DU010), exactly as if those workers had
--- died. The worker's own later commit (heartbeat, complete) flushes the claim with it.
--- Call claim in a transaction of its own (as every worker does).
+-- Every claim commits with synchronous_commit = off (durable.claim): here that keeps the
+-- serialised section short, since the queue lock is held until the commit (the flush
+-- costs milliseconds, the admission a fraction of one). What a crash can lose is the last
+-- claims before it: their tasks are pending again (their workers' next calls fail with
+-- DU010), exactly as if those workers had died. Call claim in a transaction of its own
+-- (as every worker does).
 --
 -- ## round_robin: start-time fair queuing
 --
@@ -277,7 +276,8 @@ begin
     -- durable.claim took the queue lock (its row) before its reclaim
     -- From here on, each statement sees what every earlier claimer of this queue
     -- committed: the lock is released after the holder's commit becomes visible.
-    perform set_config('synchronous_commit', 'off', true);
+    -- (durable.claim set synchronous_commit off for its transaction: the lock is held
+    -- until a commit that does not wait for the flush)
     task_ids := '{}'::uuid[];
 
     -- What holds a slot: one scan of the queue's running tasks (and suspended ones with

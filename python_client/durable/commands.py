@@ -385,20 +385,11 @@ class ClaimedTask:
 def claim(
     queue: str, worker: str, max_tasks: int, lease_seconds: int, task_names: Sequence[str] | None
 ) -> Command[list[ClaimedTask]]:
-    """``durable.claim``, committed without waiting for its WAL flush (``synchronous_commit``
-    off for this one transaction, set by the statement itself: a single statement in
-    autocommit is its own transaction).
-
-    Safe because nothing durable hangs on a claim alone: every later write of the attempt
-    (a step record, a completion, a failure) waits for its own flush, which covers the
-    claim's earlier commit. A server crash before that flush forgets the claim: the task
-    is pending again, and the worker's next call on the lease gets DU010, as after a lost
-    lease. It saves the claim one disk flush: a shorter enqueue-to-start time."""
+    """``durable.claim`` (which commits without waiting for its WAL flush: plpgsql/claim.sql)."""
     return Command(
         "select c.task_id, c.task_name, c.input, c.attempt, c.lease_token, c.lease_expires_at, c.durable,"
         " c.history, c.trace_context"
-        " from pg_catalog.set_config('synchronous_commit', 'off', true) as s,"
-        " durable.claim(%s, %s, %s, %s, %s::text[]) as c",
+        " from durable.claim(%s, %s, %s, %s, %s::text[]) as c",
         (queue, worker, max_tasks, lease_seconds, None if task_names is None else list(task_names)),
         lambda rows: [ClaimedTask(*row) for row in rows],
     )

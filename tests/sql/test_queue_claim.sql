@@ -1,7 +1,7 @@
 -- durable.claim: which tasks, in which order (priority desc, then run_at, then enqueue
 -- order), only tasks whose run_at has come, max_tasks, task name filter, and what a
 -- claim writes (lease token, expiry, attempt number, worker).
-select plan(28);
+select plan(29);
 
 -- helpers of this session (pg_temp): ids(name) and tokens, the test clock, snapshots
 \ir helpers/tasks.sql
@@ -140,6 +140,16 @@ select is(
     (select array[attempt, lost_leases, failures] from durable.tasks where task_id = pg_temp.id('h')),
     array[2, 1, 0],
     'as attempt 2, the lost lease counted'
+);
+
+-- a claim commits without waiting for the disk flush, whatever the caller's setting: the
+-- claim sets synchronous_commit off for its own transaction
+select pg_temp.enq('sc', 'heal');
+select set_config('synchronous_commit', 'on', true);
+select is(
+    (select current_setting('synchronous_commit') from (select * from durable.claim('heal', 'w3', 1, 30) offset 0) as c),
+    'off',
+    'claim sets synchronous_commit off for its transaction'
 );
 
 select * from finish();
