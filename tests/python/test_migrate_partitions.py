@@ -7,52 +7,26 @@ legacy partitions, and the verbs go on with the tasks that were in flight."""
 
 from __future__ import annotations
 
-import io
-import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from migrate_support import REPO, database_before
 
-import testdb
 from durable.migrate import migrate
 
-REPO = Path(__file__).resolve().parents[2]
 MIGRATION = "migrations/0018_history_partitions.sql"
-
-
-def _git(*args: str) -> bytes:
-    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, check=True).stdout
-
-
-def _schema_before_0018(into: Path) -> Path:
-    """migrations/ and plpgsql/ of the commit before the one that added 0018 (HEAD when
-    0018 is not committed yet)."""
-    added = (_git("log", "--diff-filter=A", "--format=%H", "HEAD", "--", MIGRATION).decode().split() or [""])[
-        -1
-    ]
-    base = f"{added}^" if added else "HEAD"
-    archive = _git("archive", "--format=tar", base, "migrations", "plpgsql")
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    (into / MIGRATION).unlink(missing_ok=True)
-    return into
 
 
 @pytest.fixture
 def old_db(server_url: str, tmp_path: Path) -> Iterator[psycopg.Connection[Any]]:
-    name = testdb.new_name("mig")
-    testdb.create(server_url, name)
-    try:
-        with psycopg.connect(make_conninfo(server_url, dbname=name), autocommit=True) as conn:
-            migrate(conn, _schema_before_0018(tmp_path), test_clock=True)
-            yield conn
-    finally:
-        testdb.drop(server_url, [name])
+    with (
+        database_before(server_url, MIGRATION, tmp_path) as url,
+        psycopg.connect(url, autocommit=True) as conn,
+    ):
+        yield conn
 
 
 def _one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
