@@ -47,6 +47,13 @@ create sequence durable.ready_floor_slots;
 -- leases (both at most once a second per queue).
 alter table durable.queues add column swept_at timestamptz;
 
+-- No writer of durable.tasks in flight from here to the commit, which creates the triggers
+-- (plpgsql/ready.sql): one that began before this migration (a release, a wake-up, a cancel
+-- of the old code, none of which reads durable.queues) and committed after the copy below
+-- read durable.tasks would be missing from durable.ready, or left in it. (The DROP INDEX
+-- below takes this lock anyway.)
+lock table durable.tasks in access exclusive mode;
+
 insert into durable.ready (task_id, queue, task_name, neg_priority, fair_tag, run_at, seq, deadline)
 select
     k.task_id,

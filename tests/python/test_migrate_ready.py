@@ -9,6 +9,7 @@ their keys; claims hand them out in the old claim order, and the tasks in flight
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -209,3 +210,48 @@ def test_migration_fills_ready_and_claims_keep_their_order(
     # and a task enqueued now is claimed
     new = _enqueue(conn, "r", "a")
     assert [t for t, _ in _claim(conn, "r")] == [new]
+
+
+def test_a_task_made_pending_while_the_migration_runs_is_in_ready(
+    old_db: tuple[str, psycopg.Connection[Any]],
+) -> None:
+    """A writer of the old code makes a task pending (a release) in a transaction still open
+    when the migration starts: the migration waits for it, and its task is in durable.ready."""
+    url, conn = old_db
+    conn.execute("select durable.create_queue('r')")
+    task = _enqueue(conn, "r", "job")
+    [(_task, token)] = _claim(conn, "r")
+    with psycopg.connect(url, autocommit=True) as writer:
+        writer.execute("begin")
+        writer.execute("select durable.release(%s, %s, 0)", (task, token))
+        done: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                with psycopg.connect(url, autocommit=True) as m:
+                    migrate(m, REPO)
+                done.append(None)
+            except BaseException as exc:  # handed to the test's thread
+                done.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        # the migration waits for a lock the writer holds
+        writer_pid = writer.info.backend_pid
+        for _ in range(6000):
+            blocked = conn.execute(
+                "select count(*) from pg_stat_activity where %s = any(pg_blocking_pids(pid))", (writer_pid,)
+            ).fetchone()
+            if blocked and blocked[0]:
+                break
+            conn.execute("select pg_sleep(0.01)")
+        else:
+            pytest.fail("the migration never waited for the writer")
+        writer.execute("commit")
+        thread.join(60)
+    assert done == [None]
+    assert _one(conn, "select status from durable.tasks where task_id = %s", task) == "pending"
+    assert _one(conn, "select count(*) from durable.ready where task_id = %s", task) == 1, (
+        "the task the writer made pending is in durable.ready"
+    )
+    assert [t for t, _ in _claim(conn, "r")] == [task]
