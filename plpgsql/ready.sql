@@ -35,7 +35,9 @@
 --   never wait for a row lock of durable.ready_floors. In REPEATABLE READ or SERIALIZABLE,
 --   whose snapshot may predate a raise, a writer inserts its slot whatever it reads.
 --   A (queue, name) seen for the first time gets a slot at the lowest key (no floor yet),
---   which the next sweep raises.
+--   which the next sweep raises. Writers' slots come from a sequence (slot 0 is the
+--   sweep's): two writers of a name new to both each insert one, neither waiting for the
+--   other's, nor failing in REPEATABLE READ on one its snapshot predates.
 -- - The sweep folds the slots of a queue and name into one.
 -- Lowering early is always safe (a scan starts lower); raising is the only step that
 -- could hide a row, and it happens only while no writer can be inserting.
@@ -60,9 +62,10 @@ declare
     v_fresh boolean := current_setting('transaction_isolation') = 'read committed';
 begin
     perform pg_advisory_xact_lock_shared(1685418501, hashtext(p_queue));
+    -- a slot of its own (never 0, the raise's): two writers never insert the same key, so
+    -- none waits for another's, nor, in REPEATABLE READ, fails on one it cannot see
     insert into durable.ready_floors (queue, task_name, slot, neg_priority, fair_tag, run_at, seq)
-    select p_queue, l.n,
-           case when fl.neg_priority is null then 0 else nextval('durable.ready_floor_slots') end,
+    select p_queue, l.n, nextval('durable.ready_floor_slots'),
            case when fl.neg_priority is null then -2147483648 else p_neg_priority end,
            case when fl.neg_priority is null then -9223372036854775808 else p_fair_tag end,
            case when fl.neg_priority is null then '-infinity'::timestamptz else p_run_at end,
@@ -78,8 +81,7 @@ begin
     where fl.neg_priority is null
        or not v_fresh
        or (p_neg_priority, p_fair_tag, p_run_at, p_seq) < (fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq)
-    order by l.n
-    on conflict (queue, task_name, slot) do nothing;
+    order by l.n;
 end;
 $$;
 
