@@ -34,15 +34,13 @@ ms, 10,000 / +20,000 sleeping and 20,000 delayed / 5,000,000 ready: no name filt
 (1.06x-1.14x deep, 0.87x-0.93x with sleepers; before: 7 s for a worker's names at 5,000,000).
 queue_stats 0.798 -> 0.664 ms, limit_usage 1.605 -> 1.174 ms beside the deep queue (before:
 limit_usage 2-5 s). processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598,
-pinned 170 and 110: 0.10x, the target of 0.8x not met (see plpgsql/claim.sql, "Pinned").
-Since complete_many finds each task by its key (plpgsql/finish.sql, "Pinned"; --processed-only,
-one round, same machine): 50,000 tasks, before free 5,500 / pinned 848 (0.15x), after 5,636 /
-975 (0.17x); 100,000 tasks after: 3,807 / 315 (0.08x). What is left is the claim's: at 100,000
-tasks into a pin, one claim read 16,634 buffers, 9,455 of them in _reclaim's scan of expired
-leases (the dead entries of every task run since the pin) and 4,922 in the choice's walk of
-tasks_claim_name_idx; complete_many read ~540 (it read 2 x ~2,800 at 20,000). With that
-expired-lease scan left out (an experiment, not a fix: 50,000 tasks, one round) the ratio
-was 0.30x (free 4,882, pinned 1,480); the rest is the choice's walk.
+pinned 170 and 110: 0.10x, the target of 0.8x not met then. What it was: at 100,000 tasks into
+a pin, one claim read 16,634 buffers, 9,455 of them in _reclaim's scan of expired leases (the
+dead entries of every task run since the pin) and 4,922 in the choice's walk of
+tasks_claim_name_idx. Since claims pick from durable.ready starting at floors raised once a
+second, and look for expired leases once a second per queue (plpgsql/ready.sql, claim.sql;
+--processed-only --processed 100000 --rounds 2, a machine shared with other work): free
+1,898 / 1,474, pinned 1,563 / 1,498: 0.91x.
 """
 
 from __future__ import annotations
