@@ -176,16 +176,22 @@ def add_sleepers(conn: psycopg.Connection[Any], queue: str, count: int) -> None:
 
 
 def timed(
-    conn: psycopg.Connection[Any], calls: int, queries: dict[str, tuple[str, tuple[Any, ...]]]
+    conn: psycopg.Connection[Any],
+    calls: int,
+    queries: dict[str, tuple[str, tuple[Any, ...]]],
+    before: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Median milliseconds of each query (rolled back after each call), after 5 warm-up calls.
 
     The queries take turns, call after call, so that a burst of load elsewhere on the
-    (shared) server falls on all of them alike.
+    (shared) server falls on all of them alike. ``before``: a statement run first in the
+    query's transaction (untimed), by label.
     """
     samples: dict[str, list[float]] = {label: [] for label in queries}
     for i in range(calls + 5):
         for label, (query, params) in queries.items():
+            if before and label in before:
+                conn.execute(before[label])
             started = time.perf_counter()
             conn.execute(query, params, prepare=True).fetchall()
             elapsed = time.perf_counter() - started
@@ -202,10 +208,23 @@ CLAIM_KINDS: list[tuple[str, list[str] | None]] = [
 ]
 
 
+TURN = "no name filter, its turn"
+
+
 def claim_latencies(url: str, calls: int) -> dict[str, float]:
+    """The claims as all but one a second per queue make them (the queue's turn for the
+    once-a-second work just taken: durable.queues.swept_at is now), and one claim taking
+    that turn (expired leases, the floors' raise: plpgsql/ready.sql). Each claim is rolled
+    back, so without the first statement every claim would take the turn."""
     claim = "select task_id from durable.claim(%s, 'scale-bench', 1, 30, %s)"
+    fresh = f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'"
+    due = f"update durable.queues set swept_at = '-infinity' where queue = '{CLAIMS}'"
+    queries = {kind: (claim, (CLAIMS, names)) for kind, names in CLAIM_KINDS}
+    queries[TURN] = (claim, (CLAIMS, None))
+    before = {kind: fresh for kind, _ in CLAIM_KINDS}
+    before[TURN] = due
     with psycopg.connect(url) as conn:
-        return timed(conn, calls, {kind: (claim, (CLAIMS, names)) for kind, names in CLAIM_KINDS})
+        return timed(conn, calls, queries, before)
 
 
 def read_latencies(url: str, calls: int) -> dict[str, float]:
@@ -287,7 +306,14 @@ def run(args: argparse.Namespace) -> int:
         settle(url)
         deep = claim_latencies(url, args.calls)
         reads_deep = read_latencies(url, args.calls)
-        plans = claim_plans(url, CLAIMS, 1, WORKER_NAMES)
+        # a claim as all but one a second make them: the queue's turn just taken
+        plans = claim_plans(
+            url,
+            CLAIMS,
+            1,
+            WORKER_NAMES,
+            f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'",
+        )
 
         report_processed(args, runs)
         table(
@@ -301,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
                     deep[kind] / small[kind],
                     sleepers[kind] / small[kind],
                 ]
-                for kind, _ in CLAIM_KINDS
+                for kind in [k for k, _ in CLAIM_KINDS] + [TURN]
             },
         )
         table(

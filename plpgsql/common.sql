@@ -83,10 +83,14 @@ comment on function durable.current_time() is
 -- A BEGIN sent just before (within 5 ms) counts as the same.
 create or replace function durable._alone_in_transaction()
 returns boolean
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
-as $$ select statement_timestamp() - transaction_timestamp() < interval '5 milliseconds' $$;
+as $$
+begin
+    return statement_timestamp() - transaction_timestamp() < interval '5 milliseconds';
+end;
+$$;
 
 comment on function durable._alone_in_transaction() is
 'Internal: true when the running statement began its transaction (within 5 ms): a claim alone in its transaction, as workers make it.';

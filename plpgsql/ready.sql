@@ -178,10 +178,12 @@ execute function durable._ready_changed();
 -- the lowest key when it has none.
 create or replace function durable._ready_floor(p_queue text, p_name text)
 returns table (neg_priority integer, fair_tag bigint, run_at timestamptz, seq bigint)
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
 as $$
+begin
+    return query
     select coalesce(min(x.neg_priority), -2147483648), coalesce(min(x.fair_tag), -9223372036854775808),
            coalesce(min(x.run_at), '-infinity'::timestamptz), coalesce(min(x.seq), -9223372036854775808)
     from (
@@ -190,7 +192,8 @@ as $$
         where f.queue = p_queue and f.task_name = p_name
         order by f.neg_priority, f.fair_tag, f.run_at, f.seq
         limit 1
-    ) x
+    ) x;
+end;
 $$;
 
 comment on function durable._ready_floor(text, text) is
@@ -224,7 +227,18 @@ begin
     for v_name in
         select '' union select f.task_name from durable.ready_floors f where f.queue = p_queue order by 1
     loop
-        select * into fl from durable._ready_floor(p_queue, v_name);
+        select coalesce(min(x.neg_priority), -2147483648) as neg_priority,
+               coalesce(min(x.fair_tag), -9223372036854775808) as fair_tag,
+               coalesce(min(x.run_at), '-infinity'::timestamptz) as run_at,
+               coalesce(min(x.seq), -9223372036854775808) as seq
+        into fl
+        from (
+            select f.neg_priority, f.fair_tag, f.run_at, f.seq
+            from durable.ready_floors f
+            where f.queue = p_queue and f.task_name = v_name
+            order by f.neg_priority, f.fair_tag, f.run_at, f.seq
+            limit 1
+        ) x;
         if v_name = '' then
             select r.neg_priority, r.fair_tag, r.run_at, r.seq into v_first
             from durable.ready r
