@@ -327,16 +327,19 @@ language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
+declare
+    v_locked uuid[] := '{}'::uuid[];
+    v_id uuid;
 begin
-    return (
-        select coalesce(array_agg(x.task_id order by x.ord), '{}'::uuid[])
-        from (
-            select k.task_id, array_position(p_tasks, k.task_id) as ord
-            from durable.tasks k
-            where k.task_id = any(p_tasks) and k.status = 'pending'
-            for update skip locked
-        ) x
-    );
+    for v_id in
+        select k.task_id from durable.tasks k
+        where k.task_id = any(p_tasks) and k.status = 'pending'
+        order by array_position(p_tasks, k.task_id)
+        for update skip locked
+    loop
+        v_locked := v_locked || v_id;
+    end loop;
+    return v_locked;
 end;
 $$;
 
