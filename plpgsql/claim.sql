@@ -330,10 +330,13 @@ as $$
 declare
     v_locked uuid[] := '{}'::uuid[];
     v_id uuid;
+    -- a variable, not a literal: a generic plan would read a partial index on the status
+    -- (all the queue's pending tasks) instead of the primary key (finish.sql, "Pinned")
+    v_pending text := 'pending';
 begin
     for v_id in
         select k.task_id from durable.tasks k
-        where k.task_id = any(p_tasks) and k.status = 'pending'
+        where k.task_id = any(p_tasks) and k.status = v_pending
         order by array_position(p_tasks, k.task_id)
         for update skip locked
     loop
