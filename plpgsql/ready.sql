@@ -99,15 +99,16 @@ begin
     select c.task_id, c.queue, c.task_name, -c.priority, c.fair_tag, c.run_at, c.seq,
            case when c.attempt = 0 then c.schedule_deadline end
     from created c
-    where c.status = 'pending'
-    order by c.task_id;
-    -- the least new key of each (queue, name), queues in order (their ready locks)
+    where c.status = 'pending';
+    -- for each (queue, name), a key at or below every new one (each part's least: no sort),
+    -- queues in order (their ready locks)
     for k in
-        select distinct on (c.queue, c.task_name)
-               c.queue, c.task_name, -c.priority as neg_priority, c.fair_tag, c.run_at, c.seq
+        select c.queue, c.task_name, min(-c.priority) as neg_priority, min(c.fair_tag) as fair_tag,
+               min(c.run_at) as run_at, min(c.seq) as seq
         from created c
         where c.status = 'pending'
-        order by c.queue, c.task_name, -c.priority, c.fair_tag, c.run_at, c.seq
+        group by c.queue, c.task_name
+        order by c.queue, c.task_name
     loop
         perform durable._ready_lower(k.queue, k.task_name, k.neg_priority, k.fair_tag, k.run_at, k.seq);
     end loop;
@@ -116,7 +117,7 @@ end;
 $$;
 
 comment on function durable._ready_created() is
-'Trigger (after insert on durable.tasks, per statement): inserts the rows of durable.ready of the tasks created pending, and lowers the floors they land below (durable._ready_lower with the least new key of each queue and name).';
+'Trigger (after insert on durable.tasks, per statement): inserts the rows of durable.ready of the tasks created pending, and lowers the floors they land below (durable._ready_lower with, for each queue and name, the least of each part of the new keys: a key at or below all of them).';
 
 drop trigger if exists tasks_ready_created on durable.tasks;
 create trigger tasks_ready_created
