@@ -1,25 +1,27 @@
 -- claim.sql: claiming tasks, leases, and reclaiming the leases that ran out.
 --
--- The claim is one UPDATE over a SELECT ... FOR UPDATE SKIP LOCKED of the queue's ready
--- tasks in claim order (priority desc, fair_tag, run_at, enqueue order; fair_tag is 0
--- outside round_robin queues), served by the partial index tasks_claim_idx; a claim for
--- some task names reads, for each name, that name's first ready tasks from
--- tasks_claim_name_idx (the same order within a name) and keeps the best of them, so
--- another name's backlog is never read (migrations/0016_claim_by_name.sql). A queue with
--- concurrency or rate limits has its tasks picked by durable._claim_admit instead, under
--- the queue's lock (see limits.sql). Two claimers never take the same task: each skips
--- the rows the other has locked, and a row it does lock is re-checked (still pending)
--- before update.
+-- The claim picks from durable.ready, the claimable set (one narrow row per pending task,
+-- kept by the triggers of ready.sql), in claim order (priority desc, fair_tag, run_at,
+-- enqueue order; fair_tag is 0 outside round_robin queues): the first due rows of the
+-- queue from its floor (ready_claim_idx), or, for a claim of some task names, each name's
+-- first due rows from that name's floor (ready_name_idx), of which it keeps the best, so
+-- another name's backlog is never read. It locks the rows it picks, then their tasks,
+-- both without waiting (FOR UPDATE SKIP LOCKED: two claimers never take the same task,
+-- and a task held by another verb, a cancel say, is left for a later claim), starts the
+-- tasks and deletes their rows. A queue with concurrency or rate limits has its tasks
+-- picked by durable._claim_admit instead, under the queue's lock (see limits.sql).
 --
 -- Pinned: while a transaction elsewhere holds the xmin horizon, no row version can be
--- removed or marked dead in an index, so the entries of every task claimed since stay at
--- the head of tasks_claim_idx, and each claim steps over them (a heap visit each): the
--- claim's cost grows with the tasks processed since the pin (bench/scale_bench.py: 0.10x
--- the processed/s over 100,000 tasks, the completion's own scans of running tasks
--- included). Only a claimable set that is not read from its head would avoid it.
+-- removed or marked dead in an index, so the entries of every task claimed since the pin
+-- stay in the indexes. A claim starts its scan at its queue's floor (ready.sql), which the
+-- maintenance raises once a second past the rows claimed meanwhile: it steps over the
+-- entries of at most about a second of claims, whatever the pin's age. The other reads of
+-- the claim's path that such entries slow (the scan for expired leases) run at most once
+-- a second per queue (durable._claim_sweep).
 --
 -- There is no reaper daemon: each claim first reclaims up to 100 expired leases of its
--- queue (and cancels tasks whose schedule_timeout passed), so a queue that has workers
+-- queue (at most once a second per queue: a lease goes back within a second of its end)
+-- (and cancels tasks whose schedule_timeout passed), so a queue that has workers
 -- heals itself. An expired lease is counted in lost_leases, not in failures: a crashed
 -- worker does not spend the task's retry budget. An attempt that outlived its timeout is
 -- a failure (outcome timed_out) and follows the backoff.
@@ -169,7 +171,7 @@ comment on function durable._lock_skipping(uuid[]) is
 -- Reclaims up to p_limit expired leases of a queue and cancels tasks past their
 -- schedule deadline. Returns how many tasks it touched.
 -- (force_generic_plan: see "Plans" at the top of common.sql)
-create or replace function durable._reclaim(p_queue text, p_limit integer)
+create or replace function durable._reclaim(p_queue text, p_limit integer, p_leases boolean default true)
 returns integer
 language plpgsql
 volatile
@@ -203,9 +205,11 @@ begin
     -- expired leases and the tasks of dead workers: those taken without waiting, as they are
     -- now (the lock is asked only when there are some: on an idle queue, the common case on
     -- the wake-up path, the candidates' index probes are all this piece costs)
+    -- (p_leases false: the claim's turn to look for expired leases has not come, see
+    -- durable._claim_sweep; the tasks of dead workers are still looked for)
     v_ids := array(
         (select k.task_id from durable.tasks k
-         where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
+         where p_leases and k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
          order by k.lease_expires_at
          limit p_limit)
         union
@@ -277,8 +281,70 @@ begin
 end;
 $$;
 
-comment on function durable._reclaim(text, integer) is
-'Internal: durable.reclaim without the caller''s checks (the claim''s maintenance path calls it).';
+comment on function durable._reclaim(text, integer, boolean) is
+'Internal: durable.reclaim without the caller''s checks (the claim''s maintenance path calls it; p_leases false leaves out the scan for expired leases, not the tasks of dead workers).';
+
+-- Whether this claim takes its queue's turn for the once-a-second work: the scan for expired
+-- leases, and raising the queue's floors (ready.sql). Both read index entries that a
+-- transaction pinning the xmin horizon keeps from being removed (the leases of every task
+-- run since the pin), so they run at most once a second per queue: the claim that finds
+-- the last turn (durable.queues.swept_at) a second old (or in the future: a clock set
+-- back) and can take the queue's row without waiting (FOR NO KEY UPDATE SKIP LOCKED:
+-- the queue lock of the lock order, 1, taken before anything else; a limited queue's
+-- claim already holds it). A lease thus goes back at most about a second after it
+-- expired (durable.reclaim, an operator's call, always looks).
+create or replace function durable._claim_sweep(p_queue durable.queues)
+returns boolean
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_now timestamptz := durable.current_time();
+begin
+    if p_queue.swept_at > v_now - interval '1 second' and p_queue.swept_at <= v_now then
+        return false;
+    end if;
+    update durable.queues q
+    set swept_at = v_now
+    where q.queue = (
+        select c.queue from durable.queues c
+        where c.queue = p_queue.queue
+          and (c.swept_at is null or c.swept_at <= v_now - interval '1 second' or c.swept_at > v_now)
+        for no key update skip locked
+    );
+    return found;
+end;
+$$;
+
+comment on function durable._claim_sweep(durable.queues) is
+'Internal: true when this claim takes its queue''s once-a-second turn (expired leases, the floors of ready.sql): the queue''s swept_at is a second old or more, and its row could be taken without waiting.';
+
+-- Of the given pending tasks, in the given order, those it could lock without waiting.
+create or replace function durable._lock_ready(p_tasks uuid[])
+returns uuid[]
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_locked uuid[] := '{}'::uuid[];
+    v_id uuid;
+begin
+    for v_id in
+        select k.task_id from durable.tasks k
+        where k.task_id = any(p_tasks) and k.status = 'pending'
+        order by array_position(p_tasks, k.task_id)
+        for update skip locked
+    loop
+        v_locked := v_locked || v_id;
+    end loop;
+    return v_locked;
+end;
+$$;
+
+comment on function durable._lock_ready(uuid[]) is
+'Internal: locks, without waiting, the given tasks that are pending; returns those it holds, in the given order (the claim''s).';
 
 create or replace function durable.reclaim(p_queue text, p_limit integer default 100)
 returns integer
@@ -334,6 +400,9 @@ declare
     v_queue durable.queues;
     -- the tasks this claim starts, locked (by the admission of a limited queue, or below)
     v_chosen uuid[];
+    -- this claim's turn for the queue's once-a-second work (durable._claim_sweep)
+    v_sweep boolean;
+    v_floor record;
 begin
     v_queue := durable._queue(p_queue);
     perform durable._require(p_queue, array['worker'], 'claim tasks');
@@ -373,8 +442,10 @@ begin
             perform 1 from durable.queues q where q.queue = p_queue for update;
         end if;
     end if;
-    -- the queue's maintenance: schedule ticks, expired leases, schedule timeouts, due sleepers, retention
-    perform durable._reclaim(p_queue, 100);
+    -- the queue's maintenance: schedule ticks, expired leases (at most once a second, with
+    -- the floors' raise below), schedule timeouts, due sleepers, retention
+    v_sweep := durable._claim_sweep(v_queue);
+    perform durable._reclaim(p_queue, 100, v_sweep);
     if v_queue.options ? 'retention'
         and (v_queue.purged_at is null
              or v_queue.purged_at <= durable.current_time()
@@ -390,41 +461,72 @@ begin
     end if;
 
     if v_chosen is null and p_task_names is null then
-        v_chosen := array(
-            select k.task_id
-            from durable.tasks k
-            where k.queue = p_queue
-              and k.status = 'pending'
-              and k.run_at <= v_now
-              and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > v_now)
-            order by k.priority desc, k.fair_tag, k.run_at, k.seq
+        -- the first ready rows from the queue's floor (ready.sql), locked without waiting,
+        -- then their tasks, locked without waiting (a task held elsewhere, a cancel's, stays)
+        select coalesce(min(x.neg_priority), -2147483648) as neg_priority,
+               coalesce(min(x.fair_tag), -9223372036854775808) as fair_tag,
+               coalesce(min(x.run_at), '-infinity'::timestamptz) as run_at,
+               coalesce(min(x.seq), -9223372036854775808) as seq
+        into v_floor
+        from (
+            select f.neg_priority, f.fair_tag, f.run_at, f.seq
+            from durable.ready_floors f
+            where f.queue = p_queue and f.task_name = ''
+            order by f.neg_priority, f.fair_tag, f.run_at, f.seq
+            limit 1
+        ) x;
+        v_chosen := durable._lock_ready(array(
+            select r.task_id
+            from durable.ready r
+            where r.queue = p_queue
+              and (r.neg_priority, r.fair_tag, r.run_at, r.seq)
+                  >= (v_floor.neg_priority, v_floor.fair_tag, v_floor.run_at, v_floor.seq)
+              and r.run_at <= v_now
+              and (r.deadline is null or r.deadline > v_now)
+            order by r.neg_priority, r.fair_tag, r.run_at, r.seq
             limit p_max_tasks
             for update skip locked
-        );
+        ));
     elsif v_chosen is null then
-        -- only some names: the first ready tasks of each name (tasks_claim_name_idx), locked
-        -- without waiting, then the best of them in claim order. Other names' backlogs are
-        -- never read. A name's rows locked but not among the best stay pending; they are
-        -- released at commit (meanwhile other claims skip them).
-        v_chosen := array(
+        -- only some names: the first ready rows of each name from its floor
+        -- (ready_name_idx), locked without waiting, then the best of them in claim order.
+        -- Other names' backlogs are never read. A name's rows locked but not among the best
+        -- stay; they are released at commit (meanwhile other claims skip them).
+        v_chosen := durable._lock_ready(array(
             select c.task_id
             from (select distinct n.name from unnest(p_task_names) as n (name)) as names
             cross join lateral (
-                select k.task_id, k.priority, k.fair_tag, k.run_at, k.seq
-                from durable.tasks k
-                where k.queue = p_queue
-                  and k.task_name = names.name
-                  and k.status = 'pending'
-                  and k.run_at <= v_now
-                  and (k.schedule_deadline is null or k.attempt > 0 or k.schedule_deadline > v_now)
-                order by k.priority desc, k.fair_tag, k.run_at, k.seq
+                select coalesce(min(x.neg_priority), -2147483648) as neg_priority,
+                       coalesce(min(x.fair_tag), -9223372036854775808) as fair_tag,
+                       coalesce(min(x.run_at), '-infinity'::timestamptz) as run_at,
+                       coalesce(min(x.seq), -9223372036854775808) as seq
+                from (
+                    select fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq
+                    from durable.ready_floors fl
+                    where fl.queue = p_queue and fl.task_name = names.name
+                    order by fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq
+                    limit 1
+                ) x
+            ) as f
+            cross join lateral (
+                select r.task_id, r.neg_priority, r.fair_tag, r.run_at, r.seq
+                from durable.ready r
+                where r.queue = p_queue
+                  and r.task_name = names.name
+                  and (r.neg_priority, r.fair_tag, r.run_at, r.seq) >= (f.neg_priority, f.fair_tag, f.run_at, f.seq)
+                  and r.run_at <= v_now
+                  and (r.deadline is null or r.deadline > v_now)
+                order by r.neg_priority, r.fair_tag, r.run_at, r.seq
                 limit p_max_tasks
-                for update skip locked
+                for update of r skip locked
             ) as c
-            order by c.priority desc, c.fair_tag, c.run_at, c.seq
+            order by c.neg_priority, c.fair_tag, c.run_at, c.seq
             limit p_max_tasks
-        );
+        ));
     end if;
+    -- what this claim starts leaves the claimable set (the only way out of pending into
+    -- running; the triggers of ready.sql do the others)
+    delete from durable.ready r where r.task_id = any(v_chosen);
 
     -- the chosen tasks, locked, found by primary key (a generic plan of a join with them
     -- could scan the table), returned in claim order
@@ -453,11 +555,16 @@ begin
     from started s
     join unnest(v_chosen) with ordinality as o (task_id, ord) on o.task_id = s.task_id
     order by o.ord;
+    -- last, so that the queue's ready lock it may hold blocks the queue's writers only for
+    -- the claim's commit: the floors' raise (ready.sql)
+    if v_sweep then
+        perform durable._ready_raise(p_queue, v_now);
+    end if;
 end;
 $$;
 
 comment on function durable.claim(text, text, integer, integer, text[]) is
-'Commits without waiting for the WAL flush (synchronous_commit off for its transaction; call it in a transaction of its own): a crash may forget the last claims, whose tasks are then pending again. Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each, in that order, with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint); trace_context is the W3C trace context stored by its enqueue or spawn (null when none). Reclaims expired leases of the queue first, and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
+'Commits without waiting for the WAL flush (synchronous_commit off for its transaction; call it in a transaction of its own): a crash may forget the last claims, whose tasks are then pending again. Claims up to p_max_tasks ready tasks of the queue for worker p_worker (priority desc, then run_at, then enqueue order; only tasks whose run_at has come; only names in p_task_names when given) and returns each, in that order, with its attempt number and a fresh lease token valid for p_lease_seconds (never past the task''s timeout); a durable task comes with its recorded history (a JSON array of events, see durable.checkpoint); trace_context is the W3C trace context stored by its enqueue or spawn (null when none). Reclaims expired leases of the queue first (one claim a second per queue looks for them), and applies its retention (durable.purge) at most once a minute, or once per retention period when that is shorter. On a queue with concurrency or rate limits (see limits.sql) only what they admit is claimed, possibly nothing. Errors: DU001, DU002, 42501.';
 
 create or replace function durable.heartbeat(p_task uuid, p_lease_token uuid, p_lease_seconds integer default null)
 returns timestamptz

@@ -82,6 +82,26 @@ $$;
 comment on function durable.current_time() is
 'The clock every durable verb uses: clock_timestamp(). In a test database (durable.settings.test_clock, set by the owner, e.g. durable migrate --test-clock) the setting durable.fake_now, when a session sets it, replaces it (tests move time with set_config(''durable.fake_now'', ...)); the value ''shared'' means the shared test clock of the database, clock_timestamp() + durable.settings.test_clock_offset, which durable.advance_test_clock and durable.skip_test_clock move; any other database ignores durable.fake_now.';
 
+-- Whether the running statement began its transaction: a claim alone in its transaction, as
+-- workers make it (an autocommit call: its transaction starts with the statement's first
+-- protocol message, microseconds before the statement's own). The claim's maintenance
+-- takes locks that others wait for until its commit only then (retention.sql's DDL,
+-- ready.sql's raise): a claim inside a longer transaction would hold them to its end.
+-- A BEGIN sent just before (within 5 ms) counts as the same.
+create or replace function durable._alone_in_transaction()
+returns boolean
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    return statement_timestamp() - transaction_timestamp() < interval '5 milliseconds';
+end;
+$$;
+
+comment on function durable._alone_in_transaction() is
+'Internal: true when the running statement began its transaction (within 5 ms): a claim alone in its transaction, as workers make it.';
+
 -- The largest JSON payload (input, output, error, event result) accepted, in bytes.
 create or replace function durable.max_payload_bytes()
 returns integer

@@ -111,7 +111,7 @@ begin
     if (select s.checked_at from durable.history_state s) > v_now - interval '1 minute'
         -- a claim that is not the first statement of its transaction may be in a long
         -- one, which would hold the DDL's lock to its end: a later claim does the work
-        or (p_now is null and statement_timestamp() <> transaction_timestamp()) then
+        or (p_now is null and not durable._alone_in_transaction()) then
         return;
     end if;
     update durable.history_state s
