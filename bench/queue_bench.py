@@ -300,10 +300,13 @@ def _trivial(plan: str) -> bool:
     return len(nodes) == 1 and nodes[0].lstrip().startswith("Result ") and "Buffers:" not in plan
 
 
-def claim_plans(url: str, queue: str, max_tasks: int, task_names: list[str] | None = None) -> list[str]:
+def claim_plans(
+    url: str, queue: str, max_tasks: int, task_names: list[str] | None = None, before: str | None = None
+) -> list[str]:
     """EXPLAIN (ANALYZE, BUFFERS) of each statement one durable.claim runs, via auto_explain.
 
     A warm-up claim runs first (caches, the function's cached plans); both are rolled back.
+    ``before``: a statement run first in the explained claim's transaction (not explained).
     """
     messages: list[str] = []
     with psycopg.connect(url) as conn:
@@ -328,6 +331,8 @@ def claim_plans(url: str, queue: str, max_tasks: int, task_names: list[str] | No
             conn.execute(
                 sql.SQL("set {} = {}").format(sql.Identifier(*setting.split(".")), sql.Literal(value))
             )
+        if before:
+            conn.execute(before)
         messages.clear()
         started = time.perf_counter()
         row = conn.execute(call, (queue, max_tasks, task_names)).fetchone()

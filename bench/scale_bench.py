@@ -34,15 +34,13 @@ ms, 10,000 / +20,000 sleeping and 20,000 delayed / 5,000,000 ready: no name filt
 (1.06x-1.14x deep, 0.87x-0.93x with sleepers; before: 7 s for a worker's names at 5,000,000).
 queue_stats 0.798 -> 0.664 ms, limit_usage 1.605 -> 1.174 ms beside the deep queue (before:
 limit_usage 2-5 s). processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598,
-pinned 170 and 110: 0.10x, the target of 0.8x not met (see plpgsql/claim.sql, "Pinned").
-Since complete_many finds each task by its key (plpgsql/finish.sql, "Pinned"; --processed-only,
-one round, same machine): 50,000 tasks, before free 5,500 / pinned 848 (0.15x), after 5,636 /
-975 (0.17x); 100,000 tasks after: 3,807 / 315 (0.08x). What is left is the claim's: at 100,000
-tasks into a pin, one claim read 16,634 buffers, 9,455 of them in _reclaim's scan of expired
-leases (the dead entries of every task run since the pin) and 4,922 in the choice's walk of
-tasks_claim_name_idx; complete_many read ~540 (it read 2 x ~2,800 at 20,000). With that
-expired-lease scan left out (an experiment, not a fix: 50,000 tasks, one round) the ratio
-was 0.30x (free 4,882, pinned 1,480); the rest is the choice's walk.
+pinned 170 and 110: 0.10x, the target of 0.8x not met then. What it was: at 100,000 tasks into
+a pin, one claim read 16,634 buffers, 9,455 of them in _reclaim's scan of expired leases (the
+dead entries of every task run since the pin) and 4,922 in the choice's walk of
+tasks_claim_name_idx. Since claims pick from durable.ready starting at floors raised once a
+second, and look for expired leases once a second per queue (plpgsql/ready.sql, claim.sql;
+--processed-only --processed 100000 --rounds 2, a machine shared with other work): free
+1,898 / 1,474, pinned 1,563 / 1,498: 0.91x.
 """
 
 from __future__ import annotations
@@ -178,16 +176,22 @@ def add_sleepers(conn: psycopg.Connection[Any], queue: str, count: int) -> None:
 
 
 def timed(
-    conn: psycopg.Connection[Any], calls: int, queries: dict[str, tuple[str, tuple[Any, ...]]]
+    conn: psycopg.Connection[Any],
+    calls: int,
+    queries: dict[str, tuple[str, tuple[Any, ...]]],
+    before: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Median milliseconds of each query (rolled back after each call), after 5 warm-up calls.
 
     The queries take turns, call after call, so that a burst of load elsewhere on the
-    (shared) server falls on all of them alike.
+    (shared) server falls on all of them alike. ``before``: a statement run first in the
+    query's transaction (untimed), by label.
     """
     samples: dict[str, list[float]] = {label: [] for label in queries}
     for i in range(calls + 5):
         for label, (query, params) in queries.items():
+            if before and label in before:
+                conn.execute(before[label])
             started = time.perf_counter()
             conn.execute(query, params, prepare=True).fetchall()
             elapsed = time.perf_counter() - started
@@ -204,10 +208,23 @@ CLAIM_KINDS: list[tuple[str, list[str] | None]] = [
 ]
 
 
+TURN = "no name filter, its turn"
+
+
 def claim_latencies(url: str, calls: int) -> dict[str, float]:
+    """The claims as all but one a second per queue make them (the queue's turn for the
+    once-a-second work just taken: durable.queues.swept_at is now), and one claim taking
+    that turn (expired leases, the floors' raise: plpgsql/ready.sql). Each claim is rolled
+    back, so without the first statement every claim would take the turn."""
     claim = "select task_id from durable.claim(%s, 'scale-bench', 1, 30, %s)"
+    fresh = f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'"
+    due = f"update durable.queues set swept_at = '-infinity' where queue = '{CLAIMS}'"
+    queries = {kind: (claim, (CLAIMS, names)) for kind, names in CLAIM_KINDS}
+    queries[TURN] = (claim, (CLAIMS, None))
+    before = {kind: fresh for kind, _ in CLAIM_KINDS}
+    before[TURN] = due
     with psycopg.connect(url) as conn:
-        return timed(conn, calls, {kind: (claim, (CLAIMS, names)) for kind, names in CLAIM_KINDS})
+        return timed(conn, calls, queries, before)
 
 
 def read_latencies(url: str, calls: int) -> dict[str, float]:
@@ -289,7 +306,14 @@ def run(args: argparse.Namespace) -> int:
         settle(url)
         deep = claim_latencies(url, args.calls)
         reads_deep = read_latencies(url, args.calls)
-        plans = claim_plans(url, CLAIMS, 1, WORKER_NAMES)
+        # a claim as all but one a second make them: the queue's turn just taken
+        plans = claim_plans(
+            url,
+            CLAIMS,
+            1,
+            WORKER_NAMES,
+            f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'",
+        )
 
         report_processed(args, runs)
         table(
@@ -303,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
                     deep[kind] / small[kind],
                     sleepers[kind] / small[kind],
                 ]
-                for kind, _ in CLAIM_KINDS
+                for kind in [k for k, _ in CLAIM_KINDS] + [TURN]
             },
         )
         table(

@@ -323,17 +323,27 @@ comment on function durable._claim_sweep(durable.queues) is
 -- Of the given pending tasks, in the given order, those it could lock without waiting.
 create or replace function durable._lock_ready(p_tasks uuid[])
 returns uuid[]
-language sql
+language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
-    select coalesce(array_agg(x.task_id order by x.ord), '{}'::uuid[])
-    from (
-        select k.task_id, array_position(p_tasks, k.task_id) as ord
-        from durable.tasks k
-        where k.task_id = any(p_tasks) and k.status = 'pending'
+declare
+    v_locked uuid[] := '{}'::uuid[];
+    v_id uuid;
+    -- a variable, not a literal: a generic plan would read a partial index on the status
+    -- (all the queue's pending tasks) instead of the primary key (finish.sql, "Pinned")
+    v_pending text := 'pending';
+begin
+    for v_id in
+        select k.task_id from durable.tasks k
+        where k.task_id = any(p_tasks) and k.status = v_pending
+        order by array_position(p_tasks, k.task_id)
         for update skip locked
-    ) x
+    loop
+        v_locked := v_locked || v_id;
+    end loop;
+    return v_locked;
+end;
 $$;
 
 comment on function durable._lock_ready(uuid[]) is
@@ -456,7 +466,18 @@ begin
     if v_chosen is null and p_task_names is null then
         -- the first ready rows from the queue's floor (ready.sql), locked without waiting,
         -- then their tasks, locked without waiting (a task held elsewhere, a cancel's, stays)
-        select * into v_floor from durable._ready_floor(p_queue, '');
+        select coalesce(min(x.neg_priority), -2147483648) as neg_priority,
+               coalesce(min(x.fair_tag), -9223372036854775808) as fair_tag,
+               coalesce(min(x.run_at), '-infinity'::timestamptz) as run_at,
+               coalesce(min(x.seq), -9223372036854775808) as seq
+        into v_floor
+        from (
+            select f.neg_priority, f.fair_tag, f.run_at, f.seq
+            from durable.ready_floors f
+            where f.queue = p_queue and f.task_name = ''
+            order by f.neg_priority, f.fair_tag, f.run_at, f.seq
+            limit 1
+        ) x;
         v_chosen := durable._lock_ready(array(
             select r.task_id
             from durable.ready r
@@ -477,7 +498,19 @@ begin
         v_chosen := durable._lock_ready(array(
             select c.task_id
             from (select distinct n.name from unnest(p_task_names) as n (name)) as names
-            cross join lateral durable._ready_floor(p_queue, names.name) as f
+            cross join lateral (
+                select coalesce(min(x.neg_priority), -2147483648) as neg_priority,
+                       coalesce(min(x.fair_tag), -9223372036854775808) as fair_tag,
+                       coalesce(min(x.run_at), '-infinity'::timestamptz) as run_at,
+                       coalesce(min(x.seq), -9223372036854775808) as seq
+                from (
+                    select fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq
+                    from durable.ready_floors fl
+                    where fl.queue = p_queue and fl.task_name = names.name
+                    order by fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq
+                    limit 1
+                ) x
+            ) as f
             cross join lateral (
                 select r.task_id, r.neg_priority, r.fair_tag, r.run_at, r.seq
                 from durable.ready r

@@ -33,6 +33,13 @@
 --   statements is always; the functions marked force_generic_plan use the generic plans
 --   (the same index scans). Measured: enqueue, claim, heartbeat and complete_many of one
 --   task, 4.5 -> 3.4 ms.
+-- * A generic plan is made once per session, from the statistics of that moment: one
+--   made while a table or a day's partition of events was still small (a new partition,
+--   a fresh database, ANALYZE run before the load) scans it whole at every call, for the
+--   life of the connection (measured: a checkpoint or a durable completion reading every
+--   event of the day to find a task's last one). The functions marked enable_seqscan =
+--   off (durable.checkpoint, durable.checkpoint_many, durable._history,
+--   durable.complete_many) look their rows up by key whatever the statistics say.
 --
 -- ## SQLSTATEs (class DU), the stable error contract
 -- Listed, all of them, in one place: the table "Errors (SQLSTATEs)" of README.md (DU001
@@ -83,10 +90,14 @@ comment on function durable.current_time() is
 -- A BEGIN sent just before (within 5 ms) counts as the same.
 create or replace function durable._alone_in_transaction()
 returns boolean
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
-as $$ select statement_timestamp() - transaction_timestamp() < interval '5 milliseconds' $$;
+as $$
+begin
+    return statement_timestamp() - transaction_timestamp() < interval '5 milliseconds';
+end;
+$$;
 
 comment on function durable._alone_in_transaction() is
 'Internal: true when the running statement began its transaction (within 5 ms): a claim alone in its transaction, as workers make it.';

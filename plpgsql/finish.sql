@@ -42,7 +42,7 @@ for each row
 when (old.status is distinct from new.status)
 execute function durable._check_transition();
 
--- (force_generic_plan: see "Plans" at the top of common.sql)
+-- (force_generic_plan and enable_seqscan: see "Plans" at the top of common.sql)
 create or replace function durable.complete_many(
     p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null
 )
@@ -52,6 +52,7 @@ volatile
 security definer
 set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
 as $$
 declare
     v_now timestamptz := durable.current_time();
@@ -77,7 +78,7 @@ begin
     -- instead of deadlocking; and so that the update below sees each task as it is once
     -- locked
     perform 1 from durable.tasks k
-    where k.task_id in (select u.id from unnest(p_tasks) as u (id))
+    where k.task_id = any(p_tasks)
     order by k.task_id
     for update;
 

@@ -201,13 +201,14 @@ from pg_catalog.pg_inherits as i
 where i.inhparent = 'durable.events'::regclass;
 
 -- The recorded events of a task's current generation, as the claim hands them over.
--- (force_generic_plan: see "Plans" at the top of common.sql)
+-- (force_generic_plan and enable_seqscan: see "Plans" at the top of common.sql)
 create or replace function durable._history(p_task uuid, p_generation integer)
 returns jsonb
 language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
 as $$
 begin
     return (
@@ -662,9 +663,13 @@ language plpgsql
 volatile
 security definer
 set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
 as $$
 declare
     v_now timestamptz := durable.current_time();
+    -- a parameter, not a literal: see "Pinned" in durable.complete_many
+    v_running text := 'running';
     v_result jsonb := p_result;
     v_written boolean;
     v_async boolean;
@@ -685,42 +690,50 @@ begin
     -- here only pick this path: anything else (a bad argument, a replay passing through, a
     -- gap, a mismatch, a dead lease) falls through to the checks below, which decide and
     -- say why. Checking the arguments inside the statement instead of calling the checks
-    -- first saves about 6% of a checkpoint.
-    with written as (
-    insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
-    select k.task_id, k.generation, p_seq, p_kind, p_name,
-           case when p_error is null then 'ok' else 'error' end,
-           coalesce(p_error, v_result), null, k.attempt, v_now
-    from durable.tasks k
-    left join lateral (
-        select l.seq, l.attempt from durable.events l
-        where l.task_id = k.task_id and l.generation = k.generation
-        order by l.seq desc
-        limit 1
-    ) as last on true
-    where k.task_id = p_task
-      and k.lease_token = p_lease_token
-      and k.status = 'running'
-      and k.lease_expires_at > v_now
-      and k.durable
-      and p_kind = any(durable._event_kinds())
-      and durable._name_ok(p_name)
-      -- queue permissions (security.sql): nothing to check while no grant exists
-      and (not exists (select 1 from durable.queue_grants) or durable._allowed(k.queue, array['worker']))
-      and (p_result is null or pg_column_size(p_result) <= durable.max_payload_bytes())
-      and (p_error is null
-           or (jsonb_typeof(p_error) = 'object' and pg_column_size(p_error) <= durable.max_payload_bytes()))
-      and p_seq = coalesce(last.seq, 0) + 1
-      -- the events before it: recorded by this attempt, or checked by its re-run
-      and (last.seq is null or last.attempt = k.attempt or k.replayed_to >= last.seq)
-    for update of k
-    returning events.task_id
+    -- first saves about 6% of a checkpoint. The task row is read once (target), for the
+    -- insert and for its queue's option. (force_generic_plan and enable_seqscan: see
+    -- "Plans" at the top of common.sql.)
+    with target as (
+        select k.task_id, k.generation, k.attempt, k.queue
+        from durable.tasks k
+        left join lateral (
+            -- by p_task, not k.task_id: the one partition of the task's events is known
+            -- when the statement starts, the others are not even opened
+            select l.seq, l.attempt from durable.events l
+            where l.task_id = p_task and l.generation = k.generation
+            order by l.seq desc
+            limit 1
+        ) as last on true
+        where k.task_id = p_task
+          and k.lease_token = p_lease_token
+          and k.status = v_running
+          and k.lease_expires_at > v_now
+          and k.durable
+          and p_kind = any(durable._event_kinds())
+          and durable._name_ok(p_name)
+          -- queue permissions (security.sql): nothing to check while no grant exists
+          and (not exists (select 1 from durable.queue_grants) or durable._allowed(k.queue, array['worker']))
+          and (p_result is null or pg_column_size(p_result) <= durable.max_payload_bytes())
+          and (p_error is null
+               or (jsonb_typeof(p_error) = 'object' and pg_column_size(p_error) <= durable.max_payload_bytes()))
+          and p_seq = coalesce(last.seq, 0) + 1
+          -- the events before it: recorded by this attempt, or checked by its re-run
+          and (last.seq is null or last.attempt = k.attempt or k.replayed_to >= last.seq)
+        for update of k
+    ),
+    written as (
+        insert into durable.events (task_id, generation, seq, kind, name, outcome, result, input_hash, attempt, recorded_at)
+        select t.task_id, t.generation, p_seq, p_kind, p_name,
+               case when p_error is null then 'ok' else 'error' end,
+               coalesce(p_error, v_result), null, t.attempt, v_now
+        from target t
+        returning events.task_id
     )
     select count(*) > 0, coalesce(bool_and(q.options @> '{"async_checkpoints": true}'), false)
     into v_written, v_async
     from written w
-    join durable.tasks k on k.task_id = w.task_id
-    join durable.queues q on q.queue = k.queue;
+    join target t on t.task_id = w.task_id
+    join durable.queues q on q.queue = t.queue;
     if v_written then
         if v_async then
             -- the queue's opt-in (never the caller's): see "Asynchronous checkpoints" above
@@ -747,7 +760,7 @@ comment on function durable.checkpoint(uuid, uuid, integer, text, text, jsonb, j
 -- event right after the last one on a live lease, is one INSERT for the whole batch
 -- (durable.checkpoint's conditions); the other elements go one by one through
 -- durable._checkpoint_checked, in task order, each in a subtransaction of its own.
--- (force_generic_plan: see "Plans" at the top of common.sql)
+-- (force_generic_plan and enable_seqscan: see "Plans" at the top of common.sql)
 create or replace function durable.checkpoint_many(
     p_tasks uuid[],
     p_lease_tokens uuid[],
@@ -763,9 +776,12 @@ volatile
 security definer
 set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
+set enable_seqscan = off
 as $$
 declare
     v_now timestamptz := durable.current_time();
+    -- a parameter, not a literal: see "Pinned" in durable.complete_many
+    v_running text := 'running';
     v_n integer := coalesce(cardinality(p_tasks), 0);
     v_nulls jsonb[];
     v_async boolean;
@@ -796,7 +812,7 @@ begin
     v_nulls := array_fill(null::jsonb, array[v_n]);
     -- the tasks first, oldest first (the lock order, plpgsql/README.md)
     perform 1 from durable.tasks k
-    where k.task_id in (select u.id from unnest(p_tasks) as u (id))
+    where k.task_id = any(p_tasks)
     order by k.task_id
     for update;
 
@@ -824,7 +840,7 @@ begin
         ) as last on true
         where g.nth = 1
           and k.lease_token = g.token
-          and k.status = 'running'
+          and k.status = v_running
           and k.lease_expires_at > v_now
           and k.durable
           and g.kind = any(durable._event_kinds())

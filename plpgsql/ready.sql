@@ -101,15 +101,16 @@ begin
     select c.task_id, c.queue, c.task_name, -c.priority, c.fair_tag, c.run_at, c.seq,
            case when c.attempt = 0 then c.schedule_deadline end
     from created c
-    where c.status = 'pending'
-    order by c.task_id;
-    -- the least new key of each (queue, name), queues in order (their ready locks)
+    where c.status = 'pending';
+    -- for each (queue, name), a key at or below every new one (each part's least: no sort),
+    -- queues in order (their ready locks)
     for k in
-        select distinct on (c.queue, c.task_name)
-               c.queue, c.task_name, -c.priority as neg_priority, c.fair_tag, c.run_at, c.seq
+        select c.queue, c.task_name, min(-c.priority) as neg_priority, min(c.fair_tag) as fair_tag,
+               min(c.run_at) as run_at, min(c.seq) as seq
         from created c
         where c.status = 'pending'
-        order by c.queue, c.task_name, -c.priority, c.fair_tag, c.run_at, c.seq
+        group by c.queue, c.task_name
+        order by c.queue, c.task_name
     loop
         perform durable._ready_lower(k.queue, k.task_name, k.neg_priority, k.fair_tag, k.run_at, k.seq);
     end loop;
@@ -118,7 +119,7 @@ end;
 $$;
 
 comment on function durable._ready_created() is
-'Trigger (after insert on durable.tasks, per statement): inserts the rows of durable.ready of the tasks created pending, and lowers the floors they land below (durable._ready_lower with the least new key of each queue and name).';
+'Trigger (after insert on durable.tasks, per statement): inserts the rows of durable.ready of the tasks created pending, and lowers the floors they land below (durable._ready_lower with, for each queue and name, the least of each part of the new keys: a key at or below all of them).';
 
 drop trigger if exists tasks_ready_created on durable.tasks;
 create trigger tasks_ready_created
@@ -180,10 +181,12 @@ execute function durable._ready_changed();
 -- the lowest key when it has none.
 create or replace function durable._ready_floor(p_queue text, p_name text)
 returns table (neg_priority integer, fair_tag bigint, run_at timestamptz, seq bigint)
-language sql
+language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
 as $$
+begin
+    return query
     select coalesce(min(x.neg_priority), -2147483648), coalesce(min(x.fair_tag), -9223372036854775808),
            coalesce(min(x.run_at), '-infinity'::timestamptz), coalesce(min(x.seq), -9223372036854775808)
     from (
@@ -192,7 +195,8 @@ as $$
         where f.queue = p_queue and f.task_name = p_name
         order by f.neg_priority, f.fair_tag, f.run_at, f.seq
         limit 1
-    ) x
+    ) x;
+end;
 $$;
 
 comment on function durable._ready_floor(text, text) is
@@ -226,7 +230,18 @@ begin
     for v_name in
         select '' union select f.task_name from durable.ready_floors f where f.queue = p_queue order by 1
     loop
-        select * into fl from durable._ready_floor(p_queue, v_name);
+        select coalesce(min(x.neg_priority), -2147483648) as neg_priority,
+               coalesce(min(x.fair_tag), -9223372036854775808) as fair_tag,
+               coalesce(min(x.run_at), '-infinity'::timestamptz) as run_at,
+               coalesce(min(x.seq), -9223372036854775808) as seq
+        into fl
+        from (
+            select f.neg_priority, f.fair_tag, f.run_at, f.seq
+            from durable.ready_floors f
+            where f.queue = p_queue and f.task_name = v_name
+            order by f.neg_priority, f.fair_tag, f.run_at, f.seq
+            limit 1
+        ) x;
         if v_name = '' then
             select r.neg_priority, r.fair_tag, r.run_at, r.seq into v_first
             from durable.ready r

@@ -140,6 +140,16 @@ def completions(logs: Sequence[AttemptLog], results: Sequence[Completion]) -> No
     for log, result in zip(logs, results, strict=False):
         if result.ok:
             log.write(Ending(COMPLETED))
+        elif result.reason == "nondeterminism":
+            # a durable task whose code finished without going through its whole history:
+            # the database failed it (not retryable)
+            log.write(
+                Ending(
+                    FAILED,
+                    "non-determinism: the code finished without going through its whole history; no retry",
+                    {"error_type": "NonDeterminismError"},
+                )
+            )
         else:
             outcome = CANCELLED if result.reason == "cancelled" else LOST
             log.write(Ending(outcome, f"completion not recorded ({result.reason})"))

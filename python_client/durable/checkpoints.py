@@ -9,9 +9,14 @@ own lease token and answered on its own (its event, or the exception a lone
 ``durable.checkpoint`` would have raised); each caller gets its answer only once the
 whole batch has committed.
 
-A checkpoint that finds nothing on its way is sent at once, alone, from its caller's own
-coroutine (a task that runs by itself pays nothing for the batching). No timer: a batch
-is whatever came in during the previous round trip, so the batches grow with the load.
+A checkpoint that finds fewer than ``in_flight`` calls on their way waits one turn of the
+event loop, for the checkpoints the other tasks make in the same turn: the answers of a
+batch wake its tasks together, and their next checkpoints then leave together too, not
+the first alone and the others after it (measured with 10 concurrent 10-step workflows:
+0.54 -> 0.44 round trips per step). When none came, it is sent alone from its caller's
+own coroutine (a task that runs by itself pays one turn of the loop for the batching). No
+timer: a batch is whatever came in during that turn or the previous round trip, so the
+batches grow with the load.
 An exception of the call itself (the connection lost, the server restarting) is raised
 to every caller of the batch, as it would have been to each alone.
 """
@@ -43,13 +48,24 @@ class CheckpointBatcher:
         self._in_flight = 0
         self._waiting: list[_Waiting] = []
         self._senders: set[asyncio.Task[None]] = set()
+        self._gathering = False
 
     async def checkpoint(self, command: Checkpoint) -> dict[str, Any]:
         """Record one checkpoint; its answer once committed (or the exception of its element)."""
-        if self._in_flight >= self._max_in_flight:
-            future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            self._waiting.append((command, future))
-            return await future
+        if self._gathering or self._waiting or self._in_flight >= self._max_in_flight:
+            return await self._wait(command, first=False)
+        # the first of this turn of the event loop: the checkpoints the other tasks make in
+        # the same turn (those the last batch's answers woke) go with it
+        self._gathering = True
+        try:
+            await asyncio.sleep(0)
+        except BaseException:
+            self._gathering = False
+            self._send_waiting()
+            raise
+        self._gathering = False
+        if self._waiting or self._in_flight >= self._max_in_flight:
+            return await self._wait(command, first=True)
         self._in_flight += 1
         try:
             answer: dict[str, Any] = await self._call(command)
@@ -57,6 +73,17 @@ class CheckpointBatcher:
         finally:
             self._in_flight -= 1
             self._send_waiting()
+
+    async def _wait(self, command: Checkpoint, *, first: bool) -> dict[str, Any]:
+        """Send with the next batch (first in it, or last)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        if first:
+            self._waiting.insert(0, (command, future))
+        else:
+            self._waiting.append((command, future))
+        if not self._gathering:
+            self._send_waiting()
+        return await future
 
     def _send_waiting(self) -> None:
         """Send what waits, in batches, while fewer than ``in_flight`` calls are on their way."""

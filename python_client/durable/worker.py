@@ -59,14 +59,16 @@ How it works (all rules are SQL functions; the worker only calls them):
   it final, so does a result that is not JSON-serialisable (``ResultNotSerializable``; a
   durable step's such result is recorded as the step's failure, :mod:`durable.workflow`).
 * **Checkpoints** of the ``async def`` durable tasks running at once are sent together:
-  one that finds another on its way waits for it, then all that waited go in one
+  those made in one turn of the loop, or while two calls are on their way, go in one
   ``durable.checkpoint_many`` (one round trip, one commit; each fenced by its own lease,
   each step's result used only once the batch committed; :mod:`durable.checkpoints`).
-* **Durable tasks** complete one by one with ``durable.complete``, after presenting the
-  calls their code replayed that were not yet checked (``durable.replay_check``). A
-  non-determinism is found by the database: the durable call, replay check or completion
-  that meets it answers ``{"nondeterminism": ...}`` having failed the task (not
-  retryable), so the worker reports nothing more for that attempt (no ``durable.fail``).
+* **Durable tasks** complete with the others (the batched ``durable.complete_many``),
+  after presenting the calls their code replayed that were not yet checked
+  (``durable.replay_check``). A non-determinism is found by the database: the durable
+  call or replay check that meets it answers ``{"nondeterminism": ...}``, and the
+  completion of a code that finished short of its history answers ``nondeterminism``,
+  each having failed the task (not retryable), so the worker reports nothing more for
+  that attempt (no ``durable.fail``).
 * **Database outages.** What the worker sends about an attempt once its code has ended (a
   failure, a durable task's completion and replay check, a release) is sent again while
   the database cannot be reached (``psycopg.OperationalError``: connection lost, server
@@ -704,7 +706,7 @@ class Worker:
                 )
                 return
             if function.durable:
-                await self._run_durable(attempt)
+                queued = await self._run_durable(attempt)
                 return
             try:
                 if function.is_async:
@@ -736,23 +738,31 @@ class Worker:
             serialisable, output = await self._output_json(attempt, result)
             if not serialisable:
                 return
-            self._completed.append((claimed.task_id, claimed.lease_token, output, attempt.log))
+            self._complete(claimed, output, attempt.log)
             queued = True  # its line is written once complete_many has answered
-            self._flush_wanted.set()
-            if len(self._completed) >= self.flush_size:
-                self._flush_full.set()
         finally:
             del self._attempts[claimed.lease_token]
             self._slot_freed.set()
             if not queued:
                 attempt.log.write()
 
-    async def _run_durable(self, attempt: _Attempt) -> None:
-        """A durable task: its code runs against its history (see :mod:`durable.workflow`).
+    def _complete(self, claimed: ClaimedTask, output: str | None, log: AttemptLog) -> None:
+        """Queue the completion of an attempt for the flusher (``durable.complete_many``)."""
+        self._completed.append((claimed.task_id, claimed.lease_token, output, log))
+        self._flush_wanted.set()
+        if len(self._completed) >= self.flush_size:
+            self._flush_full.set()
+
+    async def _run_durable(self, attempt: _Attempt) -> bool:
+        """A durable task: its code runs against its history (see :mod:`durable.workflow`);
+        True when its completion was queued (its line is written once it is answered).
 
         A sleep or wait that suspends ends the attempt in the database: nothing to report.
         Before reporting a failure or completing, the replayed calls not yet presented are
-        checked, so a non-determinism is what ends the task. A non-determinism is found by
+        checked, so a non-determinism is what ends the task. The completion then goes with
+        the others (the flusher's ``durable.complete_many``, which completes a durable task
+        only once its whole history was checked, and fails it otherwise), and the slot is
+        free at once. A non-determinism is found by
         the database, which fails the task itself (not retryable): once one of the
         attempt's calls met it, nothing more is reported. A recorded step failure and a
         failed child end the task without retry: a re-run would meet them again.
@@ -782,49 +792,46 @@ class Worker:
                     )
             except Suspended as suspended:
                 attempt.log.end(attempt_log.SUSPENDED, str(suspended), suspended=suspended.status)
-                return
+                return False
             except asyncio.CancelledError:
                 current = asyncio.current_task()
                 if attempt.state != _RUNNING or (current is not None and current.cancelling()):
                     raise
                 if ctx.log.failed is not None:
                     self._failed_by_nondeterminism(attempt, ctx.log.failed)
-                    return
+                    return False
                 await self._fail(
                     attempt, asyncio.CancelledError("cancelled by the task itself"), retryable=True
                 )
-                return
+                return False
             except BaseException as exc:
                 if attempt.state != _RUNNING or isinstance(exc, (LeaseLost, TaskCancelled)):
                     raise
                 if ctx.log.failed is not None:  # whatever the code made of it
                     self._failed_by_nondeterminism(attempt, ctx.log.failed)
-                    return
+                    return False
                 fault = infrastructure_fault(exc, attempt.faults)
                 if fault is not None:
                     await self._release_after_fault(attempt, fault)
-                    return
+                    return False
                 # a mismatch earlier in the history explains the failure (NonDeterminismError
                 # from here: the database failed the task)
                 await self._retrying(ctx.verify, claimed.task_id, "replay check")
                 await self._fail(attempt, exc, retryable=not isinstance(exc, _FINAL_IN_DURABLE_CODE))
-                return
+                return False
             if attempt.state != _RUNNING:
-                return
+                return False
             if ctx.log.failed is not None:  # the code caught it and returned
                 self._failed_by_nondeterminism(attempt, ctx.log.failed)
-                return
+                return False
             serialisable, output = await self._output_json(attempt, result)
             if not serialisable:
-                return
-            await self._retrying(lambda: ctx.complete(output), claimed.task_id, "completion")
-            self.stats.completed += 1
-            attempt.log.end(attempt_log.COMPLETED)
-        except NonDeterminismError as exc:  # from verify or complete
+                return False
+            await self._retrying(ctx.verify, claimed.task_id, "replay check")
+            self._complete(claimed, output, attempt.log)
+            return True
+        except NonDeterminismError as exc:  # from verify
             self._failed_by_nondeterminism(attempt, exc)
-        except PayloadTooLarge as exc:  # from complete: a re-run meets it again
-            if attempt.state == _RUNNING:
-                await self._fail(attempt, exc, retryable=False)
         except (LeaseLost, TaskCancelled, UnknownTask) as exc:
             attempt.log.end(attempt_log.stopped(exc), str(exc))
         except (psycopg.Error, DurableError) as exc:
@@ -835,6 +842,7 @@ class Worker:
         finally:
             if claimed.history:
                 attempt.log.replayed = min(ctx.log.seq, len(claimed.history))
+        return False
 
     def _failed_by_nondeterminism(self, attempt: _Attempt, error: NonDeterminismError) -> None:
         """One of the attempt's durable calls met a non-determinism: the database failed the
@@ -1001,6 +1009,7 @@ class Worker:
                 logger.warning("completing %d tasks failed (%s); retrying", len(batch), exc)
                 await asyncio.sleep(min(0.05 * 2**tries, 2.0))
         self.stats.completed += sum(1 for result in results if result.ok)
+        self.stats.failed += sum(1 for result in results if result.reason == "nondeterminism")
         attempt_log.completions([b[3] for b in batch], results)
 
     async def _fail_raw(

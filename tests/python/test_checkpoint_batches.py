@@ -81,6 +81,46 @@ def test_checkpoints_that_wait_go_together_each_answered_after_the_batch() -> No
     asyncio.run(scenario())
 
 
+def test_checkpoints_made_in_one_turn_of_the_loop_leave_together() -> None:
+    async def scenario() -> None:
+        db = FakeDatabase()
+        batcher = CheckpointBatcher(db.call, in_flight=2)  # nothing on its way: room for two calls
+        together = [asyncio.create_task(batcher.checkpoint(_cp(n))) for n in (1, 2, 3)]
+        await db.until_sent(1)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert len(db.sent) == 1, "the three made in one turn left in one call, not the first alone"
+        assert "durable.checkpoint_many(" in db.sent[0].sql
+        assert db.sent[0].params[4] == ["s1", "s2", "s3"]
+        db.gates[0].set_result([{"name": "s1"}, {"name": "s2"}, {"name": "s3"}])
+        assert [await t for t in together] == [{"name": "s1"}, {"name": "s2"}, {"name": "s3"}]
+        # one made alone still leaves alone, as the plain verb
+        lone = asyncio.create_task(batcher.checkpoint(_cp(4)))
+        await db.until_sent(2)
+        assert db.sent[1].sql.startswith("select durable.checkpoint(")
+        db.gates[1].set_result({"name": "s4"})
+        assert await lone == {"name": "s4"}
+
+    asyncio.run(scenario())
+
+
+def test_a_checkpoint_cancelled_while_its_turn_gathers_leaves_the_others_sent() -> None:
+    async def scenario() -> None:
+        db = FakeDatabase()
+        batcher = CheckpointBatcher(db.call, in_flight=2)
+        first = asyncio.create_task(batcher.checkpoint(_cp(1)))
+        await asyncio.sleep(0)  # first now waits for its turn to end
+        others = [asyncio.create_task(batcher.checkpoint(_cp(n))) for n in (2, 3)]
+        first.cancel()
+        await db.until_sent(1)
+        assert db.sent[0].params[4] == ["s2", "s3"]
+        db.gates[0].set_result([{"name": "s2"}, {"name": "s3"}])
+        assert [await t for t in others] == [{"name": "s2"}, {"name": "s3"}]
+        assert first.cancelled()
+
+    asyncio.run(scenario())
+
+
 def test_an_exception_of_the_call_reaches_every_caller_of_the_batch() -> None:
     async def scenario() -> None:
         db = FakeDatabase()
