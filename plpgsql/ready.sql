@@ -25,8 +25,8 @@
 --   name) it can see, and no higher than (that row's priority and tag, now, the lowest
 --   seq), so that a task enqueued later at that priority lands above it; with no row, to
 --   (the default priority and tag, now, the lowest seq). It does so only holding the
---   queue's ready lock in exclusive mode (pg_try_advisory_xact_lock: it never waits), and
---   only in a claim that is the first statement of a READ COMMITTED transaction: no
+--   queue's ready lock in exclusive mode (waiting at most 20 ms for the writers in flight
+--   to commit: never in a cycle), and only in a claim that is the first statement of a READ COMMITTED transaction: no
 --   insert into the queue's rows is in flight then, and it sees every committed one.
 -- - Everything that inserts or moves rows of durable.ready holds the queue's ready lock
 --   in shared mode to its commit (pg_advisory_xact_lock_shared: inserts never wait for
@@ -203,13 +203,14 @@ comment on function durable._ready_floor(text, text) is
 'Internal: the floor of a queue (p_name empty) or of one of its task names: the least key of its slots in durable.ready_floors, or the lowest key when it has none. See ready.sql.';
 
 -- Raises the floors of a queue (see "Floors" above) and folds their slots, when the
--- queue's ready lock can be had in exclusive mode at once and this is the first statement
--- of a READ COMMITTED transaction. Returns whether it did.
+-- queue's ready lock can be had in exclusive mode within 20 ms and this is the first
+-- statement of a READ COMMITTED transaction. Returns whether it did.
 create or replace function durable._ready_raise(p_queue text, p_now timestamptz, p_anywhere boolean default false)
 returns boolean
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
+set lock_timeout = '20ms'
 as $$
 declare
     v_name text;
@@ -220,10 +221,21 @@ begin
     if current_setting('transaction_isolation') <> 'read committed'
         -- a claim inside a longer transaction would hold the lock to its end, and the
         -- queue's writers with it (p_anywhere: the owner's tests)
-        or not (p_anywhere or durable._alone_in_transaction())
-        or not pg_try_advisory_xact_lock(1685418501, hashtext(p_queue)) then
+        or not (p_anywhere or durable._alone_in_transaction()) then
         return false;
     end if;
+    -- The queue's ready lock in exclusive mode. Writers hold it shared from their first row
+    -- to their commit, so a busy queue always has one in flight and a mere try would never
+    -- get it; a waiting request goes ahead of the writers that come after it (they queue
+    -- behind it), so it gets in once those in flight commit. It waits at most 20 ms
+    -- (lock_timeout), then leaves the raise to the next turn: a writer that itself waits
+    -- for something this claim holds (a task it started) would otherwise make a cycle,
+    -- which only deadlock_timeout would end, with an error.
+    begin
+        perform pg_advisory_xact_lock(1685418501, hashtext(p_queue));
+    exception when lock_not_available then
+        return false;
+    end;
     -- no writer of the queue's rows is in flight now, and this statement's snapshot sees
     -- every one that committed
     -- the queue's own floor (made on its first raise) and those of its names
@@ -287,4 +299,4 @@ end;
 $$;
 
 comment on function durable._ready_raise(text, timestamptz, boolean) is
-'Internal: raises the floors of a queue and of its task names (durable.ready_floors) to the first row of durable.ready each can see, never above (that row''s priority and tag, p_now, the lowest seq; the default priority and tag when there is none), and folds their slots into one; only with the queue''s ready lock taken at once in exclusive mode, in a claim that is the first statement of a READ COMMITTED transaction (or anywhere with p_anywhere, for tests) (else returns false, doing nothing). See ready.sql.';
+'Internal: raises the floors of a queue and of its task names (durable.ready_floors) to the first row of durable.ready each can see, never above (that row''s priority and tag, p_now, the lowest seq; the default priority and tag when there is none), and folds their slots into one; only with the queue''s ready lock taken in exclusive mode within 20 ms (lock_timeout), in a claim that is the first statement of a READ COMMITTED transaction (or anywhere with p_anywhere, for tests) (else returns false, doing nothing). See ready.sql.';
