@@ -26,8 +26,9 @@
 --   seq), so that a task enqueued later at that priority lands above it; with no row, to
 --   (the default priority and tag, now, the lowest seq). It does so only holding the
 --   queue's ready lock in exclusive mode (waiting at most 20 ms for the writers in flight
---   to commit: never in a cycle), and only in a claim that is the first statement of a READ COMMITTED transaction: no
---   insert into the queue's rows is in flight then, and it sees every committed one.
+--   to commit: never in a cycle), and only in a claim that is the first statement of a
+--   READ COMMITTED transaction: no insert into the queue's rows is in flight then, and it
+--   sees every committed one.
 -- - Everything that inserts or moves rows of durable.ready holds the queue's ready lock
 --   in shared mode to its commit (pg_advisory_xact_lock_shared: inserts never wait for
 --   each other), and, when a row lands below a floor, lowers it by inserting a slot with
