@@ -369,7 +369,9 @@ $$;
 comment on function durable.reclaim(text, integer) is
 'Enqueues the due ticks of the queue''s schedules (durable.create_schedule), reclaims up to p_limit (1 to 10,000) expired leases of the queue (a lost lease goes back to pending at once and counts in lost_leases; an attempt past its timeout is failed as timed_out and retried per backoff) cancels pending tasks past their schedule_timeout, and wakes sleeping tasks whose time came and waits whose timeout passed. durable.claim calls it on every claim; call it yourself only to heal a queue nobody claims from. Returns the number of tasks changed. Errors: DU001, 42501.';
 
--- (force_generic_plan: see "Plans" at the top of common.sql. jit off: on a big table the
+-- (force_generic_plan, enable_seqscan and enable_bitmapscan off: see "Plans" at the top of
+-- common.sql; a generic plan of the pick made while durable.ready looked empty sorted the
+-- queue's whole claimable set at every claim, 6.5 ms at 10,000 tasks. jit off: on a big table the
 -- generic plans' estimates pass jit_above_cost, and compiling their expressions cost each
 -- statement 7-9 ms, most of a claim's time at 5,000,000 ready tasks (bench/scale_bench.py),
 -- where the statements themselves read a few index pages. It holds for the reclaim it calls.)
@@ -397,6 +399,8 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 set plan_cache_mode = force_generic_plan
 set jit = off
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $$
 declare
     v_now timestamptz;

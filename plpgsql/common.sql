@@ -39,7 +39,9 @@
 --   life of the connection (measured: a checkpoint or a durable completion reading every
 --   event of the day to find a task's last one). The functions marked enable_seqscan =
 --   off (durable.checkpoint, durable.checkpoint_many, durable._history,
---   durable.complete_many) look their rows up by key whatever the statistics say.
+--   durable.complete_many) look their rows up by key whatever the statistics say;
+--   durable.claim, with enable_bitmapscan off too, walks durable.ready in claim order
+--   from the floor (a plan from an empty table's statistics sorted every row of it).
 --
 -- ## SQLSTATEs (class DU), the stable error contract
 -- Listed, all of them, in one place: the table "Errors (SQLSTATEs)" of README.md (DU001
