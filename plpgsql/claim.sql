@@ -342,12 +342,21 @@ begin
     loop
         v_locked := v_locked || v_id;
     end loop;
+    if cardinality(v_locked) < cardinality(p_tasks) then
+        -- rows of tasks gone or not pending, which only a hand-written change, a trigger
+        -- switched off or a crash of the triggers' rules could leave: the claim holds their
+        -- rows, and they go, so that they cannot stay at the head of every claim (a task
+        -- another transaction holds is left alone)
+        delete from durable.ready r
+        where r.task_id = any(p_tasks) and r.task_id <> all(v_locked)
+          and not exists (select 1 from durable.tasks k where k.task_id = r.task_id and k.status = v_pending);
+    end if;
     return v_locked;
 end;
 $$;
 
 comment on function durable._lock_ready(uuid[]) is
-'Internal: locks, without waiting, the given tasks that are pending; returns those it holds, in the given order (the claim''s).';
+'Internal: locks, without waiting, the given tasks that are pending; returns those it holds, in the given order (the claim''s). The rows of durable.ready (which the claim holds) of the given tasks that are gone or not pending are deleted.';
 
 create or replace function durable.reclaim(p_queue text, p_limit integer default 100)
 returns integer

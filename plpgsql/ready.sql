@@ -178,6 +178,28 @@ for each row
 when (old.status = 'pending')
 execute function durable._ready_changed();
 
+-- Trigger: a TRUNCATE of durable.tasks (a test's or a benchmark's reset) empties the
+-- claimable set with it (row triggers do not fire for a TRUNCATE).
+create or replace function durable._ready_truncated()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    truncate durable.ready, durable.ready_floors;
+    return null;
+end;
+$$;
+
+comment on function durable._ready_truncated() is
+'Trigger (after truncate on durable.tasks): truncates durable.ready and durable.ready_floors with it.';
+
+drop trigger if exists tasks_ready_truncated on durable.tasks;
+create trigger tasks_ready_truncated
+after truncate on durable.tasks
+for each statement
+execute function durable._ready_truncated();
+
 -- The floor of a queue (p_name '') or of one task name of it: the least of its slots, or
 -- the lowest key when it has none.
 create or replace function durable._ready_floor(p_queue text, p_name text)

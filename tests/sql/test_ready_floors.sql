@@ -11,7 +11,7 @@
 --      have hidden is claimed once committed;
 --   5. a writer in REPEATABLE READ lowers the floor whatever it reads;
 --   6. the scan for expired leases runs at most once a second per queue.
-select plan(26);
+select plan(30);
 
 \ir helpers/tasks.sql
 \ir helpers/sessions.sql
@@ -131,5 +131,21 @@ select is((pg_temp.task('x')).status, 'running', '6: expired at 3002, but the la
 select pg_temp.clock(3002.9);
 select count(*) from durable.claim('e', 'w1', 1);
 select is((pg_temp.task('x')).attempt, 2, '6: a second after the last look, it goes back (and is claimed again)');
+
+-- 7. a row of durable.ready whose task is gone (a hand-written delete with the triggers
+-- off) at the head of a queue: the claim that meets it deletes it, the next takes the task
+select durable.create_queue('s');
+select pg_temp.clock(4000);
+select pg_temp.enq('real', 's');
+insert into durable.ready (task_id, queue, task_name, neg_priority, fair_tag, run_at, seq)
+values (gen_random_uuid(), 's', 'job', -100, 0, pg_temp.t(0), 1);
+select is((select count(*) from durable.claim('s', 'w1', 1)), 0::bigint, '7: the claim meets the stale row first');
+select is((select count(*) from durable.ready r where r.queue = 's' and r.task_id <> pg_temp.id('real')), 0::bigint,
+          '7: and deletes it');
+select is((select c.task_id from durable.claim('s', 'w1', 1) c), pg_temp.id('real'), '7: the next claim takes the task');
+
+-- 8. a TRUNCATE of durable.tasks empties durable.ready with it
+truncate durable.tasks cascade;
+select is((select count(*) from durable.ready), 0::bigint, '8: durable.ready is empty after a TRUNCATE of durable.tasks');
 
 select * from finish();
