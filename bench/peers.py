@@ -190,9 +190,13 @@ def reset(system: str, url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         if system == "durable":
-            # the events' guard refuses TRUNCATE: a scratch database, so its triggers are set aside
+            # the events' guard refuses TRUNCATE: a scratch database, so its triggers are set
+            # aside, and the claimable set (which a trigger empties with the tasks) goes too
             conn.execute("set session_replication_role = replica")
-            conn.execute("truncate durable.tasks, durable.events, durable.attempts cascade")
+            conn.execute(
+                "truncate durable.tasks, durable.events, durable.attempts,"
+                " durable.ready, durable.ready_floors cascade"
+            )
             conn.execute("reset session_replication_role")
         elif system == "PgQueuer":
             conn.execute("truncate pgqueuer, pgqueuer_log, pgqueuer_statistics")
