@@ -49,10 +49,10 @@ Figures (one worker process where a worker runs; every job a no-op):
 And the floor: the raw drain, ``DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
 LIMIT 10) RETURNING`` on a plain table, one connection, autocommit.
 
-One run on 2026-12-07 (03:23 UTC, the machine otherwise quiet; copied from its output,
+One run on 2026-12-07 (08:35 UTC, the machine otherwise quiet; copied from its output,
 never read by the script). Figures move a lot from run to run on this 2-CPU machine with
-fsync on (an earlier run of the same script: raw drain 3,638/s, Absurd steps/s 197, PgQueuer
-p99 444 ms), so read the ratios, and re-run before drawing a conclusion:
+fsync on (an earlier run of the same script: raw drain 21,114/s, PgQueuer p99 21.6 ms), so
+read the ratios, and re-run before drawing a conclusion:
 
     server: PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu; fsync=on,
       synchronous_commit=on, shared_buffers=128MB, autovacuum=off
@@ -61,21 +61,22 @@ p99 444 ms), so read the ratios, and re-run before drawing a conclusion:
       psycopg 3.3.9
     sizes: enqueue 5000 batched / 1000 single (median of 3); drain 10000 jobs; latency 100 enqueues;
       30 sequential and 300 concurrent 10-step workflows
-
     | figure | durable | PgQueuer | Absurd | durable ÷ best peer |
     |---|---:|---:|---:|---:|
-    | enqueue, batches of 500 (jobs/s) | 6,201 | 37,253 | n/a | 0.17 |
-    | enqueue, one by one (jobs/s) | 706 | 1,225 | 1,077 | 0.58 |
-    | processed/s, 1 worker, 10 concurrent | 1,328 | 1,791 | 412 | 0.74 |
-    | enqueue → start p50 (ms) | 6.03 | 3.94 | 113.68 | 1.53 |
-    | enqueue → start p99 (ms) | 22.14 | 7.62 | 206.81 | 2.91 |
-    | per step, sequential 10-step workflows (ms) | 1.05 | n/a | 2.00 | 0.52 |
-    | steps/s, 10 concurrent workflows, 1 worker | 1,686 | n/a | 531 | 3.17 |
-
+    | enqueue, batches of 500 (jobs/s) | 18,400 | 27,856 | n/a | 0.66 |
+    | enqueue, one by one (jobs/s) | 1,095 | 1,706 | 1,294 | 0.64 |
+    | processed/s, 1 worker, 10 concurrent | 1,607 | 1,086 | 355 | 1.48 |
+    | enqueue → start p50 (ms) | 6.16 | 4.08 | 97.98 | 1.51 |
+    | enqueue → start p99 (ms) | 15.64 | 5.83 | 206.26 | 2.68 |
+    | per step, sequential 10-step workflows (ms) | 0.89 | n/a | 1.55 | 0.58 |
+    | steps/s, 10 concurrent workflows, 1 worker | 3,584 | n/a | 612 | 5.85 |
+    | processed/s, durable with prefetch=10 | 2,559 | 1,086 | 355 | 2.36 |
+    | per step, durable queue with async_checkpoints (ms) | 0.62 | n/a | 1.55 | 0.40 |
+    | steps/s, durable queue with async_checkpoints | 4,944 | n/a | 612 | 8.07 |
     durable ÷ best peer: durable's figure over the best peer's; above 1 is better for a rate (/s),
       below 1 for a time (ms)
-    raw drain reference (DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 10) RETURNING, 1
-      connection): 11,417 rows/s; durable processed/s ÷ raw: 0.12
+    raw drain reference (DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 10) RETURNING,
+      1 connection): 10,090 rows/s; durable processed/s ÷ raw: 0.16
 """
 
 from __future__ import annotations
