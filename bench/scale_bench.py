@@ -40,7 +40,7 @@ dead entries of every task run since the pin) and 4,922 in the choice's walk of
 tasks_claim_name_idx. Since claims pick from durable.ready starting at floors raised once a
 second, and look for expired leases once a second per queue (plpgsql/ready.sql, claim.sql;
 --processed-only --processed 100000 --rounds 2, a machine shared with other work): free
-1,898 / 1,474, pinned 1,563 / 1,498: 0.91x.
+1,910 / 2,081, pinned 1,854 / 1,958: 0.96x.
 """
 
 from __future__ import annotations
