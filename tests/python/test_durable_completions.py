@@ -6,7 +6,9 @@ history was checked: a code that finishes short of its history is failed there
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -114,10 +116,15 @@ def test_the_slot_of_a_durable_task_is_free_before_its_completion_commits(
         name=f"test-{uuid.uuid4().hex[:6]}",
     )
     started: list[int] = []
+    # the second task holds its slot until the test has looked (else it could end, and its
+    # completion fill the batch, before the look)
+    gate = threading.Event()
 
     @worker.durable_task
     async def quick(input: dict[str, Any], ctx: DurableContext) -> int:
         started.append(input["i"])
+        if input["i"] == 2:
+            assert await asyncio.to_thread(gate.wait, 30)
         await ctx.step("s", lambda: None)
         return int(input["i"])
 
@@ -129,5 +136,6 @@ def test_the_slot_of_a_durable_task_is_free_before_its_completion_commits(
     # one slot: the second starts while the first's completion still waits in the batch
     wait_until(lambda: started == [1, 2], timeout=30, what="the second task to start")
     assert client.get_task(first).status == "running", "its completion had not committed yet"
+    gate.set()
     assert [client.wait(t, timeout=30) for t in (first, second)] == [1, 2]
     running.stop()
