@@ -94,8 +94,8 @@ def server(url: str | None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    name = f"durable_bench_{uuid.uuid4().hex[:10]}"
+def scratch_database(server_url: str, prefix: str = "durable_bench") -> Iterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     try:

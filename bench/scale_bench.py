@@ -50,34 +50,19 @@ import contextlib
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from durable.migrate import migrate
-from queue_bench import bench_worker, claim_plans, log, server, settle
+from queue_bench import bench_worker, claim_plans, log, scratch_database, server, settle
 
 CLAIMS = "scale_claims"
 STATS = "scale_stats"
 WORKER_NAMES = ["target", "extra"]
-
-
-@contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[str]:
-    name = f"durable_scale16_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        yield make_conninfo(server_url, dbname=name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 # ------------------------------------------------------------------ processed/s, pinned or not
@@ -265,7 +250,7 @@ def report_processed(args: argparse.Namespace, runs: list[tuple[str, float]]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    with server(args.url) as server_url, scratch_database(server_url) as url:
+    with server(args.url) as server_url, scratch_database(server_url, "durable_scale16") as url:
         migrate(url)
         log(f"scratch database ready; depth {args.depth:,}, processed over {args.processed:,} tasks")
 

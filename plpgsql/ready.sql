@@ -265,18 +265,7 @@ begin
     for v_name in
         select '' union select f.task_name from durable.ready_floors f where f.queue = p_queue order by 1
     loop
-        select coalesce(min(x.neg_priority), -2147483648) as neg_priority,
-               coalesce(min(x.fair_tag), -9223372036854775808) as fair_tag,
-               coalesce(min(x.run_at), '-infinity'::timestamptz) as run_at,
-               coalesce(min(x.seq), -9223372036854775808) as seq
-        into fl
-        from (
-            select f.neg_priority, f.fair_tag, f.run_at, f.seq
-            from durable.ready_floors f
-            where f.queue = p_queue and f.task_name = v_name
-            order by f.neg_priority, f.fair_tag, f.run_at, f.seq
-            limit 1
-        ) x;
+        select * into fl from durable._ready_floor(p_queue, v_name);
         if v_name = '' then
             select r.neg_priority, r.fair_tag, r.run_at, r.seq into v_first
             from durable.ready r
