@@ -65,15 +65,16 @@ from queue_bench import bench_database, log
 
 QUEUES = 20
 
-# (queue i gets a share of tasks proportional to 1 / (i + 1): q00 the biggest)
+# (queue i gets a share of tasks proportional to 1 / (i + 1): q00 the biggest; run twice:
+# the live tasks into durable.tasks, the finished ones into the archive, durable.finished_tasks)
 FILL = """
-insert into durable.tasks (
-    task_id, queue, task_name, input, status, priority, run_at, attempt, failures, max_attempts,
+insert into durable.{table} (
+    {seq_column}task_id, queue, task_name, input, status, priority, run_at, attempt, failures, max_attempts,
     max_lost_leases, backoff, idempotency_key, worker, lease_token, lease_seconds, lease_expires_at,
     started_at, output, error, created_at, finished_at, durable, wake_at, wait_kind, wait_key
 )
 select
-    -- a uuidv7 of created_at: time ordered, as the verbs make them
+    {seq_value}-- a uuidv7 of created_at: time ordered, as the verbs make them
     encode(substring(int8send((extract(epoch from s.created_at) * 1000)::bigint) from 3)
            || substring(uuid_send(gen_random_uuid()) from 7), 'hex')::uuid,
     s.queue, s.task_name, jsonb_build_object('n', s.n), s.status, 0, s.created_at,
@@ -117,13 +118,14 @@ from (
            end as status
     from generate_series(1, %(tasks)s) as g (n)
 ) as s
+where (s.status in ('completed', 'failed', 'cancelled')) = {finished}
 """
 
 EVENTS = """
 insert into durable.events (task_id, generation, seq, kind, name, outcome, result, attempt, recorded_at)
 select t.task_id, 1, e.seq, 'step', 'step-' || e.seq, 'ok', jsonb_build_object('step', e.seq), 1,
        t.created_at + make_interval(secs => e.seq)
-from durable.tasks t
+from durable.all_tasks t
 cross join generate_series(1, 5) as e (seq)
 where t.durable and t.status <> 'pending'
 """
@@ -137,11 +139,17 @@ def fill(url: str, tasks: int) -> None:
         started = time.perf_counter()
         # (integers of this script: formatted in, and no parameters, so "%" stays modulo)
         fill_sql = FILL.replace("%(queues)s", str(QUEUES)).replace("%(tasks)s", str(int(tasks)))
-        conn.execute(fill_sql.encode())
+        for table, seq_column, seq_value, finished in [
+            ("tasks", "", "", "false"),
+            ("finished_tasks", "seq, ", "s.n, ", "true"),
+        ]:
+            one = fill_sql.replace("{table}", table).replace("{seq_column}", seq_column)
+            conn.execute(one.replace("{seq_value}", seq_value).replace("{finished}", finished).encode())
         conn.execute(EVENTS)
         log(f"filled {tasks:,} tasks (and their events) in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         conn.execute("vacuum analyze durable.tasks")
+        conn.execute("vacuum analyze durable.finished_tasks")
         conn.execute("vacuum analyze durable.events")
         log(f"vacuum analyze: {time.perf_counter() - started:.1f} s")
 
@@ -197,11 +205,12 @@ def run(args: argparse.Namespace) -> int:
         fill(url, args.tasks)
         with psycopg.connect(url, autocommit=True) as conn:
             row = conn.execute(
-                "select task_id from durable.tasks where durable and status = 'completed'"
+                "select task_id from durable.all_tasks where durable and status = 'completed'"
                 " order by task_id desc limit 1"
             ).fetchone()
             middle = conn.execute(
-                "select task_id from durable.tasks where queue = 'q03' order by task_id limit 1 offset 5000"
+                "select task_id from durable.all_tasks where queue = 'q03'"
+                " order by task_id limit 1 offset 5000"
             ).fetchone()
             assert row is not None and middle is not None
         task, deep = row[0], middle[0]

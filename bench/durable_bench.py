@@ -155,7 +155,7 @@ def wait_for_status(
             "select count(*) filter (where status = %s),"
             " count(*) filter (where status in ('failed', 'cancelled')),"
             " (array_agg(error::text) filter (where status = 'failed'))[1]"
-            " from durable.tasks where queue = %s",
+            " from durable.all_tasks where queue = %s",
             (status, queue),
         ).fetchone()
         assert row is not None
@@ -311,7 +311,7 @@ def worker_round(
     while True:
         row = conn.execute(
             "select count(*) filter (where status = 'completed'), count(*) filter (where status = 'failed')"
-            " from durable.tasks where task_id = any(%s)",
+            " from durable.all_tasks where task_id = any(%s)",
             (ids,),
         ).fetchone()
         assert row is not None
@@ -327,7 +327,7 @@ def worker_round(
     out: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in kinds}
     for label, seconds in conn.execute(
         "select input ->> 'label', extract(epoch from finished_at - started_at)::float8"
-        " from durable.tasks where task_id = any(%s)",
+        " from durable.all_tasks where task_id = any(%s)",
         (ids,),
     ).fetchall():
         out[label][0].append(seconds)
@@ -337,7 +337,7 @@ def worker_round(
             select t.input ->> 'label' as label,
                    extract(epoch from e.recorded_at - lag(e.recorded_at)
                            over (partition by e.task_id order by e.seq))::float8 as d
-            from durable.events e join durable.tasks t using (task_id)
+            from durable.events e join durable.all_tasks t using (task_id)
             where t.task_id = any(%s)
         ) as intervals
         where d is not null
@@ -486,7 +486,7 @@ def bench_throughput(url: str, queue: str, n: int, steps: int, slots: int, timeo
             wait_for_status(conn, queue, "completed", n, child=child, timeout=timeout)
         row = conn.execute(
             "select extract(epoch from max(finished_at) - min(started_at))::float8"
-            " from durable.tasks where queue = %s",
+            " from durable.all_tasks where queue = %s",
             (queue,),
         ).fetchone()
         assert row is not None
@@ -510,7 +510,7 @@ def build_histories(url: str, queue: str, events: int, count: int = 1) -> tuple[
         seconds = math.nan
         for _ in range(count):
             task, token = claim_one(conn, queue)
-            row = conn.execute("select attempt from durable.tasks where task_id = %s", (task,)).fetchone()
+            row = conn.execute("select attempt from durable.all_tasks where task_id = %s", (task,)).fetchone()
             if task not in tasks or row is None or row[0] != 1:
                 raise RuntimeError(f"claimed {task}, which is not a new task of this batch")
             started = time.perf_counter()
@@ -592,12 +592,12 @@ async def replay_in_process(url: str, queue: str, task: uuid.UUID) -> ReplayBrea
 
         # the claim's parts, apart: the history as the server builds it, and its parsing here
         cursor = await conn.execute(
-            "select durable._history(task_id, generation)::text from durable.tasks where task_id = %s",
+            "select durable._history(task_id, generation)::text from durable.all_tasks where task_id = %s",
             (task,),
         )
         started = time.perf_counter()
         cursor = await conn.execute(
-            "select durable._history(task_id, generation)::text from durable.tasks where task_id = %s",
+            "select durable._history(task_id, generation)::text from durable.all_tasks where task_id = %s",
             (task,),
         )
         row = await cursor.fetchone()
@@ -633,7 +633,7 @@ def bench_replay_worker(url: str, queue: str, events: int, runs: int, timeout: f
             wait_for_status(conn, queue, "completed", runs, child=child, timeout=timeout)
         rows = conn.execute(
             "select extract(epoch from finished_at - started_at)::float8, output"
-            " from durable.tasks where task_id = any(%s)",
+            " from durable.all_tasks where task_id = any(%s)",
             (tasks,),
         ).fetchall()
         if any(row[1] != events for row in rows):

@@ -236,7 +236,7 @@ def bench_size(url: str, n: int, batch: int, claim_batch: int) -> Size:
             complete_all(conn, child_claims[first : first + batch], batch, out.children)
 
         # the parent wakes
-        status = conn.execute("select status from durable.tasks where task_id = %s", (parent,)).fetchone()
+        status = conn.execute("select status from durable.all_tasks where task_id = %s", (parent,)).fetchone()
         if status is None or status[0] != "pending":
             raise RuntimeError(f"the parent is {status and status[0]} after its children ended, not pending")
         started = time.perf_counter()

@@ -65,7 +65,7 @@ def worker_main(url: str, queue: str, batch: int, work_ms: float, idle_ms: float
             ).fetchall()
             if not rows:
                 left = conn.execute(
-                    "select count(*) from durable.tasks"
+                    "select count(*) from durable.all_tasks"
                     " where queue = %s and status in ('pending', 'running')",
                     (queue,),
                 ).fetchone()
@@ -110,7 +110,7 @@ def run_round(url: str, args: argparse.Namespace, limited: bool, index: int) -> 
     elapsed = time.perf_counter() - started
     with psycopg.connect(url, autocommit=True) as conn:
         done = conn.execute(
-            "select count(*) from durable.tasks where queue = %s and status = 'completed'", (queue,)
+            "select count(*) from durable.all_tasks where queue = %s and status = 'completed'", (queue,)
         ).fetchone()
         if done is None or done[0] != args.tasks:
             raise SystemExit(f"round {queue}: {done} of {args.tasks} tasks completed")

@@ -209,7 +209,7 @@ def reset(system: str, url: str) -> None:
 def done_count(system: str, conn: Any, total: int) -> int:
     if system == "durable":
         row = conn.execute(
-            "select count(*) from durable.tasks where queue = %s and status = 'completed'", (QUEUE,)
+            "select count(*) from durable.all_tasks where queue = %s and status = 'completed'", (QUEUE,)
         ).fetchone()
         return int(row[0])
     if system == "PgQueuer":  # a job's row is deleted when it is done

@@ -235,7 +235,8 @@ def bench_worker(url: str, queue: str, n: int, slots: int, kind: str, timeout: f
         try:
             while True:
                 row = conn.execute(
-                    "select count(*) from durable.tasks where queue = %s and status = 'completed'", (queue,)
+                    "select count(*) from durable.all_tasks where queue = %s and status = 'completed'",
+                    (queue,),
                 ).fetchone()
                 done = row[0] if row else 0
                 if done >= n:
@@ -260,7 +261,7 @@ def bench_worker(url: str, queue: str, n: int, slots: int, kind: str, timeout: f
             """
             select extract(epoch from max(finished_at) - min(started_at))::float8,
                    count(*) filter (where status <> 'completed')
-            from durable.tasks where queue = %s
+            from durable.all_tasks where queue = %s
             """,
             (queue,),
         ).fetchone()

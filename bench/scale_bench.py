@@ -226,7 +226,7 @@ def read_latencies(url: str, calls: int) -> dict[str, float]:
 
 def pending(conn: psycopg.Connection[Any], queue: str) -> int:
     row = conn.execute(
-        "select count(*) from durable.tasks where queue = %s and status = 'pending'", (queue,)
+        "select count(*) from durable.all_tasks where queue = %s and status = 'pending'", (queue,)
     ).fetchone()
     return int(row[0]) if row else 0
 

@@ -130,7 +130,7 @@ def suspend_tasks(url: str, queue: str, sleeping: int, waiting: int, batch: int 
         conn.execute("vacuum analyze durable.events")
         conn.execute("vacuum analyze durable.event_values")
         rows = conn.execute(
-            "select status, count(*) from durable.tasks where queue = %s group by status", (queue,)
+            "select status, count(*) from durable.all_tasks where queue = %s group by status", (queue,)
         ).fetchall()
     return {status: int(count) for status, count in rows}
 
@@ -231,7 +231,7 @@ def sleep_lag(
         select extract(epoch from (t.output ->> 't1')::timestamptz - (t.output ->> 't0')::timestamptz)::float8
                    - (t.input ->> 'seconds')::float8,
                extract(epoch from t.started_at - (e.result ->> 'until')::timestamptz)::float8
-        from durable.tasks t
+        from durable.all_tasks t
         join durable.events e on e.task_id = t.task_id and e.generation = t.generation and e.kind = 'sleep'
         where t.task_id = any(%s)
         """,
@@ -266,7 +266,7 @@ def event_lag(
         """
         select extract(epoch from (t.output ->> 't')::timestamptz - v.emitted_at)::float8,
                extract(epoch from t.started_at - v.emitted_at)::float8
-        from durable.tasks t
+        from durable.all_tasks t
         join durable.event_values v on v.key = t.input ->> 'key'
         where t.task_id = any(%s)
         """,
@@ -282,7 +282,7 @@ def wait_for_status_of(
     while True:
         row = conn.execute(
             "select count(*) filter (where status = %s), count(*) filter (where status = 'failed')"
-            " from durable.tasks where task_id = any(%s)",
+            " from durable.all_tasks where task_id = any(%s)",
             (status, ids),
         ).fetchone()
         assert row is not None

@@ -39,7 +39,14 @@ begin
     if p_task is null or p_token is null then
         raise exception 'durable: task id and lease token are required' using errcode = 'DU001';
     end if;
-    t := durable._locked_task(p_task);
+    select * into t from durable.tasks k where k.task_id = p_task for update;
+    if not found then
+        -- finished (the archive's rows never change: no lock needed), or unknown
+        t := durable._archived_task(p_task);
+        if t.task_id is null then
+            raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
+        end if;
+    end if;
     perform durable._require(t.queue, array['worker'], 'work on a task');
     if t.lease_token is distinct from p_token then
         raise exception 'durable: lease % is not the live lease of task %', p_token, p_task
@@ -86,11 +93,46 @@ set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
     v_now timestamptz := durable.current_time();
+    v_failed uuid[];
+    v_failed_outcomes text[];
+    v_failed_errors jsonb[];
+    v_attempt_errors jsonb[];
+    v_failed_run_at timestamptz[];
 begin
+    -- the tasks that end failed: a lost lease is not a failure of the task (it counts in
+    -- lost_leases, and the task is claimable again at once, in its old place) unless it
+    -- was the last one allowed; failures and timeouts count against max_attempts
+    select array_agg(k.task_id order by k.task_id),
+           array_agg(e.outcome order by k.task_id),
+           array_agg(
+               case
+                   when e.outcome <> 'lease_expired' then e.error
+                   else jsonb_build_object(
+                       'type', 'LeaseLost',
+                       'message', format('the lease was lost %s times (max_lost_leases is %s)',
+                                         k.lost_leases + 1, k.max_lost_leases))
+               end
+               order by k.task_id),
+           array_agg(e.error order by k.task_id),
+           array_agg(k.run_at order by k.task_id)
+    into v_failed, v_failed_outcomes, v_failed_errors, v_attempt_errors, v_failed_run_at
+    from unnest(p_tasks, p_outcomes, p_errors, p_retryable) as e (task_id, outcome, error, retryable)
+    join durable.tasks k on k.task_id = e.task_id
+    where case when e.outcome = 'lease_expired' then k.lost_leases + 1 > k.max_lost_leases
+               else not coalesce(e.retryable, true) or k.failures + 1 >= k.max_attempts end;
+    if v_failed is not null then
+        -- into the archive, with their attempts (durable._finish_tasks counts the failure or
+        -- the lost lease of the outcome)
+        perform durable._finish_tasks(
+            v_failed, array_fill('failed'::text, array[cardinality(v_failed)]), null, v_failed_errors,
+            v_failed_outcomes, v_now, v_attempt_errors
+        );
+    end if;
     return query
     with ending as (
-        select u.task_id, u.outcome, u.error, coalesce(u.retryable, true) as retryable
-        from unnest(p_tasks, p_outcomes, p_errors, p_retryable) as u (task_id, outcome, error, retryable)
+        select u.task_id, u.outcome, u.error
+        from unnest(p_tasks, p_outcomes, p_errors) as u (task_id, outcome, error)
+        where u.task_id <> all(coalesce(v_failed, '{}'::uuid[]))
     ),
     recorded as (
         insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
@@ -98,43 +140,27 @@ begin
         from ending e
         join durable.tasks k on k.task_id = e.task_id
     ),
-    decided as (
-        select e.task_id, e.outcome, e.error,
-               case
-                   -- a lost lease is not a failure of the task: it counts in lost_leases,
-                   -- and the task is claimable again at once, in its old place
-                   when e.outcome = 'lease_expired' then
-                       case when k.lost_leases + 1 > k.max_lost_leases then 'failed' else 'pending' end
-                   -- failures and timeouts count against max_attempts, and wait out the backoff
-                   when not e.retryable or k.failures + 1 >= k.max_attempts then 'failed'
-                   else 'pending'
-               end as status
+    retried as (
+        update durable.tasks k
+        set status = 'pending',
+            run_at = case
+                when e.outcome <> 'lease_expired'
+                    then v_now + make_interval(secs => durable.backoff_delay(k.backoff, k.failures + 1))
+                else k.run_at
+            end,
+            failures = k.failures + case when e.outcome = 'lease_expired' then 0 else 1 end,
+            lost_leases = k.lost_leases + case when e.outcome = 'lease_expired' then 1 else 0 end,
+            error = case when e.outcome <> 'lease_expired' then e.error else k.error end,
+            finished_at = null,
+            lease_expires_at = null,
+            attempt_deadline = null
         from ending e
-        join durable.tasks k on k.task_id = e.task_id
+        where k.task_id = e.task_id
+        returning k.task_id, k.status, k.run_at
     )
-    update durable.tasks k
-    set status = d.status,
-        run_at = case
-            when d.status = 'pending' and d.outcome <> 'lease_expired'
-                then v_now + make_interval(secs => durable.backoff_delay(k.backoff, k.failures + 1))
-            else k.run_at
-        end,
-        failures = k.failures + case when d.outcome = 'lease_expired' then 0 else 1 end,
-        lost_leases = k.lost_leases + case when d.outcome = 'lease_expired' then 1 else 0 end,
-        error = case
-            when d.outcome <> 'lease_expired' then d.error
-            when d.status = 'failed' then jsonb_build_object(
-                'type', 'LeaseLost',
-                'message', format('the lease was lost %s times (max_lost_leases is %s)',
-                                  k.lost_leases + 1, k.max_lost_leases))
-            else k.error
-        end,
-        finished_at = case when d.status = 'failed' then v_now end,
-        lease_expires_at = null,
-        attempt_deadline = null
-    from decided d
-    where k.task_id = d.task_id
-    returning k.task_id, k.status, k.run_at;
+    select r.task_id, r.status, r.run_at from retried r
+    union all
+    select f.id, 'failed'::text, f.run_at from unnest(v_failed, v_failed_run_at) as f (id, run_at);
 end;
 $$;
 
@@ -267,15 +293,23 @@ begin
         v_ids := durable._lock_skipping(v_ids);
     end if;
     if cardinality(v_ids) > 0 then
-        update durable.tasks k
-        set status = 'cancelled',
-            finished_at = v_now,
-            error = jsonb_build_object(
-                'type', 'ScheduleTimeout',
-                'message', format('not started by its schedule deadline %s', k.schedule_deadline)
-            )
-        where k.task_id = any(v_ids) and k.status = 'pending' and k.schedule_deadline <= v_now and k.attempt = 0;
-        get diagnostics v_cancelled = row_count;
+        with late as (
+            select k.task_id,
+                   jsonb_build_object(
+                       'type', 'ScheduleTimeout',
+                       'message', format('not started by its schedule deadline %s', k.schedule_deadline)
+                   ) as error
+            from durable.tasks k
+            where k.task_id = any(v_ids) and k.status = 'pending' and k.schedule_deadline <= v_now and k.attempt = 0
+        )
+        select durable._finish_tasks(
+            array_agg(l.task_id order by l.task_id), array_agg('cancelled'::text order by l.task_id), null,
+            array_agg(l.error order by l.task_id), null, v_now
+        )
+        into v_cancelled
+        from late l
+        having count(*) > 0;
+        v_cancelled := coalesce(v_cancelled, 0);
     end if;
     return v_ticked + v_ended + v_cancelled + durable._wake_due(p_queue, p_limit);
 end;

@@ -17,7 +17,10 @@
 -- counts in `failures` against `max_attempts` and is retried after the task's backoff.
 --
 -- Every ended attempt leaves one row in `durable.attempts`; the task row holds only
--- the current state. Status changes are checked by a trigger (see finish.sql).
+-- the current state. Status changes are checked by a trigger (see finish.sql). A task
+-- that reaches a final status (completed, failed, cancelled) leaves `durable.tasks`, which
+-- holds the live tasks only, for the archive `durable.finished_tasks`, partitioned by day
+-- (durable._finish_tasks, finish.sql; retention.sql drops a day of it).
 --
 -- All times come from `durable.current_time()`: the database clock, or the test clock
 -- `durable.fake_now` when a session sets it (in a test database only; 'shared' is the
@@ -211,27 +214,6 @@ $$;
 
 comment on function durable._uuidv7_after(uuid) is
 'Internal: a uuidv7 larger than p_after (the next millisecond''s when the clock has not moved past it): children get ids larger than their parents''.';
-
--- Locks a task's row and returns it; DU004 when there is no such task.
-create or replace function durable._locked_task(p_task uuid)
-returns durable.tasks
-language plpgsql
-volatile
-set search_path = pg_catalog, durable, pg_temp
-as $$
-declare
-    t durable.tasks;
-begin
-    select * into t from durable.tasks k where k.task_id = p_task for update;
-    if not found then
-        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
-    end if;
-    return t;
-end;
-$$;
-
-comment on function durable._locked_task(uuid) is
-'Internal: locks and returns a task row (FOR UPDATE); DU004 when there is none. The fence, cancel and the restart verbs start with it.';
 
 -- Raises DU003 when a payload is over the limit.
 create or replace function durable._check_payload(p_value jsonb, p_what text)

@@ -7,10 +7,21 @@
 --     sleeping, waiting -> pending | cancelled
 --     completed, failed, cancelled: terminal
 --
--- A trigger enforces it, so no function (and no hand-written UPDATE) can move a task
--- out of a terminal state, except an UPDATE that also counts a restart
--- (restarts = restarts + 1), which only the restart verbs write (restart.sql). No
--- setting opens that door: callers can set settings, but cannot write the table.
+-- ## The archive
+-- durable.tasks holds the live tasks only (its status check says so). A task that reaches a
+-- final status leaves it: durable._finish_tasks, the one place where tasks finish (complete,
+-- complete_many, a final failure, a cancel and its tree, a schedule timeout, a
+-- non-determinism, the cancel strategies), moves its row into durable.finished_tasks (one
+-- DELETE ... RETURNING into one INSERT), partitioned by day like the history
+-- (migrations/0020_finished_tasks.sql), so that retention drops a day of finished tasks
+-- with its attempts and events (retention.sql). Only the restart verbs bring a finished
+-- task back (restart.sql: retry and replay move it back, counting a restart); the archive's
+-- rows are never updated (a trigger refuses it, DU012). The live paths (claim, heartbeat,
+-- checkpoint, complete) never read the archive but on their error paths: their plans do
+-- not grow with the number of days.
+--
+-- A trigger enforces the state machine on durable.tasks: a status change outside it, or an
+-- UPDATE to a final status (which must go through durable._finish_tasks), raises DU012.
 
 create or replace function durable._check_transition()
 returns trigger
@@ -18,22 +29,22 @@ language plpgsql
 set search_path = pg_catalog, durable, pg_temp
 as $$
 begin
-    if (old.status = 'pending' and new.status in ('running', 'cancelled'))
-        or (old.status = 'running'
-            and new.status in ('pending', 'completed', 'failed', 'cancelled', 'sleeping', 'waiting'))
-        or (old.status in ('sleeping', 'waiting') and new.status in ('pending', 'cancelled'))
-        or (old.status in ('completed', 'failed', 'cancelled') and new.status = 'pending'
-            and new.restarts = old.restarts + 1)
+    if (old.status = 'pending' and new.status = 'running')
+        or (old.status = 'running' and new.status in ('pending', 'sleeping', 'waiting'))
+        or (old.status in ('sleeping', 'waiting') and new.status = 'pending')
     then
         return new;
     end if;
     raise exception 'durable: task % cannot go from % to %', old.task_id, old.status, new.status
-        using errcode = 'DU012';
+        using errcode = 'DU012',
+              hint = case when new.status in ('completed', 'failed', 'cancelled')
+                          then 'a task finishes by moving to durable.finished_tasks (durable._finish_tasks)'
+                          else '' end;
 end;
 $$;
 
 comment on function durable._check_transition() is
-'Trigger: rejects (DU012) any status change of a task outside the state machine pending -> running -> pending/completed/failed/cancelled/sleeping/waiting, sleeping/waiting -> pending/cancelled; terminal tasks only move back to pending in an update that counts a restart (restarts + 1: durable.retry, durable.replay).';
+'Trigger: rejects (DU012) any status change of a live task outside the state machine pending -> running -> pending/sleeping/waiting, sleeping/waiting -> pending; a task reaches a final status only by moving to durable.finished_tasks (durable._finish_tasks), and leaves it only by durable.retry and durable.replay.';
 
 drop trigger if exists tasks_transition on durable.tasks;
 create trigger tasks_transition
@@ -41,6 +52,156 @@ before update of status on durable.tasks
 for each row
 when (old.status is distinct from new.status)
 execute function durable._check_transition();
+
+-- The one place where tasks finish: moves the given tasks (locked by the caller) out of
+-- durable.tasks into the archive, durable.finished_tasks, with status p_statuses[i]
+-- (completed: output p_outputs[i]; failed, cancelled: error p_errors[i]), in one DELETE ...
+-- RETURNING into one INSERT. A task still running gets its attempt row (outcome
+-- p_outcomes[i], none when null). completed and failed end only a running task; cancelled
+-- any live one; the others are left as they are. The triggers of the archive see each
+-- task arrive (a child that ends counts its parent's wait down: suspend.sql). Returns how
+-- many tasks it moved.
+create or replace function durable._finish_tasks(
+    p_tasks uuid[], p_statuses text[], p_outputs jsonb[], p_errors jsonb[], p_outcomes text[], p_now timestamptz,
+    p_attempt_errors jsonb[] default null
+)
+returns integer
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    v_n integer := cardinality(p_tasks);
+    v_moved integer;
+begin
+    with given as (
+        select u.task_id, u.status, u.output, u.error, u.outcome, coalesce(u.attempt_error, u.error) as attempt_error
+        from unnest(
+            p_tasks, p_statuses,
+            coalesce(p_outputs, array_fill(null::jsonb, array[v_n])),
+            coalesce(p_errors, array_fill(null::jsonb, array[v_n])),
+            coalesce(p_outcomes, array_fill(null::text, array[v_n])),
+            coalesce(p_attempt_errors, array_fill(null::jsonb, array[v_n]))
+        ) as u (task_id, status, output, error, outcome, attempt_error)
+    ),
+    gone as (
+        delete from durable.tasks t
+        using given g
+        where t.task_id = g.task_id
+          and (g.status = 'cancelled' or (g.status in ('completed', 'failed') and t.status = 'running'))
+        returning
+            t.task_id, t.seq, t.queue, t.task_name, t.input, t.status, t.priority, t.run_at,
+            t.attempt, t.failures, t.lost_leases, t.max_attempts, t.max_lost_leases, t.backoff,
+            t.timeout_seconds, t.schedule_deadline, t.idempotency_key, t.worker, t.lease_token,
+            t.lease_seconds, t.lease_expires_at, t.attempt_deadline, t.started_at, t.output,
+            t.error, t.created_at, t.finished_at, t.durable, t.generation, t.forked_from,
+            t.forked_at_seq, t.wake_at, t.wait_kind, t.wait_key, t.wait_seq, t.wait_children,
+            t.parent_id, t.parent_seq, t.concurrency_key, t.concurrency_key_limit, t.fair_tag,
+            t.restarts, t.schedule_timeout, t.replayed_to, t.trace_context, t.debounce_key,
+            t.debounce_deadline,
+            g.status as new_status, g.output as new_output, g.error as new_error, g.outcome as new_outcome,
+            g.attempt_error as new_attempt_error
+    ),
+    recorded as (
+        insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
+        select d.task_id, d.attempt, d.queue, d.worker, d.lease_token, d.started_at, p_now, d.new_outcome,
+               case when d.new_status = 'completed' then null else d.new_attempt_error end
+        from gone d
+        where d.status = 'running' and d.new_outcome is not null
+    )
+    insert into durable.finished_tasks (
+        task_id, seq, queue, task_name, input, status, priority, run_at, attempt, failures,
+        lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds, schedule_deadline,
+        idempotency_key, worker, lease_token, lease_seconds, lease_expires_at, attempt_deadline,
+        started_at, output, error, created_at, finished_at, durable, generation, forked_from,
+        forked_at_seq, wake_at, wait_kind, wait_key, wait_seq, wait_children, parent_id, parent_seq,
+        concurrency_key, concurrency_key_limit, fair_tag, restarts, schedule_timeout, replayed_to,
+        trace_context, debounce_key, debounce_deadline
+    )
+    select
+           d.task_id, d.seq, d.queue, d.task_name, d.input, d.new_status, d.priority, d.run_at,
+           d.attempt,
+           d.failures + case when d.new_outcome in ('failed', 'timed_out') then 1 else 0 end,
+           d.lost_leases + case when d.new_outcome = 'lease_expired' then 1 else 0 end,
+           d.max_attempts, d.max_lost_leases, d.backoff,
+           d.timeout_seconds, d.schedule_deadline, d.idempotency_key, d.worker, d.lease_token,
+           d.lease_seconds, null, null, d.started_at,
+           case when d.new_status = 'completed' then d.new_output else d.output end,
+           case when d.new_status = 'completed' then null else d.new_error end, d.created_at, p_now,
+           d.durable, d.generation, d.forked_from, d.forked_at_seq, null, null, null, null, null,
+           d.parent_id, d.parent_seq, d.concurrency_key, d.concurrency_key_limit, d.fair_tag,
+           d.restarts, d.schedule_timeout, d.replayed_to, d.trace_context, d.debounce_key,
+           d.debounce_deadline
+    from gone d;
+    get diagnostics v_moved = row_count;
+    return v_moved;
+end;
+$$;
+
+comment on function durable._finish_tasks(uuid[], text[], jsonb[], jsonb[], text[], timestamptz, jsonb[]) is
+'Internal: the one place where tasks finish. Moves the given (locked) tasks from durable.tasks into durable.finished_tasks with the final status p_statuses[i] (completed with output p_outputs[i]; failed or cancelled with error p_errors[i]) and end time p_now, recording the attempt of a running one (outcome p_outcomes[i], none when null; its error p_attempt_errors[i], default the task''s), counted as a failure (outcomes failed, timed_out) or a lost lease (lease_expired); completed and failed apply only to a running task, cancelled to any live one. Returns how many it moved.';
+
+-- The archive's rows are never updated: a finished task leaves it only by a restart (a
+-- move back, restart.sql) or retention.
+create or replace function durable._reject_finished_change()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    raise exception 'durable: task % is %; a finished task is not changed', old.task_id, old.status
+        using errcode = 'DU012', hint = 'durable.retry() or durable.replay() run it again';
+end;
+$$;
+
+comment on function durable._reject_finished_change() is
+'Trigger: the rows of durable.finished_tasks are never updated (DU012); retry and replay move a task back to durable.tasks.';
+
+drop trigger if exists finished_tasks_immutable on durable.finished_tasks;
+create trigger finished_tasks_immutable
+before update on durable.finished_tasks
+for each row
+execute function durable._reject_finished_change();
+
+-- A task by id wherever it is: durable.tasks (live), else the archive. The archive's look-up
+-- is planned with its id (force_custom_plan), so that it reads and locks one day's partition.
+create or replace function durable._archived_task(p_task uuid)
+returns durable.tasks
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+    t durable.tasks;
+begin
+    select f.* into t from durable.finished_tasks f where f.task_id = p_task;
+    return t;
+end;
+$$;
+
+comment on function durable._archived_task(uuid) is
+'Internal: the finished task p_task from durable.finished_tasks (a row of nulls when there is none), read from its day''s partition only.';
+
+create or replace function durable._any_task(p_task uuid)
+returns durable.tasks
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+declare
+    t durable.tasks;
+begin
+    select * into t from durable.tasks k where k.task_id = p_task;
+    if not found then
+        t := durable._archived_task(p_task);
+    end if;
+    return t;
+end;
+$$;
+
+comment on function durable._any_task(uuid) is
+'Internal: the task p_task, live (durable.tasks) or finished (durable.finished_tasks); a row of nulls when there is none. Takes no lock.';
 
 -- (force_generic_plan and enable_seqscan: see "Plans" at the top of common.sql)
 create or replace function durable.complete_many(
@@ -61,6 +222,9 @@ declare
     v_ids uuid[];
     v_oks boolean[];
     v_reasons text[];
+    v_done uuid[];
+    v_done_tokens uuid[];
+    v_done_outputs jsonb[];
     v_task durable.tasks;
     v_event durable.events;
     -- a parameter, not a literal: see "Pinned" below
@@ -82,6 +246,8 @@ begin
     order by k.task_id
     for update;
 
+    -- the accepted elements: the first of each (task, token) whose token is the task's live
+    -- lease, and whose durable code went through its whole history
     with given as (
         select u.task_id, u.token, u.output, u.ord,
                -- a task given twice with its token is completed by its first element only
@@ -89,45 +255,38 @@ begin
         from unnest(
             p_tasks, p_lease_tokens, coalesce(p_outputs, array_fill(null::jsonb, array[cardinality(p_tasks)]))
         ) with ordinality as u (task_id, token, output, ord)
-    ),
-    batch as (
-        select g.task_id, g.token, g.output, g.ord from given g where g.nth = 1
-    ),
-    done as (
-        update durable.tasks t
-        set status = 'completed',
-            output = b.output,
-            error = null,
-            finished_at = v_now,
-            lease_expires_at = null,
-            attempt_deadline = null
-        from batch b
-        -- Pinned: the status is compared with a variable, so that no partial index on
-        -- status = 'running' (tasks_lease_idx, tasks_worker_idx) matches: each task is
-        -- found by its key. A scan of such an index walks the entry of every task that
-        -- ran since the xmin horizon was pinned (a transaction left open elsewhere), dead
-        -- but not removable: 2,800 buffers a batch after 20,000 tasks.
-        where t.task_id = b.task_id
-          and t.lease_token = b.token
-          and t.status = v_running
-          and t.lease_expires_at > v_now
-          and (not v_restricted or durable._allowed(t.queue, array['worker']))
-          -- a durable task's code went through its whole history: every event recorded by
-          -- this attempt, or checked by its re-run
-          and (not t.durable or coalesce((
-              select l.attempt = t.attempt or t.replayed_to >= l.seq from durable.events l
-              where l.task_id = t.task_id and l.generation = t.generation
-              order by l.seq desc
-              limit 1
-          ), true))
-        returning t.task_id, t.attempt, t.queue, t.worker, t.lease_token, t.started_at
-    ),
-    recorded as (
-        insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome)
-        select d.task_id, d.attempt, d.queue, d.worker, d.lease_token, d.started_at, v_now, 'completed'
-        from done d
-        returning attempts.task_id, attempts.lease_token
     )
+    select array_agg(b.task_id order by b.task_id), array_agg(b.token order by b.task_id),
+           array_agg(b.output order by b.task_id)
+    into v_done, v_done_tokens, v_done_outputs
+    from given b
+    join durable.tasks t on t.task_id = b.task_id
+    -- Pinned: the status is compared with a variable, so that no partial index on
+    -- status = 'running' (tasks_lease_idx, tasks_worker_idx) matches: each task is
+    -- found by its key. A scan of such an index walks the entry of every task that
+    -- ran since the xmin horizon was pinned (a transaction left open elsewhere), dead
+    -- but not removable: 2,800 buffers a batch after 20,000 tasks.
+    where b.nth = 1
+      and t.lease_token = b.token
+      and t.status = v_running
+      and t.lease_expires_at > v_now
+      and (not v_restricted or durable._allowed(t.queue, array['worker']))
+      -- a durable task's code went through its whole history: every event recorded by
+      -- this attempt, or checked by its re-run
+      and (not t.durable or coalesce((
+          select l.attempt = t.attempt or t.replayed_to >= l.seq from durable.events l
+          where l.task_id = t.task_id and l.generation = t.generation
+          order by l.seq desc
+          limit 1
+      ), true));
+    if v_done is not null then
+        -- into the archive, with their attempts (the one way a task finishes)
+        perform durable._finish_tasks(
+            v_done, array_fill('completed'::text, array[cardinality(v_done)]), v_done_outputs, null,
+            array_fill('completed'::text, array[cardinality(v_done)]), v_now
+        );
+    end if;
+
     select array_agg(b.task_id order by b.ord),
            array_agg(b.nth = 1 and r.task_id is not null order by b.ord),
            array_agg(
@@ -143,10 +302,19 @@ begin
                end
                order by b.ord)
     into v_ids, v_oks, v_reasons
-    from given b
+    from (
+        select u.task_id, u.token, u.ord,
+               row_number() over (partition by u.task_id, u.token order by u.ord) as nth
+        from unnest(p_tasks, p_lease_tokens) with ordinality as u (task_id, token, ord)
+    ) as b
     -- by token too: the same task twice in a batch, once with a dead token, is rejected there
-    left join recorded r on b.nth = 1 and r.task_id = b.task_id and r.lease_token = b.token
-    left join durable.tasks k on r.task_id is null and k.task_id = b.task_id;
+    left join unnest(v_done, v_done_tokens) as r (task_id, token)
+        on b.nth = 1 and r.task_id = b.task_id and r.token = b.token
+    -- a rejected element's task, live or finished (only for those: the archive is read on
+    -- this path alone)
+    left join lateral (
+        select a.* from durable._any_task(b.task_id) as a where r.task_id is null
+    ) as k on true;
 
     -- a durable task that completes without having gone through its history: the code no
     -- longer matches it; the task is failed (not retryable) here, so that no client retries
@@ -193,7 +361,7 @@ begin
         return jsonb_build_object('completed', true);
     end if;
     if v_reason = 'nondeterminism' then
-        select * into t from durable.tasks k where k.task_id = p_task;
+        t := durable._any_task(p_task);
         return jsonb_build_object('nondeterminism', jsonb_build_object(
             'task_id', p_task, 'seq', t.error -> 'seq', 'recorded', t.error -> 'recorded',
             'presented', t.error -> 'presented', 'message', t.error -> 'message'));
@@ -320,19 +488,13 @@ begin
     if v_tasks is null then
         return '{}'::uuid[];
     end if;
-    insert into durable.attempts (task_id, attempt, queue, worker, lease_token, started_at, ended_at, outcome, error)
-    select k.task_id, k.attempt, k.queue, k.worker, k.lease_token, k.started_at, v_now, 'cancelled', c.error
-    from unnest(v_tasks, v_errors) as c (task_id, error)
-    join durable.tasks k on k.task_id = c.task_id
-    where k.status = 'running';
     delete from durable.child_waits w where w.parent_id = any(v_tasks);
     delete from durable.wait_counts w where w.parent_id = any(v_tasks);
-    update durable.tasks k
-    set status = 'cancelled', error = c.error, finished_at = v_now,
-        lease_expires_at = null, attempt_deadline = null,
-        wake_at = null, wait_kind = null, wait_key = null, wait_seq = null, wait_children = null
-    from unnest(v_tasks, v_errors) as c (task_id, error)
-    where k.task_id = c.task_id;
+    -- into the archive; the running ones get their attempt row
+    perform durable._finish_tasks(
+        v_tasks, array_fill('cancelled'::text, array[cardinality(v_tasks)]), null, v_errors,
+        array_fill('cancelled'::text, array[cardinality(v_tasks)]), v_now
+    );
     return coalesce(v_cancelled, '{}'::uuid[]);
 end;
 $$;
@@ -350,12 +512,15 @@ as $$
 declare
     v_queue text;
     v_status text;
+    t durable.tasks;
 begin
     perform durable._check_reason(p_reason);
-    select k.queue into v_queue from durable.tasks k where k.task_id = p_task;
-    if not found then
+    -- live, or finished (then nothing to cancel: said below, once the caller may know it)
+    t := durable._any_task(p_task);
+    if t.task_id is null then
         raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
     end if;
+    v_queue := t.queue;
     perform durable._require(v_queue, array['operator'], 'cancel tasks');
     -- the cancel cascades to the unfinished descendants: every one of their queues must be
     -- the caller's to cancel in too (nothing to check while no queue grant exists)
@@ -380,7 +545,11 @@ begin
         end if;
     end if;
     perform durable._lock_trees(array[p_task]);
+    -- as it is now that it is locked (it may have finished meanwhile: then it is archived)
     select k.status into v_status from durable.tasks k where k.task_id = p_task;
+    if not found then
+        v_status := (durable._archived_task(p_task)).status;
+    end if;
     if v_status = 'cancelled' then
         return false;
     end if;

@@ -139,7 +139,8 @@ declare
 begin
     select g.task_id into v_task
     from gone g
-    join durable.tasks t on t.task_id = g.task_id
+    where exists (select 1 from durable.tasks t where t.task_id = g.task_id)
+       or exists (select 1 from durable.finished_tasks f where f.task_id = g.task_id)
     limit 1;
     if found then
         raise exception 'durable: events are immutable (DELETE on durable.events of task %, which exists)', v_task
@@ -237,10 +238,10 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks;
+    -- live or finished
+    t durable.tasks := durable._any_task(p_task);
 begin
-    select * into t from durable.tasks k where k.task_id = p_task;
-    if not found then
+    if t.task_id is null then
         return;
     end if;
     perform durable._require(t.queue, durable._readers(), 'read tasks');

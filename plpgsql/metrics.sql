@@ -2,9 +2,9 @@
 
 -- Cheap enough to scrape every 15 s on a big table: each count reads an index that holds
 -- only the tasks it counts (pending from the claim's, running from the leases', sleeping
--- and waiting from the suspended tasks', the finished tasks of the window from
--- tasks_finished_idx, (queue, finished_at), from the window's start), never the finished
--- tasks older than the window. (jit off, as list_queues: compiling costs more than it saves.)
+-- and waiting from the suspended tasks', the finished tasks of the window from the
+-- archive's finished_tasks_finished_idx, (queue, finished_at), from the window's start),
+-- never the finished tasks older than the window. (jit off, as list_queues: compiling costs more than it saves.)
 create or replace function durable.queue_metrics(p_window_minutes integer default 15)
 returns table (
     queue text,
@@ -78,9 +78,8 @@ begin
                        count(*) filter (where t.status = 'completed') as completed,
                        count(*) filter (where t.status = 'failed') as failed,
                        count(*) filter (where t.status = 'cancelled') as cancelled
-                from durable.tasks t
+                from durable.finished_tasks t
                 where t.queue = q.queue
-                  and t.status in ('completed', 'failed', 'cancelled')
                   and t.finished_at >= v_start
                   and t.finished_at <= v_now
                 group by 1

@@ -522,6 +522,29 @@ $$;
 comment on function durable.enqueue_many(text, jsonb) is
 'Enqueues a batch of tasks in one call: p_tasks is a JSON array of {"task_name": text, "input": object, "options": object} (options as for durable.enqueue). Returns one task id per spec, in order; a spec whose idempotency key is already taken gets the existing task''s id and writes nothing; the specs of one debounce key make one task (the last spec''s input and delay). Errors: DU001, DU002, DU003, DU040, 42501; on any error nothing of the batch is written.';
 
+-- The finished tasks of a queue (durable.finished_tasks) that hold some of the idempotency
+-- keys p_keys, as {key: task_id}: a finished task keeps its key until retention removes it.
+-- The archive has no unique index across its day partitions (it is partitioned by task id):
+-- this reads each partition's index of keys. Only enqueues with keys call it, after their
+-- keys' live holders are locked (so a holder that finished meanwhile is seen here).
+create or replace function durable._archived_keys(p_queue text, p_keys text[])
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    return (
+        select coalesce(jsonb_object_agg(f.idempotency_key, f.task_id), '{}'::jsonb)
+        from durable.finished_tasks f
+        where f.queue = p_queue and f.idempotency_key = any(p_keys)
+    );
+end;
+$$;
+
+comment on function durable._archived_keys(text, text[]) is
+'Internal: the finished tasks of the queue holding some of the idempotency keys p_keys, as a JSON object {key: task_id}.';
+
 -- The one way a task is created (enqueue, enqueue_many, spawn, fork): rows built by
 -- durable._task_row (or from the task a fork copies) go in with one INSERT: a plain one
 -- when no row has an idempotency key, else one in idempotency-key order (two batches
@@ -551,6 +574,7 @@ declare
     v_rows durable.tasks[] := p_rows;
     v_held jsonb;
     v_held_ready boolean := false;
+    v_archived jsonb;
     v_bad record;
 begin
     if not v_one then
@@ -671,9 +695,15 @@ begin
         end if;
         v_new := v_ids;
     else
+        -- the keys that finished tasks hold (their live holders are locked by now: one that
+        -- finished meanwhile is in the archive, and this statement sees it)
+        v_archived := durable._archived_keys(
+            p_queue.queue, array(select r.idempotency_key from unnest(v_rows) as r where r.idempotency_key is not null)
+        );
         with given as materialized (
             select r.*, r.ordinality as ord, nextval('durable.tasks_seq_seq') as next_seq
             from unnest(v_rows) with ordinality as r
+            where r.idempotency_key is null or not v_archived ? r.idempotency_key
             order by r.ordinality
         ),
         inserted as (
@@ -697,11 +727,13 @@ begin
         )
         -- each row's id: its new task, or the task that holds its idempotency key (an earlier
         -- row of this batch, or a task that existed before this statement)
-        select array_agg(coalesce(i.task_id, ik.task_id, k.task_id) order by g.ord),
+        select array_agg(
+                   coalesce(i.task_id, ik.task_id, k.task_id, (v_archived ->> g.idempotency_key)::uuid)
+                   order by g.ord),
                coalesce(bool_or(i.run_at <= v_now), false),
                array_agg(i.task_id order by g.ord) filter (where i.task_id is not null)
         into v_ids, v_ready, v_new
-        from given g
+        from (select r.task_id, r.idempotency_key, r.ordinality as ord from unnest(v_rows) with ordinality as r) as g
         left join inserted i on i.task_id = g.task_id
         left join inserted ik on i.task_id is null and ik.idempotency_key = g.idempotency_key
         left join durable.tasks k
@@ -715,6 +747,16 @@ begin
             join unnest(v_rows) with ordinality as r on r.ordinality = u.ord
             left join durable.tasks k
                 on u.id is null and k.queue = p_queue.queue and k.idempotency_key = r.idempotency_key;
+            -- (and one that finished since: in the archive)
+            if array_position(v_ids, null) is not null then
+                v_archived := durable._archived_keys(
+                    p_queue.queue, array(select r.idempotency_key from unnest(v_rows) as r
+                                         where r.idempotency_key is not null)
+                );
+                select array_agg(coalesce(u.id, (v_archived ->> r.idempotency_key)::uuid) order by u.ord) into v_ids
+                from unnest(v_ids) with ordinality as u (id, ord)
+                join unnest(v_rows) with ordinality as r on r.ordinality = u.ord;
+            end if;
         end if;
     end if;
     if v_new is not null then

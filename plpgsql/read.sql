@@ -42,10 +42,8 @@ begin
         'children', coalesce((
             select jsonb_agg(c.id order by c.ord)
             from unnest(t.wait_children) with ordinality as c (id, ord)
-            where exists (
-                select 1 from durable.tasks k
-                where k.task_id = c.id and k.status not in ('completed', 'failed', 'cancelled')
-            )
+            -- (a live task: durable.tasks holds nothing else)
+            where exists (select 1 from durable.tasks k where k.task_id = c.id)
         ), '[]'::jsonb),
         'timeout_at', null
     );
@@ -54,6 +52,81 @@ $$;
 
 comment on function durable._waiting_for(durable.tasks) is
 'Internal: what a sleeping or waiting task waits for, as get_task shows it: {"kind": "sleep", "until"}, {"kind": "event", "key", "timeout_at"} or {"kind": "children", "children": [unfinished ids], "timeout_at": null}; null for a task in any other status.';
+
+-- The children of a task ({"task_id", "queue", "task_name", "status"}), oldest first, the
+-- first p_limit: live ones and finished ones. Planned with its arguments: a child is newer
+-- than its parent and older than now (ids are taken on the real clock), so the archive is
+-- read in the partitions of the days from the parent's to today only.
+create or replace function durable._children_of(p_task uuid, p_limit integer)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+    -- (a value, not an expression, so that the plan prunes the partitions with it)
+    v_until uuid := durable._uuid_floor(clock_timestamp() + interval '1 minute');
+begin
+    return coalesce((
+        select jsonb_agg(jsonb_build_object(
+            'task_id', c.task_id,
+            'queue', c.queue,
+            'task_name', c.task_name,
+            'status', c.status
+        ) order by c.task_id)
+        from (
+            select u.task_id, u.queue, u.task_name, u.status
+            from (
+                (select k.task_id, k.queue, k.task_name, k.status
+                 from durable.tasks k
+                 where k.parent_id = p_task
+                 order by k.task_id
+                 limit p_limit)
+                union all
+                (select f.task_id, f.queue, f.task_name, f.status
+                 from durable.finished_tasks f
+                 where f.parent_id = p_task and f.task_id > p_task and f.task_id < v_until
+                 order by f.task_id
+                 limit p_limit)
+            ) as u
+            order by u.task_id
+            limit p_limit
+        ) as c
+    ), '[]'::jsonb);
+end;
+$$;
+
+comment on function durable._children_of(uuid, integer) is
+'Internal: the first p_limit children of a task, live or finished, oldest first, as a JSON array of {"task_id", "queue", "task_name", "status"} (get_task''s "children").';
+
+-- The ended attempts of a task, in order, as get_task shows them. Planned with the task's
+-- id: it reads one day's partition of durable.attempts (a generic plan would lock them all).
+create or replace function durable._attempts_of(p_task uuid)
+returns jsonb
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_custom_plan
+as $$
+begin
+    return coalesce((
+        select jsonb_agg(jsonb_build_object(
+            'attempt', a.attempt,
+            'worker', a.worker,
+            'started_at', a.started_at,
+            'ended_at', a.ended_at,
+            'outcome', a.outcome,
+            'error', a.error
+        ) order by a.attempt)
+        from durable.attempts a
+        where a.task_id = p_task
+    ), '[]'::jsonb);
+end;
+$$;
+
+comment on function durable._attempts_of(uuid) is
+'Internal: the ended attempts of a task (get_task''s "attempts"), read from its day''s partition only.';
 
 create or replace function durable.get_task(p_task uuid)
 returns jsonb
@@ -68,7 +141,11 @@ declare
 begin
     select * into t from durable.tasks k where k.task_id = p_task;
     if not found then
-        return null;
+        -- finished: the archive (its day's partition only)
+        t := durable._archived_task(p_task);
+        if t.task_id is null then
+            return null;
+        end if;
     end if;
     perform durable._require(t.queue, durable._readers(), 'read tasks');
     v_waiting_for := durable._waiting_for(t);
@@ -111,33 +188,9 @@ begin
         'parent_id', t.parent_id,
         'trace_context', t.trace_context,
         'waiting_for', v_waiting_for,
-        'children', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'task_id', c.task_id,
-                'queue', c.queue,
-                'task_name', c.task_name,
-                'status', c.status
-            ) order by c.task_id)
-            from (
-                select k.task_id, k.queue, k.task_name, k.status
-                from durable.tasks k
-                where k.parent_id = t.task_id
-                order by k.task_id
-                limit 1000
-            ) as c
-        ), '[]'::jsonb),
-        'attempts', coalesce((
-            select jsonb_agg(jsonb_build_object(
-                'attempt', a.attempt,
-                'worker', a.worker,
-                'started_at', a.started_at,
-                'ended_at', a.ended_at,
-                'outcome', a.outcome,
-                'error', a.error
-            ) order by a.attempt)
-            from durable.attempts a
-            where a.task_id = t.task_id
-        ), '[]'::jsonb)
+        -- (only a durable task spawns children)
+        'children', case when t.durable then durable._children_of(t.task_id, 1000) else '[]'::jsonb end,
+        'attempts', durable._attempts_of(t.task_id)
     );
 end;
 $$;
@@ -159,11 +212,20 @@ as $$
 begin
     perform durable._require(p_queue, durable._readers(), 'read statistics');
     return query
-    select t.status, count(*), min(t.created_at)
-    from durable.tasks t
-    where t.queue = p_queue
-    group by t.status
-    order by t.status;
+    select u.status, sum(u.tasks)::bigint, min(u.oldest)
+    from (
+        select t.status, count(*) as tasks, min(t.created_at) as oldest
+        from durable.tasks t
+        where t.queue = p_queue
+        group by t.status
+        union all
+        select f.status, count(*), min(f.created_at)
+        from durable.finished_tasks f
+        where f.queue = p_queue
+        group by f.status
+    ) as u
+    group by u.status
+    order by u.status;
 end;
 $$;
 
@@ -247,6 +309,8 @@ as $$
 declare
     v_queues text[];
     v_since uuid := durable._task_id_floor(p_created_since);
+    v_live boolean;
+    v_finished boolean;
 begin
     if p_limit is null or p_limit < 1 or p_limit > 1000 then
         raise exception 'durable: limit must be between 1 and 1000, got %', coalesce(p_limit::text, 'null')
@@ -272,64 +336,101 @@ begin
         );
     end if;
 
+    -- Live tasks are in durable.tasks, finished ones in the archive (durable.finished_tasks,
+    -- partitioned by day): each page reads both, each side stopping after p_limit rows
+    -- (a status filter, folded into the plan, leaves the other side out), then merges them.
+    -- (only finished tasks have an end time)
+    v_live := (p_status is null or p_status in ('pending', 'running', 'sleeping', 'waiting')) and p_finished_since is null;
+    v_finished := p_status is null or p_status in ('completed', 'failed', 'cancelled');
     if v_queues is not null then
-        -- each queue's newest page (one index scan each), then the newest of them
+        -- each queue's newest page (one index scan each side), then the newest of them
         return query
         select r.task_id, r.queue, r.task_name, r.status, r.durable, r.attempt, r.priority, r.run_at,
                r.created_at, r.started_at, r.finished_at, r.parent_id, r.idempotency_key
         from unnest(v_queues) as q (name)
         cross join lateral (
-            select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
+            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
                    t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
             from durable.tasks t
-            where t.queue = any(array[q.name])
+            where v_live
+              and t.queue = any(array[q.name])
               and (p_status is null or t.status = p_status)
               and (p_task_name is null or t.task_name = p_task_name)
               and (p_parent is null or t.parent_id = p_parent)
               and (p_created_since is null or t.created_at >= p_created_since)
               and (v_since is null or t.task_id >= v_since)
-              -- only finished tasks have an end time
-              and (p_finished_since is null or (t.finished_at >= p_finished_since
-                                                and t.status in ('completed', 'failed', 'cancelled')))
               and (p_idempotency_key is null or t.idempotency_key = p_idempotency_key)
               and (p_before is null or t.task_id < p_before)
             order by t.queue desc, t.task_id desc
-            limit p_limit
+            limit p_limit)
+            union all
+            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
+                   t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
+            from durable.finished_tasks t
+            where v_finished
+              and t.queue = any(array[q.name])
+              and (p_status is null or t.status = p_status)
+              and (p_task_name is null or t.task_name = p_task_name)
+              and (p_parent is null or t.parent_id = p_parent)
+              and (p_created_since is null or t.created_at >= p_created_since)
+              and (v_since is null or t.task_id >= v_since)
+              and (p_finished_since is null or t.finished_at >= p_finished_since)
+              and (p_idempotency_key is null or t.idempotency_key = p_idempotency_key)
+              and (p_before is null or t.task_id < p_before)
+            order by t.queue desc, t.task_id desc
+            limit p_limit)
         ) as r
         order by r.task_id desc
         limit p_limit;
     elsif p_status in ('completed', 'failed', 'cancelled') then
-        -- every queue, one status of finished tasks: its index
+        -- every queue, one status of finished tasks: the archive's index
         return query
         select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
-               t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
-        from durable.tasks t
+                   t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
+        from durable.finished_tasks t
         where t.status = any(array[p_status])
           and (p_task_name is null or t.task_name = p_task_name)
           and (p_parent is null or t.parent_id = p_parent)
           and (p_created_since is null or t.created_at >= p_created_since)
           and (v_since is null or t.task_id >= v_since)
-          and (p_finished_since is null or (t.finished_at >= p_finished_since
-                                            and t.status in ('completed', 'failed', 'cancelled')))
+          and (p_finished_since is null or t.finished_at >= p_finished_since)
           and (p_before is null or t.task_id < p_before)
         order by t.status desc, t.task_id desc
         limit p_limit;
     else
-        -- every queue, any status or one of unfinished tasks: the primary key, the children
+        -- every queue, any status or one of unfinished tasks: the primary keys, the children
         -- of p_parent, or the tasks of the status from the worker's index, sorted
         return query
-        select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
-               t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
-        from durable.tasks t
-        where (p_status is null or t.status = p_status)
-          and (p_task_name is null or t.task_name = p_task_name)
-          and (p_parent is null or t.parent_id = p_parent)
-          and (p_created_since is null or t.created_at >= p_created_since)
-          and (v_since is null or t.task_id >= v_since)
-          and (p_finished_since is null or (t.finished_at >= p_finished_since
-                                            and t.status in ('completed', 'failed', 'cancelled')))
-          and (p_before is null or t.task_id < p_before)
-        order by t.task_id desc
+        select r.task_id, r.queue, r.task_name, r.status, r.durable, r.attempt, r.priority, r.run_at,
+               r.created_at, r.started_at, r.finished_at, r.parent_id, r.idempotency_key
+        from (
+            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
+                   t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
+            from durable.tasks t
+            where v_live
+              and (p_status is null or t.status = p_status)
+              and (p_task_name is null or t.task_name = p_task_name)
+              and (p_parent is null or t.parent_id = p_parent)
+              and (p_created_since is null or t.created_at >= p_created_since)
+              and (v_since is null or t.task_id >= v_since)
+              and (p_before is null or t.task_id < p_before)
+            order by t.task_id desc
+            limit p_limit)
+            union all
+            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
+                   t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
+            from durable.finished_tasks t
+            where v_finished
+              and (p_task_name is null or t.task_name = p_task_name)
+              and (p_parent is null or t.parent_id = p_parent)
+              and (p_created_since is null or t.created_at >= p_created_since)
+              and (v_since is null or t.task_id >= v_since)
+              and (p_finished_since is null or t.finished_at >= p_finished_since)
+              and (p_before is null or t.task_id < p_before)
+            order by t.task_id desc
+            limit p_limit)
+        ) as r
+        order by r.task_id desc
         limit p_limit;
     end if;
 end;
@@ -363,7 +464,7 @@ declare
     v_now timestamptz := durable.current_time();
 begin
     -- each count from the index of its tasks: pending from the claim's, running from the
-    -- leases', sleeping and waiting from the suspended tasks', finished from the listing's
+    -- leases', sleeping and waiting from the suspended tasks', finished from the archive's
     return query
     select q.queue, q.options,
            (select count(*) from durable.tasks t where t.queue = q.queue and t.status = 'pending'),
@@ -385,8 +486,8 @@ begin
         select count(*) filter (where t.status = 'completed') as completed,
                count(*) filter (where t.status = 'failed') as failed,
                count(*) filter (where t.status = 'cancelled') as cancelled
-        from durable.tasks t
-        where t.queue = q.queue and t.status in ('completed', 'failed', 'cancelled')
+        from durable.finished_tasks t
+        where t.queue = q.queue
     ) as f on true
     where durable._allowed(q.queue, durable._readers())
     order by q.queue;

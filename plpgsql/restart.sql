@@ -8,40 +8,82 @@
 --           one's events before a chosen seq; it is linked to its origin.
 --
 -- retry and replay move a finished task back to pending; they are the only ways out of
--- a terminal state: the state machine (finish.sql) lets a terminal task out only in an
--- UPDATE that counts a restart (restarts + 1), which only they write. Each refuses, with
+-- a terminal state: a finished task lies in the archive (durable.finished_tasks, whose rows
+-- are never updated: finish.sql), and only they move it back into durable.tasks, counting
+-- a restart (restarts + 1). Each refuses, with
 -- DU012, a task in a state where it makes no sense.
 
--- Moves a terminal task back to pending, with fresh attempt budgets.
+-- A finished task, locked (FOR UPDATE: its archive row; a restart moves it), or DU004; a
+-- live task is returned as it is (locked), for the verbs to refuse with DU012.
+create or replace function durable._locked_finished(p_task uuid)
+returns durable.tasks
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+    t durable.tasks;
+begin
+    select * into t from durable.tasks k where k.task_id = p_task for update;
+    if found then
+        return t;
+    end if;
+    select f.* into t from durable.finished_tasks f where f.task_id = p_task for update;
+    if not found then
+        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
+    end if;
+    return t;
+end;
+$$;
+
+comment on function durable._locked_finished(uuid) is
+'Internal: locks and returns the task p_task: its row of durable.tasks when it is live, else of durable.finished_tasks; DU004 when there is none. The restart verbs start with it.';
+
+-- Moves a finished task (locked, in the archive) back to durable.tasks as pending, with
+-- fresh attempt budgets: the archive row goes, the live row comes (one statement), keeping
+-- its place in the FIFO order (seq) and counting the restart.
 create or replace function durable._restart(t durable.tasks, p_new_generation boolean)
 returns void
 language plpgsql
 volatile
 set search_path = pg_catalog, durable, pg_temp
 as $$
+declare
+    v_now timestamptz := durable.current_time();
 begin
-    update durable.tasks k
-    set status = 'pending',
-        restarts = k.restarts + 1,
-        run_at = durable.current_time(),
-        generation = k.generation + case when p_new_generation then 1 else 0 end,
-        failures = 0,
-        lost_leases = 0,
-        output = null,
-        error = null,
-        finished_at = null,
-        lease_token = null,
-        lease_expires_at = null,
-        attempt_deadline = null,
-        -- a restarted task is on its own: it no longer holds its debounce key (queue.sql)
-        debounce_key = null
-    where k.task_id = t.task_id;
+    with gone as (
+        delete from durable.finished_tasks f
+        where f.task_id = t.task_id
+        returning f.*
+    )
+    insert into durable.tasks (
+        task_id, seq, queue, task_name, input, status, priority, run_at, attempt, failures,
+        lost_leases, max_attempts, max_lost_leases, backoff, timeout_seconds, schedule_deadline,
+        idempotency_key, worker, lease_token, lease_seconds, lease_expires_at, attempt_deadline,
+        started_at, output, error, created_at, finished_at, durable, generation, forked_from,
+        forked_at_seq, wake_at, wait_kind, wait_key, wait_seq, wait_children, parent_id, parent_seq,
+        concurrency_key, concurrency_key_limit, fair_tag, restarts, schedule_timeout, replayed_to,
+        trace_context, debounce_key, debounce_deadline
+    )
+    overriding system value
+    select
+           f.task_id, f.seq, f.queue, f.task_name, f.input, 'pending', f.priority, v_now, f.attempt,
+           0, 0, f.max_attempts, f.max_lost_leases, f.backoff, f.timeout_seconds,
+           f.schedule_deadline, f.idempotency_key, f.worker, null, f.lease_seconds, null, null,
+           f.started_at, null, null, f.created_at, null, f.durable,
+           f.generation + case when p_new_generation then 1 else 0 end, f.forked_from,
+           f.forked_at_seq, f.wake_at, f.wait_kind, f.wait_key, f.wait_seq, f.wait_children,
+           f.parent_id, f.parent_seq, f.concurrency_key, f.concurrency_key_limit, f.fair_tag,
+           f.restarts + 1, f.schedule_timeout, f.replayed_to, f.trace_context, null,
+           f.debounce_deadline
+    from gone f;
     perform durable._notify(t.queue);
 end;
 $$;
 
 comment on function durable._restart(durable.tasks, boolean) is
-'Internal: moves a finished task back to pending (new history generation when asked), counting the restart and resetting its failure and lost-lease counts.';
+'Internal: moves a finished task from durable.finished_tasks back to durable.tasks as pending (new history generation when asked), counting the restart and resetting its failure and lost-lease counts, output, error and debounce key.';
 
 create or replace function durable.retry(p_task uuid)
 returns void
@@ -51,7 +93,7 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks := durable._locked_task(p_task);
+    t durable.tasks := durable._locked_finished(p_task);
 begin
     perform durable._require(t.queue, array['operator'], 'retry tasks');
     if t.status not in ('failed', 'cancelled') then
@@ -75,7 +117,7 @@ security definer
 set search_path = pg_catalog, durable, pg_temp
 as $$
 declare
-    t durable.tasks := durable._locked_task(p_task);
+    t durable.tasks := durable._locked_finished(p_task);
 begin
     perform durable._require(t.queue, array['operator'], 'replay tasks');
     if t.status not in ('completed', 'failed', 'cancelled') then
@@ -105,8 +147,9 @@ declare
     v_queue durable.queues;
     v_row durable.tasks;
 begin
-    select * into t from durable.tasks k where k.task_id = p_task;
-    if not found then
+    -- live or finished: the original is not changed
+    t := durable._any_task(p_task);
+    if t.task_id is null then
         raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
     end if;
     perform durable._require(t.queue, array['operator'], 'fork tasks');

@@ -1,31 +1,37 @@
 -- retention.sql: deleting what has been kept long enough.
 --
--- Finished tasks go with their attempts and their event log: durable.purge, which the
--- claim's maintenance path (durable.claim) also runs for a queue with a retention option,
--- at most once a minute per queue (or once per retention period, when that is shorter).
--- Event latches go with durable.purge_event_keys.
+-- Finished tasks (the archive, durable.finished_tasks: finish.sql) go with their attempts
+-- and their event log: by the DROP of their day's partitions (below), or row by row by
+-- durable.purge, which the claim's maintenance path (durable.claim) also runs for a queue
+-- with a retention option, at most once a minute per queue (or once per retention period,
+-- when that is shorter). Event latches go with durable.purge_event_keys.
 --
 -- The event log is append-only (log.sql): an event can be deleted only once its task is
 -- gone, so retention deletes the tasks first and their events in a later statement.
 --
 -- ## History partitions
--- durable.attempts and durable.events (the append-only history: an attempt row per ended
--- attempt, an event row per step) are partitioned BY RANGE (task_id), one partition per
--- UTC day of task creation: ids are uuidv7, whose first 48 bits are the creation time in
--- milliseconds, so a task's whole history lies in the partition of the day it was
--- created, whenever it runs. Besides the days: *_legacy (the rows from before migration
--- 0018) and *_default (ids outside every day: a day that could not be made in time, a
--- day already dropped), which are never dropped. durable.history_partitions lists the
--- days.
+-- durable.finished_tasks, durable.attempts and durable.events (the archive of finished
+-- tasks and the append-only history: an attempt row per ended attempt, an event row per
+-- step) are partitioned BY RANGE (task_id), one partition per UTC day of task creation,
+-- the same days for the three: ids are uuidv7, whose first 48 bits are the creation time
+-- in milliseconds, so a task's archived row and its whole history lie in the partitions of
+-- the day it was created, whenever it runs and ends. Besides the days: *_legacy (the rows
+-- from before migration 0018) and *_default (ids outside every day: a day that could not be
+-- made in time, a day already dropped), which are never dropped.
+-- durable.history_partitions lists the days.
 --
 -- The claim's maintenance (durable._reclaim) calls durable._history_partitions, which
 -- does nothing unless a minute has passed since it last looked (a read of the row of
 -- durable.history_state). Then it (1) makes the partitions of the days up to 7 days
 -- ahead when fewer than 3 are left, so DDL happens once every few days, and (2) drops
--- the partitions of every past day (ended more than an hour ago) of which no task is
--- left in durable.tasks.
--- Both need the ACCESS EXCLUSIVE lock of the two tables, which every writer and reader
--- of the history takes in a weaker mode: it waits for it at most 100 ms (lock_timeout)
+-- the partitions of every past day (ended more than an hour ago) of which no live task is
+-- left in durable.tasks and whose archived tasks are all past their queue's retention (one
+-- probe of the day's index (queue, finished_at) per queue): one DROP TABLE of its three
+-- partitions. A day holding a finished task of a queue without retention, or one whose
+-- retention has not passed, or any live task (pending, running, sleeping, waiting: a
+-- long-running or long-sleeping task keeps its day, so its history is never dropped), stays.
+-- Both need the ACCESS EXCLUSIVE lock of the three tables, which every writer and reader
+-- takes in a weaker mode: it waits for it at most 100 ms (lock_timeout)
 -- and else leaves the work to a later minute, so a claim never waits longer and never
 -- deadlocks for it (a deadlock would need a wait longer than deadlock_timeout); once it
 -- holds the lock, the history of other sessions waits for the end of the claim's
@@ -35,44 +41,32 @@
 -- owner role (the verbs are SECURITY DEFINER): new partitions belong to the owner and
 -- carry no grant, like every table.
 --
--- Retention with partitions: the queue's retention option (durable._retention, from the
--- claim) deletes the finished tasks' rows as before, but leaves the attempts and events
--- of tasks that lie in a day partition: nothing reaches them once their task is gone
--- (every read goes through the task), and the day's partition is dropped, in one DROP
--- TABLE, once the last task of the day is gone. So removing a day of a million finished
--- tasks costs the DELETE of their task rows (one row each) and two DROPs, instead of
--- also deleting each attempt and event row. What a partition holds: the tasks of every
--- queue created that day, so it goes only when the longest retention among them has
--- passed (and never while a task of a queue without retention, or an unfinished task of
--- that day, is left: a long-running or long-sleeping task keeps its day's partition, and
--- so its history is never dropped). The history of a shorter-retention queue stays
--- unreachable until then. durable.purge (an operator's explicit purge) deletes the
--- history rows with the tasks, as before, so that what it purges is gone at once; so does
--- retention for the legacy and default partitions.
+-- Retention per queue inside a kept day: the queue's retention option (durable._retention,
+-- from the claim) still deletes its expired archived tasks row by row (1,000 a pass), and
+-- leaves the attempts and events of those in a day partition to the day's DROP (nothing
+-- reaches them once their task is gone: every read goes through the task). durable.purge
+-- (an operator's explicit purge) deletes the history rows with the tasks, so that what it
+-- purges is gone at once; so does retention for the legacy and default partitions. So a
+-- day of a million finished tasks of queues whose retention has passed goes in one DROP of
+-- three tables, without a DELETE of any row (the row-wise pass takes at most 1,000 a minute
+-- of them before that).
 --
--- Not partitioned: durable.tasks. Its claim index would become one index per partition,
--- which every claim merges (a Merge Append reading the head of each): the claim's pick
--- measured 6x slower on 30 day partitions than on one table (bench/retention_bench.py;
--- 9x to 13x with pgbench), and a generic plan locks every partition. Its unique
--- (queue, idempotency_key) index cannot exist on a table partitioned by task_id either.
--- So a day's task rows still go by DELETE (one row per task, 1,000 per retention pass),
--- and only their history by DROP; moving finished tasks to a partitioned table of their
--- own is what would make that a DROP too (not done: it touches every verb that reads a
--- finished task). event_values, child_waits and wait_counts are small (live state,
--- deleted as it ends).
+-- Not partitioned: durable.tasks (the live tasks). Its claim index would become one index
+-- per partition, which every claim merges, and a generic plan locks every partition: the
+-- hot verbs would slow with the number of days (a branch that did it measured, at 33 day
+-- partitions against 3: claim 2.55x, checkpoint 3.13x, get_task 2.66x), and the days of
+-- queues without retention never go. The live paths read and write
+-- durable.tasks only; a finish inserts its row into the archive (tuple routing opens the
+-- one partition of the task's day), and the archive is read only by the readers (get_task,
+-- list_tasks, queue_stats, ...: by id with plans made for the id, which read one day's
+-- partition), by the error paths of the fence, by the restarts, and by idempotency-key
+-- look-ups (one probe of each partition's key index: the archive has no unique index
+-- across days, and a finished task keeps its key until retention removes it).
+-- event_values, child_waits and wait_counts are small (live state, deleted as it ends).
 --
--- Partitions a deployment keeps: a day each, from 8 days ahead back to the oldest day
--- with a task left. A statement that reads the history of one task prunes to one
--- partition, but a generic plan locks them all; with 111 partitions the worker's path
--- (claim, checkpoint, complete) measured 1.18x the time with 11, within the noise of that
--- machine (0.85x and 1.22x in other runs; bench/retention_bench.py).
---
--- Measured (bench/retention_bench.py, one run, PostgreSQL 15, 2 shared cores; its
--- docstring has the table): a day of 1,000,000 finished tasks with 1 attempt and 2 events
--- each. Its history: 13.2 s of DELETE and 7.4 s of VACUUM before, a 0.58 s DROP now
--- (35x); the task rows still take their DELETE (14.8 s) and VACUUM (5.4 s), so the whole
--- day costs 20.8 s instead of 42.0 s (2.0x). A 10,000-event replay: the claim that hands
--- the history over, 118 ms.
+-- Measured: bench/retention_bench.py (removing a day: DROP against DELETE) and
+-- bench/archive_bench.py (the hot verbs against main and against 30 more days); the README's
+-- table has the figures.
 
 -- The smallest uuid of a millisecond: the bound between the ids created before p_at and
 -- from p_at on (uuids compare byte by byte, and a uuidv7 starts with its milliseconds).
@@ -129,7 +123,7 @@ end;
 $$;
 
 comment on function durable._history_partitions(timestamptz) is
-'Internal: at most once a minute (the claim''s maintenance calls it), makes the day partitions of durable.attempts and durable.events up to 7 days ahead when fewer than 3 are left, and drops those of past days of which no task is left (durable._history_ddl). p_now: the time to take for now (default the real time, as task ids; for tests).';
+'Internal: at most once a minute (the claim''s maintenance calls it), makes the day partitions of durable.finished_tasks, durable.attempts and durable.events up to 7 days ahead when fewer than 3 are left, and drops those of past days of which no live task is left and whose archived tasks are all past their queue''s retention (durable._history_ddl). p_now: the time to take for now (default the real time, as task ids; for tests).';
 
 -- The DDL of the maintenance, under a lock_timeout of its own (restored on return).
 create or replace function durable._history_ddl(p_now timestamptz, p_until timestamptz)
@@ -144,10 +138,14 @@ declare
     v_to timestamptz;
     v_day date;
     d durable.history_partitions;
+    v_clock timestamptz;
+    v_part text;
+    v_kept boolean;
 begin
     if p_until < p_now + interval '3 days' then
         begin
-            lock table durable.attempts, durable.events, durable.attempts_default, durable.events_default
+            lock table durable.attempts, durable.events, durable.finished_tasks,
+                durable.attempts_default, durable.events_default, durable.finished_tasks_default
             in access exclusive mode;
             v_from := p_until;
             while v_from < (date_trunc('day', p_now at time zone 'UTC') at time zone 'UTC') + interval '8 days' loop
@@ -159,6 +157,9 @@ begin
                                    durable._uuid_floor(v_from), durable._uuid_floor(v_to));
                     execute format('create table if not exists durable.%I partition of durable.events for values from (%L) to (%L)',
                                    'events_p' || to_char(v_day, 'YYYYMMDD'),
+                                   durable._uuid_floor(v_from), durable._uuid_floor(v_to));
+                    execute format('create table if not exists durable.%I partition of durable.finished_tasks for values from (%L) to (%L)',
+                                   'finished_tasks_p' || to_char(v_day, 'YYYYMMDD'),
                                    durable._uuid_floor(v_from), durable._uuid_floor(v_to));
                     perform durable._guard_event_partition(format('durable.%I', 'events_p' || to_char(v_day, 'YYYYMMDD'))::regclass);
                     insert into durable.history_partitions (day, lo, hi)
@@ -179,18 +180,36 @@ begin
         end;
     end if;
 
+    -- the past days of which no live task is left; then, of those, the days whose archived
+    -- tasks are all past their queue's retention
+    v_clock := durable.current_time();
     for d in
         select p.* from durable.history_partitions p
         where p.day < ((p_now - interval '1 hour') at time zone 'UTC')::date
           and not exists (select 1 from durable.tasks k where k.task_id >= p.lo and k.task_id < p.hi)
         order by p.day
     loop
+        v_part := 'finished_tasks_p' || to_char(d.day, 'YYYYMMDD');
+        -- a task of the day kept by its queue's retention (or of a queue without one) keeps
+        -- the day: one probe of the partition's index (queue, finished_at) per queue (queues
+        -- are never deleted: every task's queue is one of them)
+        execute format(
+            'select exists (select 1 from durable.queues q'
+            '               where exists (select 1 from durable.%I f'
+            '                             where f.queue = q.queue'
+            '                               and (q.options ->> ''retention'' is null'
+            '                                    or f.finished_at >= $1 - make_interval(secs => (q.options ->> ''retention'')::double precision))))',
+            v_part)
+        into v_kept using v_clock;
+        continue when v_kept;
         begin
-            lock table durable.attempts, durable.events in access exclusive mode;
-            -- the lock is held now: no writer of the history can be in the middle of it
+            lock table durable.attempts, durable.events, durable.finished_tasks in access exclusive mode;
+            -- the lock is held now: no writer of the history (nor a finish, nor a restart) can
+            -- be in the middle of it
             continue when exists (select 1 from durable.tasks k where k.task_id >= d.lo and k.task_id < d.hi);
-            execute format('drop table durable.%I, durable.%I',
-                           'attempts_p' || to_char(d.day, 'YYYYMMDD'), 'events_p' || to_char(d.day, 'YYYYMMDD'));
+            execute format('drop table durable.%I, durable.%I, durable.%I',
+                           'attempts_p' || to_char(d.day, 'YYYYMMDD'), 'events_p' || to_char(d.day, 'YYYYMMDD'),
+                           v_part);
             delete from durable.history_partitions p where p.day = d.day;
         exception when lock_not_available then
             return;
@@ -200,7 +219,7 @@ end;
 $$;
 
 comment on function durable._history_ddl(timestamptz, timestamptz) is
-'Internal: the work of durable._history_partitions at p_now, with partitions made up to p_until so far: makes the days up to 7 days ahead when fewer than 3 are left, drops the past days of which no task is left; waits at most 100 ms for the tables'' lock, else leaves the work to a later minute.';
+'Internal: the work of durable._history_partitions at p_now, with partitions made up to p_until so far: makes the days up to 7 days ahead when fewer than 3 are left (finished_tasks, attempts, events), drops the past days of which no live task is left and whose archived tasks are all past their queue''s retention (at durable.current_time()), the three partitions in one DROP; waits at most 100 ms for the tables'' lock, else leaves the work to a later minute.';
 
 -- The days ahead are made right away by the migration that applies this file (its
 -- transaction, as the owner), so that the first claims have nothing to make.
@@ -222,11 +241,10 @@ declare
     v_rows uuid[];
 begin
     with gone as (
-        delete from durable.tasks t
+        delete from durable.finished_tasks t
         where t.task_id in (
-            select f.task_id from durable.tasks f
+            select f.task_id from durable.finished_tasks f
             where f.queue = p_queue
-              and f.status in ('completed', 'failed', 'cancelled')
               and f.finished_at < p_cutoff
             order by f.finished_at
             limit p_limit
@@ -251,7 +269,7 @@ end;
 $$;
 
 comment on function durable._purge_finished(text, timestamptz, integer, boolean) is
-'Internal: deletes up to p_limit finished tasks of the queue that ended before p_cutoff, then their attempts and events (which the log lets go only once their task is gone; p_history false: only those outside the day partitions, which durable._history_partitions drops whole). Returns how many tasks.';
+'Internal: deletes up to p_limit finished tasks (durable.finished_tasks) of the queue that ended before p_cutoff, then their attempts and events (which the log lets go only once their task is gone; p_history false: only those outside the day partitions, which durable._history_partitions drops whole). Returns how many tasks.';
 
 create or replace function durable.purge(
     p_queue text, p_older_than_seconds double precision default null, p_limit integer default 10000

@@ -319,15 +319,25 @@ returns jsonb
 language plpgsql
 stable
 set search_path = pg_catalog, durable, pg_temp
+-- planned with the children's ids: the archive is read in their days' partitions only
+set plan_cache_mode = force_custom_plan
 as $$
 begin
     return (
         select coalesce(jsonb_agg(
-            jsonb_build_object('task_id', c.id, 'status', k.status, 'output', k.output, 'error', k.error)
+            case when k.task_id is not null
+                 then jsonb_build_object('task_id', c.id, 'status', k.status, 'output', k.output, 'error', k.error)
+                 else jsonb_build_object('task_id', c.id, 'status', f.status, 'output', f.output, 'error', f.error)
+            end
             order by c.ord
         ), '[]'::jsonb)
         from unnest(p_children) with ordinality as c (id, ord)
         left join durable.tasks k on k.task_id = c.id
+        -- the finished ones are in the archive
+        left join (
+            select a.task_id, a.status, a.output, a.error from durable.finished_tasks a
+            where a.task_id = any(p_children)
+        ) as f on k.task_id is null and f.task_id = c.id
     );
 end;
 $$;
@@ -459,12 +469,13 @@ $$;
 comment on function durable._child_ended() is
 'Trigger: a child task that ends and that its parent waits for (durable.child_waits) counts the wait down (durable.wait_counts); the last one records the children''s outcomes in the parent''s log and wakes the parent, or, when the parent''s row is locked, leaves that to the sweep. Constant work per child; a child never waits for its parent.';
 
+-- A task ends when it arrives in the archive (durable._finish_tasks)
 drop trigger if exists tasks_child_ended on durable.tasks;
-create trigger tasks_child_ended
-after update of status on durable.tasks
+drop trigger if exists finished_tasks_child_ended on durable.finished_tasks;
+create trigger finished_tasks_child_ended
+after insert on durable.finished_tasks
 for each row
-when (new.parent_id is not null and new.status in ('completed', 'failed', 'cancelled')
-      and old.status is distinct from new.status)
+when (new.parent_id is not null)
 execute function durable._child_ended();
 
 -- Wakes the sleeping tasks of a queue whose time came, and times out its waits, in one

@@ -55,8 +55,8 @@ declare
     v_recorded integer;
     e durable.events;
 begin
-    select * into t from durable.tasks k where k.task_id = p_task;
-    if not found then
+    t := durable._any_task(p_task);
+    if t.task_id is null then
         raise exception 'durable: no task %', p_task using errcode = 'DU004';
     end if;
     perform durable._require(t.queue, durable._readers(), 'read tasks');
@@ -116,15 +116,29 @@ begin
         raise exception 'durable: no queue %', durable._quote(p_queue) using errcode = 'DU002';
     end if;
     perform durable._require(p_queue, durable._readers(), 'read tasks');
+    -- the live ones (durable.tasks), and the finished ones of the archive when asked
     return query
-    select t.task_id, t.task_name, t.status, t.generation, t.input, durable._history(t.task_id, t.generation)
-    from durable.tasks t
-    where t.queue = p_queue
-      and t.durable
-      and (t.status = any(durable._unfinished_statuses())
-           or (p_finished_since is not null and t.finished_at >= p_finished_since))
-      and (p_after is null or t.task_id > p_after)
-    order by t.task_id
+    select u.task_id, u.task_name, u.status, u.generation, u.input, durable._history(u.task_id, u.generation)
+    from (
+        (select t.task_id, t.task_name, t.status, t.generation, t.input
+         from durable.tasks t
+         where t.queue = p_queue
+           and t.durable
+           and (p_after is null or t.task_id > p_after)
+         order by t.task_id
+         limit p_limit)
+        union all
+        (select f.task_id, f.task_name, f.status, f.generation, f.input
+         from durable.finished_tasks f
+         where p_finished_since is not null
+           and f.queue = p_queue
+           and f.durable
+           and f.finished_at >= p_finished_since
+           and (p_after is null or f.task_id > p_after)
+         order by f.task_id
+         limit p_limit)
+    ) as u
+    order by u.task_id
     limit p_limit;
 end;
 $$;
@@ -163,7 +177,10 @@ begin
         -- the task names that recorded the marker, in any stored history, and when first
         select t.queue, t.task_name, min(e.recorded_at) as first_at
         from durable.events e
-        join durable.tasks t on t.task_id = e.task_id
+        join (select k.task_id, k.queue, k.task_name from durable.tasks k
+              union all
+              select f.task_id, f.queue, f.task_name from durable.finished_tasks f) as t
+            on t.task_id = e.task_id
         where e.kind = 'patch' and e.name = p_patch and t.queue = any(v_queues)
         group by t.queue, t.task_name
     ),

@@ -130,7 +130,7 @@ def test_purge_deletes_finished_tasks(
     code, out, _ = run(capsys, "purge", "old")
     assert code == 0 and "3 finished task(s) of old deleted" in out
     with psycopg.connect(admin_url) as conn:
-        assert conn.execute("select count(*) from durable.tasks where queue = 'old'").fetchone() == (0,)
+        assert conn.execute("select count(*) from durable.all_tasks where queue = 'old'").fetchone() == (0,)
 
 
 @pytest.mark.parametrize(

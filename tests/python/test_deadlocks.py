@@ -1012,7 +1012,7 @@ def test_random_batch_verbs_on_overlapping_rows_never_deadlock(
     # found the parent's row locked (a child never waits for its parent), as the next
     # claim of the parent's queue does in a deployment
     conn.execute("select durable.reclaim(q.queue, 10000) from durable.queues q")
-    statuses = dict(conn.execute("select status, count(*) from durable.tasks group by status").fetchall())
+    statuses = dict(conn.execute("select status, count(*) from durable.all_tasks group by status").fetchall())
     row = conn.execute(
         """
         select
@@ -1021,14 +1021,15 @@ def test_random_batch_verbs_on_overlapping_rows_never_deadlock(
                and exists (select 1 from durable.attempts a
                            where a.task_id = e.task_id and a.outcome = 'suspended'
                              and a.ended_at <= e.recorded_at)),
-            (select count(*) from durable.tasks where idempotency_key is not null),
-            (select count(*) from durable.tasks where error ->> 'message' like 'parent task % was cancelled'),
-            (select array_agg(p.task_id) from durable.tasks p
+            (select count(*) from durable.all_tasks where idempotency_key is not null),
+            (select count(*) from durable.all_tasks
+             where error ->> 'message' like 'parent task % was cancelled'),
+            (select array_agg(p.task_id) from durable.all_tasks p
              where p.status = 'waiting' and p.wait_kind = 'children'
-               and not exists (select 1 from durable.tasks c
+               and not exists (select 1 from durable.all_tasks c
                                where c.task_id = any(p.wait_children)
                                  and c.status not in ('completed', 'failed', 'cancelled'))),
-            (select array_agg(p.task_id) from durable.tasks p
+            (select array_agg(p.task_id) from durable.all_tasks p
              join durable.event_values v on v.queue = p.queue and v.key = p.wait_key
              where p.status = 'waiting' and p.wait_kind = 'event' and v.emitted_at is not null)
         """

@@ -167,7 +167,7 @@ def test_limits_hold_under_contention_and_kill_9(
             next_kill = time.monotonic() + rng.uniform(0.5, 1.5)
             while True:
                 row = conn.execute(
-                    "select count(*) filter (where status = 'completed'), count(*) from durable.tasks"
+                    "select count(*) filter (where status = 'completed'), count(*) from durable.all_tasks"
                     " where queue = %s",
                     (queue,),
                 ).fetchone()
@@ -183,7 +183,7 @@ def test_limits_hold_under_contention_and_kill_9(
                     holders = {
                         int(name.rsplit("-", 2)[1])
                         for (name,) in conn.execute(
-                            "select distinct worker from durable.tasks"
+                            "select distinct worker from durable.all_tasks"
                             " where queue = %s and status = 'running'",
                             (queue,),
                         ).fetchall()
@@ -216,13 +216,13 @@ def test_limits_hold_under_contention_and_kill_9(
     with psycopg.connect(admin_url, autocommit=True) as conn:  # reads the tables
         statuses: dict[str, int] = dict(
             conn.execute(
-                "select status, count(*) from durable.tasks where queue = %s group by status", (queue,)
+                "select status, count(*) from durable.all_tasks where queue = %s group by status", (queue,)
             ).fetchall()
         )
         attempts = conn.execute(
             """
             select t.concurrency_key, a.started_at, a.ended_at, a.outcome
-            from durable.attempts a join durable.tasks t using (task_id)
+            from durable.attempts a join durable.all_tasks t using (task_id)
             where a.queue = %s
             """,
             (queue,),

@@ -29,6 +29,10 @@ def old_db(server_url: str, tmp_path: Path) -> Iterator[psycopg.Connection[Any]]
         yield conn
 
 
+# (after the migration: live and finished tasks)
+STATUS = "select status from durable.all_tasks where task_id = %s"
+
+
 def _one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
     row = conn.execute(query, params).fetchone()
     assert row is not None
@@ -88,7 +92,7 @@ select jsonb_build_object(
     'tasks', (select jsonb_agg(jsonb_build_object('id', t.task_id, 'name', t.task_name, 'status', t.status,
                                                   'attempt', t.attempt, 'output', t.output, 'error', t.error,
                                                   'generation', t.generation, 'wait_key', t.wait_key)
-                               order by t.task_id) from durable.tasks t),
+                               order by t.task_id) from durable.{tasks} t),
     'attempts', (select jsonb_agg(to_jsonb(a) order by a.task_id, a.attempt) from durable.attempts a),
     'events', (select jsonb_agg(to_jsonb(e) order by e.task_id, e.generation, e.seq) from durable.events e),
     'event_values', (select coalesce(jsonb_agg(to_jsonb(v) order by v.queue, v.key), '[]')
@@ -104,13 +108,14 @@ def test_migration_keeps_every_row_and_the_verbs_go_on(old_db: psycopg.Connectio
     ids = _populate(conn)
     statuses = {r[0] for r in conn.execute("select status from durable.tasks").fetchall()}
     assert statuses == {"pending", "running", "completed", "failed", "cancelled", "sleeping", "waiting"}
-    before = _one(conn, SNAPSHOT)
+    # (the tasks: all in durable.tasks before; live and finished ones, migration 0020, after)
+    before = _one(conn, SNAPSHOT.format(tasks="tasks"))
     assert len(before["attempts"]) == 7 and len(before["events"]) == 5
 
     result = migrate(conn, REPO)
     assert "0018_history_partitions.sql" in result.applied
 
-    assert _one(conn, SNAPSHOT) == before, "every row is kept as it was"
+    assert _one(conn, SNAPSHOT.format(tasks="all_tasks")) == before, "every row is kept as it was"
     for table in ("attempts", "events"):
         assert _one(conn, f"select relkind from pg_class where oid = 'durable.{table}'::regclass") == "p"
         elsewhere = (
@@ -122,17 +127,17 @@ def test_migration_keeps_every_row_and_the_verbs_go_on(old_db: psycopg.Connectio
     # the verbs go on with the tasks that were in flight
     done = _one(conn, "select durable.complete(%s, %s, '{}')", ids["running"], ids["running_token"])
     assert done is not None
-    assert _one(conn, "select status from durable.tasks where task_id = %s", ids["running"]) == "completed"
+    assert _one(conn, STATUS, ids["running"]) == "completed"
     assert (
         _one(conn, "select tableoid::regclass::text from durable.attempts where task_id = %s", ids["running"])
         == "durable.attempts_legacy"
     ), "a task created before the migration keeps its history in the legacy partition"
     conn.execute("select durable.emit_event('m', 'key1', '{\"p\": 1}')")
-    assert _one(conn, "select status from durable.tasks where task_id = %s", ids["waiting"]) == "pending"
+    assert _one(conn, STATUS, ids["waiting"]) == "pending"
     child, tok = _claim(conn, "child")
     assert str(child) == str(ids["child"])
     conn.execute("select durable.complete(%s, %s, '{}')", (child, tok))
-    assert _one(conn, "select status from durable.tasks where task_id = %s", ids["parent"]) == "pending"
+    assert _one(conn, STATUS, ids["parent"]) == "pending"
 
     # a task created now: its history goes to today's partition, which the migration made
     new_id = _enqueue(conn, "new")
@@ -150,13 +155,14 @@ def test_migration_keeps_every_row_and_the_verbs_go_on(old_db: psycopg.Connectio
     finished = ("done", "failed", "cancelled", "running", "child")
     gone = _one(
         conn,
-        "select count(*) from durable.tasks where task_id = any(%s::uuid[])",
+        "select count(*) from durable.all_tasks where task_id = any(%s::uuid[])",
         [str(ids[k]) for k in finished],
     )
-    assert gone == 0 and _one(conn, "select count(*) from durable.tasks where task_id = %s", new_id) == 0
+    assert gone == 0 and _one(conn, "select count(*) from durable.all_tasks where task_id = %s", new_id) == 0
     orphans = """
         select count(*) from durable.{table} x
-        where not exists (select 1 from durable.tasks t where t.task_id = x.task_id) and x.tableoid {where}
+        where not exists (select 1 from durable.all_tasks t where t.task_id = x.task_id)
+          and x.tableoid {where}
     """
     for table in ("attempts", "events"):
         legacy = orphans.format(table=table, where=f"= 'durable.{table}_legacy'::regclass")

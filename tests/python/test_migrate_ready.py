@@ -34,6 +34,10 @@ def old_db(server_url: str, tmp_path: Path) -> Iterator[tuple[str, psycopg.Conne
         yield url, conn
 
 
+# (after the migration: live and finished tasks)
+STATUS = "select status from durable.all_tasks where task_id = %s"
+
+
 def _one(conn: psycopg.Connection[Any], query: str, *params: Any) -> Any:
     row = conn.execute(query, params).fetchone()
     assert row is not None
@@ -176,7 +180,7 @@ def test_migration_fills_ready_and_claims_keep_their_order(
     while claimed := _claim(conn, "r"):
         one_by_one += [t for t, _ in claimed]
     assert one_by_one == rest, "the claims start the due tasks in the old claim order"
-    assert _one(conn, "select status from durable.tasks where task_id = %s", ids["late"]) == "cancelled"
+    assert _one(conn, STATUS, ids["late"]) == "cancelled"
     assert _one(conn, "select count(*) from durable.ready where task_id = %s", ids["late"]) == 0
 
     # the delayed task, once due
@@ -200,12 +204,12 @@ def test_migration_fills_ready_and_claims_keep_their_order(
     # the tasks in flight go on: the running one completes, the sleeper wakes and is claimed
     done = _one(conn, "select durable.complete(%s, %s, '{}')", ids["running"], ids["running_token"])
     assert done is not None
-    assert _one(conn, "select status from durable.tasks where task_id = %s", ids["running"]) == "completed"
+    assert _one(conn, STATUS, ids["running"]) == "completed"
     [(task, token)] = _claim(conn, "r", ["nap"])
     assert task == ids["sleeping"]
     conn.execute("select durable.sleep(%s, %s, 1, 'nap', 60)", (task, token))  # its replay: slept
     conn.execute("select durable.complete(%s, %s, '{}')", (task, token))
-    assert _one(conn, "select status from durable.tasks where task_id = %s", ids["sleeping"]) == "completed"
+    assert _one(conn, STATUS, ids["sleeping"]) == "completed"
     assert conn.execute(READY).fetchall() == [] == conn.execute(EXPECTED).fetchall()
     # and a task enqueued now is claimed
     new = _enqueue(conn, "r", "a")
@@ -250,7 +254,7 @@ def test_a_task_made_pending_while_the_migration_runs_is_in_ready(
         writer.execute("commit")
         thread.join(60)
     assert done == [None]
-    assert _one(conn, "select status from durable.tasks where task_id = %s", task) == "pending"
+    assert _one(conn, STATUS, task) == "pending"
     assert _one(conn, "select count(*) from durable.ready where task_id = %s", task) == 1, (
         "the task the writer made pending is in durable.ready"
     )

@@ -84,7 +84,7 @@ def test_cancel_cascades_to_running_and_sleeping_children(
     def children() -> dict[str, str]:
         # the table, as the superuser (conn): no read verb lists a task's children
         rows = conn.execute(
-            "select task_name, status from durable.tasks where parent_id = %s", (parent,)
+            "select task_name, status from durable.all_tasks where parent_id = %s", (parent,)
         ).fetchall()
         return dict(rows)
 
@@ -99,7 +99,7 @@ def test_cancel_cascades_to_running_and_sleeping_children(
     assert status(wf_client, parent) == "cancelled"
     assert children() == {"block": "cancelled", "nap": "cancelled"}
     running_child = conn.execute(
-        "select task_id from durable.tasks where parent_id = %s and task_name = 'block'", (parent,)
+        "select task_id from durable.all_tasks where parent_id = %s and task_name = 'block'", (parent,)
     ).fetchone()
     assert running_child is not None
     info = wf_client.get_task(running_child[0])

@@ -21,7 +21,7 @@ from durable import Client
 
 def running_worker(admin: psycopg.Connection[Any], task_id: uuid.UUID) -> str:
     """The name of the worker that runs the task (``durable.tasks.worker``)."""
-    row = admin.execute("select worker from durable.tasks where task_id = %s", (task_id,)).fetchone()
+    row = admin.execute("select worker from durable.all_tasks where task_id = %s", (task_id,)).fetchone()
     assert row is not None and row[0] is not None
     return str(row[0])
 

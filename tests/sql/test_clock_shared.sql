@@ -64,12 +64,12 @@ select durable.sleep(n.task_id, n.lease_token, 1, 'nap', case n.task_name when '
 from naps n order by n.task_name;
 select is(durable.skip_test_clock(), null, 'a task still runs (the first claim''s): skip_test_clock moves nothing');
 select durable.complete(t.task_id, t.lease_token)
-from durable.tasks t where t.status = 'running';
-select is(durable.skip_test_clock(), (select t.wake_at from durable.tasks t join naps n using (task_id) where n.task_name = 'a'),
+from durable.all_tasks t where t.status = 'running';
+select is(durable.skip_test_clock(), (select t.wake_at from durable.all_tasks t join naps n using (task_id) where n.task_name = 'a'),
           'nothing can run: skip_test_clock moves the clock to the earlier sleeper''s wake-up and returns it');
 select is(pg_temp.days_ahead(), 11, 'the clock is 10 days further on');
 select is((select count(*)::integer from durable.claim('q', 'w1', 10)), 1, 'the claim wakes and hands out that sleeper');
-select is((select t.status from durable.tasks t join naps n using (task_id) where n.task_name = 'b'), 'sleeping',
+select is((select t.status from durable.all_tasks t join naps n using (task_id) where n.task_name = 'b'), 'sleeping',
           'the later sleeper sleeps on');
 select is(durable.skip_test_clock(), null, 'the woken task runs: nothing moves');
 
@@ -77,16 +77,16 @@ select is(durable.skip_test_clock(), null, 'the woken task runs: nothing moves')
 -- 4. leases and workers move with the clock
 create temp table regs as select durable.register_worker('reg-w', '{q}') as token;
 create temp table before as
-select t.task_id, t.lease_expires_at, t.attempt_deadline from durable.tasks t where t.status = 'running';
+select t.task_id, t.lease_expires_at, t.attempt_deadline from durable.all_tasks t where t.status = 'running';
 select durable.advance_test_clock(30 * 86400);
-select is((select count(*)::integer from durable.tasks t join before b using (task_id)
+select is((select count(*)::integer from durable.all_tasks t join before b using (task_id)
            where t.lease_expires_at = b.lease_expires_at + interval '30 days'
              and t.attempt_deadline is not distinct from b.attempt_deadline + interval '30 days'), 1,
           'the running task''s lease and deadline moved 30 days with the clock');
 select is((select w.alive from durable.workers() w where w.name = 'reg-w'), true,
           'the registered worker is still alive 30 days on');
 select is((select count(*)::integer from durable.claim('q', 'w2', 10, 60, '{z}')), 0, 'a claim reclaims nothing');
-select is((select t.status from durable.tasks t join before b using (task_id)), 'running', 'the task still runs');
+select is((select t.status from durable.all_tasks t join before b using (task_id)), 'running', 'the task still runs');
 
 -- ---------------------------------------------------------------------------------
 -- 5. test_clock()
@@ -95,7 +95,7 @@ select is((select c.runnable from durable.test_clock() c), 2,
 select is((select abs(extract(epoch from c.now - durable.current_time())) < 1 from durable.test_clock() c), true,
           'test_clock: its now is the shared clock');
 select is((select c.next_due from durable.test_clock() c),
-          (select t.run_at from durable.tasks t where t.status = 'pending'),
+          (select t.run_at from durable.all_tasks t where t.status = 'pending'),
           'test_clock: the next due time is the woken task''s run time');
 commit;
 

@@ -129,14 +129,14 @@ select (select r from dblink_get_result('a') as x (r text))::uuid[] as a,
        (select r from dblink_get_result('b') as x (r text))::uuid[] as b;
 select count(*) from dblink_get_result('a') as x (r text);
 select count(*) from dblink_get_result('b') as x (r text);
-select is((select count(*) from durable.tasks where queue = 'idem'), 3::bigint, '2: three tasks, one per key');
+select is((select count(*) from durable.all_tasks where queue = 'idem'), 3::bigint, '2: three tasks, one per key');
 select is((select a from r2),
-          array[(select task_id from durable.tasks where idempotency_key = 'k1'), pg_temp.id('k0'),
-                (select task_id from durable.tasks where idempotency_key = 'k2')],
+          array[(select task_id from durable.all_tasks where idempotency_key = 'k1'), pg_temp.id('k0'),
+                (select task_id from durable.all_tasks where idempotency_key = 'k2')],
           '2: a gets the id of each key''s task, in its order');
 select is((select b from r2),
-          array[(select task_id from durable.tasks where idempotency_key = 'k2'),
-                (select task_id from durable.tasks where idempotency_key = 'k1')],
+          array[(select task_id from durable.all_tasks where idempotency_key = 'k2'),
+                (select task_id from durable.all_tasks where idempotency_key = 'k1')],
           '2: so does b');
 
 -- 3. this session holds h; a leaves round_robin; b claims (after r's lease ran out)
@@ -208,7 +208,7 @@ reset lock_timeout;
 rollback;
 select dblink_exec('b', 'commit');
 select is((select r from dblink_get_result('a') as x (r text))::uuid,
-          (select task_id from durable.tasks where queue = 'rr6' and idempotency_key = 'ik6'),
+          (select task_id from durable.all_tasks where queue = 'rr6' and idempotency_key = 'ik6'),
           '6: the enqueue returns the task of b''s key');
 select count(*) from dblink_get_result('a') as x (r text);
 select dblink_exec('a', 'commit');

@@ -23,7 +23,7 @@ create function pg_temp.take(p_queue text, p_max integer default 10) returns tex
     select coalesce(array_agg(u.n order by u.n), '{}') from u
 $$;
 create function pg_temp.statuses(p_queue text) returns jsonb language sql as $$
-    select jsonb_object_agg(k.input ->> 'n', k.status) from durable.tasks k where k.queue = p_queue
+    select jsonb_object_agg(k.input ->> 'n', k.status) from durable.all_tasks k where k.queue = p_queue
 $$;
 
 -- ---------------------------------------------------------------------------------
@@ -35,7 +35,7 @@ select pg_temp.enq('cip', 'a2', '{"concurrency_key": "k"}');
 select is(pg_temp.statuses('cip'), '{"a1": "cancelled", "a2": "pending"}'::jsonb,
           'enqueuing a2 cancels the running a1 (limit 1: the newest wins)');
 select is(
-    (select k.error ->> 'message' from durable.tasks k where k.task_id = pg_temp.id('a1')),
+    (select k.error ->> 'message' from durable.all_tasks k where k.task_id = pg_temp.id('a1')),
     'superseded by a newer task of concurrency key ''k'' (strategy cancel_in_progress, limit 1)',
     'the cancelled task says why'
 );
@@ -54,7 +54,7 @@ select count(*) from durable.enqueue_many('cip', '[
     {"task_name": "job", "input": {"n": "a3"}, "options": {"concurrency_key": "k"}},
     {"task_name": "job", "input": {"n": "a4"}, "options": {"concurrency_key": "k"}}]');
 select is(
-    (select jsonb_object_agg(k.input ->> 'n', k.status) from durable.tasks k where k.queue = 'cip' and k.input ->> 'n' in ('a2', 'a3', 'a4')),
+    (select jsonb_object_agg(k.input ->> 'n', k.status) from durable.all_tasks k where k.queue = 'cip' and k.input ->> 'n' in ('a2', 'a3', 'a4')),
     '{"a2": "cancelled", "a3": "cancelled", "a4": "pending"}'::jsonb,
     'enqueue_many of a3, a4: the running a2 and the older a3 are cancelled, a4 waits'
 );
@@ -64,7 +64,7 @@ select pg_temp.enq('cip', 'other', '{"concurrency_key": "other"}');
 select pg_temp.enq('cip', 'nokey1');
 select pg_temp.enq('cip', 'nokey2');
 select is(
-    (select jsonb_object_agg(k.input ->> 'n', k.status) from durable.tasks k
+    (select jsonb_object_agg(k.input ->> 'n', k.status) from durable.all_tasks k
      where k.queue = 'cip' and k.input ->> 'n' in ('a4', 'other', 'nokey1', 'nokey2')),
     '{"a4": "pending", "other": "pending", "nokey1": "pending", "nokey2": "pending"}'::jsonb,
     'other keys and tasks without a key are left alone'
@@ -72,7 +72,7 @@ select is(
 select pg_temp.take('cip');
 select durable.complete(pg_temp.id('other'), pg_temp.tok('other'), '{}');
 select pg_temp.enq('cip', 'other2', '{"concurrency_key": "other"}');
-select is((select status from durable.tasks where task_id = pg_temp.id('other')), 'completed',
+select is((select status from durable.all_tasks where task_id = pg_temp.id('other')), 'completed',
           'a completed task is not cancelled by a newer one');
 
 -- limit 2: the two newest survive
@@ -101,7 +101,7 @@ select pg_temp.enq('cn', 'n2', '{"concurrency_key": "k"}');
 select is(pg_temp.statuses('cn'), '{"n1": "pending", "n2": "cancelled"}'::jsonb,
           'n2 is enqueued while n1 (pending) fills its key: n2 is cancelled at once');
 select is(
-    (select k.error from durable.tasks k where k.task_id = pg_temp.id('n2')),
+    (select k.error from durable.all_tasks k where k.task_id = pg_temp.id('n2')),
     jsonb_build_object('type', 'Cancelled', 'message',
                        'concurrency key ''k'' already has 1 unfinished task(s), its limit (strategy cancel_newest)'),
     'with the reason in its error'
@@ -110,12 +110,12 @@ select is((select count(*)::integer from durable.attempts a where a.task_id = pg
           'a task cancelled before it ran has no attempt');
 select is(pg_temp.take('cn'), array['n1'], 'n1 runs');
 select pg_temp.enq('cn', 'n3', '{"concurrency_key": "k"}');
-select is((select status from durable.tasks where task_id = pg_temp.id('n3')), 'cancelled',
+select is((select status from durable.all_tasks where task_id = pg_temp.id('n3')), 'cancelled',
           'n3 arrives while n1 runs: cancelled');
-select is((select status from durable.tasks where task_id = pg_temp.id('n1')), 'running', 'n1 is not touched');
+select is((select status from durable.all_tasks where task_id = pg_temp.id('n1')), 'running', 'n1 is not touched');
 select durable.complete(pg_temp.id('n1'), pg_temp.tok('n1'), '{}');
 select pg_temp.enq('cn', 'n4', '{"concurrency_key": "k"}');
-select is((select status from durable.tasks where task_id = pg_temp.id('n4')), 'pending',
+select is((select status from durable.all_tasks where task_id = pg_temp.id('n4')), 'pending',
           'once n1 completed, n4 is accepted');
 
 -- a batch: the first ones up to the limit are kept, in order
@@ -129,7 +129,7 @@ select count(*) from durable.enqueue_many('cn2', '[
 select is(pg_temp.statuses('cn2'), '{"m1": "pending", "m2": "pending", "m3": "cancelled", "other": "pending", "nokey": "pending"}'::jsonb,
           'limit 2, m1 waiting, then m2 and m3 in a batch: m3 is cancelled; other keys and keyless are not');
 select pg_temp.enq('cn2', 'm4', '{"concurrency_key": "k", "concurrency_key_limit": 3}');
-select is((select status from durable.tasks where task_id = pg_temp.id('m4')), 'pending',
+select is((select status from durable.all_tasks where task_id = pg_temp.id('m4')), 'pending',
           'a task with its own limit 3 is accepted as the third');
 
 -- ---------------------------------------------------------------------------------

@@ -68,12 +68,12 @@ create temp table t1 as
 select durable.enqueue('q', 'job', '{}', '{"concurrency_key": "tenant-1", "concurrency_key_limit": 3}') as id;
 select is(
     (select jsonb_build_object('key', k.concurrency_key, 'limit', k.concurrency_key_limit, 'tag', k.fair_tag)
-     from durable.tasks k, t1 where k.task_id = t1.id),
+     from durable.all_tasks k, t1 where k.task_id = t1.id),
     '{"key": "tenant-1", "limit": 3, "tag": 0}'::jsonb,
     'the task stores its key and its own key limit; fair_tag is 0 outside round_robin'
 );
 create temp table t2 as select durable.enqueue('plain', 'job', '{}', '{"concurrency_key": "k"}') as id;
-select is((select k.concurrency_key from durable.tasks k, t2 where k.task_id = t2.id), 'k',
+select is((select k.concurrency_key from durable.all_tasks k, t2 where k.task_id = t2.id), 'k',
           'a queue without limits stores a key too (it counts once the queue gets limits)');
 select throws_ok($$select durable.enqueue('plain', 'job', '{}', '{"concurrency_key": "k", "concurrency_key_limit": 2}')$$,
                  'DU001', null, 'a per-task key limit on a queue without concurrency options');
@@ -94,7 +94,7 @@ select is(
 );
 select is(
     (select jsonb_agg(jsonb_build_array(k.task_name, k.concurrency_key, k.concurrency_key_limit) order by k.seq)
-     from durable.tasks k where k.queue = 'q' and k.task_name in ('a', 'b', 'c')),
+     from durable.all_tasks k where k.queue = 'q' and k.task_name in ('a', 'b', 'c')),
     '[["a", "x", null], ["b", "y", 1], ["c", null, null]]'::jsonb,
     'enqueue_many stores each spec''s key and limit'
 );

@@ -27,7 +27,7 @@ create function pg_temp.done(p_n text) returns void language sql as $$
 $$;
 create function pg_temp.running(p_queue text) returns text[] language sql as $$
     select coalesce(array_agg(k.input ->> 'n' order by k.input ->> 'n'), '{}')
-    from durable.tasks k where k.queue = p_queue and k.status = 'running'
+    from durable.all_tasks k where k.queue = p_queue and k.status = 'running'
 $$;
 
 -- 1. the queue limit
@@ -37,7 +37,7 @@ select is(pg_temp.take('ql', 10), array['t1', 't2', 't3'], 'queue limit 3: a cla
 select is(pg_temp.take('ql', 10), '{}'::text[], 'the queue is full: the next claim starts nothing');
 select pg_temp.done('t2');
 select is(pg_temp.take('ql', 10), array['t4'], 'a completion frees one slot: one more starts');
-select is((select count(*)::integer from durable.tasks where queue = 'ql' and status = 'pending'), 1,
+select is((select count(*)::integer from durable.all_tasks where queue = 'ql' and status = 'pending'), 1,
           'the excess waits pending (not failed, not cancelled)');
 
 -- 2. per-key limit, FIFO within the key
@@ -136,9 +136,9 @@ select is((select n from dblink('b', $$select count(*) from durable.claim('race'
           1::bigint, 'once the completion commits, B starts one');
 select is(
     (select jsonb_build_object('running', count(*) filter (where status = 'running'),
-                               'max_per_key', (select max(c) from (select count(*) as c from durable.tasks
+                               'max_per_key', (select max(c) from (select count(*) as c from durable.all_tasks
                                                where queue = 'race' and status = 'running' group by concurrency_key) m))
-     from durable.tasks where queue = 'race'),
+     from durable.all_tasks where queue = 'race'),
     '{"running": 2, "max_per_key": 1}'::jsonb,
     'the limits hold: 2 running, at most 1 per key'
 );

@@ -34,7 +34,7 @@ select is(pg_temp.take('r'), array['a1', 'a2', 'a3', 'b1', 'b2', 'nokey'],
 select pg_temp.done_all();
 select is(pg_temp.take('r'), '{}'::text[], 't=0: nothing runs, yet a4 and a5 may not start (rate, not concurrency)');
 select is(
-    (select jsonb_object_agg(k.input ->> 'n', k.status) from durable.tasks k where k.queue = 'r' and k.status <> 'completed'),
+    (select jsonb_object_agg(k.input ->> 'n', k.status) from durable.all_tasks k where k.queue = 'r' and k.status <> 'completed'),
     '{"a4": "pending", "a5": "pending"}'::jsonb,
     'over the limit, tasks wait pending: they are not failed'
 );
@@ -106,7 +106,7 @@ select is(
     (select jsonb_build_object('started', count(*) filter (where status = 'completed'),
                                'pending', count(*) filter (where status = 'pending'),
                                'more', (select cardinality(pg_temp.take('both'))))
-     from durable.tasks where queue = 'both'),
+     from durable.all_tasks where queue = 'both'),
     '{"started": 5, "pending": 3, "more": 0}'::jsonb,
     'one at a time, 5 start within the minute, then the rate stops the sixth'
 );

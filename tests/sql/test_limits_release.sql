@@ -58,7 +58,7 @@ select pg_temp.at(31);
 select is(pg_temp.next('l'), array['x'],
           'x''s lease ran out: the claim reclaims it first, its slot is free, and x, which keeps its place, starts again');
 select is((select jsonb_build_object('status', status, 'lost', lost_leases, 'attempt', attempt)
-           from durable.tasks where task_id = pg_temp.xid('l')),
+           from durable.all_tasks where task_id = pg_temp.xid('l')),
           '{"status": "running", "lost": 1, "attempt": 2}'::jsonb, 'x runs its second attempt after its lost lease');
 
 select pg_temp.at(0);

@@ -95,7 +95,7 @@ select is(pg_temp.starts('rrp', 2), array['c-high', 'a1'], 'a higher priority go
 
 -- 4. tags: increasing per key, starting at the queue's clock
 select is(
-    (select array_agg(k.fair_tag order by k.seq) from durable.tasks k where k.queue = 'rrp' and k.concurrency_key = 'a'),
+    (select array_agg(k.fair_tag order by k.seq) from durable.all_tasks k where k.queue = 'rrp' and k.concurrency_key = 'a'),
     (select array_agg(g::bigint) from generate_series(0, 9) as g),
     'a backlog enqueued at clock 0 gets tags 0, 1, 2, ...'
 );
@@ -106,7 +106,7 @@ select is((select ls.fair_clock from durable.limit_state ls where ls.queue = 'rr
 select durable.create_queue('rrp', '{"concurrency_strategy": "queue"}');
 select is(
     (select jsonb_build_object(
-        'tags', (select count(*) from durable.tasks k where k.queue = 'rrp' and k.fair_tag <> 0),
+        'tags', (select count(*) from durable.all_tasks k where k.queue = 'rrp' and k.fair_tag <> 0),
         'keys', (select count(*) from durable.fair_keys f where f.queue = 'rrp'))),
     '{"tags": 0, "keys": 0}'::jsonb,
     'leaving round_robin resets the tags of unfinished tasks and forgets the keys'

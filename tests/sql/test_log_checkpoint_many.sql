@@ -87,7 +87,7 @@ select results_eq(
     'only the accepted elements wrote events: the rejected ones wrote nothing'
 );
 select is(
-    (select status from durable.tasks where task_id = pg_temp.id('c')),
+    (select status from durable.all_tasks where task_id = pg_temp.id('c')),
     'running',
     'an element rejected for its token leaves its task as it was'
 );
@@ -121,7 +121,7 @@ select ok(
     'an element that differs from the recorded event answers {"nondeterminism": ...}'
 );
 select is(
-    (select status || ' ' || (error ->> 'type') from durable.tasks where task_id = pg_temp.id('d')),
+    (select status || ' ' || (error ->> 'type') from durable.all_tasks where task_id = pg_temp.id('d')),
     'failed NonDeterminismError',
     'and its task has been failed'
 );

@@ -76,7 +76,7 @@ $$;
 -- ---------------------------------------------------------------- the history, checked
 select pg_temp.rerun('main');
 create temp table main_child as
-select k.task_id from durable.tasks k where k.parent_id = pg_temp.id('main') and k.parent_seq = 3;
+select k.task_id from durable.all_tasks k where k.parent_id = pg_temp.id('main') and k.parent_seq = 3;
 select is((select attempt from histories where name = 'main'), 2, 'the second attempt is claimed');
 select is(
     (select result from durable.events where task_id = pg_temp.id('main') and seq = 3),
@@ -106,7 +106,7 @@ select is(
     '{"checked": 3}'::jsonb,
     'replay_check of a prefix returns how many calls it checked'
 );
-select is((select replayed_to from durable.tasks where task_id = pg_temp.id('main')), 3, 'the attempt has checked 3');
+select is((select replayed_to from durable.all_tasks where task_id = pg_temp.id('main')), 3, 'the attempt has checked 3');
 select is(
     (select durable.replay_check(pg_temp.id('main'), pg_temp.tok('main'), pg_temp.presented(4))),
     '{"checked": 4}'::jsonb,
@@ -117,7 +117,7 @@ select is(
     '{"checked": 0}'::jsonb,
     'replay_check of nothing checks nothing'
 );
-select is((select replayed_to from durable.tasks where task_id = pg_temp.id('main')), 4,
+select is((select replayed_to from durable.all_tasks where task_id = pg_temp.id('main')), 4,
           'and does not undo what the attempt checked before');
 select is(
     (select durable.checkpoint(pg_temp.id('main'), pg_temp.tok('main'), 1, 'step', 'fetch', '{"n": 99}')),
@@ -135,7 +135,7 @@ select is(
     'spawn of a recorded child returns the recorded event'
 );
 select is(
-    (select count(*) from durable.tasks where parent_id = pg_temp.id('main')),
+    (select count(*) from durable.all_tasks where parent_id = pg_temp.id('main')),
     1::bigint,
     'and spawns nothing again'
 );
@@ -275,7 +275,7 @@ select throws_ok(
     'DU001', null, 'replay_check of null is refused (DU001)'
 );
 select is(
-    (select row(status, attempt, lease_token, replayed_to, finished_at)::text from durable.tasks where task_id = pg_temp.id('main')),
+    (select row(status, attempt, lease_token, replayed_to, finished_at)::text from durable.all_tasks where task_id = pg_temp.id('main')),
     row('running', 2, pg_temp.tok('main'), 4, null::timestamptz)::text,
     'after all that the task still runs its second attempt, its history checked'
 );
@@ -330,7 +330,7 @@ select pg_temp.nondeterminism_ok(
     false);
 select is(
     (select jsonb_build_object('status', k.status, 'failures', k.failures, 'max_attempts', k.max_attempts)
-     from durable.tasks k where k.task_id = pg_temp.id('renamed by checkpoint')),
+     from durable.all_tasks k where k.task_id = pg_temp.id('renamed by checkpoint')),
     '{"status": "failed", "failures": 2, "max_attempts": 5}'::jsonb,
     'failed at its second failure of five allowed: a non-determinism is not retried'
 );
@@ -338,7 +338,7 @@ select is(
 -- ---------------------------------------------------------------- new events need a checked history
 select pg_temp.rerun('unchecked');
 create temp table unchecked_before as
-select (select count(*) from durable.events) as events, (select count(*) from durable.tasks) as tasks;
+select (select count(*) from durable.events) as events, (select count(*) from durable.all_tasks) as tasks;
 select throws_ok(
     format($$select durable.checkpoint(%L, %L, 5, 'step', 'notify', '{"sent": true}')$$,
            pg_temp.id('unchecked'), pg_temp.tok('unchecked')),
@@ -371,11 +371,11 @@ select throws_ok(
 select throws_ok(
     format($$select durable.wait_children(%L, %L, 5, array[%L::uuid], 'kids')$$,
            pg_temp.id('unchecked'), pg_temp.tok('unchecked'),
-           (select task_id from durable.tasks where parent_id = pg_temp.id('unchecked'))),
+           (select task_id from durable.all_tasks where parent_id = pg_temp.id('unchecked'))),
     'DU022', null, 'a new wait for children too'
 );
 select is(
-    (select row((select count(*) from durable.events), (select count(*) from durable.tasks))::text),
+    (select row((select count(*) from durable.events), (select count(*) from durable.all_tasks))::text),
     (select row(events, tasks)::text from unchecked_before),
     'none of them recorded an event or created a task'
 );
@@ -429,7 +429,7 @@ select is(
     'complete after the whole history was checked and extended returns {"completed": true}'
 );
 select is(
-    (select row(status, output)::text from durable.tasks where task_id = pg_temp.id('unchecked')),
+    (select row(status, output)::text from durable.all_tasks where task_id = pg_temp.id('unchecked')),
     row('completed', '{"done": true}'::jsonb)::text,
     'the task completed with its output'
 );
@@ -449,7 +449,7 @@ select is(
 select durable.fail(pg_temp.id('again'), pg_temp.tok('again'), '{"type": "Crash"}');
 select pg_temp.claim_as('again', 'q', 'w3', 3600);
 select is(
-    (select row(attempt, replayed_to)::text from durable.tasks where task_id = pg_temp.id('again')),
+    (select row(attempt, replayed_to)::text from durable.all_tasks where task_id = pg_temp.id('again')),
     row(3, 0)::text,
     'the third attempt is claimed with nothing checked'
 );
@@ -493,7 +493,7 @@ select pg_temp.nondeterminism_ok(
     'complete with the last recorded event not gone through',
     false);
 select is(
-    (select row(status, output)::text from durable.tasks where task_id = pg_temp.id('issue')),
+    (select row(status, output)::text from durable.all_tasks where task_id = pg_temp.id('issue')),
     row('failed', null::jsonb)::text,
     'the task did not complete: failed, without output'
 );
@@ -532,7 +532,7 @@ select pg_temp.enq('plain', 'q');
 select pg_temp.claim_as('own', 'q', 'w4', 3600);
 select pg_temp.claim_as('plain', 'q', 'w4', 3600);
 select is(
-    (select array_agg(name order by name) from ids i join durable.tasks k on k.task_id = i.id
+    (select array_agg(name order by name) from ids i join durable.all_tasks k on k.task_id = i.id
      where i.name in ('own', 'plain') and k.status = 'running' and k.lease_token = i.token),
     array['own', 'plain'],
     'a fresh durable task and a plain task are claimed'
@@ -551,7 +551,7 @@ select results_eq(
 );
 select is(
     (select jsonb_build_object('status', k.status, 'output', k.output, 'error', k.error)
-     from durable.tasks k where k.task_id = pg_temp.id('batch')),
+     from durable.all_tasks k where k.task_id = pg_temp.id('batch')),
     jsonb_build_object('status', 'failed', 'output', null, 'error',
         jsonb_build_object('type', 'NonDeterminismError', 'hint', pg_temp.nondeterminism_hint())
         || pg_temp.nd('batch', 4, pg_temp.ev('step', 'save'), null,

@@ -82,7 +82,7 @@ select is(
     'the child spawned, and the outcome of the children waited for'
 );
 select is(
-    (select row(status, lease_token)::text from durable.tasks where task_id = (select task_id from a1)),
+    (select row(status, lease_token)::text from durable.all_tasks where task_id = (select task_id from a1)),
     (select row('running', lease_token)::text from a1),
     'nothing suspended the attempt'
 );
@@ -128,13 +128,13 @@ select is(
 );
 select is(
     (select row(
-        (select count(*) from durable.events), (select count(*) from durable.tasks),
-        (select status from durable.tasks where task_id = (select task_id from a1)))::text),
+        (select count(*) from durable.events), (select count(*) from durable.all_tasks),
+        (select status from durable.all_tasks where task_id = (select task_id from a1)))::text),
     row(9, 2, 'running')::text,
     'the re-run recorded nothing, spawned nothing, and did not suspend'
 );
 select is(
-    (select replayed_to from durable.tasks where task_id = (select task_id from a1)),
+    (select replayed_to from durable.all_tasks where task_id = (select task_id from a1)),
     9,
     'its calls, in order from seq 1, checked the history'
 );

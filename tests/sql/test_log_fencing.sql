@@ -55,11 +55,11 @@ select is(
     'and the history the first attempt recorded'
 );
 select is(
-    (select row(status, lost_leases, lease_token)::text from durable.tasks),
+    (select row(status, lost_leases, lease_token)::text from durable.all_tasks),
     (select row('running', 1, lease_token)::text from c2),
     'the task runs under the new lease, one lost lease counted'
 );
-create temp table task_2 as select * from durable.tasks;
+create temp table task_2 as select * from durable.all_tasks;
 
 -- the reclaimed attempt is fenced out of every durable verb
 select throws_ok(
@@ -116,7 +116,7 @@ select results_eq(
     'the reclaimed attempt changed nothing in the log'
 );
 select results_eq(
-    $$select to_jsonb(t) from durable.tasks t$$,
+    $$select to_jsonb(t) from durable.all_tasks t$$,
     $$select to_jsonb(t) from task_2 t$$,
     'nor in the task row'
 );
@@ -224,12 +224,12 @@ select is(
     'its re-run renames step 1: the checkpoint returns the non-determinism'
 );
 create temp table n_state as
-select (select to_jsonb(t) from durable.tasks t where t.task_id = n2.task_id) as task,
+select (select to_jsonb(t) from durable.all_tasks t where t.task_id = n2.task_id) as task,
        (select jsonb_agg(to_jsonb(e) order by e.seq) from durable.events e where e.task_id = n2.task_id) as events,
-       (select count(*) from durable.tasks) as tasks
+       (select count(*) from durable.all_tasks) as tasks
 from n2;
 select is(
-    (select status from durable.tasks where task_id = (select task_id from n2)),
+    (select status from durable.all_tasks where task_id = (select task_id from n2)),
     'failed',
     'and has failed the task'
 );
@@ -265,9 +265,9 @@ select throws_ok(format($$select durable.heartbeat(%L, %L)$$, n1.task_id, n1.lea
                  'the earlier attempt''s lease still gets DU010') from n1;
 select is(
     (select row(
-        (select to_jsonb(t) from durable.tasks t where t.task_id = n2.task_id),
+        (select to_jsonb(t) from durable.all_tasks t where t.task_id = n2.task_id),
         (select jsonb_agg(to_jsonb(e) order by e.seq) from durable.events e where e.task_id = n2.task_id),
-        (select count(*) from durable.tasks))::text from n2),
+        (select count(*) from durable.all_tasks))::text from n2),
     (select row(task, events, tasks)::text from n_state),
     'none of them changed anything'
 );

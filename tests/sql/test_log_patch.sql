@@ -139,7 +139,7 @@ select is(
 );
 select is(pg_temp.durable_state(), (select s from before_dry), 'the dry checks wrote nothing');
 select is(
-    (select row(t.status, t.replayed_to)::text from durable.tasks t where t.task_id = pg_temp.id('old')),
+    (select row(t.status, t.replayed_to)::text from durable.all_tasks t where t.task_id = pg_temp.id('old')),
     row('running', 0)::text,
     'the task still runs, its replay mark untouched'
 );
@@ -167,8 +167,8 @@ select is(
 );
 select is(
     pg_temp.value_as(pg_temp.role('r'), format($$select durable.check_replay(%L, '[]')$$,
-                     (select t.task_id from durable.tasks t where t.task_name = 'job'))),
-    format('ERROR DU012: durable: task %s is not a durable task', (select t.task_id from durable.tasks t where t.task_name = 'job')),
+                     (select t.task_id from durable.all_tasks t where t.task_name = 'job'))),
+    format('ERROR DU012: durable: task %s is not a durable task', (select t.task_id from durable.all_tasks t where t.task_name = 'job')),
     'a task that is not durable: DU012'
 );
 select is(

@@ -52,7 +52,7 @@ begin
     perform durable.complete(pg_temp.id('b'), pg_temp.tok('b'), null);
     insert into scans
     select 'complete', coalesce(sum(s.seq_scan), 0) - v_before,
-           (select count(*) from durable.tasks t
+           (select count(*) from durable.all_tasks t
             where t.task_id in (pg_temp.id('a'), pg_temp.id('b')) and t.status = 'completed')
     from pg_stat_xact_user_tables s where s.schemaname = 'durable' and s.relname like 'events%';
 end;

@@ -31,7 +31,7 @@ select durable.complete(a2.task_id, a2.lease_token, '{}') from a2;
 select set_config('durable.fake_now', '2030-01-02 00:00:00+00', false);
 select is(durable.purge('q', 3600), 1, 'purge deletes the one finished task');
 select is(
-    (select count(*) from durable.tasks where task_id = (select task_id from a)),
+    (select count(*) from durable.all_tasks where task_id = (select task_id from a)),
     0::bigint,
     'the finished task is gone'
 );
@@ -51,12 +51,12 @@ select results_eq(
     'the running task''s events are kept'
 );
 select is(
-    (select count(*) from durable.tasks where task_id = (select task_id from b)),
+    (select count(*) from durable.all_tasks where task_id = (select task_id from b)),
     1::bigint,
     'the running task is kept'
 );
 select is(
-    (select count(*) from durable.events e where not exists (select 1 from durable.tasks t where t.task_id = e.task_id)),
+    (select count(*) from durable.events e where not exists (select 1 from durable.all_tasks t where t.task_id = e.task_id)),
     0::bigint,
     'no event outlives its task'
 );

@@ -20,7 +20,7 @@ select status from durable.fail((select task_id from r2), (select lease_token fr
 create temp table r_log as select * from durable.events where task_id = (select task_id from r1);
 
 select is(
-    (select row(status, failures, lost_leases, attempt, error)::text from durable.tasks where task_id = (select task_id from r1)),
+    (select row(status, failures, lost_leases, attempt, error)::text from durable.all_tasks where task_id = (select task_id from r1)),
     row('failed', 1, 1, 2, '{"type": "Boom"}'::jsonb)::text,
     'retry setup: the task failed with one failure and one lost lease on attempt 2'
 );
@@ -29,17 +29,17 @@ select set_config('durable.fake_now', '2030-01-01 00:05:00+00', false);
 select lives_ok($$select durable.retry((select task_id from r1))$$, 'a failed task can be retried');
 select is(
     (select row(status, failures, lost_leases, error, output, finished_at, lease_token, lease_expires_at)::text
-     from durable.tasks where task_id = (select task_id from r1)),
+     from durable.all_tasks where task_id = (select task_id from r1)),
     row('pending', 0, 0, null::jsonb, null::jsonb, null::timestamptz, null::uuid, null::timestamptz)::text,
     'retry: pending again, failure and lost-lease counts reset, error and lease cleared'
 );
 select is(
-    (select run_at from durable.tasks where task_id = (select task_id from r1)),
+    (select run_at from durable.all_tasks where task_id = (select task_id from r1)),
     '2030-01-01 00:05:00+00'::timestamptz,
     'retry: runnable now'
 );
 select is(
-    (select row(generation, attempt)::text from durable.tasks where task_id = (select task_id from r1)),
+    (select row(generation, attempt)::text from durable.all_tasks where task_id = (select task_id from r1)),
     row(1, 2)::text,
     'retry: same generation; the attempt number goes on'
 );
@@ -94,12 +94,12 @@ select throws_ok(
     'retry of a completed task raises DU012'
 );
 select is(
-    (select row(status, output)::text from durable.tasks where task_id = (select task_id from r1)),
+    (select row(status, output)::text from durable.all_tasks where task_id = (select task_id from r1)),
     row('completed', '{"ok": true}'::jsonb)::text,
     'the refused retry left the completed task as it was'
 );
 select durable.enqueue('fq', 'waiting', '{}', '{"durable": true}');
-create temp table pend as select task_id from durable.tasks where task_name = 'waiting';
+create temp table pend as select task_id from durable.all_tasks where task_name = 'waiting';
 select throws_ok(
     $$select durable.retry((select task_id from pend))$$,
     'DU012',
@@ -119,7 +119,7 @@ create temp table x1_event as select durable.checkpoint(x1.task_id, x1.lease_tok
 select durable.cancel((select task_id from x1), 'not now');
 select lives_ok($$select durable.retry((select task_id from x1))$$, 'a cancelled task can be retried');
 select is(
-    (select row(status, error, generation)::text from durable.tasks where task_id = (select task_id from x1)),
+    (select row(status, error, generation)::text from durable.all_tasks where task_id = (select task_id from x1)),
     row('pending', null::jsonb, 1)::text,
     'retry of the cancelled task: pending, error cleared, same generation'
 );
@@ -141,7 +141,7 @@ select is(
 );
 select is(
     (select row(status, generation, output, finished_at, failures)::text
-     from durable.tasks where task_id = (select task_id from r1)),
+     from durable.all_tasks where task_id = (select task_id from r1)),
     row('pending', 2, null::jsonb, null::timestamptz, 0)::text,
     'replay: pending, generation 2, output cleared'
 );
@@ -210,7 +210,7 @@ select durable.checkpoint(f1.task_id, f1.lease_token, 1, 'step', 's', '{}') from
 select status from durable.fail((select task_id from f1), (select lease_token from f1), '{"type": "Boom"}');
 select is(durable.replay((select task_id from f1)), 2, 'a failed task can be replayed');
 select is(
-    (select row(status, failures, error)::text from durable.tasks where task_id = (select task_id from f1)),
+    (select row(status, failures, error)::text from durable.all_tasks where task_id = (select task_id from f1)),
     row('pending', 0, null::jsonb)::text,
     'replay of the failed task: pending, failures reset, error cleared'
 );
@@ -225,7 +225,7 @@ select durable.checkpoint(o1.task_id, o1.lease_token, 1, 'step', 'a', '{"v": 1}'
 select durable.checkpoint(o1.task_id, o1.lease_token, 2, 'step', 'b', null, '{"type": "E"}') from o1;
 select durable.spawn(o1.task_id, o1.lease_token, 3, 'q', 'c', '{"v": 3}') from o1;
 select durable.complete(o1.task_id, o1.lease_token, '{"done": 1}') from o1;
-create temp table o_task as select * from durable.tasks where task_id = (select task_id from o1);
+create temp table o_task as select * from durable.all_tasks where task_id = (select task_id from o1);
 create temp table o_log as select * from durable.events where task_id = (select task_id from o1);
 
 select set_config('durable.fake_now', '2030-01-01 00:10:00+00', false);
@@ -233,14 +233,14 @@ create temp table forks as select 3 as at_seq, durable.fork((select task_id from
 select isnt((select id from forks), (select task_id from o1), 'fork returns a new task id');
 select is(
     (select row(t.queue, t.task_name, t.input, t.priority, t.max_attempts, t.max_lost_leases, t.backoff, t.timeout_seconds)::text
-     from durable.tasks t where t.task_id = (select id from forks)),
+     from durable.all_tasks t where t.task_id = (select id from forks)),
     (select row(o.queue, o.task_name, o.input, o.priority, o.max_attempts, o.max_lost_leases, o.backoff, o.timeout_seconds)::text
      from o_task o),
     'the fork has the original''s queue, name, input and options'
 );
 select is(
     (select row(status, durable, generation, forked_from, forked_at_seq, attempt, failures, output, run_at)::text
-     from durable.tasks where task_id = (select id from forks)),
+     from durable.all_tasks where task_id = (select id from forks)),
     (select row('pending', true, 1, task_id, 3, 0, 0, null::jsonb, '2030-01-01 00:10:00+00'::timestamptz)::text from o1),
     'the fork is a fresh pending durable task linked to its origin and fork point'
 );
@@ -293,7 +293,7 @@ select results_eq(
     'fork at last seq + 1: the whole history'
 );
 select is(
-    (select forked_at_seq from durable.tasks where task_id = (select id from forks where at_seq = 4)),
+    (select forked_at_seq from durable.all_tasks where task_id = (select id from forks where at_seq = 4)),
     4,
     'fork at 4 records forked_at_seq 4'
 );
@@ -314,19 +314,19 @@ select throws_ok(
 );
 select durable.enqueue('fq', 'plain job', '{}');
 select throws_ok(
-    $$select durable.fork((select task_id from durable.tasks where task_name = 'plain job'), 1)$$,
+    $$select durable.fork((select task_id from durable.all_tasks where task_name = 'plain job'), 1)$$,
     'DU012', null,
     'fork of a plain task raises DU012'
 );
 select throws_ok($$select durable.fork(gen_random_uuid(), 1)$$, 'DU004', null, 'fork of an unknown task raises DU004');
 select is(
-    (select count(*) from durable.tasks where forked_from = (select task_id from o1)),
+    (select count(*) from durable.all_tasks where forked_from = (select task_id from o1)),
     3::bigint,
     'the refused forks created no task'
 );
 
 select results_eq(
-    $$select to_jsonb(t) from durable.tasks t where t.task_id = (select task_id from o1)$$,
+    $$select to_jsonb(t) from durable.all_tasks t where t.task_id = (select task_id from o1)$$,
     $$select to_jsonb(o) from o_task o$$,
     'the original task is untouched by its forks'
 );
@@ -358,7 +358,7 @@ select throws_ok(
     'the fork point range is that of the current generation'
 );
 select is(
-    (select row(status, generation)::text from durable.tasks where task_id = (select task_id from o1)),
+    (select row(status, generation)::text from durable.all_tasks where task_id = (select task_id from o1)),
     row('running', 2)::text,
     'forking a running task leaves it running'
 );

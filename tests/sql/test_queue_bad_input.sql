@@ -159,7 +159,7 @@ select pg_temp.rejects($$select durable.cancel('task-1')$$, '22P02', 'cancel wit
 
 -- the stored task is as it was
 select is(
-    (select jsonb_build_object('status', status, 'input', input, 'max_attempts', max_attempts) from durable.tasks
+    (select jsonb_build_object('status', status, 'input', input, 'max_attempts', max_attempts) from durable.all_tasks
      where task_id = pg_temp.id('stored')),
     '{"status": "pending", "input": {"v": 1}, "max_attempts": 3}'::jsonb,
     'the stored task is untouched'

@@ -77,7 +77,7 @@ select is(
                                'lease_seconds', lease_seconds, 'lease_expires_at', lease_expires_at,
                                'started_at', started_at, 'attempt', attempt, 'attempt_deadline', attempt_deadline,
                                'failures', failures)
-     from durable.tasks where task_id = pg_temp.id('t')),
+     from durable.all_tasks where task_id = pg_temp.id('t')),
     jsonb_build_object('status', 'running', 'worker', 'worker-7', 'lease_token', (select lease_token from claimed),
                        'lease_seconds', 45, 'lease_expires_at', pg_temp.t(2045),
                        'started_at', pg_temp.t(2000), 'attempt', 1, 'attempt_deadline', null,
@@ -108,7 +108,7 @@ select is(
 );
 select is((select count(distinct lease_token)::int from got), 3, 'each with a lease token of its own');
 select is(
-    (select count(*)::int from durable.tasks where queue = 'batch' and status = 'running' and worker = 'w'), 3,
+    (select count(*)::int from durable.all_tasks where queue = 'batch' and status = 'running' and worker = 'w'), 3,
     'all three are running'
 );
 select is((select count(*)::int from durable.claim('batch', 'w', 10)), 2, 'max_tasks larger than what is ready claims the rest');
@@ -137,7 +137,7 @@ select pg_temp.claim_as('h1', 'heal', 'dead-worker', 5);
 select pg_temp.clock(4005);
 select is(pg_temp.claim_as('h2', 'heal', 'w2'), pg_temp.id('h'), 'a task whose lease expired is claimed again');
 select is(
-    (select array[attempt, lost_leases, failures] from durable.tasks where task_id = pg_temp.id('h')),
+    (select array[attempt, lost_leases, failures] from durable.all_tasks where task_id = pg_temp.id('h')),
     array[2, 1, 0],
     'as attempt 2, the lost lease counted'
 );

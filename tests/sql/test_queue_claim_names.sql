@@ -39,7 +39,7 @@ select is(
     'the best tasks of the listed names, merged in claim order and returned in it'
 );
 select is(
-    (select count(*)::int from durable.tasks where queue = 'n' and task_name = 'backlog' and status = 'pending'), 30,
+    (select count(*)::int from durable.all_tasks where queue = 'n' and task_name = 'backlog' and status = 'pending'), 30,
     'the backlog of another name ahead of them is left alone'
 );
 select is((pg_temp.task('b_deadline')).status, 'cancelled', 'a task past its schedule deadline is not claimed (the reclaim cancels it)');
@@ -57,7 +57,7 @@ select pg_temp.clock(60);
 select is(array(select task_id from durable.claim('n', 'w', 10, 3600, array['a'])), array[pg_temp.id('a_late')],
           'once its run_at came, the delayed task is claimed');
 select is(
-    (select count(*)::int from durable.tasks where queue = 'n' and task_name <> 'backlog' and status = 'pending'), 0,
+    (select count(*)::int from durable.all_tasks where queue = 'n' and task_name <> 'backlog' and status = 'pending'), 0,
     'every task of the names was claimed once'
 );
 
@@ -100,7 +100,7 @@ select is(
 );
 select is((pg_temp.task('x1')).worker, 'wa', 'session a''s claim stands');
 select is(
-    (select count(*)::int from durable.tasks where queue = 'race' and status = 'running'), 4,
+    (select count(*)::int from durable.all_tasks where queue = 'race' and status = 'running'), 4,
     'each task of the race was claimed once'
 );
 select dblink_disconnect('a');

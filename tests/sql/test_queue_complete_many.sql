@@ -60,7 +60,7 @@ select is(
 select is(
     (select jsonb_agg(jsonb_build_object('status', status, 'output', output, 'finished_at', finished_at,
                                          'lease_expires_at', lease_expires_at, 'error', error) order by seq)
-     from durable.tasks where task_id in (pg_temp.id('ok1'), pg_temp.id('ok2'))),
+     from durable.all_tasks where task_id in (pg_temp.id('ok1'), pg_temp.id('ok2'))),
     jsonb_build_array(
         jsonb_build_object('status', 'completed', 'output', '{"n": 1}'::jsonb, 'finished_at', pg_temp.t(10),
                            'lease_expires_at', null, 'error', null),
@@ -88,7 +88,7 @@ select is(
     'the rejected elements changed nothing (task rows and attempts)'
 );
 select is(
-    (select count(*)::int from durable.tasks where task_id = pg_temp.id('unknown')), 0,
+    (select count(*)::int from durable.all_tasks where task_id = pg_temp.id('unknown')), 0,
     'an unknown task is not created'
 );
 
@@ -104,7 +104,7 @@ select is(
     'without outputs every element can complete'
 );
 select is(
-    (select count(*)::int from durable.tasks where task_id in (pg_temp.id('n1'), pg_temp.id('n2'))
+    (select count(*)::int from durable.all_tasks where task_id in (pg_temp.id('n1'), pg_temp.id('n2'))
        and status = 'completed' and output is null), 2,
     'with a null output'
 );
@@ -145,7 +145,7 @@ select pg_temp.rejects(format(
 -- complete, the single form: returns {"completed": true}
 select is(durable.complete(pg_temp.id('x1'), pg_temp.tok('x1')), '{"completed": true}'::jsonb,
           'complete returns {"completed": true}');
-select is((select array[status, coalesce(output::text, 'NULL')] from durable.tasks where task_id = pg_temp.id('x1')),
+select is((select array[status, coalesce(output::text, 'NULL')] from durable.all_tasks where task_id = pg_temp.id('x1')),
           array['completed', 'NULL'], 'complete without an output stores none');
 select durable.complete(pg_temp.id('x2'), pg_temp.tok('x2'), '"just a string"');
 select is((pg_temp.task('x2')).output, '"just a string"'::jsonb, 'an output may be any JSON value');

@@ -70,7 +70,7 @@ select dblink_exec('a', 'commit');
 commit;
 select is(
     (select jsonb_object_agg(task_name || ':' || (task_id = pg_temp.id('t1'))::text, worker)
-     from durable.tasks where queue = 'c1'),
+     from durable.all_tasks where queue = 'c1'),
     '{"job:true": "a", "job:false": "main"}'::jsonb,
     'each task is running for the one session that claimed it'
 );
@@ -105,7 +105,7 @@ select dblink_exec('a', 'commit');
 select dblink_exec('b', 'commit');
 commit;
 select is(
-    (select jsonb_object_agg(worker, n) from (select worker, count(*) as n from durable.tasks where queue = 'c3' group by worker) w),
+    (select jsonb_object_agg(worker, n) from (select worker, count(*) as n from durable.all_tasks where queue = 'c3' group by worker) w),
     '{"a": 10, "b": 10, "main": 10}'::jsonb,
     'each task is running for the session that claimed it'
 );
@@ -142,7 +142,7 @@ select throws_ok($$select * from dblink_get_result('b') as r (x text)$$, 'DU011'
 select count(*) from dblink_get_result('b') as r (x text);
 select is(
     (select array[t.status, (select string_agg(outcome, ',') from durable.attempts a where a.task_id = t.task_id)]
-     from durable.tasks t where t.task_id = pg_temp.id('f')),
+     from durable.all_tasks t where t.task_id = pg_temp.id('f')),
     array['cancelled', 'cancelled'],
     'the task is cancelled, its attempt recorded once, as cancelled'
 );
@@ -161,7 +161,7 @@ select throws_ok($$select * from dblink_get_result('b') as r (x text)$$, 'DU010'
 select count(*) from dblink_get_result('b') as r (x text);
 select is(
     (select array[t.output ->> 'by', (select count(*)::text from durable.attempts a where a.task_id = t.task_id)]
-     from durable.tasks t where t.task_id = pg_temp.id('g')),
+     from durable.all_tasks t where t.task_id = pg_temp.id('g')),
     array['a', '1'],
     'the first completion stands, recorded once'
 );
@@ -185,7 +185,7 @@ select count(*) from dblink_get_result('b') as r (x text);
 select is(
     (select jsonb_build_object('status', status, 'worker', worker, 'attempt', attempt, 'output', output,
                                'lost_leases', lost_leases)
-     from durable.tasks where task_id = pg_temp.id('h')),
+     from durable.all_tasks where task_id = pg_temp.id('h')),
     '{"status": "running", "worker": "a", "attempt": 2, "output": null, "lost_leases": 1}'::jsonb,
     'the task runs for its new worker, untouched by the zombie'
 );
@@ -204,7 +204,7 @@ select dblink_exec('a', 'commit');
 select is((select r.id from dblink_get_result('b') as r (id uuid)), pg_temp.id('k1_a'),
           'once that commits, the waiting enqueue returns the committed task''s id');
 select count(*) from dblink_get_result('b') as r (id uuid);
-select is((select array_agg(input ->> 'by') from durable.tasks where queue = 'c8' and idempotency_key = 'k1'), array['a'],
+select is((select array_agg(input ->> 'by') from durable.all_tasks where queue = 'c8' and idempotency_key = 'k1'), array['a'],
           'one task holds the key: the first one');
 
 select dblink_exec('a', 'begin');
@@ -221,10 +221,10 @@ select is(pg_temp.id('k2_b_1'), pg_temp.id('k2_a'),
           'once that commits, enqueue_many returns the committed task''s id for that spec');
 select is(
     pg_temp.id('k2_b_2'),
-    (select task_id from durable.tasks where queue = 'c8' and idempotency_key = 'k3'),
+    (select task_id from durable.all_tasks where queue = 'c8' and idempotency_key = 'k3'),
     'and the new task''s id for the other spec'
 );
-select is((select count(*)::int from durable.tasks where queue = 'c8' and idempotency_key = 'k2'), 1, 'one task holds the key');
+select is((select count(*)::int from durable.all_tasks where queue = 'c8' and idempotency_key = 'k2'), 1, 'one task holds the key');
 
 select dblink_exec('a', 'begin');
 insert into ids (name, id)
@@ -235,7 +235,7 @@ select dblink_exec('a', 'rollback');
 insert into ids (name, id) select 'k4_b', r.id from dblink_get_result('b') as r (id uuid);
 select count(*) from dblink_get_result('b') as r (id uuid);
 select isnt(pg_temp.id('k4_b'), pg_temp.id('k4_a'), 'when that session rolls back, the waiting enqueue writes its own task');
-select is((select array_agg(input ->> 'by') from durable.tasks where task_id = pg_temp.id('k4_b')), array['b'],
+select is((select array_agg(input ->> 'by') from durable.all_tasks where task_id = pg_temp.id('k4_b')), array['b'],
           'which is stored');
 
 -- purge skips a finished task that another session has locked
@@ -249,9 +249,9 @@ select durable.complete(pg_temp.id('p2'), pg_temp.tok('p2'));
 commit;
 select pg_temp.clock(1000);
 select dblink_exec('a', 'begin');
-select * from dblink('a', format('select 1 from durable.tasks where task_id = %L for update', pg_temp.id('p1'))) as r (x int);
+select * from dblink('a', format('select 1 from durable.finished_tasks where task_id = %L for update', pg_temp.id('p1'))) as r (x int);
 select is(durable.purge('c9', 0), 1, 'purge deletes the finished task nobody holds, without waiting for the other');
-select is((select array_agg(task_id) from durable.tasks where queue = 'c9'), array[pg_temp.id('p1')], 'the locked one stays');
+select is((select array_agg(task_id) from durable.all_tasks where queue = 'c9'), array[pg_temp.id('p1')], 'the locked one stays');
 select dblink_exec('a', 'rollback');
 
 -- a claim does not wait for a session that is completing another task of the queue

@@ -29,7 +29,7 @@ create function pg_temp.deb(p_name text, p_queue text, p_key text, p_input jsonb
                        p_input)
 $$;
 create function pg_temp.count(p_queue text, p_key text) returns integer language sql
-    as $$ select count(*)::integer from durable.tasks where queue = p_queue and debounce_key = p_key $$;
+    as $$ select count(*)::integer from durable.all_tasks where queue = p_queue and debounce_key = p_key $$;
 
 -- 1. push forward, capped ---------------------------------------------------------------
 select pg_temp.deb('a', 'q', 'k', '{"n": 1}', 10, 30);
@@ -92,16 +92,16 @@ select array_agg(e.id order by e.ord) as ids from durable.enqueue_many('q', '[
 select is((select ids[1] = ids[3] and ids[1] <> ids[2] from b1), true, '3: two specs of one key get one id');
 select is(pg_temp.count('q', 'b'), 1, '3: ... one task');
 select is((select jsonb_build_object('input', input, 'run_at', run_at, 'deadline', debounce_deadline)
-           from durable.tasks where task_id = (select ids[1] from b1)),
+           from durable.all_tasks where task_id = (select ids[1] from b1)),
           jsonb_build_object('input', '{"n": 2}'::jsonb, 'run_at', pg_temp.t(2020), 'deadline', pg_temp.t(2020)),
           '3: the last spec''s input; its delay, capped by the first spec''s max_delay');
-select is((select count(*)::integer from durable.tasks where input = '{"plain": true}'), 1, '3: a spec without a key is a task of its own');
+select is((select count(*)::integer from durable.all_tasks where input = '{"plain": true}'), 1, '3: a spec without a key is a task of its own');
 select isnt((select ids[4] from b1), pg_temp.id('a'), '3: key k: a (started by the claim above) no longer holds it');
 select is((select array_agg(e.id) from durable.enqueue_many('q', '[
     {"task_name": "job", "input": {"n": 10}, "options": {"debounce": {"key": "k", "delay": 5}}},
     {"task_name": "job", "input": {"n": 11}, "options": {"debounce": {"key": "k", "delay": 7}}}]') as e (id)),
           array[(select ids[4] from b1), (select ids[4] from b1)], '3: a batch updates the pending holder of its key');
-select is((select jsonb_build_object('input', input, 'run_at', run_at) from durable.tasks where task_id = (select ids[4] from b1)),
+select is((select jsonb_build_object('input', input, 'run_at', run_at) from durable.all_tasks where task_id = (select ids[4] from b1)),
           jsonb_build_object('input', '{"n": 11}'::jsonb, 'run_at', pg_temp.t(2007)), '3: ... with the last spec');
 
 create temp table b2 as
@@ -109,7 +109,7 @@ select array_agg(distinct e.id) as ids from durable.enqueue_many('q', '[
     {"task_name": "job", "input": {"n": 1}, "options": {"debounce": {"key": "same", "delay": 3}}},
     {"task_name": "job", "input": {"n": 2}, "options": {"debounce": {"key": "same", "delay": 3}}}]') as e (id);
 select is((select ids from b2),
-          (select array_agg(task_id) from durable.tasks where debounce_key = 'same' and input = '{"n": 2}'),
+          (select array_agg(task_id) from durable.all_tasks where debounce_key = 'same' and input = '{"n": 2}'),
           '3: specs with one options object: one task, the last input');
 
 -- 4. bad input ---------------------------------------------------------------------------------

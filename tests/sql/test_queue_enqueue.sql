@@ -23,7 +23,7 @@ select is(
         'backoff', backoff, 'timeout', timeout_seconds, 'schedule_deadline', schedule_deadline,
         'idempotency_key', idempotency_key, 'worker', worker, 'lease_token', lease_token,
         'started_at', started_at, 'output', output, 'error', error, 'finished_at', finished_at)
-     from durable.tasks where task_id = pg_temp.id('plain')),
+     from durable.all_tasks where task_id = pg_temp.id('plain')),
     jsonb_build_object(
         'queue', 'q', 'task_name', 'job', 'input', '{"n": 1}'::jsonb, 'status', 'pending',
         'priority', 0, 'run_at', pg_temp.t(0), 'created_at', pg_temp.t(0),
@@ -36,7 +36,7 @@ select is(
     'a plain task: pending now, built-in defaults (5 attempts, 10 lost leases, exponential backoff, no timeout)'
 );
 select is(
-    (select count(*)::int from durable.tasks where task_id = pg_temp.id('plain')), 1,
+    (select count(*)::int from durable.all_tasks where task_id = pg_temp.id('plain')), 1,
     'enqueue returns the id of the row it wrote'
 );
 select is(substr(pg_temp.id('plain')::text, 15, 1), '7', 'task ids are version 7 uuids');
@@ -45,7 +45,7 @@ select pg_temp.enq('defaults', 'qd');
 select is(
     (select jsonb_build_object('max_attempts', max_attempts, 'max_lost_leases', max_lost_leases,
                                'backoff', backoff, 'timeout', timeout_seconds)
-     from durable.tasks where task_id = pg_temp.id('defaults')),
+     from durable.all_tasks where task_id = pg_temp.id('defaults')),
     '{"max_attempts": 3, "max_lost_leases": 2, "backoff": {"kind": "fixed", "delay": 7, "jitter": false},
       "timeout": 20}'::jsonb,
     'a task takes the defaults of its queue'
@@ -56,7 +56,7 @@ select pg_temp.enq('own', 'qd', '{"max_attempts": 9, "max_lost_leases": 0, "back
 select is(
     (select jsonb_build_object('max_attempts', max_attempts, 'max_lost_leases', max_lost_leases,
                                'backoff', backoff, 'timeout', timeout_seconds, 'priority', priority)
-     from durable.tasks where task_id = pg_temp.id('own')),
+     from durable.all_tasks where task_id = pg_temp.id('own')),
     '{"max_attempts": 9, "max_lost_leases": 0, "backoff": {"kind": "none"}, "timeout": 1.5, "priority": -5}'::jsonb,
     'the options of an enqueue override the queue''s defaults'
 );
@@ -71,7 +71,7 @@ select pg_temp.enq('null_options', 'qd', '{"max_attempts": null, "timeout": null
 select is(
     (select jsonb_build_object('max_attempts', max_attempts, 'timeout', timeout_seconds,
                                'priority', priority, 'backoff', backoff)
-     from durable.tasks where task_id = pg_temp.id('null_options')),
+     from durable.all_tasks where task_id = pg_temp.id('null_options')),
     '{"max_attempts": 3, "timeout": 20, "priority": 0, "backoff": {"kind": "fixed", "delay": 7, "jitter": false}}'::jsonb,
     'an option given as JSON null counts as absent: the queue''s default applies'
 );
@@ -79,13 +79,13 @@ select is(
 -- options are resolved at enqueue time: changing the queue later does not touch the task
 select durable.create_queue('qd', '{"max_attempts": 8, "timeout": null}');
 select is(
-    (select array[max_attempts::float8, timeout_seconds] from durable.tasks where task_id = pg_temp.id('defaults')),
+    (select array[max_attempts::float8, timeout_seconds] from durable.all_tasks where task_id = pg_temp.id('defaults')),
     array[3, 20]::float8[],
     'changing a queue''s options does not change tasks already enqueued'
 );
 select pg_temp.enq('defaults2', 'qd');
 select is(
-    (select array[max_attempts::float8, timeout_seconds] from durable.tasks where task_id = pg_temp.id('defaults2')),
+    (select array[max_attempts::float8, timeout_seconds] from durable.all_tasks where task_id = pg_temp.id('defaults2')),
     array[8, null]::float8[],
     'a task enqueued after the change gets the new defaults'
 );
@@ -109,12 +109,12 @@ select is((pg_temp.task('sched')).schedule_deadline, pg_temp.t(40),
 select pg_temp.clock(1000);
 select pg_temp.enq('later', 'q', '{"delay": 5, "priority": 7}', '{"big": [1, 2, {"x": null}]}');
 select is(
-    (select array[created_at, run_at] from durable.tasks where task_id = pg_temp.id('later')),
+    (select array[created_at, run_at] from durable.all_tasks where task_id = pg_temp.id('later')),
     array[pg_temp.t(1000), pg_temp.t(1005)],
     'created_at and run_at follow the test clock'
 );
 select is(
-    (select array[priority::text, input::text] from durable.tasks where task_id = pg_temp.id('later')),
+    (select array[priority::text, input::text] from durable.all_tasks where task_id = pg_temp.id('later')),
     array['7', '{"big": [1, 2, {"x": null}]}'],
     'priority and input are stored as given'
 );
@@ -136,7 +136,7 @@ select durable.create_queue('q2');
 select pg_temp.enq('k1_q2', 'q2', '{"idempotency_key": "order-1"}', '{"v": 3}');
 select isnt(pg_temp.id('k1_q2'), pg_temp.id('k1'), 'the same key on another queue is another task');
 select is(
-    (select count(*)::int from durable.tasks where idempotency_key = 'order-1'), 2,
+    (select count(*)::int from durable.all_tasks where idempotency_key = 'order-1'), 2,
     'idempotency keys are per queue'
 );
 
@@ -163,12 +163,12 @@ from durable.enqueue_many('qm', '[
     {"task_name": "n5", "input": {"i": 5}, "options": {"backoff": {"kind": "none"}}}
 ]') with ordinality as r (task_id, ord);
 select is(
-    (select array_agg(t.task_name order by b.ord) from batch b join durable.tasks t using (task_id)),
+    (select array_agg(t.task_name order by b.ord) from batch b join durable.all_tasks t using (task_id)),
     array['n1', 'n2', 'n3', 'n4', 'n5'],
     'enqueue_many returns one id per spec, in the order of the specs'
 );
 select is(
-    (select array_agg(t.task_name order by t.seq) from durable.tasks t where t.queue = 'qm'),
+    (select array_agg(t.task_name order by t.seq) from durable.all_tasks t where t.queue = 'qm'),
     array['n1', 'n2', 'n3', 'n4', 'n5'],
     'the tasks of a batch are enqueued (seq, the FIFO order) in the order of the specs'
 );
@@ -176,7 +176,7 @@ select is(
     (select jsonb_agg(jsonb_build_object('input', t.input, 'priority', t.priority, 'run_at', t.run_at,
                                          'max_attempts', t.max_attempts, 'backoff', t.backoff->>'kind')
                       order by b.ord)
-     from batch b join durable.tasks t using (task_id)),
+     from batch b join durable.all_tasks t using (task_id)),
     jsonb_build_array(
         jsonb_build_object('input', '{"i": 1}'::jsonb, 'priority', 0, 'run_at', pg_temp.t(2000), 'max_attempts', 5, 'backoff', 'exponential'),
         jsonb_build_object('input', '{"i": 2}'::jsonb, 'priority', 3, 'run_at', pg_temp.t(2000), 'max_attempts', 5, 'backoff', 'exponential'),
@@ -207,14 +207,14 @@ select is(
 );
 select is(
     (select array[t.task_name, t.input::text, t.priority::text]
-     from batch2 b join durable.tasks t using (task_id) where b.ord = 1),
+     from batch2 b join durable.all_tasks t using (task_id) where b.ord = 1),
     array['a', '{"v": "first"}', '0'],
     'the first spec with the key is the one written'
 );
 select isnt((select task_id from batch2 where ord = 4), null::uuid, 'a spec whose key is stored elsewhere on another queue is new');
 select is(
-    (select count(*)::int from durable.tasks t where t.queue = 'qm')
-        - (select count(*)::int from durable.tasks t where t.queue = 'qm' and t.task_id in (select task_id from batch)),
+    (select count(*)::int from durable.all_tasks t where t.queue = 'qm')
+        - (select count(*)::int from durable.all_tasks t where t.queue = 'qm' and t.task_id in (select task_id from batch)),
     4,
     'the batch wrote one task per distinct key (and one without a key): a, b, d, e'
 );

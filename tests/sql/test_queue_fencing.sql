@@ -53,14 +53,14 @@ select is(pg_temp.claim_as('a', 'q', 'w2', 30), pg_temp.id('a'), 'a second worke
 select isnt(pg_temp.tok('a'), pg_temp.tok('a_old'), 'with a new token');
 select pg_temp.fenced_out(pg_temp.id('a'), pg_temp.tok('a_old'), 'DU010', 'with the token of a reclaimed lease');
 select is(
-    (select array[status, worker] from durable.tasks where task_id = pg_temp.id('a')),
+    (select array[status, worker] from durable.all_tasks where task_id = pg_temp.id('a')),
     array['running', 'w2'],
     'the zombie worker did not disturb the new attempt'
 );
 
 -- after complete
 select durable.complete(pg_temp.id('a'), pg_temp.tok('a'), '{"done": true}');
-select is((select array[status, output::text] from durable.tasks where task_id = pg_temp.id('a')),
+select is((select array[status, output::text] from durable.all_tasks where task_id = pg_temp.id('a')),
           array['completed', '{"done": true}'], 'the new worker completes the task');
 select pg_temp.fenced_out(pg_temp.id('a'), pg_temp.tok('a'), 'DU010', 'after the task completed');
 

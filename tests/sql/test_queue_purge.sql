@@ -55,7 +55,7 @@ select is(pg_temp.everything(), pg_temp.saved('before'), 'nothing at all');
 
 select is(durable.purge('p', 50), 3, 'purge deletes the tasks of the queue that finished before the cutoff');
 select is(
-    (select array_agg(name order by name) from ids where id not in (select task_id from durable.tasks)),
+    (select array_agg(name order by name) from ids where id not in (select task_id from durable.all_tasks)),
     array['old_cancelled', 'old_done', 'old_failed'],
     'the completed, failed and cancelled tasks that ended at t0'
 );
@@ -64,32 +64,32 @@ select is(
     'with their attempt history'
 );
 select is(
-    (select count(*)::int from durable.attempts a where not exists (select 1 from durable.tasks t where t.task_id = a.task_id)),
+    (select count(*)::int from durable.attempts a where not exists (select 1 from durable.all_tasks t where t.task_id = a.task_id)),
     0, 'no attempt row is left without its task'
 );
 select is(
-    (select array_agg(status order by status) from durable.tasks where queue = 'p'),
+    (select array_agg(status order by status) from durable.all_tasks where queue = 'p'),
     array['completed', 'completed', 'pending', 'pending', 'running'],
     'unfinished tasks stay however old; so do tasks that finished at or after the cutoff'
 );
 select is(
-    (select count(*)::int from durable.tasks where queue = 'other'), 3,
+    (select count(*)::int from durable.all_tasks where queue = 'other'), 3,
     'the finished tasks of another queue stay'
 );
 select is(
-    (select count(*)::int from durable.attempts a join durable.tasks t using (task_id) where t.queue in ('p', 'other')),
+    (select count(*)::int from durable.attempts a join durable.all_tasks t using (task_id) where t.queue in ('p', 'other')),
     (select count(*)::int from durable.attempts), 'the other tasks keep their attempts'
 );
 select is(durable.purge('p', 50), 0, 'purging again finds nothing');
 select is(durable.purge('p', 49.999999), 1, 'the cutoff is strict: the task that ended exactly at it goes a microsecond later');
-select is((select count(*)::int from durable.tasks where task_id = pg_temp.id('edge')), 0, 'that was the task ended at t150');
+select is((select count(*)::int from durable.all_tasks where task_id = pg_temp.id('edge')), 0, 'that was the task ended at t150');
 
 -- the queue's retention; limit, oldest first
 select durable.create_queue('other', '{"retention": 150}');
 select pg_temp.clock(300);
 select is(durable.purge('other', null, 2), 2, 'purge with a limit deletes at most that many');
 select is(
-    (select array_agg(name order by name) from ids where name like 'oth\_%' and id not in (select task_id from durable.tasks)),
+    (select array_agg(name order by name) from ids where name like 'oth\_%' and id not in (select task_id from durable.all_tasks)),
     array['oth_done', 'oth_failed'],
     'the oldest first (the queue''s retention of 150 s applies when no age is given)'
 );
@@ -107,11 +107,11 @@ select durable.complete(pg_temp.id('l2'), pg_temp.tok('l2'));
 commit;
 select dblink_connect('a', current_setting('durable_test.conninfo'));
 select dblink_exec('a', 'begin');
-select * from dblink('a', format('select task_id from durable.tasks where task_id = %L for update', pg_temp.id('l1')))
+select * from dblink('a', format('select task_id from durable.finished_tasks where task_id = %L for update', pg_temp.id('l1')))
     as r (task_id uuid);
 select pg_temp.clock(1000);
 select is(durable.purge('locked', 0), 1, 'purge skips a finished task another session has locked');
-select is((select array_agg(task_id) from durable.tasks where queue = 'locked'), array[pg_temp.id('l1')],
+select is((select array_agg(task_id) from durable.all_tasks where queue = 'locked'), array[pg_temp.id('l1')],
           'the locked one is still there');
 select dblink_exec('a', 'rollback');
 select dblink_disconnect('a');

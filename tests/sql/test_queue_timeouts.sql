@@ -35,7 +35,7 @@ select is(
     (select jsonb_build_object('status', status, 'failures', failures, 'lost_leases', lost_leases,
                                'run_at', run_at, 'error_type', error ->> 'type',
                                'lease_expires_at', lease_expires_at, 'attempt_deadline', attempt_deadline)
-     from durable.tasks where task_id = pg_temp.id('t')),
+     from durable.all_tasks where task_id = pg_temp.id('t')),
     jsonb_build_object('status', 'pending', 'failures', 1, 'lost_leases', 0, 'run_at', pg_temp.t(15),
                        'error_type', 'Timeout', 'lease_expires_at', null, 'attempt_deadline', null),
     'timed out: counted as a failure, retried after the backoff (5 s)'
@@ -56,7 +56,7 @@ select is((pg_temp.task('t')).attempt_deadline, pg_temp.t(25), 'the new attempt 
 select pg_temp.clock(18);
 select is(pg_temp.claim_as('t', 'q', 'w4', 30), pg_temp.id('t'),
           'a lease that ran out before the deadline: the task is claimable at once');
-select is((select array[failures, lost_leases, attempt] from durable.tasks where task_id = pg_temp.id('t')),
+select is((select array[failures, lost_leases, attempt] from durable.all_tasks where task_id = pg_temp.id('t')),
           array[1, 1, 3], 'counted as a lost lease, not a failure');
 select is((select outcome from durable.attempts where task_id = pg_temp.id('t') and attempt = 2), 'lease_expired',
           'and recorded as lease_expired');
@@ -67,7 +67,7 @@ select is(durable.reclaim('q'), 1, 'reclaim() fails the attempt past its deadlin
 select is(
     (select jsonb_build_object('status', status, 'failures', failures, 'error_type', error ->> 'type',
                                'finished_at', finished_at)
-     from durable.tasks where task_id = pg_temp.id('t')),
+     from durable.all_tasks where task_id = pg_temp.id('t')),
     jsonb_build_object('status', 'failed', 'failures', 2, 'error_type', 'Timeout', 'finished_at', pg_temp.t(28)),
     'a timeout on the last attempt fails the task'
 );
@@ -77,7 +77,7 @@ select durable.create_queue('qt', '{"timeout": 2.5}');
 select pg_temp.clock(100);
 select pg_temp.enq('qt', 'qt');
 select pg_temp.claim_as('qt', 'qt', 'w1', 60);
-select is((select array[lease_expires_at, attempt_deadline] from durable.tasks where task_id = pg_temp.id('qt')),
+select is((select array[lease_expires_at, attempt_deadline] from durable.all_tasks where task_id = pg_temp.id('qt')),
           array[pg_temp.t(102.5), pg_temp.t(102.5)], 'a queue''s timeout bounds its tasks'' attempts');
 
 -- no timeout: heartbeats extend the lease for as long as they come
@@ -101,7 +101,7 @@ select is((select count(*)::int from durable.claim('qs', 'w1')), 0,
           'at its schedule deadline a task that has not started is not claimed');
 select is(
     (select jsonb_build_object('status', status, 'error_type', error ->> 'type', 'finished_at', finished_at, 'attempt', attempt)
-     from durable.tasks where task_id = pg_temp.id('late')),
+     from durable.all_tasks where task_id = pg_temp.id('late')),
     jsonb_build_object('status', 'cancelled', 'error_type', 'ScheduleTimeout', 'finished_at', pg_temp.t(1030), 'attempt', 0),
     'it is cancelled (ScheduleTimeout)'
 );

@@ -19,7 +19,7 @@ select is(
     array['pending', pg_temp.t(0)::text],
     'failure 1 of 3: pending again, with its retry time'
 );
-select is((select array[failures, attempt] from durable.tasks where task_id = pg_temp.id('m3')), array[1, 1],
+select is((select array[failures, attempt] from durable.all_tasks where task_id = pg_temp.id('m3')), array[1, 1],
           'one failure counted');
 select pg_temp.claim_as('m3', 'q');
 select is((select f.status from durable.fail(pg_temp.id('m3'), pg_temp.tok('m3'), '{"message": "two"}') f), 'pending',
@@ -35,7 +35,7 @@ select is(
 select is(
     (select jsonb_build_object('status', status, 'failures', failures, 'attempt', attempt, 'error', error,
                                'finished_at', finished_at, 'lease_expires_at', lease_expires_at)
-     from durable.tasks where task_id = pg_temp.id('m3')),
+     from durable.all_tasks where task_id = pg_temp.id('m3')),
     jsonb_build_object('status', 'failed', 'failures', 3, 'attempt', 3,
                        'error', '{"type": "ValueError", "message": "three"}'::jsonb,
                        'finished_at', pg_temp.t(5), 'lease_expires_at', null),
@@ -61,7 +61,7 @@ select is(
     (select f.status from durable.fail(pg_temp.id('nr'), pg_temp.tok('nr'), '{"message": "fatal"}', false) f),
     'failed', 'a non-retryable failure ends the task at once'
 );
-select is((select array[failures, max_attempts] from durable.tasks where task_id = pg_temp.id('nr')), array[1, 5],
+select is((select array[failures, max_attempts] from durable.all_tasks where task_id = pg_temp.id('nr')), array[1, 5],
           'with attempts to spare');
 select pg_temp.enq('rnull', 'qrn', '{"max_attempts": 5}');
 select pg_temp.claim_as('rnull', 'qrn');
@@ -77,7 +77,7 @@ select pg_temp.clock(110);
 select is(pg_temp.claim_as('lost', 'll', 'w2', 10), pg_temp.id('lost'),
           'lost lease 1: the task is claimable again at once, with no backoff');
 select is(
-    (select array[attempt, lost_leases, failures] from durable.tasks where task_id = pg_temp.id('lost')),
+    (select array[attempt, lost_leases, failures] from durable.all_tasks where task_id = pg_temp.id('lost')),
     array[2, 1, 0],
     'lost_leases 1, failures 0 (with max_attempts 1 a failure would have ended it)'
 );
@@ -88,7 +88,7 @@ select is(pg_temp.claim_as('lost4', 'll', 'w4', 10), null, 'lost lease 3 of max 
 select is(
     (select jsonb_build_object('status', status, 'lost_leases', lost_leases, 'failures', failures,
                                'error_type', error ->> 'type', 'finished_at', finished_at)
-     from durable.tasks where task_id = pg_temp.id('lost')),
+     from durable.all_tasks where task_id = pg_temp.id('lost')),
     jsonb_build_object('status', 'failed', 'lost_leases', 3, 'failures', 0, 'error_type', 'LeaseLost',
                        'finished_at', pg_temp.t(130)),
     'past max_lost_leases the task fails (LeaseLost), failures still 0'
@@ -115,7 +115,7 @@ select is(
     (select f.status from durable.fail(pg_temp.id('mixed'), pg_temp.tok('mixed'), '{"message": "x"}') f),
     'pending', 'one lost lease and one failure of max_attempts 2: still retried'
 );
-select is((select array[lost_leases, failures] from durable.tasks where task_id = pg_temp.id('mixed')), array[1, 1],
+select is((select array[lost_leases, failures] from durable.all_tasks where task_id = pg_temp.id('mixed')), array[1, 1],
           'counted apart');
 
 -- release -----------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ select is(durable.release(pg_temp.id('rel'), pg_temp.tok('rel'), 15, 'not my kin
 select is(
     (select jsonb_build_object('status', status, 'run_at', run_at, 'failures', failures, 'lost_leases', lost_leases,
                                'attempt', attempt, 'lease_expires_at', lease_expires_at)
-     from durable.tasks where task_id = pg_temp.id('rel')),
+     from durable.all_tasks where task_id = pg_temp.id('rel')),
     jsonb_build_object('status', 'pending', 'run_at', pg_temp.t(225), 'failures', 0, 'lost_leases', 0, 'attempt', 1,
                        'lease_expires_at', null),
     'a released task is pending again, no failure or lost lease counted'
@@ -157,7 +157,7 @@ select is(durable.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb')), pg_temp.t(335)
 select is(durable.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb'), 100), pg_temp.t(415), 'heartbeat with a new length');
 select pg_temp.clock(400);
 select is(durable.heartbeat(pg_temp.id('hb'), pg_temp.tok('hb')), pg_temp.t(500), 'which it keeps for later heartbeats');
-select is((select array[lease_expires_at::text, lease_seconds::text] from durable.tasks where task_id = pg_temp.id('hb')),
+select is((select array[lease_expires_at::text, lease_seconds::text] from durable.all_tasks where task_id = pg_temp.id('hb')),
           array[pg_temp.t(500)::text, '100'], 'the lease is stored');
 
 -- cancel --------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ select pg_temp.enq('cp', 'qcp', '{"delay": 100}');
 select is(durable.cancel(pg_temp.id('cp'), 'changed my mind'), true, 'cancel of a pending task');
 select is(
     (select jsonb_build_object('status', status, 'error', error, 'finished_at', finished_at)
-     from durable.tasks where task_id = pg_temp.id('cp')),
+     from durable.all_tasks where task_id = pg_temp.id('cp')),
     jsonb_build_object('status', 'cancelled', 'error', '{"type": "Cancelled", "message": "changed my mind"}'::jsonb,
                        'finished_at', pg_temp.t(600)),
     'a cancelled task keeps the reason and when'
@@ -190,7 +190,7 @@ select is(
                        'error', '{"type": "Cancelled", "message": "cancelled"}'::jsonb),
     'the running attempt is recorded as cancelled (default reason)'
 );
-select is((select array[status, coalesce(lease_expires_at::text, 'NULL')] from durable.tasks where task_id = pg_temp.id('cr')),
+select is((select array[status, coalesce(lease_expires_at::text, 'NULL')] from durable.all_tasks where task_id = pg_temp.id('cr')),
           array['cancelled', 'NULL'], 'and its lease is gone');
 
 select pg_temp.enq('cd', 'qcd');
@@ -200,22 +200,24 @@ select pg_temp.rejects(format('select durable.cancel(%L)', pg_temp.id('cd')), 'D
 select pg_temp.rejects(format('select durable.cancel(%L)', pg_temp.id('m3')), 'DU012', 'cancel of a failed task');
 select pg_temp.rejects(format('select durable.cancel(%L)', gen_random_uuid()), 'DU004', 'cancel of an unknown task');
 
--- the trigger -----------------------------------------------------------------------------------
-select pg_temp.rejects(format($$update durable.tasks set status = 'running' where task_id = %L$$, pg_temp.id('cd')),
+-- the triggers: of the live tasks (the state machine) and of the archive (never updated) ---------
+select pg_temp.rejects(format($$update durable.finished_tasks set status = 'running' where task_id = %L$$, pg_temp.id('cd')),
     'DU012', 'UPDATE from completed to running');
-select pg_temp.rejects(format($$update durable.tasks set status = 'pending' where task_id = %L$$, pg_temp.id('cd')),
+select pg_temp.rejects(format($$update durable.finished_tasks set status = 'pending' where task_id = %L$$, pg_temp.id('cd')),
     'DU012', 'UPDATE from completed to pending outside a restart');
-select pg_temp.rejects(format($$update durable.tasks set status = 'running' where task_id = %L$$, pg_temp.id('m3')),
+select pg_temp.rejects(format($$update durable.finished_tasks set status = 'running' where task_id = %L$$, pg_temp.id('m3')),
     'DU012', 'UPDATE from failed to running');
-select pg_temp.rejects(format($$update durable.tasks set status = 'pending' where task_id = %L$$, pg_temp.id('cp')),
+select pg_temp.rejects(format($$update durable.finished_tasks set status = 'pending' where task_id = %L$$, pg_temp.id('cp')),
     'DU012', 'UPDATE from cancelled to pending');
 select pg_temp.enq('pend', 'qp', '{"delay": 1000}');
 select pg_temp.rejects(format($$update durable.tasks set status = 'completed' where task_id = %L$$, pg_temp.id('pend')),
     'DU012', 'UPDATE from pending to completed');
 select pg_temp.rejects(format($$update durable.tasks set status = 'failed' where task_id = %L$$, pg_temp.id('pend')),
     'DU012', 'UPDATE from pending to failed');
-select pg_temp.rejects(format($$update durable.tasks set status = 'running' where task_id in (%L, %L)$$,
-                              pg_temp.id('pend'), pg_temp.id('cd')),
+select pg_temp.enq('pend2', 'qp', '{"delay": 1000}');
+select pg_temp.rejects(format($$update durable.tasks set status = case when task_id = %L then 'running' else 'sleeping' end
+                                where task_id in (%L, %L)$$,
+                              pg_temp.id('pend'), pg_temp.id('pend'), pg_temp.id('pend2')),
     'DU012', 'an UPDATE of several rows with one bad transition');
 
 select * from finish();

@@ -109,7 +109,7 @@ select is(
 );
 select is(
     pg_temp.listed('select * from durable.list_tasks()'),
-    array(select t.task_id from durable.tasks t order by t.task_id desc),
+    array(select t.task_id from durable.all_tasks t order by t.task_id desc),
     'newest first is task_id descending'
 );
 select is(
@@ -120,7 +120,7 @@ select is(
                 'created_at', t.created_at, 'started_at', t.started_at, 'finished_at', t.finished_at,
                 'parent_id', t.parent_id, 'idempotency_key', t.idempotency_key)
             order by t.task_id desc)
-     from durable.tasks t where t.queue = 'lb'),
+     from durable.all_tasks t where t.queue = 'lb'),
     'the columns are the task row''s'
 );
 select is(
@@ -187,11 +187,11 @@ select pg_temp.add('real2', 'lb', 'real');
 select ok(durable._task_id_floor(clock_timestamp()) < pg_temp.id('real1'),
           'outside a test database, the bound of a time is below the ids of the tasks created since');
 select is(pg_temp.listed(format($$select * from durable.list_tasks(p_task_name => 'real', p_created_since => %L)$$,
-                                (select t.created_at from durable.tasks t where t.task_id = pg_temp.id('real1')))),
+                                (select t.created_at from durable.all_tasks t where t.task_id = pg_temp.id('real1')))),
           pg_temp.ids('real2', 'real1'), 'outside a test database, p_created_since finds the tasks created since');
 select is(pg_temp.listed(format($$select * from durable.list_tasks(p_queue => 'lb', p_task_name => 'real',
                                                                   p_created_since => %L)$$,
-                                (select t.created_at from durable.tasks t where t.task_id = pg_temp.id('real2')))),
+                                (select t.created_at from durable.all_tasks t where t.task_id = pg_temp.id('real2')))),
           pg_temp.ids('real2'), 'in one queue too');
 select is(pg_temp.listed(format($$select * from durable.list_tasks(p_task_name => 'real', p_created_since => %L)$$,
                                 clock_timestamp() + interval '1 hour')),
@@ -200,14 +200,14 @@ update durable.settings set test_clock = true;
 select is(durable._task_id_floor(clock_timestamp()), null, 'in a test database there is no bound');
 delete from durable.tasks where task_name = 'real';
 
--- the indexes by status hold finished tasks only, out of reach of the worker's statements
--- on unfinished ones (test_suspend_transitions.sql checks that the claim's pick reads
--- tasks_claim_idx; see migrations/0009_listing.sql)
+-- the indexes by status are the archive's (finished tasks only), out of reach of the
+-- worker's statements on unfinished ones (migrations/0009_listing.sql, 0020_finished_tasks.sql)
 select is(
-    (select array_agg(pg_get_expr(i.indpred, i.indrelid) order by c.relname)
+    (select array_agg(i.indrelid::regclass::text order by c.relname)
      from pg_index i join pg_class c on c.oid = i.indexrelid
-     where c.relname in ('tasks_list_queue_status_idx', 'tasks_list_status_idx')),
-    array_fill('(status = ANY (ARRAY[''completed''::text, ''failed''::text, ''cancelled''::text]))'::text, array[2]),
+     where c.relname in ('tasks_list_queue_status_idx', 'tasks_list_status_idx',
+                         'finished_tasks_list_queue_status_idx', 'finished_tasks_list_status_idx')),
+    array['durable.finished_tasks', 'durable.finished_tasks'],
     'the listing indexes by status hold finished tasks only'
 );
 
@@ -402,7 +402,7 @@ select is(
     'a task without children: children []'
 );
 -- 1001 children: the first 1000
-select pg_temp.add('many', 'lm', 'wf');
+select pg_temp.add('many', 'lm', 'wf', '{"durable": true}');
 insert into durable.tasks (task_id, queue, task_name, input, status, run_at, max_attempts, max_lost_leases, backoff,
                            created_at, parent_id)
 select durable.uuidv7(), 'lm', 'kid', '{}', 'pending', pg_temp.t(100), 1, 1, '{"kind": "none"}', pg_temp.t(100),
@@ -410,13 +410,13 @@ select durable.uuidv7(), 'lm', 'kid', '{}', 'pending', pg_temp.t(100), 1, 1, '{"
 from generate_series(1, 1001);
 select is(
     (select array(select (c ->> 'task_id')::uuid from jsonb_array_elements(durable.get_task(pg_temp.id('many')) -> 'children') as c)),
-    array(select t.task_id from durable.tasks t where t.parent_id = pg_temp.id('many') order by t.task_id limit 1000),
+    array(select t.task_id from durable.all_tasks t where t.parent_id = pg_temp.id('many') order by t.task_id limit 1000),
     'get_task lists the first 1000 children, oldest first'
 );
 select is(pg_temp.walk(1000, p_parent => pg_temp.id('many')) -> 'sizes', '[1000, 1]'::jsonb,
           'list_tasks(p_parent) pages through all 1001');
 select is(pg_temp.walk(1000, p_parent => pg_temp.id('many')) -> 'ids',
-          to_jsonb(array(select t.task_id from durable.tasks t where t.parent_id = pg_temp.id('many')
+          to_jsonb(array(select t.task_id from durable.all_tasks t where t.parent_id = pg_temp.id('many')
                          order by t.task_id desc)),
           'each child once, newest first');
 

@@ -41,9 +41,9 @@ select is(pg_temp.ready_mismatch(), 0::bigint, '1: a debounce moves the row with
 select pg_temp.clock(100);
 select pg_temp.enq('sl', 'f', '{"durable": true}');
 select count(*) from durable.claim('f', 'w1', 10);
-select durable.sleep(pg_temp.id('sl'), (select k.lease_token from durable.tasks k where k.task_id = pg_temp.id('sl')), 1, 'nap', 5);
+select durable.sleep(pg_temp.id('sl'), (select k.lease_token from durable.all_tasks k where k.task_id = pg_temp.id('sl')), 1, 'nap', 5);
 select durable.fail(k.task_id, k.lease_token, '{"message": "no"}', false)
-from durable.tasks k where k.queue = 'f' and k.status = 'running' and k.task_id <> pg_temp.id('sl');
+from durable.all_tasks k where k.queue = 'f' and k.status = 'running' and k.task_id <> pg_temp.id('sl');
 select is(pg_temp.ready_mismatch(), 0::bigint, '1: sleeping and failed tasks have no row');
 select pg_temp.clock(200);
 select durable.reclaim('f');

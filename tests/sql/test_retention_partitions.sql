@@ -6,18 +6,7 @@ select plan(24);
 
 \ir helpers/tasks.sql
 
-create function pg_temp.day_of(p_table text, p_offset integer default 0) returns text language sql as $$
-    select p_table || '_p' || to_char((clock_timestamp() at time zone 'UTC')::date + p_offset, 'YYYYMMDD')
-$$;
-create function pg_temp.partitions(p_table text) returns text[] language sql as $$
-    select array_agg(i.inhrelid::regclass::text order by i.inhrelid::regclass::text)
-    from pg_inherits i where i.inhparent = p_table::regclass
-$$;
--- the maintenance at p_now, now rather than in a minute
-create function pg_temp.maintain(p_now timestamptz) returns void language sql as $$
-    update durable.history_state set checked_at = null;
-    select durable._history_partitions(p_now);
-$$;
+\ir helpers/partitions.sql
 
 select pg_temp.clock(0);
 select durable.create_queue('r', '{"retention": 60}');
@@ -59,7 +48,7 @@ select throws_ok(format('update %s set name = %L', pg_temp.day_of('durable.event
 -- 3. the queue's retention deletes the finished task; its history waits for the day's DROP
 select pg_temp.clock(100);
 select pg_temp.claim_as('none', 'r');
-select is((select count(*)::int from durable.tasks where task_id = pg_temp.id('a')), 0,
+select is((select count(*)::int from durable.all_tasks where task_id = pg_temp.id('a')), 0,
           'the claim''s retention deleted the task that ended 100 s ago');
 select is((select count(*)::int from durable.events where task_id = pg_temp.id('a')), 1,
           'its event stays in the day partition');
@@ -84,7 +73,7 @@ select is((select count(*)::int from durable.events where task_id = pg_temp.id('
 select durable.complete(pg_temp.id('b'), pg_temp.tok('b'), '{}');
 select pg_temp.clock(400);
 select pg_temp.claim_as('none', 'r');
-select is((select count(*)::int from durable.tasks), 0, 'retention deleted b as well: the day has no task left');
+select is((select count(*)::int from durable.all_tasks), 0, 'retention deleted b as well: the day has no task left');
 commit;
 select dblink_connect('a', current_setting('durable_test.conninfo'));
 select dblink_exec('a', 'begin');

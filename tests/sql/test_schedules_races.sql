@@ -27,7 +27,7 @@ select count(*) from dblink_get_result('b') as x (n bigint);
 select dblink_exec('a', 'commit');
 select is((select n from dblink('b', $$select count(*) from durable.claim('rq1', 'wb', 10)$$) as x (n bigint)), 0::bigint,
           '1: after A commits, B''s claim enqueues nothing more');
-select is((select array_agg(k.idempotency_key) from durable.tasks k where k.queue = 'rq1'),
+select is((select array_agg(k.idempotency_key) from durable.all_tasks k where k.queue = 'rq1'),
           array['schedule:r:2030-01-01T00:01:00Z'], '1: the tick has exactly one task');
 
 -- 2. the schedule's row held by another transaction

@@ -20,7 +20,7 @@ select durable.create_queue(q) from unnest(array['sq', 'cq', 'far', 'other']) as
 
 create function pg_temp.keys(p_queue text) returns text[] language sql as $$
     select coalesce(array_agg(k.idempotency_key order by k.idempotency_key), '{}')
-    from durable.tasks k where k.queue = p_queue
+    from durable.all_tasks k where k.queue = p_queue
 $$;
 create function pg_temp.sched(p_queue text, p_name text) returns durable.schedules language sql as $$
     select * from durable.schedules s where s.queue = p_queue and s.name = p_name
@@ -79,7 +79,7 @@ select durable.create_schedule('opts', 'other', 'job', '0 * * * *', '{"enqueue_o
 select set_config('durable.fake_now', '2030-01-01 01:00:00+00', false);
 select is(durable.reclaim('other'), 1, '2: reclaim (the claim''s maintenance) enqueues the due tick');
 select is((select jsonb_build_object('priority', k.priority, 'max_attempts', k.max_attempts, 'run_at', k.run_at)
-           from durable.tasks k where k.queue = 'other'),
+           from durable.all_tasks k where k.queue = 'other'),
           jsonb_build_object('priority', 7, 'max_attempts', 2, 'run_at', '2030-01-01 01:00:30+00'::timestamptz),
           '2: the task has the schedule''s enqueue options');
 
@@ -114,10 +114,10 @@ select durable.create_schedule('m1', 'far2', 'job', '* * * * *');
 select set_config('durable.fake_now', '2030-01-03 00:00:30+00', false);
 select is(durable.reclaim('far2'), 101, '3: two days behind, catch_up_max 100 (more than an hour holds) and once: 101 tasks');
 select is((select jsonb_build_object('n', count(*), 'first', min(k.idempotency_key), 'last', max(k.idempotency_key))
-           from durable.tasks k where k.queue = 'far2' and k.idempotency_key like 'schedule:m100:%'),
+           from durable.all_tasks k where k.queue = 'far2' and k.idempotency_key like 'schedule:m100:%'),
           '{"n": 100, "first": "schedule:m100:2030-01-02T22:21:00Z", "last": "schedule:m100:2030-01-03T00:00:00Z"}'::jsonb,
           '3: the latest 100 ticks, the last at 00:00');
-select is((select array_agg(k.idempotency_key) from durable.tasks k where k.queue = 'far2' and k.idempotency_key like 'schedule:m1:%'),
+select is((select array_agg(k.idempotency_key) from durable.all_tasks k where k.queue = 'far2' and k.idempotency_key like 'schedule:m1:%'),
           array['schedule:m1:2030-01-03T00:00:00Z'], '3: once: the latest tick only');
 
 -- 4. pause, resume, delete
@@ -127,10 +127,10 @@ select is(durable.pause_schedule('once', 'cq'), false, '4: pausing again: false'
 select is((select count(*) from durable.list_schedules('cq') s where s.paused), 1::bigint, '4: list_schedules shows it paused');
 select set_config('durable.fake_now', '2030-01-01 01:31:00+00', false);
 select durable.reclaim('cq');
-select is((select count(*) from durable.tasks k where k.idempotency_key like 'schedule:once:%'), 1::bigint, '4: a paused schedule enqueues nothing');
+select is((select count(*) from durable.all_tasks k where k.idempotency_key like 'schedule:once:%'), 1::bigint, '4: a paused schedule enqueues nothing');
 select is(durable.resume_schedule('once', 'cq'), '2030-01-01 01:40:00+00'::timestamptz, '4: resume returns the first tick after now');
 select durable.reclaim('cq');
-select is((select count(*) from durable.tasks k where k.idempotency_key like 'schedule:once:%'), 1::bigint, '4: the ticks of the pause are not caught up');
+select is((select count(*) from durable.all_tasks k where k.idempotency_key like 'schedule:once:%'), 1::bigint, '4: the ticks of the pause are not caught up');
 select is(durable.delete_schedule('once', 'cq'), true, '4: delete_schedule deletes');
 select is(durable.delete_schedule('once', 'cq'), false, '4: deleting again: false');
 select is(pg_temp.error_of($$select durable.pause_schedule('once', 'cq')$$) ->> 'sqlstate', 'DU032', '4: pausing an unknown schedule: DU032');

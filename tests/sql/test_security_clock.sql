@@ -54,10 +54,10 @@ select durable.enqueue('lease_q', 'job');
 create temp table live as select c.task_id, c.lease_token from durable.claim('lease_q', 'owner-worker', 1, 60) c;
 create temp table live_before as
 select t.status, t.worker, t.lease_token, t.lease_expires_at, t.attempt, t.lost_leases
-from durable.tasks t join live using (task_id);
+from durable.all_tasks t join live using (task_id);
 create function pg_temp.live_row() returns jsonb language sql as $$
     select to_jsonb(x) from (select t.status, t.worker, t.lease_token, t.lease_expires_at, t.attempt, t.lost_leases
-                             from durable.tasks t join live using (task_id)) x
+                             from durable.all_tasks t join live using (task_id)) x
 $$;
 select is(pg_temp.value_as(pg_temp.role('w'), pg_temp.future($$select count(*)::text from durable.claim('lease_q', 'thief')$$)),
           '0', 'a worker claiming on the clock of 2999 gets nothing: the live lease is not expired');
@@ -81,7 +81,7 @@ create temp table nap as select c.task_id, c.lease_token from durable.claim('sle
 select durable.sleep(nap.task_id, nap.lease_token, 1, 'nap', 3600) from nap;
 select is(pg_temp.value_as(pg_temp.role('w'), pg_temp.future($$select count(*)::text from durable.claim('sleep_q', 'w1')$$)),
           '0', 'a worker claiming on the clock of 2999 does not wake a task sleeping for an hour');
-select is((select t.status from durable.tasks t join nap using (task_id)), 'sleeping', 'the task still sleeps');
+select is((select t.status from durable.all_tasks t join nap using (task_id)), 'sleeping', 'the task still sleeps');
 select durable.enqueue('sleep_q', 'nap2', '{}', '{"durable": true}');
 create temp table nap2 as select c.task_id, c.lease_token from durable.claim('sleep_q', 'owner-worker', 1, 60) c;
 select is(
@@ -91,7 +91,7 @@ select is(
     'a worker sleeping 60 s on the clock of 1970 suspends'
 );
 select cmp_ok(
-    (select abs(extract(epoch from t.wake_at - clock_timestamp()) - 60) from durable.tasks t join nap2 using (task_id)),
+    (select abs(extract(epoch from t.wake_at - clock_timestamp()) - 60) from durable.all_tasks t join nap2 using (task_id)),
     '<', 2::numeric,
     'its wake time is 60 s ahead on the real clock'
 );

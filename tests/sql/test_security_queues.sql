@@ -50,7 +50,7 @@ returns uuid language sql as $$
 $$;
 -- the state of one task
 create function pg_temp.status(p_name text) returns text language sql
-    as $$ select t.status from durable.tasks t where t.task_id = pg_temp.id(p_name) $$;
+    as $$ select t.status from durable.all_tasks t where t.task_id = pg_temp.id(p_name) $$;
 
 select durable.create_queue(q) from unnest(array['a1', 'a2', 'ap', 'aw', 'b', 'tokq']) as q;
 -- queue b: completed (durable, one event), running (plain and durable), pending, cancelled
@@ -193,7 +193,7 @@ select is(pg_temp.state_as(pg_temp.role('r'), format('select durable.cancel(%L)'
 select is(pg_temp.status('a_pend'), 'cancelled', 'that task is cancelled');
 select is(pg_temp.state_as(pg_temp.role('r'), $$select durable.purge('a1', 0)$$), null,
           'with operator on a*: purge of a1 works');
-select is((select count(*) from durable.tasks where task_id in (pg_temp.id('a_pend'), pg_temp.id('b_done'))), 1::bigint,
+select is((select count(*) from durable.all_tasks where task_id in (pg_temp.id('a_pend'), pg_temp.id('b_done'))), 1::bigint,
           'that purge deleted the cancelled task of a1, not the completed task of b');
 select is(pg_temp.state_as(pg_temp.role('r'), $$select durable.purge_event_keys('a1', 0)$$), null,
           'with operator on a*: purge_event_keys of a1 works');
@@ -203,7 +203,7 @@ select is((select string_agg(queue || ':' || key, ',' order by queue, key) from 
 create temp table cascade_before as select pg_temp.durable_state() -> 'tasks' as s;
 select pg_temp.state_as(pg_temp.role('r'), format('select durable.cancel(%L)', pg_temp.id('parent')));
 select is(
-    (select to_jsonb(t) from durable.tasks t where t.task_id = pg_temp.id('b_child')),
+    (select to_jsonb(t) from durable.all_tasks t where t.task_id = pg_temp.id('b_child')),
     (select x from cascade_before c, jsonb_array_elements(c.s) x where x ->> 'task_id' = pg_temp.id('b_child')::text),
     'with operator on a*: cancelling a task of ap does not cascade to its child in b'
 );
@@ -391,7 +391,7 @@ select set_config('durable.fake_now', '2030-01-01 00:00:01+00', false);
 select pg_temp.start('ret', 'ret2', false);
 select durable.complete(pg_temp.id('ret2'), pg_temp.tok('ret2'));
 create function pg_temp.ret_left() returns text language sql
-    as $$ select coalesce(string_agg(task_name, ',' order by task_name), '') from durable.tasks where queue = 'ret' $$;
+    as $$ select coalesce(string_agg(task_name, ',' order by task_name), '') from durable.all_tasks where queue = 'ret' $$;
 select set_config('durable.fake_now', '2030-01-01 00:02:01+00', false);
 select is(pg_temp.state_as(pg_temp.role('wo'), $$select * from durable.claim('ret', 'wo')$$), null, 'a worker claims on ret');
 select is(pg_temp.ret_left(), 'ret2', 'its claim applied the retention: the task finished 121 s ago is gone');

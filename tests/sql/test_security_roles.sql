@@ -155,7 +155,7 @@ select is(
 from calls c join verbs v on v.sig = c.sig cross join kinds k
 order by c.verb, k.kind;
 select is(
-    (select count(*) from durable.tasks where queue = 'q'),
+    (select count(*) from durable.all_tasks where queue = 'q'),
     1::bigint,
     'the calls did what they say: the producer''s enqueue alone stored a task'
 );
@@ -205,9 +205,9 @@ select is(
     'none of this file''s roles may execute an internal function'
 );
 select is(
-    pg_temp.state_as(pg_temp.role('o'), $$select durable._locked_task(gen_random_uuid())$$),
+    pg_temp.state_as(pg_temp.role('o'), $$select durable._locked_finished(gen_random_uuid())$$),
     '42501',
-    'calling an internal function (durable._locked_task) as an operator: 42501'
+    'calling an internal function (durable._locked_finished) as an operator: 42501'
 );
 select is(
     array(select sig from internal_fns

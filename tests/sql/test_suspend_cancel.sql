@@ -50,13 +50,13 @@ select durable.wait_children(cr.task_id, cr.lease_token, 7,
 from cr;
 
 select is(
-    (select jsonb_object_agg(k.role, t.status) from kids k join durable.tasks t on t.task_id = k.id),
+    (select jsonb_object_agg(k.role, t.status) from kids k join durable.all_tasks t on t.task_id = k.id),
     '{"pending": "pending", "running": "running", "sleeping": "sleeping", "waiting": "waiting",
       "waiting children": "waiting", "completed": "completed",
       "grandchild pending": "pending", "grandchild sleeping": "sleeping"}'::jsonb,
     'the tree is set up: a child in every state, two grandchildren'
 );
-select is((select status from durable.tasks, r where task_id = r.id), 'waiting', 'the root waits for its children');
+select is((select status from durable.all_tasks, r where task_id = r.id), 'waiting', 'the root waits for its children');
 
 -- cancel the root
 select is(durable.cancel((select id from r), 'stop'), true, 'cancel returns true');
@@ -64,21 +64,21 @@ select is(
     (select jsonb_build_object('status', t.status, 'error', t.error, 'finished_at', t.finished_at,
                                'wait_kind', t.wait_kind, 'wait_key', t.wait_key, 'wait_seq', t.wait_seq,
                                'wait_children', t.wait_children, 'wake_at', t.wake_at)
-     from durable.tasks t, r where t.task_id = r.id),
+     from durable.all_tasks t, r where t.task_id = r.id),
     jsonb_build_object('status', 'cancelled', 'error', '{"type": "Cancelled", "message": "stop"}'::jsonb,
                        'finished_at', '2030-01-01 00:00:00+00'::timestamptz, 'wait_kind', null, 'wait_key', null,
                        'wait_seq', null, 'wait_children', null, 'wake_at', null),
     'the waiting root is cancelled with its wait cleared'
 );
 select is(
-    (select jsonb_object_agg(k.role, t.status) from kids k join durable.tasks t on t.task_id = k.id),
+    (select jsonb_object_agg(k.role, t.status) from kids k join durable.all_tasks t on t.task_id = k.id),
     '{"pending": "cancelled", "running": "cancelled", "sleeping": "cancelled", "waiting": "cancelled",
       "waiting children": "cancelled", "completed": "completed",
       "grandchild pending": "cancelled", "grandchild sleeping": "cancelled"}'::jsonb,
     'the cancel cascades to pending, running, sleeping and waiting children and to grandchildren; the finished child stays'
 );
 select is(
-    (select jsonb_object_agg(k.role, t.error ->> 'message') from kids k join durable.tasks t on t.task_id = k.id
+    (select jsonb_object_agg(k.role, t.error ->> 'message') from kids k join durable.all_tasks t on t.task_id = k.id
      where k.role not in ('completed')),
     (select jsonb_object_agg(k.role, format('parent task %s was cancelled',
                                             case when k.role like 'grandchild%'
@@ -88,7 +88,7 @@ select is(
     'each cascaded cancel names the cancelled parent'
 );
 select is(
-    (select count(*) from durable.tasks t
+    (select count(*) from durable.all_tasks t
      where t.wake_at is not null or t.wait_kind is not null or t.wait_key is not null
         or t.wait_seq is not null or t.wait_children is not null),
     0::bigint,
@@ -96,7 +96,7 @@ select is(
 );
 select is(
     (select jsonb_build_object('status', t.status, 'output', t.output, 'error', t.error)
-     from durable.tasks t join kids k on k.id = t.task_id where k.role = 'completed'),
+     from durable.all_tasks t join kids k on k.id = t.task_id where k.role = 'completed'),
     '{"status": "completed", "output": {"kept": true}, "error": null}'::jsonb,
     'the completed child keeps its output'
 );
@@ -128,7 +128,7 @@ select throws_ok(
     $$select durable.fail(c.task_id, c.lease_token, '{"type": "X"}') from c_run c$$,
     'DU011', null, 'its fail raises DU011'
 );
-select is((select status from durable.tasks t, c_run c where t.task_id = c.task_id), 'cancelled',
+select is((select status from durable.all_tasks t, c_run c where t.task_id = c.task_id), 'cancelled',
           'and it stays cancelled');
 
 -- the cancelled parents were not woken by their children's ends
@@ -144,7 +144,7 @@ select is(
 -- nothing brings a cancelled task back: not an emit, not the sweep, not a claim
 select is(durable.emit_event('kw', 'never', '"late"'), 0, 'an emit of the key the cancelled child waited for wakes nobody');
 select is(
-    (select count(*) from durable.tasks t where t.status = 'cancelled'),
+    (select count(*) from durable.all_tasks t where t.status = 'cancelled'),
     8::bigint,
     'the eight cancelled tasks (root, five children, two grandchildren) are still cancelled'
 );
@@ -161,7 +161,7 @@ select is(
     'a day later, no claim on any queue returns a task of the tree'
 );
 select is(
-    (select count(*) from durable.tasks t where t.status = 'cancelled'),
+    (select count(*) from durable.all_tasks t where t.status = 'cancelled'),
     8::bigint,
     'and they are all still cancelled'
 );
@@ -182,7 +182,7 @@ create temp table c_solo as select * from durable.claim('solo', 'w', 2, 3600);
 select durable.sleep(c.task_id, c.lease_token, 1, 'nap', 60) from c_solo c where c.input ->> 'n' = '1';
 select durable.wait_event(c.task_id, c.lease_token, 1, 'solo-key', 60) from c_solo c where c.input ->> 'n' = '2';
 select is(
-    (select array_agg(t.status order by s.n) from solo s join durable.tasks t on t.task_id = s.id),
+    (select array_agg(t.status order by s.n) from solo s join durable.all_tasks t on t.task_id = s.id),
     array['sleeping', 'waiting'],
     'one task sleeps, one waits'
 );
@@ -194,7 +194,7 @@ select is(
 select is(
     (select jsonb_agg(jsonb_build_object('status', t.status, 'wake_at', t.wake_at, 'wait_key', t.wait_key,
                                          'wait_kind', t.wait_kind, 'wait_seq', t.wait_seq) order by s.n)
-     from solo s join durable.tasks t on t.task_id = s.id),
+     from solo s join durable.all_tasks t on t.task_id = s.id),
     '[{"status": "cancelled", "wake_at": null, "wait_key": null, "wait_kind": null, "wait_seq": null},
       {"status": "cancelled", "wake_at": null, "wait_key": null, "wait_kind": null, "wait_seq": null}]'::jsonb,
     'the cancel cleared the sleep and the wait'

@@ -38,7 +38,7 @@ select is(
     (select jsonb_build_object('queue', k.queue, 'task_name', k.task_name, 'input', k.input, 'status', k.status,
                                'parent', k.parent_id = p.id, 'parent_seq', k.parent_seq,
                                'max_attempts', k.max_attempts, 'durable', k.durable)
-     from durable.tasks k, kids, p where k.task_id = kids.id and kids.n = 1),
+     from durable.all_tasks k, kids, p where k.task_id = kids.id and kids.n = 1),
     '{"queue": "kids", "task_name": "child", "input": {"n": 1}, "status": "pending", "parent": true,
       "parent_seq": 1, "max_attempts": 2, "durable": false}'::jsonb,
     'spawn enqueues the child with its input and options, linked to its parent and the spawn''s seq'
@@ -58,7 +58,7 @@ select is(
     (select e from spawned),
     'the same spawn at the same seq again returns the same event (the same child)'
 );
-select is((select count(*) from durable.tasks where queue = 'kids'), 1::bigint, 'and creates no second child');
+select is((select count(*) from durable.all_tasks where queue = 'kids'), 1::bigint, 'and creates no second child');
 -- (each wrong spawn is undone after its checks)
 select pg_temp.nondeterminism_ok(
     format($$select durable.spawn(%L, %L, 1, 'kids', 'child', '{"n": 99}')$$, cp.task_id, cp.lease_token),
@@ -108,7 +108,7 @@ select throws_ok(
     'DU002', null, 'a spawn on an unknown queue raises DU002'
 );
 select is(
-    (select jsonb_build_object('children', (select count(*) from durable.tasks where parent_id = p.id),
+    (select jsonb_build_object('children', (select count(*) from durable.all_tasks where parent_id = p.id),
                                'events', (select count(*) from durable.events where task_id = p.id)) from p),
     '{"children": 1, "events": 1}'::jsonb,
     'the rejected spawns created no child and recorded nothing'
@@ -129,7 +129,7 @@ select is(
                                'wait_seq', k.wait_seq, 'wake_at', k.wake_at, 'lease_expires_at', k.lease_expires_at,
                                'children', k.wait_children = array[(select id from kids where n = 1),
                                                                    (select id from kids where n = 2)])
-     from durable.tasks k, p where k.task_id = p.id),
+     from durable.all_tasks k, p where k.task_id = p.id),
     '{"status": "waiting", "wait_kind": "children", "wait_key": "children", "wait_seq": 3, "wake_at": null,
       "lease_expires_at": null, "children": true}'::jsonb,
     'the parent waits for the two children at seq 3, for ever, with no lease'
@@ -145,14 +145,14 @@ select is(durable.next_wake('parents'), null, 'a wait for children has no wake t
 create temp table ck as select * from durable.claim('kids', 'wk', 2, 300);
 select is((select count(*) from ck), 2::bigint, 'both children are claimed');
 select durable.complete(ck.task_id, ck.lease_token, '{"r": 2}') from ck where ck.task_id = (select id from kids where n = 2);
-select is((select status from durable.tasks, p where task_id = p.id), 'waiting',
+select is((select status from durable.all_tasks, p where task_id = p.id), 'waiting',
           'one child ended: the parent still waits');
 -- child 1 fails once, retryably: it is not over
 select durable.fail(ck.task_id, ck.lease_token, '{"type": "Flaky", "message": "once"}')
 from ck where ck.task_id = (select id from kids where n = 1);
 select is(
     (select jsonb_build_object('child', c.status, 'parent', k.status)
-     from durable.tasks c, durable.tasks k, kids, p
+     from durable.all_tasks c, durable.tasks k, kids, p
      where c.task_id = kids.id and kids.n = 1 and k.task_id = p.id),
     '{"child": "pending", "parent": "waiting"}'::jsonb,
     'a child that will be retried has not ended: the parent still waits'
@@ -165,7 +165,7 @@ select durable.fail(ck1.task_id, ck1.lease_token, '{"type": "Boom", "message": "
 select is(
     (select jsonb_build_object('status', k.status, 'run_at', k.run_at, 'wait_kind', k.wait_kind,
                                'wait_children', k.wait_children, 'wait_seq', k.wait_seq)
-     from durable.tasks k, p where k.task_id = p.id),
+     from durable.all_tasks k, p where k.task_id = p.id),
     jsonb_build_object('status', 'pending', 'run_at', '2030-01-01 00:00:00+00'::timestamptz,
                        'wait_kind', null, 'wait_children', null, 'wait_seq', null),
     'the last child''s end wakes the parent: pending, due now, its wait cleared'
@@ -207,7 +207,7 @@ select is(
 select is(
     (select r #>> '{result,0,status}' from rerun), 'failed', 'the failed child is still seen as failed'
 );
-select is((select status from durable.tasks, p where task_id = p.id), 'running', 'the re-run keeps running');
+select is((select status from durable.all_tasks, p where task_id = p.id), 'running', 'the re-run keeps running');
 select pg_temp.nondeterminism_ok(
     format('select durable.wait_children(%L, %L, 3, %L)', cp2.task_id, cp2.lease_token,
            array[(select id from kids where n = 2), (select id from kids where n = 1)]),
@@ -271,7 +271,7 @@ select throws_ok(
     'DU001', null,
     'replay_check: a presented child id that is not a uuid is a bad argument (DU001)')
 from cp2;
-select is((select status from durable.tasks, p where task_id = p.id), 'running', 'and fails nothing');
+select is((select status from durable.all_tasks, p where task_id = p.id), 'running', 'and fails nothing');
 select is((select count(*) from durable.events, p where task_id = p.id), 3::bigint, 'the re-run recorded nothing new');
 
 -- every child already ended: the outcomes come at once
@@ -283,7 +283,7 @@ create temp table ck3 as select * from durable.claim('kids3', 'wk', 1, 300);
 select durable.complete(ck3.task_id, ck3.lease_token, '{"r": 3}') from ck3;
 select is(
     (select jsonb_build_object('status', k.status, 'lease', k.lease_token = cp3.lease_token)
-     from durable.tasks k, cp3 where k.task_id = cp3.task_id),
+     from durable.all_tasks k, cp3 where k.task_id = cp3.task_id),
     '{"status": "running", "lease": true}'::jsonb,
     'a child ending while its parent runs leaves the parent alone'
 );
@@ -300,7 +300,7 @@ select is(
                                'attempts', (select count(*) from durable.attempts a where a.task_id = k.task_id),
                                'recorded', (select e.result #>> '{0,status}' from durable.events e
                                             where e.task_id = k.task_id and e.seq = 2))
-     from durable.tasks k, cp3 where k.task_id = cp3.task_id),
+     from durable.all_tasks k, cp3 where k.task_id = cp3.task_id),
     '{"status": "running", "lease": true, "attempts": 0, "recorded": "completed"}'::jsonb,
     'without suspending, and with the outcomes recorded'
 );
@@ -328,7 +328,7 @@ select throws_ok(
 );
 select is(
     (select jsonb_build_object('status', k.status, 'events', (select count(*) from durable.events e where e.task_id = k.task_id))
-     from durable.tasks k, cp3 where k.task_id = cp3.task_id),
+     from durable.all_tasks k, cp3 where k.task_id = cp3.task_id),
     '{"status": "running", "events": 2}'::jsonb,
     'the rejected waits recorded nothing and did not suspend the parent'
 );
@@ -347,7 +347,7 @@ select is(
     (select jsonb_build_object('status', k.status,
                                'first', (select (e.result -> 0) - 'task_id' from durable.events e
                                          where e.task_id = k.task_id and e.seq = 3))
-     from durable.tasks k, p4 where k.task_id = p4.id),
+     from durable.all_tasks k, p4 where k.task_id = p4.id),
     '{"status": "pending",
       "first": {"status": "cancelled", "output": null, "error": {"type": "Cancelled", "message": "not needed"}}}'::jsonb,
     'cancelling the last unfinished child wakes the parent; the child is recorded as cancelled'
@@ -362,7 +362,7 @@ from cp5, generate_series(1, 2) as n order by n;
 select durable.wait_children(cp5.task_id, cp5.lease_token, 3, array(select id from k5 where n = 1), 'first only') from cp5;
 create temp table ck5 as select * from durable.claim('kids5', 'wk', 2, 300);
 select durable.complete(ck5.task_id, ck5.lease_token, '{}') from ck5 where ck5.task_id = (select id from k5 where n = 2);
-select is((select status from durable.tasks, p5 where task_id = p5.id), 'waiting',
+select is((select status from durable.all_tasks, p5 where task_id = p5.id), 'waiting',
           'a child not waited for ends: the parent still waits');
 select durable.complete(ck5.task_id, ck5.lease_token, '{"first": true}') from ck5 where ck5.task_id = (select id from k5 where n = 1);
 select is(
@@ -370,7 +370,7 @@ select is(
                                'recorded', (select jsonb_build_object('name', e.name, 'n', jsonb_array_length(e.result),
                                                                       'output', e.result #> '{0,output}')
                                             from durable.events e where e.task_id = k.task_id and e.seq = 3))
-     from durable.tasks k, p5 where k.task_id = p5.id),
+     from durable.all_tasks k, p5 where k.task_id = p5.id),
     '{"status": "pending", "recorded": {"name": "first only", "n": 1, "output": {"first": true}}}'::jsonb,
     'the child waited for wakes it, with only its outcome recorded under the wait''s name'
 );
@@ -400,7 +400,7 @@ select is(
                                'outputs_match', (select bool_and(x -> 'output' = jsonb_build_object('done', x -> 'task_id'))
                                                  from durable.events e, jsonb_array_elements(e.result) as x
                                                  where e.task_id = k.task_id and e.seq = 3))
-     from durable.tasks k, p6 where k.task_id = p6.id),
+     from durable.all_tasks k, p6 where k.task_id = p6.id),
     '{"status": "pending", "events": 3, "statuses": ["completed", "completed"], "outputs_match": true}'::jsonb,
     'the parent is woken once with both outcomes'
 );

@@ -28,7 +28,7 @@ select is(
     (select jsonb_build_object(
         'status', k.status, 'wait_kind', k.wait_kind, 'wait_key', k.wait_key, 'wait_seq', k.wait_seq,
         'wake_at', k.wake_at, 'lease_expires_at', k.lease_expires_at)
-     from durable.tasks k where k.task_id = (select id from w1)),
+     from durable.all_tasks k where k.task_id = (select id from w1)),
     '{"status": "waiting", "wait_kind": "event", "wait_key": "order:1", "wait_seq": 2,
       "wake_at": null, "lease_expires_at": null}'::jsonb,
     'the task waits for the key at seq 2, for ever (no timeout), with no lease'
@@ -53,7 +53,7 @@ select throws_ok(
     'DU010', null, 'a heartbeat on the suspended attempt raises DU010'
 );
 select is(durable.emit_event('q', 'order:2', '{"ok": false}'), 0, 'an emit of another key wakes nobody');
-select is((select status from durable.tasks where task_id = (select id from w1)), 'waiting',
+select is((select status from durable.all_tasks where task_id = (select id from w1)), 'waiting',
           'the waiter still waits');
 
 -- emit wakes it; the queue is notified (seen from another session, after commit)
@@ -67,7 +67,7 @@ select is(
     (select jsonb_build_object(
         'status', k.status, 'run_at', k.run_at, 'wait_kind', k.wait_kind, 'wait_key', k.wait_key,
         'wait_seq', k.wait_seq, 'wake_at', k.wake_at)
-     from durable.tasks k where k.task_id = (select id from w1)),
+     from durable.all_tasks k where k.task_id = (select id from w1)),
     jsonb_build_object('status', 'pending', 'run_at', '2030-01-01 00:00:00+00'::timestamptz,
                        'wait_kind', null, 'wait_key', null, 'wait_seq', null, 'wake_at', null),
     'the woken task is pending, due now, its wait cleared'
@@ -114,7 +114,7 @@ select is(
     (select history -> 1 from c1b),
     'exactly as its history lists it'
 );
-select is((select status from durable.tasks where task_id = (select id from w1)), 'running',
+select is((select status from durable.all_tasks where task_id = (select id from w1)), 'running',
           'the re-run keeps running');
 -- (undone after its checks)
 select pg_temp.nondeterminism_ok(
@@ -142,7 +142,7 @@ select is(
 );
 select is(
     (select jsonb_build_object('status', k.status, 'lease', k.lease_token = c2.lease_token, 'wake_at', k.wake_at)
-     from durable.tasks k, c2 where k.task_id = c2.task_id),
+     from durable.all_tasks k, c2 where k.task_id = c2.task_id),
     '{"status": "running", "lease": true, "wake_at": null}'::jsonb,
     'it does not suspend: same lease, still running'
 );
@@ -190,7 +190,7 @@ from c_many c;
 select is(durable.emit_event('latch', 'k3', '"go"'), 2, 'an emit wakes every task waiting for its key');
 select is(
     (select jsonb_object_agg(m.i, jsonb_build_object('status', k.status, 'result', e.result))
-     from many m join durable.tasks k on k.task_id = m.id
+     from many m join durable.all_tasks k on k.task_id = m.id
      left join durable.events e on e.task_id = m.id and e.seq = 1),
     '{"1": {"status": "pending", "result": {"payload": "go", "timed_out": false}},
       "2": {"status": "pending", "result": {"payload": "go", "timed_out": false}},
@@ -207,7 +207,7 @@ select is(
     'a wait with a timeout for a key not emitted suspends'
 );
 select is(
-    (select wake_at from durable.tasks where task_id = (select id from w7)),
+    (select wake_at from durable.all_tasks where task_id = (select id from w7)),
     '2030-01-01 00:00:30+00'::timestamptz,
     'it wakes at the latest when the timeout passes'
 );

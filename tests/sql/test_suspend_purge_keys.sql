@@ -20,7 +20,7 @@ select results_eq(
     'keeps a recent latch and the key a task waits for'
 );
 select is(
-    (select status from durable.tasks where task_id = (select id from w)), 'waiting',
+    (select status from durable.all_tasks where task_id = (select id from w)), 'waiting',
     'the waiting task still waits'
 );
 select is(durable.emit_event('q', 'awaited', '{"ok": true}'), 1, 'and an emit still wakes it');

@@ -40,7 +40,7 @@ select is(
     (select jsonb_build_object('status', k.status, 'wait_kind', k.wait_kind,
                                'recorded', (select e.result from durable.events e
                                             where e.task_id = k.task_id and e.seq = 1))
-     from durable.tasks k, w1 where k.task_id = w1.id),
+     from durable.all_tasks k, w1 where k.task_id = w1.id),
     '{"status": "pending", "wait_kind": null, "recorded": {"payload": {"n": 1}, "timed_out": false}}'::jsonb,
     '1a: no lost wakeup: the task is pending with the payload recorded at its wait'
 );
@@ -69,7 +69,7 @@ select is(
     (select jsonb_build_object('status', k.status, 'lease', k.lease_token = c2.lease_token,
                                'recorded', (select e.result from durable.events e
                                             where e.task_id = k.task_id and e.seq = 1))
-     from durable.tasks k, c2 where k.task_id = c2.task_id),
+     from durable.all_tasks k, c2 where k.task_id = c2.task_id),
     '{"status": "running", "lease": true, "recorded": {"payload": {"n": 2}, "timed_out": false}}'::jsonb,
     '1b: the task did not suspend and has the payload recorded'
 );
@@ -104,7 +104,7 @@ select count(*) from dblink_get_result('b') as x (r text);
 select is((select r from r3),
           '{"seq": 1, "kind": "wait", "name": "race-3", "outcome": "ok", "result": {"payload": {"n": 3}, "timed_out": false}}'::jsonb,
           '1c: once A commits, B''s wait gets the payload at once');
-select is((select status from durable.tasks, w3 where task_id = w3.id and w3.n = 2), 'running',
+select is((select status from durable.all_tasks, w3 where task_id = w3.id and w3.n = 2), 'running',
           '1c: the waiter did not suspend');
 
 -- 1d. wait first on a key whose row exists (nobody inserts it now): A's wait must
@@ -135,7 +135,7 @@ select is(
     (select jsonb_build_object('status', k.status,
                                'recorded', (select e.result from durable.events e
                                             where e.task_id = k.task_id and e.seq = 1))
-     from durable.tasks k, w4 where k.task_id = w4.id and w4.n = 2),
+     from durable.all_tasks k, w4 where k.task_id = w4.id and w4.n = 2),
     '{"status": "pending", "recorded": {"payload": {"n": 4}, "timed_out": false}}'::jsonb,
     '1d: no lost wakeup'
 );
@@ -167,7 +167,7 @@ select is(pg_temp.blockers('b', (select b from pids)), array[(select a from pids
 select dblink_exec('a', 'commit');
 select count(*) from dblink_get_result('b') as x (r text);
 select count(*) from dblink_get_result('b') as x (r text);
-select is((select status from durable.tasks, p where task_id = p.id), 'waiting',
+select is((select status from durable.all_tasks, p where task_id = p.id), 'waiting',
           '2a: A committed, B not yet: the parent still waits');
 select dblink_exec('b', 'commit');
 select is(
@@ -176,7 +176,7 @@ select is(
         'waits recorded', (select count(*) from durable.events e where e.task_id = k.task_id and e.kind = 'children'),
         'outcomes', (select jsonb_agg(x - 'task_id') from durable.events e, jsonb_array_elements(e.result) as x
                      where e.task_id = k.task_id and e.seq = 3))
-     from durable.tasks k, p where k.task_id = p.id),
+     from durable.all_tasks k, p where k.task_id = p.id),
     '{"status": "pending", "waits recorded": 1,
       "outcomes": [{"status": "completed", "output": {"r": 1}, "error": null},
                    {"status": "completed", "output": {"r": 2}, "error": null}]}'::jsonb,
@@ -222,7 +222,7 @@ select is(
     (select jsonb_build_object('status', k.status,
                                'waits recorded', (select count(*) from durable.events e
                                                   where e.task_id = k.task_id and e.kind = 'children'))
-     from durable.tasks k, p2 where k.task_id = p2.id),
+     from durable.all_tasks k, p2 where k.task_id = p2.id),
     '{"status": "running", "waits recorded": 1}'::jsonb,
     '2b: the parent runs on, its wait recorded once'
 );
@@ -255,7 +255,7 @@ select is(
     (select jsonb_build_object('status', k.status,
                                'recorded', (select (e.result -> 0) - 'task_id' from durable.events e
                                             where e.task_id = k.task_id and e.seq = 2))
-     from durable.tasks k, p3 where k.task_id = p3.id),
+     from durable.all_tasks k, p3 where k.task_id = p3.id),
     '{"status": "pending", "recorded": {"status": "completed", "output": {"r": "c"}, "error": null}}'::jsonb,
     '2c: the child''s end woke the parent with its outcome: no lost wakeup'
 );
@@ -290,7 +290,7 @@ select is(
     (select jsonb_build_object('status', k.status,
                                'events', (select jsonb_agg(e.result order by e.seq) from durable.events e
                                           where e.task_id = k.task_id))
-     from durable.tasks k, t3a where k.task_id = t3a.id),
+     from durable.all_tasks k, t3a where k.task_id = t3a.id),
     '{"status": "pending", "events": [{"payload": null, "timed_out": true}]}'::jsonb,
     '3a: one outcome only: the timeout'
 );
@@ -332,7 +332,7 @@ select is(
     (select jsonb_build_object('status', k.status, 'wake_at', k.wake_at,
                                'events', (select jsonb_agg(e.result order by e.seq) from durable.events e
                                           where e.task_id = k.task_id))
-     from durable.tasks k, t3b where k.task_id = t3b.id),
+     from durable.all_tasks k, t3b where k.task_id = t3b.id),
     '{"status": "pending", "wake_at": null, "events": [{"payload": "first", "timed_out": false}]}'::jsonb,
     '3b: one outcome only: the payload'
 );
@@ -376,7 +376,7 @@ select is((select m from r4b_error), 'OK', '4: B''s cancel does not fail (no dea
 select is((select r from r4b), true, '4: the cancel returns true');
 select is(
     (select jsonb_object_agg(coalesce('child ' || k4.n, 'parent'), t.status)
-     from durable.tasks t left join k4 on k4.id = t.task_id
+     from durable.all_tasks t left join k4 on k4.id = t.task_id
      where t.task_id in (select id from k4 union all select id from p4)),
     '{"parent": "cancelled", "child 1": "completed", "child 2": "cancelled"}'::jsonb,
     '4: the child that ended first stays completed; the parent and the other child are cancelled'

@@ -31,7 +31,7 @@ select is(
         'status', k.status, 'wake_at', k.wake_at, 'lease_expires_at', k.lease_expires_at,
         'attempt_deadline', k.attempt_deadline, 'wait_kind', k.wait_kind, 'wait_key', k.wait_key,
         'wait_seq', k.wait_seq, 'wait_children', k.wait_children)
-     from durable.tasks k where k.task_id = (select id from t1)),
+     from durable.all_tasks k where k.task_id = (select id from t1)),
     jsonb_build_object(
         'status', 'sleeping', 'wake_at', '2030-01-01 00:01:00+00'::timestamptz, 'lease_expires_at', null,
         'attempt_deadline', null, 'wait_kind', null, 'wait_key', null, 'wait_seq', null, 'wait_children', null),
@@ -83,7 +83,7 @@ select is((select count(*) from durable.claim('q', 'w2', 10, 300)), 0::bigint, '
 select set_config('durable.fake_now', '2030-01-01 00:00:59.999+00', false);
 select is((select count(*) from durable.claim('q', 'w2', 10, 300)), 0::bigint,
           'nor a millisecond before its wake time');
-select is((select status from durable.tasks where task_id = (select id from t1)), 'sleeping',
+select is((select status from durable.all_tasks where task_id = (select id from t1)), 'sleeping',
           'it is still sleeping');
 
 -- claimable once the time has come: the claim's sweep wakes it
@@ -102,12 +102,12 @@ select is(
 );
 select is(
     (select jsonb_build_object('status', k.status, 'wake_at', k.wake_at, 'worker', k.worker)
-     from durable.tasks k where k.task_id = (select id from t1)),
+     from durable.all_tasks k where k.task_id = (select id from t1)),
     '{"status": "running", "wake_at": null, "worker": "w2"}'::jsonb,
     'the woken task is running again, its wake time cleared'
 );
 select is(
-    (select status from durable.tasks where task_id = (select id from t_other)),
+    (select status from durable.all_tasks where task_id = (select id from t_other)),
     'sleeping',
     'a claim on q does not wake a task sleeping on another queue'
 );
@@ -126,7 +126,7 @@ select is(
     (select history -> 0 from c2),
     'a replayed sleep returns its history element, whatever duration the code passes now'
 );
-select is((select status from durable.tasks where task_id = (select id from t1)), 'running',
+select is((select status from durable.all_tasks where task_id = (select id from t1)), 'running',
           'the re-run keeps running');
 select is((select count(*) from durable.events where task_id = (select id from t1)), 1::bigint,
           'the replayed sleep records nothing new');
@@ -179,7 +179,7 @@ select is(
 );
 select is(
     (select jsonb_build_object('status', k.status, 'lease', k.lease_token = c_args.lease_token)
-     from durable.tasks k, c_args where k.task_id = c_args.task_id),
+     from durable.all_tasks k, c_args where k.task_id = c_args.task_id),
     '{"status": "running", "lease": true}'::jsonb,
     'the task keeps running on the same lease'
 );
@@ -212,7 +212,7 @@ select throws_ok(
 select is(
     (select jsonb_build_object('status', k.status, 'events', (select count(*) from durable.events e where e.task_id = k.task_id),
                                'attempts', (select count(*) from durable.attempts a where a.task_id = k.task_id))
-     from durable.tasks k where k.task_id = (select id from t_args)),
+     from durable.all_tasks k where k.task_id = (select id from t_args)),
     '{"status": "running", "events": 2, "attempts": 0}'::jsonb,
     'the rejected sleeps recorded nothing and did not suspend the task'
 );
@@ -223,7 +223,7 @@ select throws_ok(
     $$select durable.sleep(c_plain.task_id, c_plain.lease_token, 1, 'nap', 60) from c_plain$$,
     'DU012', null, 'a plain (not durable) task cannot sleep (DU012)'
 );
-select is((select status from durable.tasks where task_id = (select task_id from c_plain)), 'running',
+select is((select status from durable.all_tasks where task_id = (select task_id from c_plain)), 'running',
           'the plain task is still running');
 
 -- a re-run that reaches the recorded sleep early sleeps only the remainder
@@ -252,7 +252,7 @@ select is(
 );
 select is(
     (select jsonb_build_object('status', k.status, 'wake_at', k.wake_at)
-     from durable.tasks k where k.task_id = (select id from t3)),
+     from durable.all_tasks k where k.task_id = (select id from t3)),
     jsonb_build_object('status', 'sleeping', 'wake_at', '2030-01-01 01:01:00+00'::timestamptz),
     'it sleeps for the remaining 30 minutes'
 );
@@ -281,7 +281,7 @@ select set_config('durable.fake_now', '2030-01-01 02:00:00+00', false);
 select is(durable.reclaim('other'), 1, 'reclaim on the other queue wakes its one sleeper');
 select is(
     (select jsonb_build_object('status', k.status, 'run_at', k.run_at, 'wake_at', k.wake_at)
-     from durable.tasks k where k.task_id = (select id from t_other)),
+     from durable.all_tasks k where k.task_id = (select id from t_other)),
     jsonb_build_object('status', 'pending', 'run_at', '2030-01-01 02:00:00+00'::timestamptz, 'wake_at', null),
     'the woken sleeper is pending, due now'
 );

@@ -54,7 +54,7 @@ select is((select (p.proargnames)[array_length(p.proargnames, 1)]
 
 create temp table b as select * from durable.enqueue_many('q',
     '[{"task_name": "a", "options": {"trace_context": {"traceparent": "p1"}}}, {"task_name": "b"}]');
-select is((select jsonb_agg(t.trace_context order by t.seq) from durable.tasks t
+select is((select jsonb_agg(t.trace_context order by t.seq) from durable.all_tasks t
            where t.task_id in (select b.task_id from b)),
           '[{"traceparent": "p1"}, null]'::jsonb, 'enqueue_many stores each spec''s own');
 
@@ -64,18 +64,18 @@ select pg_temp.claim_as('parent', 'q');
 create temp table sp as
 select (durable.spawn(pg_temp.id('parent'), pg_temp.tok('parent'), 1, 'kids', 'child', '{}',
                       '{"trace_context": {"traceparent": "from-the-attempt"}}') #>> '{result,task_id}')::uuid as id;
-select is((select t.trace_context from durable.tasks t where t.task_id = (select id from sp)),
+select is((select t.trace_context from durable.all_tasks t where t.task_id = (select id from sp)),
           '{"traceparent": "from-the-attempt"}'::jsonb, 'spawn stores the trace_context of its options on the child');
 select throws_ok(
     format($$select durable.spawn(%L, %L, 2, 'kids', 'child', '{}', '{"trace_context": 5}')$$,
            pg_temp.id('parent'), pg_temp.tok('parent')),
     'DU001', null, 'spawn checks it as enqueue does');
-select is((select count(*) from durable.tasks t where t.queue = 'kids'), 1::bigint, 'and creates no child then');
+select is((select count(*) from durable.all_tasks t where t.queue = 'kids'), 1::bigint, 'and creates no child then');
 
 -- fork: the new task keeps its origin's ---------------------------------------------
 select durable.complete(pg_temp.id('parent'), pg_temp.tok('parent'), '{}');
 create temp table f as select durable.fork(pg_temp.id('parent'), 1) as id;
-select is((select t.trace_context from durable.tasks t where t.task_id = (select f.id from f)),
+select is((select t.trace_context from durable.all_tasks t where t.task_id = (select f.id from f)),
           '{"traceparent": "parent"}'::jsonb, 'a fork keeps the trace context of its origin');
 
 select * from finish();

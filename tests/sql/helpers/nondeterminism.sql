@@ -37,14 +37,14 @@ begin
     v_before := jsonb_build_object(
         'events', (select coalesce(jsonb_agg(to_jsonb(e) order by e.task_id, e.generation, e.seq), '[]')
                    from durable.events e),
-        'tasks', (select count(*) from durable.tasks));
+        'tasks', (select count(*) from durable.all_tasks));
     begin
         execute p_sql into v_returned;
         select jsonb_build_object(
             'status', k.status, 'error', k.error, 'retries_left', k.failures < k.max_attempts,
             'finished', k.finished_at is not null, 'lease_expires_at', k.lease_expires_at)
         into v_task
-        from durable.tasks k where k.task_id = p_task;
+        from durable.all_tasks k where k.task_id = p_task;
         select jsonb_build_object('outcome', a.outcome, 'error', a.error, 'lease_token', a.lease_token = p_token)
         into v_attempt
         from durable.attempts a
@@ -55,7 +55,7 @@ begin
         v_after := jsonb_build_object(
             'events', (select coalesce(jsonb_agg(to_jsonb(e) order by e.task_id, e.generation, e.seq), '[]')
                        from durable.events e),
-            'tasks', (select count(*) from durable.tasks));
+            'tasks', (select count(*) from durable.all_tasks));
         if p_undo then
             raise exception 'undo' using errcode = 'TU001';
         end if;

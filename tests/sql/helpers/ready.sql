@@ -6,7 +6,7 @@ create function pg_temp.ready_mismatch() returns bigint language sql as $$
     select count(*) from (
         (select k.task_id, k.queue, k.task_name, -k.priority, k.fair_tag, k.run_at, k.seq,
                 case when k.attempt = 0 then k.schedule_deadline end
-         from durable.tasks k where k.status = 'pending'
+         from durable.all_tasks k where k.status = 'pending'
          except all
          select r.task_id, r.queue, r.task_name, r.neg_priority, r.fair_tag, r.run_at, r.seq, r.deadline
          from durable.ready r)
@@ -16,7 +16,7 @@ create function pg_temp.ready_mismatch() returns bigint language sql as $$
          except all
          select k.task_id, k.queue, k.task_name, -k.priority, k.fair_tag, k.run_at, k.seq,
                 case when k.attempt = 0 then k.schedule_deadline end
-         from durable.tasks k where k.status = 'pending')
+         from durable.all_tasks k where k.status = 'pending')
     ) x
 $$;
 -- rows of durable.ready below their floors (queue, and name): must be none

@@ -10,7 +10,7 @@ create function pg_temp.id(p_name text) returns uuid language sql
 create function pg_temp.tok(p_name text) returns uuid language sql
     as $$ select i.token from ids i where i.name = p_name $$;
 create function pg_temp.task(p_name text) returns durable.tasks language sql
-    as $$ select t.* from durable.tasks t where t.task_id = pg_temp.id(p_name) $$;
+    as $$ select t.* from durable.all_tasks t where t.task_id = pg_temp.id(p_name) $$;
 -- T0 + p_seconds; pg_temp.clock(s) moves the test clock there
 create function pg_temp.t(p_seconds double precision) returns timestamptz language sql
     as $$ select '2030-01-01 00:00:00+00'::timestamptz + make_interval(secs => p_seconds) $$;
@@ -33,7 +33,7 @@ $$;
 create function pg_temp.everything() returns jsonb language sql as $$
     select jsonb_build_object(
         'queues', (select coalesce(jsonb_agg(to_jsonb(q) order by q.queue), '[]') from durable.queues q),
-        'tasks', (select coalesce(jsonb_agg(to_jsonb(t) order by t.seq), '[]') from durable.tasks t),
+        'tasks', (select coalesce(jsonb_agg(to_jsonb(t) order by t.seq), '[]') from durable.all_tasks t),
         'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.task_id, a.attempt), '[]')
                      from durable.attempts a))
 $$;
@@ -48,7 +48,7 @@ create function pg_temp.saved(p_label text) returns jsonb language sql
 -- the row of one task and its attempt history
 create function pg_temp.state(p_task uuid) returns jsonb language sql as $$
     select jsonb_build_object(
-        'task', (select to_jsonb(t) from durable.tasks t where t.task_id = p_task),
+        'task', (select to_jsonb(t) from durable.all_tasks t where t.task_id = p_task),
         'attempts', (select coalesce(jsonb_agg(to_jsonb(a) order by a.attempt), '[]')
                      from durable.attempts a where a.task_id = p_task))
 $$;

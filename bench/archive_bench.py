@@ -1,0 +1,210 @@
+"""The hot verbs with the archive of finished tasks (migration 0020), against main and against
+more day partitions.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/archive_bench.py [K] [--ref main]
+
+(without DATABASE_URL or --url: an embedded PostgreSQL; the bench needs a superuser)
+
+Three scratch databases on one server:
+
+- ``base``: migrated with the migrations/ and plpgsql/ of git ref ``--ref`` (default main,
+  before the archive: finished tasks stay in durable.tasks);
+- ``archive``: this tree, as migrated (the day partitions of a fresh week, legacy, default);
+- ``archive+30``: this tree with 30 more past day partitions of durable.finished_tasks,
+  attempts and events (days -31 to -2), each holding ``--per-day`` finished tasks with their
+  attempts; durable.tasks holds the same live tasks in the three.
+
+Each round runs, in every database in turn (interleaved, so that load elsewhere on the
+machine falls on all three alike), one worker cycle of a durable task: ``claim`` (1 task),
+``checkpoint`` (one step), ``complete``; then ``get_task`` of a live task and of a finished
+one; then ``claim`` of 10 and ``complete_many`` of those 10. Each call is timed from the
+client (a prepared statement on a warm connection, so the round trip is in every figure
+alike) and the medians of K rounds are printed, with the ratios archive / base and
+archive+30 / archive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from durable.migrate import migrate
+from queue_bench import scratch_database, server
+
+REPO = Path(__file__).resolve().parents[1]
+
+# 30 more past days of the three partitioned tables (days -31 to -2), each with p_per
+# finished tasks (and one attempt each), listed in durable.history_partitions as the
+# maintenance's own days. A fresh database's legacy partitions hold every id before its
+# migration: they are made again (empty) to end 40 days ago.
+MORE_DAYS = """
+do $$
+declare
+    v_from timestamptz;
+    v_to timestamptz;
+    v_day date;
+    v_table text;
+begin
+    foreach v_table in array array['attempts', 'events', 'finished_tasks'] loop
+        execute format('drop table durable.%I', v_table || '_legacy');
+        execute format('create table durable.%I partition of durable.%I for values from (minvalue) to (%L)',
+                       v_table || '_legacy', v_table, durable._uuid_floor(now() - interval '40 days'));
+    end loop;
+    for i in 2..31 loop
+        v_day := (now() at time zone 'UTC')::date - i;
+        v_from := v_day::timestamp at time zone 'UTC';
+        v_to := (v_day + 1)::timestamp at time zone 'UTC';
+        foreach v_table in array array['attempts', 'events', 'finished_tasks'] loop
+            execute format('create table durable.%I partition of durable.%I for values from (%L) to (%L)',
+                           v_table || '_p' || to_char(v_day, 'YYYYMMDD'), v_table,
+                           durable._uuid_floor(v_from), durable._uuid_floor(v_to));
+        end loop;
+        insert into durable.history_partitions (day, lo, hi)
+        values (v_day, durable._uuid_floor(v_from), durable._uuid_floor(v_to));
+    end loop;
+end;
+$$;
+with ids as (
+    select encode(substring(int8send((extract(epoch from (now() at time zone 'UTC')::date::timestamp
+                                                       at time zone 'UTC') * 1000)::bigint
+                                     - (2 + i / %(per)s) * 86400000::bigint + (i %% %(per)s) * 1000)
+                            from 3)
+                  || substring(uuid_send(gen_random_uuid()) from 7), 'hex')::uuid as task_id
+    from generate_series(0, 30 * %(per)s - 1) as i
+)
+insert into durable.finished_tasks (
+    task_id, seq, queue, task_name, input, status, run_at, attempt, max_attempts,
+    max_lost_leases, backoff, created_at, started_at, finished_at, durable, output
+)
+select task_id, 0, 'old', 'job', '{}', 'completed', now(), 1, 5, 10, '{"kind": "none"}', now(), now(), now(),
+       true, '{}'
+from ids;
+insert into durable.attempts (task_id, attempt, queue, worker, started_at, ended_at, outcome)
+select task_id, 1, queue, 'w', started_at, finished_at, 'completed'
+from durable.finished_tasks where queue = 'old';
+"""
+
+
+def _tree_at(ref: str, into: Path) -> Path:
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref, "migrations", "plpgsql"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def _partitions(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute(
+        "select count(*) from pg_inherits where inhparent = 'durable.events'::regclass"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class Db:
+    def __init__(self, name: str, url: str, k: int) -> None:
+        self.name = name
+        self.conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
+        self.times: dict[str, list[float]] = {}
+        self.conn.execute("select durable.create_queue('q')")
+        self.conn.execute(
+            "select durable.enqueue_many('q', (select jsonb_agg(jsonb_build_object("
+            "'task_name', 'job', 'options', jsonb_build_object('durable', true)))"
+            " from generate_series(1, %s)))",
+            (k * 12,),
+        )
+        self.conn.execute("vacuum analyze")
+        self.done: Any = None
+
+    def timed(self, verb: str, query: str, params: Any) -> Any:
+        start = time.perf_counter()
+        rows = self.conn.execute(query, params).fetchall()
+        self.times.setdefault(verb, []).append(time.perf_counter() - start)
+        return rows
+
+    def round(self) -> None:
+        [(task, token)] = self.timed(
+            "claim", "select task_id, lease_token from durable.claim('q', 'w', 1, 60)", None
+        )
+        self.timed("checkpoint", "select durable.checkpoint(%s, %s, 1, 'step', 'one', '{}')", (task, token))
+        self.timed("get_task (live)", "select durable.get_task(%s)", (task,))
+        self.timed("complete", "select durable.complete(%s, %s, '{}')", (task, token))
+        self.timed("get_task (finished)", "select durable.get_task(%s)", (task,))
+        batch = self.timed(
+            "claim of 10", "select task_id, lease_token from durable.claim('q', 'w', 10, 60)", None
+        )
+        tasks, tokens = [r[0] for r in batch], [r[1] for r in batch]
+        # their histories are empty and unchecked: nothing to present before completing
+        self.timed(
+            "complete_many of 10",
+            "select count(*) from durable.complete_many(%s::uuid[], %s::uuid[])",
+            (tasks, tokens),
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the hot verbs with the archive of finished tasks")
+    parser.add_argument("k", nargs="?", type=int, default=400, help="rounds")
+    parser.add_argument("--ref", default="main", help="git ref of the base (default main)")
+    parser.add_argument("--per-day", type=int, default=10000, help="finished tasks in each extra day")
+    parser.add_argument(
+        "--url", help="server (default $DURABLE_DATABASE_URL or $DATABASE_URL, else embedded)"
+    )
+    options = parser.parse_args()
+    with (
+        server(options.url) as server_url,
+        scratch_database(server_url, "arch_bench_base") as base_url,
+        scratch_database(server_url, "arch_bench_new") as new_url,
+        scratch_database(server_url, "arch_bench_more") as more_url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        with psycopg.connect(base_url, autocommit=True) as conn:
+            migrate(conn, _tree_at(options.ref, Path(tmp)))
+        migrate(new_url)
+        migrate(more_url)
+        with psycopg.connect(more_url, autocommit=True) as conn:
+            conn.execute(
+                MORE_DAYS.encode().replace(b"%(per)s", str(options.per_day).encode()).replace(b"%%", b"%")
+            )
+        dbs = [
+            Db("base", base_url, options.k),
+            Db("archive", new_url, options.k),
+            Db("archive+30", more_url, options.k),
+        ]
+        counts = {db.name: _partitions(db.conn) for db in dbs[1:]}
+        for i in range(options.k):
+            # a different database first each round
+            for db in dbs[i % 3 :] + dbs[: i % 3]:
+                db.round()
+        med: Callable[[Db, str], float] = lambda db, verb: statistics.median(db.times[verb]) * 1000  # noqa: E731
+        print(
+            f"{options.k} rounds, interleaved; partitions of durable.events: archive {counts['archive']},"
+            f" archive+30 {counts['archive+30']}"
+            f" (with {30 * options.per_day:,} finished tasks in the extra days)"
+        )
+        print(
+            f"{'verb (median ms)':24} {'base':>8} {'archive':>8} {'archive+30':>10}"
+            "   archive/base  +30/archive"
+        )
+        for verb in dbs[0].times:
+            b, a, m = (med(db, verb) for db in dbs)
+            print(f"{verb:24} {b:8.3f} {a:8.3f} {m:10.3f}   {a / b:12.2f} {m / a:12.2f}")
+        for db in dbs:
+            db.conn.close()
+
+
+if __name__ == "__main__":
+    main()
