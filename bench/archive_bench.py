@@ -5,22 +5,26 @@ more day partitions.
 
 (without DATABASE_URL or --url: an embedded PostgreSQL; the bench needs a superuser)
 
-Three scratch databases on one server:
+Four scratch databases on one server:
 
 - ``base``: migrated with the migrations/ and plpgsql/ of git ref ``--ref`` (default main,
   before the archive: finished tasks stay in durable.tasks);
 - ``archive``: this tree, as migrated (the day partitions of a fresh week, legacy, default);
 - ``archive+30``: this tree with 30 more past day partitions of durable.finished_tasks,
   attempts and events (days -31 to -2), each holding ``--per-day`` finished tasks with their
-  attempts; durable.tasks holds the same live tasks in the three.
+  attempts;
+- ``base+30``: the base with the same 30 more days of attempts and events (what grows with
+  the days there: the reads of the history, migration 0018's, not the archive's).
+
+durable.tasks holds the same live tasks in the four.
 
 Each round runs, in every database in turn (interleaved, so that load elsewhere on the
 machine falls on all three alike), one worker cycle of a durable task: ``claim`` (1 task),
 ``checkpoint`` (one step), ``complete``; then ``get_task`` of a live task and of a finished
 one; then ``claim`` of 10 and ``complete_many`` of those 10. Each call is timed from the
-client (a prepared statement on a warm connection, so the round trip is in every figure
-alike) and the medians of K rounds are printed, with the ratios archive / base and
-archive+30 / archive.
+client (a prepared statement on a warm connection, synchronous_commit off: the backend's
+work and the round trip, the same in every figure, without the disk's flush) and the
+medians of K rounds are printed, with the ratios archive / base and archive+30 / archive.
 """
 
 from __future__ import annotations
@@ -43,10 +47,10 @@ from queue_bench import scratch_database, server
 
 REPO = Path(__file__).resolve().parents[1]
 
-# 30 more past days of the three partitioned tables (days -31 to -2), each with p_per
-# finished tasks (and one attempt each), listed in durable.history_partitions as the
-# maintenance's own days. A fresh database's legacy partitions hold every id before its
-# migration: they are made again (empty) to end 40 days ago.
+# 30 more past days of the partitioned tables (days -31 to -2), each with {per} tasks'
+# attempts (and, in the archive, the finished tasks), listed in durable.history_partitions
+# as the maintenance's own days. A fresh database's legacy partitions hold every id before
+# its migration: they are made again (empty) to end 40 days ago.
 MORE_DAYS = """
 do $$
 declare
@@ -55,7 +59,7 @@ declare
     v_day date;
     v_table text;
 begin
-    foreach v_table in array array['attempts', 'events', 'finished_tasks'] loop
+    foreach v_table in array array[{tables}] loop
         execute format('drop table durable.%I', v_table || '_legacy');
         execute format('create table durable.%I partition of durable.%I for values from (minvalue) to (%L)',
                        v_table || '_legacy', v_table, durable._uuid_floor(now() - interval '40 days'));
@@ -64,7 +68,7 @@ begin
         v_day := (now() at time zone 'UTC')::date - i;
         v_from := v_day::timestamp at time zone 'UTC';
         v_to := (v_day + 1)::timestamp at time zone 'UTC';
-        foreach v_table in array array['attempts', 'events', 'finished_tasks'] loop
+        foreach v_table in array array[{tables}] loop
             execute format('create table durable.%I partition of durable.%I for values from (%L) to (%L)',
                            v_table || '_p' || to_char(v_day, 'YYYYMMDD'), v_table,
                            durable._uuid_floor(v_from), durable._uuid_floor(v_to));
@@ -74,25 +78,35 @@ begin
     end loop;
 end;
 $$;
-with ids as (
-    select encode(substring(int8send((extract(epoch from (now() at time zone 'UTC')::date::timestamp
-                                                       at time zone 'UTC') * 1000)::bigint
-                                     - (2 + i / %(per)s) * 86400000::bigint + (i %% %(per)s) * 1000)
-                            from 3)
-                  || substring(uuid_send(gen_random_uuid()) from 7), 'hex')::uuid as task_id
-    from generate_series(0, 30 * %(per)s - 1) as i
-)
+create temporary table old_ids as
+select encode(substring(int8send((extract(epoch from (now() at time zone 'UTC')::date::timestamp
+                                                   at time zone 'UTC') * 1000)::bigint
+                                 - (2 + i / {per}) * 86400000::bigint + (i % {per}) * 1000)
+                        from 3)
+              || substring(uuid_send(gen_random_uuid()) from 7), 'hex')::uuid as task_id
+from generate_series(0, 30 * {per} - 1) as i;
+insert into durable.attempts (task_id, attempt, queue, worker, started_at, ended_at, outcome)
+select task_id, 1, 'old', 'w', now(), now(), 'completed' from old_ids;
+"""
+
+# the archive's rows of those days (the archive+30 database)
+MORE_FINISHED = """
 insert into durable.finished_tasks (
     task_id, seq, queue, task_name, input, status, run_at, attempt, max_attempts,
     max_lost_leases, backoff, created_at, started_at, finished_at, durable, output
 )
 select task_id, 0, 'old', 'job', '{}', 'completed', now(), 1, 5, 10, '{"kind": "none"}', now(), now(), now(),
        true, '{}'
-from ids;
-insert into durable.attempts (task_id, attempt, queue, worker, started_at, ended_at, outcome)
-select task_id, 1, queue, 'w', started_at, finished_at, 'completed'
-from durable.finished_tasks where queue = 'old';
+from old_ids;
 """
+
+
+def more_days(conn: psycopg.Connection[Any], per_day: int, archive: bool) -> None:
+    """30 more past days (-31 to -2) of the partitioned tables, per_day tasks each."""
+    tables = "'attempts', 'events', 'finished_tasks'" if archive else "'attempts', 'events'"
+    conn.execute(MORE_DAYS.replace("{tables}", tables).replace("{per}", str(per_day)).encode())
+    if archive:
+        conn.execute(MORE_FINISHED.encode())
 
 
 def _tree_at(ref: str, into: Path) -> Path:
@@ -118,6 +132,9 @@ class Db:
     def __init__(self, name: str, url: str, k: int) -> None:
         self.name = name
         self.conn = psycopg.connect(url, autocommit=True, prepare_threshold=0)
+        # no wait for the WAL flush at each commit: what is left is the backend's work and the
+        # round trip (the flush, the same in all, only adds the disk's noise)
+        self.conn.execute("set synchronous_commit = off")
         self.times: dict[str, list[float]] = {}
         self.conn.execute("select durable.create_queue('q')")
         self.conn.execute(
@@ -167,41 +184,50 @@ def main() -> None:
     with (
         server(options.url) as server_url,
         scratch_database(server_url, "arch_bench_base") as base_url,
+        scratch_database(server_url, "arch_bench_base30") as base30_url,
         scratch_database(server_url, "arch_bench_new") as new_url,
         scratch_database(server_url, "arch_bench_more") as more_url,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        with psycopg.connect(base_url, autocommit=True) as conn:
-            migrate(conn, _tree_at(options.ref, Path(tmp)))
-        migrate(new_url)
-        migrate(more_url)
-        with psycopg.connect(more_url, autocommit=True) as conn:
-            conn.execute(
-                MORE_DAYS.encode().replace(b"%(per)s", str(options.per_day).encode()).replace(b"%%", b"%")
-            )
+        base_tree = _tree_at(options.ref, Path(tmp))
+        # (url, tree, more days: none, of the history, of the history and the archive)
+        for url, tree, more in [
+            (base_url, base_tree, None),
+            (base30_url, base_tree, False),
+            (new_url, REPO, None),
+            (more_url, REPO, True),
+        ]:
+            with psycopg.connect(url, autocommit=True) as conn:
+                migrate(conn, tree)
+                if more is not None:
+                    more_days(conn, options.per_day, more)
         dbs = [
             Db("base", base_url, options.k),
+            Db("base+30", base30_url, options.k),
             Db("archive", new_url, options.k),
             Db("archive+30", more_url, options.k),
         ]
-        counts = {db.name: _partitions(db.conn) for db in dbs[1:]}
+        counts = {db.name: _partitions(db.conn) for db in dbs}
         for i in range(options.k):
             # a different database first each round
-            for db in dbs[i % 3 :] + dbs[: i % 3]:
+            for db in dbs[i % 4 :] + dbs[: i % 4]:
                 db.round()
         med: Callable[[Db, str], float] = lambda db, verb: statistics.median(db.times[verb]) * 1000  # noqa: E731
         print(
-            f"{options.k} rounds, interleaved; partitions of durable.events: archive {counts['archive']},"
-            f" archive+30 {counts['archive+30']}"
-            f" (with {30 * options.per_day:,} finished tasks in the extra days)"
+            f"{options.k} rounds, interleaved; partitions of durable.events: "
+            + ", ".join(f"{name} {n}" for name, n in counts.items())
+            + f" (the +30 days hold {30 * options.per_day:,} tasks)"
         )
         print(
-            f"{'verb (median ms)':24} {'base':>8} {'archive':>8} {'archive+30':>10}"
-            "   archive/base  +30/archive"
+            f"{'verb (median ms)':22} {'base':>7} {'base+30':>8} {'archive':>8} {'archive+30':>10}"
+            "   archive/base  +30/archive  base+30/base"
         )
         for verb in dbs[0].times:
-            b, a, m = (med(db, verb) for db in dbs)
-            print(f"{verb:24} {b:8.3f} {a:8.3f} {m:10.3f}   {a / b:12.2f} {m / a:12.2f}")
+            b, b30, a, m = (med(db, verb) for db in dbs)
+            print(
+                f"{verb:22} {b:7.3f} {b30:8.3f} {a:8.3f} {m:10.3f}"
+                f"   {a / b:12.2f} {m / a:12.2f} {b30 / b:13.2f}"
+            )
         for db in dbs:
             db.conn.close()
 

@@ -288,33 +288,36 @@ begin
     end if;
 
     select array_agg(b.task_id order by b.ord),
-           array_agg(b.nth = 1 and r.task_id is not null order by b.ord),
+           array_agg(b.nth = 1 and b.done order by b.ord),
            array_agg(
                case
                    when b.nth > 1 then 'duplicate'
-                   when r.task_id is not null then 'completed'
-                   when k.task_id is null then 'unknown_task'
-                   when v_restricted and not durable._allowed(k.queue, array['worker']) then 'permission_denied'
-                   when k.status = 'cancelled' and k.lease_token = b.token then 'cancelled'
-                   when k.status = 'running' and k.lease_token = b.token and k.lease_expires_at > v_now
-                       and k.durable then 'nondeterminism'
+                   when b.done then 'completed'
+                   when (b.k).task_id is null then 'unknown_task'
+                   when v_restricted and not durable._allowed((b.k).queue, array['worker']) then 'permission_denied'
+                   when (b.k).status = 'cancelled' and (b.k).lease_token = b.token then 'cancelled'
+                   when (b.k).status = 'running' and (b.k).lease_token = b.token and (b.k).lease_expires_at > v_now
+                       and (b.k).durable then 'nondeterminism'
                    else 'lease_lost'
                end
                order by b.ord)
     into v_ids, v_oks, v_reasons
     from (
-        select u.task_id, u.token, u.ord,
-               row_number() over (partition by u.task_id, u.token order by u.ord) as nth
-        from unnest(p_tasks, p_lease_tokens) with ordinality as u (task_id, token, ord)
-    ) as b
-    -- by token too: the same task twice in a batch, once with a dead token, is rejected there
-    left join unnest(v_done, v_done_tokens) as r (task_id, token)
-        on b.nth = 1 and r.task_id = b.task_id and r.token = b.token
-    -- a rejected element's task, live or finished (only for those: the archive is read on
-    -- this path alone)
-    left join lateral (
-        select a.* from durable._any_task(b.task_id) as a where r.task_id is null
-    ) as k on true;
+        select g.task_id, g.token, g.ord, g.nth, r.task_id is not null as done,
+               -- a rejected element's task, live or finished (only for those: the archive is
+               -- read on this path alone)
+               case when r.task_id is null then durable._any_task(g.task_id) end as k
+        from (
+            select u.task_id, u.token, u.ord,
+                   row_number() over (partition by u.task_id, u.token order by u.ord) as nth
+            from unnest(p_tasks, p_lease_tokens) with ordinality as u (task_id, token, ord)
+        ) as g
+        -- by token too: the same task twice in a batch, once with a dead token, is rejected there
+        left join unnest(v_done, v_done_tokens) as r (task_id, token)
+            on g.nth = 1 and r.task_id = g.task_id and r.token = g.token
+        -- (offset 0: each row's function is called once, not once per field read above)
+        offset 0
+    ) as b;
 
     -- a durable task that completes without having gone through its history: the code no
     -- longer matches it; the task is failed (not retryable) here, so that no client retries
