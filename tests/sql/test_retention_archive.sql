@@ -4,7 +4,7 @@
 -- copies it; it keeps its idempotency key; a day goes (its archived tasks, attempts and
 -- events, one DROP) only once no live task of it is left and every archived one is past its
 -- queue's retention.
-select plan(44);
+select plan(52);
 
 \ir helpers/tasks.sql
 
@@ -96,6 +96,43 @@ select pg_temp.clock(2010);
 select durable.reclaim('a');
 select is(pg_temp.where_is('late'), 'archived cancelled', 'a schedule timeout archives the task');
 
+-- a lost lease past max_lost_leases, an attempt past its timeout with no attempt left
+select durable.create_queue('lq');
+select pg_temp.enq('lost', 'lq', '{"max_lost_leases": 0}');
+select pg_temp.claim_as('lost', 'lq', 'w1', 5);
+select pg_temp.enq('slow', 'lq', '{"max_attempts": 1, "timeout": 1}');
+select pg_temp.claim_as('slow', 'lq', 'w1', 5);
+select pg_temp.clock(2020);
+select durable.reclaim('lq');
+select is(array[pg_temp.where_is('lost'), (pg_temp.task('lost')).error ->> 'type', (pg_temp.task('lost')).lost_leases::text],
+          array['archived failed', 'LeaseLost', '1'], 'a lease lost once too often archives the task, failed');
+select is(array[pg_temp.where_is('slow'), (pg_temp.task('slow')).error ->> 'type'],
+          array['archived failed', 'Timeout'], 'and so does a timeout with no attempt left');
+select is((select array_agg(outcome order by task_id) from durable.attempts
+           where task_id in (pg_temp.id('lost'), pg_temp.id('slow'))),
+          array['lease_expired', 'timed_out'], 'each with its attempt');
+
+-- a cancel strategy
+select durable.create_queue('cn', '{"concurrency_strategy": "cancel_newest"}');
+select pg_temp.enq('first', 'cn', '{"concurrency_key": "k"}');
+select pg_temp.enq('second', 'cn', '{"concurrency_key": "k"}');
+select is(array[pg_temp.where_is('first'), pg_temp.where_is('second')], array['live pending', 'archived cancelled'],
+          'cancel_newest archives the task it cancels');
+
+-- a non-determinism: the re-run completes without going through the history
+select durable.create_queue('nd');
+select pg_temp.enq('nd', 'nd', '{"durable": true}');
+select pg_temp.claim_as('nd', 'nd', 'w1', 5);
+select durable.checkpoint(pg_temp.id('nd'), pg_temp.tok('nd'), 1, 'step', 'one', '{}');
+select durable.release(pg_temp.id('nd'), pg_temp.tok('nd'), 0);
+select pg_temp.claim_as('nd', 'nd', 'w1', 5);
+select ok(durable.complete(pg_temp.id('nd'), pg_temp.tok('nd')) ? 'nondeterminism',
+          'a completion that skipped the history: nondeterminism');
+select is(array[pg_temp.where_is('nd'), (pg_temp.task('nd')).error ->> 'type'],
+          array['archived failed', 'NonDeterminismError'], 'the task is archived, failed');
+select throws_ok(format('select durable.heartbeat(%L, %L)', pg_temp.id('nd'), pg_temp.tok('nd')),
+                 'DU020', null, 'its worker''s next call: DU020 (the fence reads the archive)');
+
 -- 2. reads see the archive
 select is(durable.get_task(pg_temp.id('c')) ->> 'status', 'completed', 'get_task of an archived task');
 select is(durable.get_task(pg_temp.id('root')) -> 'children' -> 0 ->> 'status', 'cancelled',
@@ -106,8 +143,9 @@ select is((select array_agg(task_id) from durable.list_tasks(p_queue => 'a', p_l
           array[pg_temp.id('late'), pg_temp.id('kid')], 'list_tasks of a queue: live and archived, newest first');
 select is((select array_agg(task_id) from durable.list_tasks(p_queue => 'a', p_limit => 2, p_before => pg_temp.id('kid'))),
           array[pg_temp.id('root'), pg_temp.id('r')], 'its next page');
-select is((select array_agg(task_id) from durable.list_tasks(p_status => 'failed')), array[pg_temp.id('f')],
-          'list_tasks of a finished status, every queue');
+select is((select array_agg(task_id) from durable.list_tasks(p_status => 'failed')),
+          array[pg_temp.id('nd'), pg_temp.id('slow'), pg_temp.id('lost'), pg_temp.id('f')],
+          'list_tasks of a finished status, every queue, newest first');
 select is((select jsonb_object_agg(status, tasks) from durable.queue_stats('a')),
           '{"completed": 3, "failed": 1, "cancelled": 3, "pending": 1}'::jsonb, 'queue_stats counts both');
 select is((select array[completed, failed, cancelled, pending] from durable.list_queues() where queue = 'a'),
@@ -148,11 +186,18 @@ select pg_temp.maintain(clock_timestamp() + interval '10 days');
 select ok(pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('durable.finished_tasks')),
           'a day with an archived task of a queue without retention is kept');
 select durable.create_queue('keep', '{"retention": 3600}');
-select pg_temp.enq('live', 'a', '{"delay": 100000}');
+select durable.create_queue('lq', '{"retention": 60}');
+select durable.create_queue('cn', '{"retention": 60}');
+select durable.create_queue('nd', '{"retention": 60}');
+select pg_temp.enq('live', 'lq', '{"durable": true}');
+select pg_temp.claim_as('live', 'lq', 'w1', 86400);
+select durable.checkpoint(pg_temp.id('live'), pg_temp.tok('live'), 1, 'step', 'kept', '{}');
 select pg_temp.maintain(clock_timestamp() + interval '10 days');
-select ok(pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('durable.finished_tasks')),
-          'every archived task past its retention, but a live task of the day: kept');
-select durable.cancel(pg_temp.id('live'));
+select ok(pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('durable.finished_tasks'))
+          and pg_temp.day_of('durable.events') = any(pg_temp.partitions('durable.events')),
+          'every archived task past its retention, but a running task of the day: kept');
+select is((select count(*)::int from durable.history(pg_temp.id('live'))), 1, 'the running task''s history is whole');
+select durable.complete(pg_temp.id('live'), pg_temp.tok('live'));
 select pg_temp.clock(200000);
 select pg_temp.maintain(clock_timestamp() + interval '10 days');
 select ok(not pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('durable.finished_tasks'))
