@@ -230,21 +230,26 @@ begin
     -- (p_leases false: the claim's turn to look for expired leases and dead workers has not
     -- come, see durable._claim_sweep). A dead worker's tasks are found by worker name
     -- (tasks_worker_idx), one name at a time: never by a walk over the queue's running tasks
-    v_ids := case when not p_leases then '{}'::uuid[] else array(
-        (select k.task_id from durable.tasks k
-         where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
-         order by k.lease_expires_at
-         limit p_limit)
-        union
-        (select w.task_id
-         from unnest(v_dead) as d (name)
-         cross join lateral (
-             select k.task_id from durable.tasks k
-             where k.worker = d.name and k.status = 'running' and k.queue = p_queue
-             limit p_limit
-         ) as w
-         limit p_limit)
-    ) end;
+    -- (an IF, not a CASE: a statement holding the scans is set up, its indexes opened, even
+    -- when a CASE skips them, about 40 us of every claim between two turns)
+    v_ids := '{}';
+    if p_leases then
+        v_ids := array(
+            (select k.task_id from durable.tasks k
+             where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
+             order by k.lease_expires_at
+             limit p_limit)
+            union
+            (select w.task_id
+             from unnest(v_dead) as d (name)
+             cross join lateral (
+                 select k.task_id from durable.tasks k
+                 where k.worker = d.name and k.status = 'running' and k.queue = p_queue
+                 limit p_limit
+             ) as w
+             limit p_limit)
+        );
+    end if;
     if cardinality(v_ids) > 0 then
         v_ids := durable._lock_skipping(v_ids);
     end if;
