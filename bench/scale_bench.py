@@ -7,13 +7,15 @@ Prints, from one run on one server, in a scratch database of its own:
    and then with a transaction left open in another session (REPEATABLE READ, a snapshot
    taken: it pins the xmin horizon, so no dead row version can be removed), alternated
    twice; target: pinned ≥ 0.8x unpinned.
-2. The latency of one ``durable.claim`` (one task, rolled back, median of C calls) on a
-   queue whose ready tasks are SMALL, then DEPTH: most of them of another task name
-   ("backlog", with an older run_at, so ahead of the others in the claim order). Three
-   claims each: no name filter, the names a worker passes (["target", "extra"]: both behind
-   the backlog), one name (["target"]). Then the same at SMALL with 20,000 sleeping tasks
-   (durable.sleep) and 20,000 delayed ones (run_at a day ahead) added. Targets: DEPTH ≤ 1.5x
-   SMALL, sleepers ≤ 1.2x.
+2. The latency of one ``durable.claim`` (one task, rolled back, median of C calls) on three
+   queues of one database: SMALL ready tasks; SMALL with 20,000 sleeping tasks
+   (durable.sleep) and 20,000 delayed ones (run_at a day ahead); DEPTH ready tasks. In each,
+   most ready tasks are of another task name ("backlog", with an older run_at, so ahead of
+   the others in the claim order). Four claims each: no name filter, the names a worker
+   passes (["target", "extra"]: both behind the backlog), one name (["target"]), and no
+   filter taking the queue's once-a-second turn. Every claim of every queue takes its turn
+   call after call, so the ratios compare the queues under the same load. Targets: DEPTH ≤
+   1.5x SMALL, sleepers ≤ 1.2x.
 3. ``queue_stats`` and ``limit_usage`` of a queue of 1,000 tasks, before and after the other
    queue grew to DEPTH.
 4. The EXPLAIN (ANALYZE, BUFFERS) of every statement a name-filtered claim runs at DEPTH
@@ -60,7 +62,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from durable.migrate import migrate
 from queue_bench import bench_worker, claim_plans, log, scratch_database, server, settle
 
-CLAIMS = "scale_claims"
+SMALL = "scale_small"
+SLEEPY = "scale_sleepy"
+DEEP = "scale_deep"
 STATS = "scale_stats"
 WORKER_NAMES = ["target", "extra"]
 
@@ -196,20 +200,27 @@ CLAIM_KINDS: list[tuple[str, list[str] | None]] = [
 TURN = "no name filter, its turn"
 
 
-def claim_latencies(url: str, calls: int) -> dict[str, float]:
-    """The claims as all but one a second per queue make them (the queue's turn for the
-    once-a-second work just taken: durable.queues.swept_at is now), and one claim taking
-    that turn (expired leases, the floors' raise: plpgsql/ready.sql). Each claim is rolled
-    back, so without the first statement every claim would take the turn."""
+def claim_latencies(url: str, calls: int, queues: list[str]) -> dict[tuple[str, str], float]:
+    """By (kind, queue): the claims as all but one a second per queue make them (the queue's
+    turn for the once-a-second work just taken: durable.queues.swept_at is now), and one
+    claim taking that turn (expired leases, the floors' raise: plpgsql/ready.sql). Each
+    claim is rolled back, so without the first statement every claim would take the turn.
+    Every kind on every queue takes its turn call after call (``timed``): the queues are
+    compared under the same load, whatever else the machine does."""
     claim = "select task_id from durable.claim(%s, 'scale-bench', 1, 30, %s)"
-    fresh = f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'"
-    due = f"update durable.queues set swept_at = '-infinity' where queue = '{CLAIMS}'"
-    queries = {kind: (claim, (CLAIMS, names)) for kind, names in CLAIM_KINDS}
-    queries[TURN] = (claim, (CLAIMS, None))
-    before = {kind: fresh for kind, _ in CLAIM_KINDS}
-    before[TURN] = due
+    queries: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    before: dict[str, str] = {}
+    for queue in queues:
+        fresh = f"update durable.queues set swept_at = clock_timestamp() where queue = '{queue}'"
+        due = f"update durable.queues set swept_at = '-infinity' where queue = '{queue}'"
+        for kind, names in CLAIM_KINDS:
+            queries[f"{kind}|{queue}"] = (claim, (queue, names))
+            before[f"{kind}|{queue}"] = fresh
+        queries[f"{TURN}|{queue}"] = (claim, (queue, None))
+        before[f"{TURN}|{queue}"] = due
     with psycopg.connect(url) as conn:
-        return timed(conn, calls, queries, before)
+        medians = timed(conn, calls, queries, before)
+    return {(label.split("|")[0], label.split("|")[1]): ms for label, ms in medians.items()}
 
 
 def read_latencies(url: str, calls: int) -> dict[str, float]:
@@ -260,57 +271,54 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("select durable.create_queue(%s)", (CLAIMS,))
             conn.execute(
                 'select durable.create_queue(%s, \'{"concurrency_limit": 50, "concurrency_key_limit": 5}\')',
                 (STATS,),
             )
-            # SMALL ready tasks: the backlog first (older run_at), then the worker's names
+            # three queues of SMALL ready tasks each: the backlog first (older run_at), then
+            # the worker's names; the second gets the sleepers, the third the DEPTH backlog
             behind = 1000
-            enqueue(conn, CLAIMS, "backlog", args.small - behind, '{"run_at": "2020-06-01T00:00:00Z"}')
-            for name in WORKER_NAMES:
-                enqueue(conn, CLAIMS, name, behind // len(WORKER_NAMES), "{}")
+            for queue in (SMALL, SLEEPY, DEEP):
+                conn.execute("select durable.create_queue(%s)", (queue,))
+                enqueue(conn, queue, "backlog", args.small - behind, '{"run_at": "2020-06-01T00:00:00Z"}')
+                for name in WORKER_NAMES:
+                    enqueue(conn, queue, name, behind // len(WORKER_NAMES), "{}")
             enqueue(conn, STATS, "stat", 1000, '{"concurrency_key": "k1"}')
             conn.execute("select count(*) from durable.claim(%s, 'scale-stats', 20)", (STATS,))
             conn.execute("vacuum analyze durable.tasks")
-            small_queued = pending(conn, CLAIMS)
-
+            small_queued = pending(conn, SMALL)
         settle(url)
-        small = claim_latencies(url, args.calls)
         reads_small = read_latencies(url, args.calls)
 
         with psycopg.connect(url, autocommit=True) as conn:
-            add_sleepers(conn, CLAIMS, args.sleepers)
+            add_sleepers(conn, SLEEPY, args.sleepers)
+            seconds = bulk_backlog(conn, DEEP, args.depth - small_queued)
+            deep_queued = pending(conn, DEEP)
+            log(f"loaded the backlog in {seconds:.0f} s: {deep_queued:,} pending in {DEEP}")
         settle(url)
-        sleepers = claim_latencies(url, args.calls)
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            seconds = bulk_backlog(conn, CLAIMS, args.depth - small_queued - args.sleepers)
-            deep_queued = pending(conn, CLAIMS)
-            log(f"loaded the backlog in {seconds:.0f} s: {deep_queued:,} pending in {CLAIMS}")
-        settle(url)
-        deep = claim_latencies(url, args.calls)
+        claims = claim_latencies(url, args.calls, [SMALL, SLEEPY, DEEP])
         reads_deep = read_latencies(url, args.calls)
         # a claim as all but one a second make them: the queue's turn just taken
         plans = claim_plans(
             url,
-            CLAIMS,
+            DEEP,
             1,
             WORKER_NAMES,
-            f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'",
+            f"update durable.queues set swept_at = clock_timestamp() where queue = '{DEEP}'",
         )
 
         report_processed(args, runs)
         table(
-            f"claim latency, ms (median of {args.calls}; one task, rolled back)",
+            f"claim latency, ms (median of {args.calls}; one task, rolled back; the three queues "
+            "of one database, call after call)",
             [f"{small_queued:,}", f"+{args.sleepers:,}x2", f"{deep_queued:,}", "deep/small", "sleep/small"],
             {
                 kind: [
-                    small[kind],
-                    sleepers[kind],
-                    deep[kind],
-                    deep[kind] / small[kind],
-                    sleepers[kind] / small[kind],
+                    claims[(kind, SMALL)],
+                    claims[(kind, SLEEPY)],
+                    claims[(kind, DEEP)],
+                    claims[(kind, DEEP)] / claims[(kind, SMALL)],
+                    claims[(kind, SLEEPY)] / claims[(kind, SMALL)],
                 ]
                 for kind in [k for k, _ in CLAIM_KINDS] + [TURN]
             },
