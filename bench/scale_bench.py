@@ -16,8 +16,9 @@ Prints, from one run on one server, in a scratch database of its own:
    filter taking the queue's once-a-second turn. Every claim of every queue takes its turn
    call after call, so the ratios compare the queues under the same load. Targets: DEPTH ≤
    1.5x SMALL, sleepers ≤ 1.2x.
-3. ``queue_stats`` and ``limit_usage`` of a queue of 1,000 tasks, before and after the other
-   queue grew to DEPTH.
+3. ``queue_stats`` and ``limit_usage`` of a queue of 1,000 tasks beside the DEPTH queue, and
+   of the same queue in a twin database beside a SMALL one, the two databases taking turns
+   call after call.
 4. The EXPLAIN (ANALYZE, BUFFERS) of every statement a name-filtered claim runs at DEPTH
    (auto_explain).
 
@@ -223,16 +224,35 @@ def claim_latencies(url: str, calls: int, queues: list[str]) -> dict[tuple[str, 
     return {(label.split("|")[0], label.split("|")[1]): ms for label, ms in medians.items()}
 
 
-def read_latencies(url: str, calls: int) -> dict[str, float]:
-    with psycopg.connect(url) as conn:
-        return timed(
-            conn,
-            calls,
-            {
-                verb: (f"select * from durable.{verb}(%s)", (STATS,))
-                for verb in ("queue_stats", "limit_usage")
-            },
-        )
+READS = ("queue_stats", "limit_usage")
+
+
+def read_latencies(urls: dict[str, str], calls: int) -> dict[tuple[str, str], float]:
+    """By (verb, database): median ms of the reads of the STATS queue in each database, the
+    databases taking turns call after call (each call rolled back, after 5 warm-up calls)."""
+    samples: dict[tuple[str, str], list[float]] = {(v, d): [] for v in READS for d in urls}
+    with contextlib.ExitStack() as stack:
+        conns = {d: stack.enter_context(psycopg.connect(url)) for d, url in urls.items()}
+        for i in range(calls + 5):
+            for verb in READS:
+                for d, conn in conns.items():
+                    started = time.perf_counter()
+                    conn.execute(f"select * from durable.{verb}(%s)", (STATS,), prepare=True).fetchall()
+                    elapsed = time.perf_counter() - started
+                    conn.rollback()
+                    if i >= 5:
+                        samples[(verb, d)].append(elapsed * 1000)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def load_stats(conn: psycopg.Connection[Any]) -> None:
+    """The STATS queue: 1,000 tasks of one concurrency key, 20 of them running."""
+    conn.execute(
+        'select durable.create_queue(%s, \'{"concurrency_limit": 50, "concurrency_key_limit": 5}\')',
+        (STATS,),
+    )
+    enqueue(conn, STATS, "stat", 1000, '{"concurrency_key": "k1"}')
+    conn.execute("select count(*) from durable.claim(%s, 'scale-stats', 20)", (STATS,))
 
 
 def pending(conn: psycopg.Connection[Any], queue: str) -> int:
@@ -261,7 +281,9 @@ def report_processed(args: argparse.Namespace, runs: list[tuple[str, float]]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    with server(args.url) as server_url, scratch_database(server_url, "durable_scale16") as url:
+    with contextlib.ExitStack() as stack:
+        server_url = stack.enter_context(server(args.url))
+        url = stack.enter_context(scratch_database(server_url, "durable_scale16"))
         migrate(url)
         log(f"scratch database ready; depth {args.depth:,}, processed over {args.processed:,} tasks")
 
@@ -271,10 +293,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(
-                'select durable.create_queue(%s, \'{"concurrency_limit": 50, "concurrency_key_limit": 5}\')',
-                (STATS,),
-            )
+            load_stats(conn)
             # three queues of SMALL ready tasks each: the backlog first (older run_at), then
             # the worker's names; the second gets the sleepers, the third the DEPTH backlog
             behind = 1000
@@ -283,12 +302,17 @@ def run(args: argparse.Namespace) -> int:
                 enqueue(conn, queue, "backlog", args.small - behind, '{"run_at": "2020-06-01T00:00:00Z"}')
                 for name in WORKER_NAMES:
                     enqueue(conn, queue, name, behind // len(WORKER_NAMES), "{}")
-            enqueue(conn, STATS, "stat", 1000, '{"concurrency_key": "k1"}')
-            conn.execute("select count(*) from durable.claim(%s, 'scale-stats', 20)", (STATS,))
             conn.execute("vacuum analyze durable.tasks")
             small_queued = pending(conn, SMALL)
-        settle(url)
-        reads_small = read_latencies(url, args.calls)
+        # the twin: a database with the same STATS queue beside one small queue only, whose
+        # reads take turns with those of the STATS queue beside the deep queue
+        twin = stack.enter_context(scratch_database(server_url, "durable_scale16_twin"))
+        migrate(twin)
+        with psycopg.connect(twin, autocommit=True) as conn:
+            load_stats(conn)
+            conn.execute("select durable.create_queue(%s)", (SMALL,))
+            enqueue(conn, SMALL, "backlog", args.small, "{}")
+            conn.execute("vacuum analyze durable.tasks")
 
         with psycopg.connect(url, autocommit=True) as conn:
             add_sleepers(conn, SLEEPY, args.sleepers)
@@ -297,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
             log(f"loaded the backlog in {seconds:.0f} s: {deep_queued:,} pending in {DEEP}")
         settle(url)
         claims = claim_latencies(url, args.calls, [SMALL, SLEEPY, DEEP])
-        reads_deep = read_latencies(url, args.calls)
+        settle(twin)
+        reads = read_latencies({"twin": twin, "deep": url}, args.calls)
         # a claim as all but one a second make them: the queue's turn just taken
         plans = claim_plans(
             url,
@@ -324,11 +349,16 @@ def run(args: argparse.Namespace) -> int:
             },
         )
         table(
-            f"reads of a queue of 1,000 tasks, ms (median of {args.calls})",
-            ["other small", "other deep", "deep/small"],
+            f"reads of a queue of 1,000 tasks, ms (median of {args.calls}; the two databases, call "
+            "after call)",
+            ["beside small", "beside deep", "deep/small"],
             {
-                verb: [reads_small[verb], reads_deep[verb], reads_deep[verb] / reads_small[verb]]
-                for verb in reads_small
+                verb: [
+                    reads[(verb, "twin")],
+                    reads[(verb, "deep")],
+                    reads[(verb, "deep")] / reads[(verb, "twin")],
+                ]
+                for verb in READS
             },
         )
         log(f"\nplans of a claim with names {WORKER_NAMES} at {deep_queued:,} pending:")
