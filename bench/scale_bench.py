@@ -31,19 +31,24 @@ VACUUM ANALYZE, as autovacuum would have by then (it may be off on the server).
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/scale_bench.py
     python bench/scale_bench.py --depth 1000000 --processed 20000      # a quicker run
 
-One run (--processed 0 --calls 200; shared 2-core machine, PostgreSQL 15), claim latency in
-ms, 10,000 / +20,000 sleeping and 20,000 delayed / 5,000,000 ready: no name filter 0.687 /
-0.598 / 0.730, names target+extra 0.730 / 0.676 / 0.785, name target 0.719 / 0.660 / 0.823
-(1.06x-1.14x deep, 0.87x-0.93x with sleepers; before: 7 s for a worker's names at 5,000,000).
-queue_stats 0.798 -> 0.664 ms, limit_usage 1.605 -> 1.174 ms beside the deep queue (before:
-limit_usage 2-5 s). processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598,
-pinned 170 and 110: 0.10x, the target of 0.8x not met then. What it was: at 100,000 tasks into
-a pin, one claim read 16,634 buffers, 9,455 of them in _reclaim's scan of expired leases (the
-dead entries of every task run since the pin) and 4,922 in the choice's walk of
-tasks_claim_name_idx. Since claims pick from durable.ready starting at floors raised once a
-second, and look for expired leases once a second per queue (plpgsql/ready.sql, claim.sql;
---processed-only --processed 100000 --rounds 2, a machine shared with other work): free
-1,910 / 2,081, pinned 1,854 / 1,958: 0.96x.
+One run (--processed 0 --calls 200, 2026-12-07; a 2-core machine shared with other work,
+PostgreSQL 15), claim latency in ms, 10,000 / +20,000 sleeping and 20,000 delayed /
+5,000,000 ready, the three queues taking turns call after call: no name filter 0.617 / 0.677
+/ 0.647, names target+extra 0.676 / 0.682 / 0.694, name target 0.615 / 0.624 / 0.620, the
+claim taking the queue's turn 1.133 / 1.406 / 1.151 (deep 1.01x-1.05x, sleepers 1.01x-1.10x,
+1.24x for the turn, which raises two more names' floors; before: 7 s for a worker's names at
+5,000,000). queue_stats 0.846 -> 0.990 ms, limit_usage 1.267 -> 1.269 ms beside the deep
+queue against a twin database (before: limit_usage 2-5 s). The pick of a claim for the
+worker's names at 5,000,000 reads 30 buffers, the whole claim 90.
+
+processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598, pinned 170 and 110:
+0.10x, the target of 0.8x not met then. What it was: at 100,000 tasks into a pin, one claim
+read 16,634 buffers, 9,455 of them in _reclaim's scan of expired leases (the dead entries of
+every task run since the pin) and 4,922 in the choice's walk of tasks_claim_name_idx. Since
+claims pick from durable.ready starting at floors raised once a second, and look for expired
+leases once a second per queue (plpgsql/ready.sql, claim.sql; --processed-only --processed
+100000 --rounds 2, a machine shared with other work): free 1,910 / 2,081, pinned 1,854 /
+1,958: 0.96x.
 """
 
 from __future__ import annotations
