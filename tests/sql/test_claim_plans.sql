@@ -2,12 +2,14 @@
 -- - a claim for some task names reads each name's rows through ready_name_idx, even when
 --   the statistics know one name only (a generic plan then found ready_claim_idx, filtered
 --   by name, as cheap, and walked every row of the queue for a name without any);
+-- - so does the raise of the floors (plpgsql/ready.sql) for a name without rows, whatever
+--   the plan cache chose;
 -- - the tasks of a dead worker are looked for on the queue's once-a-second turn, by worker
 --   name: the claims between two turns do not look (each one walked the queue's running
 --   tasks while a dead worker stayed registered, an hour).
 -- Counted inside one transaction: the index entries each index returned
 -- (pg_stat_get_xact_tuples_returned).
-select plan(9);
+select plan(11);
 
 \ir helpers/tasks.sql
 
@@ -42,6 +44,18 @@ select is(pg_temp.read_since('durable.ready_claim_idx'), 0::bigint,
           '... without reading ready_claim_idx (300 entries to filter by name)');
 select is(pg_temp.read_since('durable.ready_name_idx'), 1::bigint,
           '... reading from ready_name_idx the first entry of a, none of b');
+
+-- the floors' raise, with generic plans: the queue's first row from ready_claim_idx, a's
+-- from ready_name_idx, none for b (a floor left from a task of b that ran)
+select durable.enqueue('q', 'b', '{}');
+select count(*) from durable.claim('q', 'w1', 1, 30, array['b']);
+set plan_cache_mode = force_generic_plan;
+select pg_temp.mark();
+select ok(durable._ready_raise('q', pg_temp.t(0), true), 'the floors of q, a and b are raised');
+-- (each scan also meets the entry of the row its name's claim deleted above)
+select cmp_ok(pg_temp.read_since('durable.ready_claim_idx') + pg_temp.read_since('durable.ready_name_idx'),
+              '<=', 5::bigint, '... reading the first entries of the queue, of a and of b: no walk of a''s 299');
+reset plan_cache_mode;
 
 -- a registered worker runs 20 tasks and dies; an unregistered one runs 50
 select durable.register_worker('gone', array['q'], null, 1, null, null, 2);
