@@ -4,6 +4,7 @@
     python3 bench/peers.py            # creates bench/.venv-peers on first use, then runs in it
     python3 bench/peers.py --enqueue-only   # only the two enqueue figures (about a minute)
     python3 bench/peers.py --latency-only   # only enqueue → start with an idle worker
+    python3 bench/peers.py --drain-only     # only processed/s (and durable's with prefetch) and the raw drain
 
 The peers live in a virtualenv of the benchmark's own, never in the project's; this script
 creates it when missing and re-runs itself with its interpreter, i.e. the one-liner
@@ -635,9 +636,7 @@ def bench_system(
     system: str, url: str, args: argparse.Namespace, results: Results, phase: Callable[..., Any]
 ) -> None:
     """Every figure of one system but the enqueue figures (bench_enqueue), into ``results``."""
-    results["processed/s, 1 worker, 10 concurrent"][system] = phase(
-        system, "drain", lambda: bench_drain(system, url, NOOP, args.jobs, 10, args.timeout)
-    )
+    bench_drain_figures(system, url, args, results, phase)
     bench_latency_figures(system, url, args, results, phase)
     if system == "PgQueuer":  # a queue of jobs: no workflows, no steps
         return
@@ -662,6 +661,21 @@ def bench_latency_figures(
         results["enqueue → start p99 (ms)"][system] = lat[1]
 
 
+def bench_drain_figures(
+    system: str, url: str, args: argparse.Namespace, results: Results, phase: Callable[..., Any]
+) -> None:
+    """processed/s of one system (and durable's with prefetch=10), into ``results``."""
+    results["processed/s, 1 worker, 10 concurrent"][system] = phase(
+        system, "drain", lambda: bench_drain(system, url, NOOP, args.jobs, 10, args.timeout)
+    )
+    if system == "durable":
+        results["processed/s, durable with prefetch=10"]["durable"] = phase(
+            "durable",
+            "drain, prefetch=10",
+            lambda: bench_drain("durable", url, NOOP, args.jobs, 10, args.timeout, 10),
+        )
+
+
 def async_checkpoints(url: str, on: bool) -> None:
     """Sets (or removes) the option async_checkpoints of durable's queue."""
     import psycopg
@@ -676,14 +690,9 @@ def async_checkpoints(url: str, on: bool) -> None:
 def bench_durable_options(
     url: str, args: argparse.Namespace, results: Results, phase: Callable[..., Any]
 ) -> None:
-    """durable's figures with the options made for these loads: prefetch (tasks claimed ahead
-    wait for a slot) and a queue with async_checkpoints (step records commit without waiting
-    for the disk flush; a server crash may re-run the last steps)."""
-    results["processed/s, durable with prefetch=10"]["durable"] = phase(
-        "durable",
-        "drain, prefetch=10",
-        lambda: bench_drain("durable", url, NOOP, args.jobs, 10, args.timeout, 10),
-    )
+    """durable's step figures on a queue with async_checkpoints (step records commit without
+    waiting for the disk flush; a server crash may re-run the last steps); the drain with
+    prefetch (tasks claimed ahead wait for a slot) is bench_drain_figures'."""
     async_checkpoints(url, True)
     try:
         results["per step, durable queue with async_checkpoints (ms)"]["durable"] = phase(
@@ -726,16 +735,20 @@ def run(args: argparse.Namespace) -> int:
         if args.latency_only:
             for system in SYSTEMS:
                 bench_latency_figures(system, urls[system], args, results, phase)
+        elif args.drain_only:
+            for system in SYSTEMS:
+                bench_drain_figures(system, urls[system], args, results, phase)
         else:
             enq = phase("every system", "enqueue", lambda: bench_enqueue(urls, args.enqueue, 500, args.runs))
             for system, (batched, single) in (enq or {}).items():
                 results["enqueue, batches of 500 (jobs/s)"][system] = batched
                 results["enqueue, one by one (jobs/s)"][system] = single
-        if not (args.enqueue_only or args.latency_only):
+        if not (args.enqueue_only or args.latency_only or args.drain_only):
             for system in SYSTEMS:
                 bench_system(system, urls[system], args, results, phase)
     raw = None
     if not (args.enqueue_only or args.latency_only):
+        # (the drain-only run measures the raw drain too: its ratio is one of the figures)
         with database("raw") as url:
             raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
     for row, like in OPTION_ROWS.items():
@@ -793,6 +806,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--latency-only", action="store_true", help="only the enqueue → start figures (idle worker)"
+    )
+    parser.add_argument(
+        "--drain-only", action="store_true", help="only the processed/s figures and the raw drain"
     )
     return run(parser.parse_args())
 

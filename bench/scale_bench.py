@@ -7,15 +7,18 @@ Prints, from one run on one server, in a scratch database of its own:
    and then with a transaction left open in another session (REPEATABLE READ, a snapshot
    taken: it pins the xmin horizon, so no dead row version can be removed), alternated
    twice; target: pinned ≥ 0.8x unpinned.
-2. The latency of one ``durable.claim`` (one task, rolled back, median of C calls) on a
-   queue whose ready tasks are SMALL, then DEPTH: most of them of another task name
-   ("backlog", with an older run_at, so ahead of the others in the claim order). Three
-   claims each: no name filter, the names a worker passes (["target", "extra"]: both behind
-   the backlog), one name (["target"]). Then the same at SMALL with 20,000 sleeping tasks
-   (durable.sleep) and 20,000 delayed ones (run_at a day ahead) added. Targets: DEPTH ≤ 1.5x
-   SMALL, sleepers ≤ 1.2x.
-3. ``queue_stats`` and ``limit_usage`` of a queue of 1,000 tasks, before and after the other
-   queue grew to DEPTH.
+2. The latency of one ``durable.claim`` (one task, rolled back, median of C calls) on three
+   queues of one database: SMALL ready tasks; SMALL with 20,000 sleeping tasks
+   (durable.sleep) and 20,000 delayed ones (run_at a day ahead); DEPTH ready tasks. In each,
+   most ready tasks are of another task name ("backlog", with an older run_at, so ahead of
+   the others in the claim order). Four claims each: no name filter, the names a worker
+   passes (["target", "extra"]: both behind the backlog), one name (["target"]), and no
+   filter taking the queue's once-a-second turn. Every claim of every queue takes its turn
+   call after call, so the ratios compare the queues under the same load. Targets: DEPTH ≤
+   1.5x SMALL, sleepers ≤ 1.2x.
+3. ``queue_stats`` and ``limit_usage`` of a queue of 1,000 tasks beside the DEPTH queue, and
+   of the same queue in a twin database beside a SMALL one, the two databases taking turns
+   call after call.
 4. The EXPLAIN (ANALYZE, BUFFERS) of every statement a name-filtered claim runs at DEPTH
    (auto_explain).
 
@@ -28,19 +31,24 @@ VACUUM ANALYZE, as autovacuum would have by then (it may be off on the server).
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/scale_bench.py
     python bench/scale_bench.py --depth 1000000 --processed 20000      # a quicker run
 
-One run (--processed 0 --calls 200; shared 2-core machine, PostgreSQL 15), claim latency in
-ms, 10,000 / +20,000 sleeping and 20,000 delayed / 5,000,000 ready: no name filter 0.687 /
-0.598 / 0.730, names target+extra 0.730 / 0.676 / 0.785, name target 0.719 / 0.660 / 0.823
-(1.06x-1.14x deep, 0.87x-0.93x with sleepers; before: 7 s for a worker's names at 5,000,000).
-queue_stats 0.798 -> 0.664 ms, limit_usage 1.605 -> 1.174 ms beside the deep queue (before:
-limit_usage 2-5 s). processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598,
-pinned 170 and 110: 0.10x, the target of 0.8x not met then. What it was: at 100,000 tasks into
-a pin, one claim read 16,634 buffers, 9,455 of them in _reclaim's scan of expired leases (the
-dead entries of every task run since the pin) and 4,922 in the choice's walk of
-tasks_claim_name_idx. Since claims pick from durable.ready starting at floors raised once a
-second, and look for expired leases once a second per queue (plpgsql/ready.sql, claim.sql;
---processed-only --processed 100000 --rounds 2, a machine shared with other work): free
-1,910 / 2,081, pinned 1,854 / 1,958: 0.96x.
+One run (--processed 0 --calls 200, 2026-12-07; a 2-core machine shared with other work,
+PostgreSQL 15), claim latency in ms, 10,000 / +20,000 sleeping and 20,000 delayed /
+5,000,000 ready, the three queues taking turns call after call: no name filter 0.617 / 0.677
+/ 0.647, names target+extra 0.676 / 0.682 / 0.694, name target 0.615 / 0.624 / 0.620, the
+claim taking the queue's turn 1.133 / 1.406 / 1.151 (deep 1.01x-1.05x, sleepers 1.01x-1.10x,
+1.24x for the turn, which raises two more names' floors; before: 7 s for a worker's names at
+5,000,000). queue_stats 0.846 -> 0.990 ms, limit_usage 1.267 -> 1.269 ms beside the deep
+queue against a twin database (before: limit_usage 2-5 s). The pick of a claim for the
+worker's names at 5,000,000 reads 30 buffers, the whole claim 90.
+
+processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598, pinned 170 and 110:
+0.10x, the target of 0.8x not met then. What it was: at 100,000 tasks into a pin, one claim
+read 16,634 buffers, 9,455 of them in _reclaim's scan of expired leases (the dead entries of
+every task run since the pin) and 4,922 in the choice's walk of tasks_claim_name_idx. Since
+claims pick from durable.ready starting at floors raised once a second, and look for expired
+leases once a second per queue (plpgsql/ready.sql, claim.sql; --processed-only --processed
+100000 --rounds 2, a machine shared with other work): free 1,910 / 2,081, pinned 1,854 /
+1,958: 0.96x.
 """
 
 from __future__ import annotations
@@ -60,7 +68,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from durable.migrate import migrate
 from queue_bench import bench_worker, claim_plans, log, scratch_database, server, settle
 
-CLAIMS = "scale_claims"
+SMALL = "scale_small"
+SLEEPY = "scale_sleepy"
+DEEP = "scale_deep"
 STATS = "scale_stats"
 WORKER_NAMES = ["target", "extra"]
 
@@ -196,32 +206,58 @@ CLAIM_KINDS: list[tuple[str, list[str] | None]] = [
 TURN = "no name filter, its turn"
 
 
-def claim_latencies(url: str, calls: int) -> dict[str, float]:
-    """The claims as all but one a second per queue make them (the queue's turn for the
-    once-a-second work just taken: durable.queues.swept_at is now), and one claim taking
-    that turn (expired leases, the floors' raise: plpgsql/ready.sql). Each claim is rolled
-    back, so without the first statement every claim would take the turn."""
+def claim_latencies(url: str, calls: int, queues: list[str]) -> dict[tuple[str, str], float]:
+    """By (kind, queue): the claims as all but one a second per queue make them (the queue's
+    turn for the once-a-second work just taken: durable.queues.swept_at is now), and one
+    claim taking that turn (expired leases, the floors' raise: plpgsql/ready.sql). Each
+    claim is rolled back, so without the first statement every claim would take the turn.
+    Every kind on every queue takes its turn call after call (``timed``): the queues are
+    compared under the same load, whatever else the machine does."""
     claim = "select task_id from durable.claim(%s, 'scale-bench', 1, 30, %s)"
-    fresh = f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'"
-    due = f"update durable.queues set swept_at = '-infinity' where queue = '{CLAIMS}'"
-    queries = {kind: (claim, (CLAIMS, names)) for kind, names in CLAIM_KINDS}
-    queries[TURN] = (claim, (CLAIMS, None))
-    before = {kind: fresh for kind, _ in CLAIM_KINDS}
-    before[TURN] = due
+    queries: dict[str, tuple[str, tuple[Any, ...]]] = {}
+    before: dict[str, str] = {}
+    for queue in queues:
+        fresh = f"update durable.queues set swept_at = clock_timestamp() where queue = '{queue}'"
+        due = f"update durable.queues set swept_at = '-infinity' where queue = '{queue}'"
+        for kind, names in CLAIM_KINDS:
+            queries[f"{kind}|{queue}"] = (claim, (queue, names))
+            before[f"{kind}|{queue}"] = fresh
+        queries[f"{TURN}|{queue}"] = (claim, (queue, None))
+        before[f"{TURN}|{queue}"] = due
     with psycopg.connect(url) as conn:
-        return timed(conn, calls, queries, before)
+        medians = timed(conn, calls, queries, before)
+    return {(label.split("|")[0], label.split("|")[1]): ms for label, ms in medians.items()}
 
 
-def read_latencies(url: str, calls: int) -> dict[str, float]:
-    with psycopg.connect(url) as conn:
-        return timed(
-            conn,
-            calls,
-            {
-                verb: (f"select * from durable.{verb}(%s)", (STATS,))
-                for verb in ("queue_stats", "limit_usage")
-            },
-        )
+READS = ("queue_stats", "limit_usage")
+
+
+def read_latencies(urls: dict[str, str], calls: int) -> dict[tuple[str, str], float]:
+    """By (verb, database): median ms of the reads of the STATS queue in each database, the
+    databases taking turns call after call (each call rolled back, after 5 warm-up calls)."""
+    samples: dict[tuple[str, str], list[float]] = {(v, d): [] for v in READS for d in urls}
+    with contextlib.ExitStack() as stack:
+        conns = {d: stack.enter_context(psycopg.connect(url)) for d, url in urls.items()}
+        for i in range(calls + 5):
+            for verb in READS:
+                for d, conn in conns.items():
+                    started = time.perf_counter()
+                    conn.execute(f"select * from durable.{verb}(%s)", (STATS,), prepare=True).fetchall()
+                    elapsed = time.perf_counter() - started
+                    conn.rollback()
+                    if i >= 5:
+                        samples[(verb, d)].append(elapsed * 1000)
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def load_stats(conn: psycopg.Connection[Any]) -> None:
+    """The STATS queue: 1,000 tasks of one concurrency key, 20 of them running."""
+    conn.execute(
+        'select durable.create_queue(%s, \'{"concurrency_limit": 50, "concurrency_key_limit": 5}\')',
+        (STATS,),
+    )
+    enqueue(conn, STATS, "stat", 1000, '{"concurrency_key": "k1"}')
+    conn.execute("select count(*) from durable.claim(%s, 'scale-stats', 20)", (STATS,))
 
 
 def pending(conn: psycopg.Connection[Any], queue: str) -> int:
@@ -250,7 +286,9 @@ def report_processed(args: argparse.Namespace, runs: list[tuple[str, float]]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    with server(args.url) as server_url, scratch_database(server_url, "durable_scale16") as url:
+    with contextlib.ExitStack() as stack:
+        server_url = stack.enter_context(server(args.url))
+        url = stack.enter_context(scratch_database(server_url, "durable_scale16"))
         migrate(url)
         log(f"scratch database ready; depth {args.depth:,}, processed over {args.processed:,} tasks")
 
@@ -260,67 +298,72 @@ def run(args: argparse.Namespace) -> int:
             return 0
 
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("select durable.create_queue(%s)", (CLAIMS,))
-            conn.execute(
-                'select durable.create_queue(%s, \'{"concurrency_limit": 50, "concurrency_key_limit": 5}\')',
-                (STATS,),
-            )
-            # SMALL ready tasks: the backlog first (older run_at), then the worker's names
+            load_stats(conn)
+            # three queues of SMALL ready tasks each: the backlog first (older run_at), then
+            # the worker's names; the second gets the sleepers, the third the DEPTH backlog
             behind = 1000
-            enqueue(conn, CLAIMS, "backlog", args.small - behind, '{"run_at": "2020-06-01T00:00:00Z"}')
-            for name in WORKER_NAMES:
-                enqueue(conn, CLAIMS, name, behind // len(WORKER_NAMES), "{}")
-            enqueue(conn, STATS, "stat", 1000, '{"concurrency_key": "k1"}')
-            conn.execute("select count(*) from durable.claim(%s, 'scale-stats', 20)", (STATS,))
+            for queue in (SMALL, SLEEPY, DEEP):
+                conn.execute("select durable.create_queue(%s)", (queue,))
+                enqueue(conn, queue, "backlog", args.small - behind, '{"run_at": "2020-06-01T00:00:00Z"}')
+                for name in WORKER_NAMES:
+                    enqueue(conn, queue, name, behind // len(WORKER_NAMES), "{}")
             conn.execute("vacuum analyze durable.tasks")
-            small_queued = pending(conn, CLAIMS)
-
-        settle(url)
-        small = claim_latencies(url, args.calls)
-        reads_small = read_latencies(url, args.calls)
+            small_queued = pending(conn, SMALL)
+        # the twin: a database with the same STATS queue beside one small queue only, whose
+        # reads take turns with those of the STATS queue beside the deep queue
+        twin = stack.enter_context(scratch_database(server_url, "durable_scale16_twin"))
+        migrate(twin)
+        with psycopg.connect(twin, autocommit=True) as conn:
+            load_stats(conn)
+            conn.execute("select durable.create_queue(%s)", (SMALL,))
+            enqueue(conn, SMALL, "backlog", args.small, "{}")
+            conn.execute("vacuum analyze durable.tasks")
 
         with psycopg.connect(url, autocommit=True) as conn:
-            add_sleepers(conn, CLAIMS, args.sleepers)
+            add_sleepers(conn, SLEEPY, args.sleepers)
+            seconds = bulk_backlog(conn, DEEP, args.depth - small_queued)
+            deep_queued = pending(conn, DEEP)
+            log(f"loaded the backlog in {seconds:.0f} s: {deep_queued:,} pending in {DEEP}")
         settle(url)
-        sleepers = claim_latencies(url, args.calls)
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            seconds = bulk_backlog(conn, CLAIMS, args.depth - small_queued - args.sleepers)
-            deep_queued = pending(conn, CLAIMS)
-            log(f"loaded the backlog in {seconds:.0f} s: {deep_queued:,} pending in {CLAIMS}")
-        settle(url)
-        deep = claim_latencies(url, args.calls)
-        reads_deep = read_latencies(url, args.calls)
+        claims = claim_latencies(url, args.calls, [SMALL, SLEEPY, DEEP])
+        settle(twin)
+        reads = read_latencies({"twin": twin, "deep": url}, args.calls)
         # a claim as all but one a second make them: the queue's turn just taken
         plans = claim_plans(
             url,
-            CLAIMS,
+            DEEP,
             1,
             WORKER_NAMES,
-            f"update durable.queues set swept_at = clock_timestamp() where queue = '{CLAIMS}'",
+            f"update durable.queues set swept_at = clock_timestamp() where queue = '{DEEP}'",
         )
 
         report_processed(args, runs)
         table(
-            f"claim latency, ms (median of {args.calls}; one task, rolled back)",
+            f"claim latency, ms (median of {args.calls}; one task, rolled back; the three queues "
+            "of one database, call after call)",
             [f"{small_queued:,}", f"+{args.sleepers:,}x2", f"{deep_queued:,}", "deep/small", "sleep/small"],
             {
                 kind: [
-                    small[kind],
-                    sleepers[kind],
-                    deep[kind],
-                    deep[kind] / small[kind],
-                    sleepers[kind] / small[kind],
+                    claims[(kind, SMALL)],
+                    claims[(kind, SLEEPY)],
+                    claims[(kind, DEEP)],
+                    claims[(kind, DEEP)] / claims[(kind, SMALL)],
+                    claims[(kind, SLEEPY)] / claims[(kind, SMALL)],
                 ]
                 for kind in [k for k, _ in CLAIM_KINDS] + [TURN]
             },
         )
         table(
-            f"reads of a queue of 1,000 tasks, ms (median of {args.calls})",
-            ["other small", "other deep", "deep/small"],
+            f"reads of a queue of 1,000 tasks, ms (median of {args.calls}; the two databases, call "
+            "after call)",
+            ["beside small", "beside deep", "deep/small"],
             {
-                verb: [reads_small[verb], reads_deep[verb], reads_deep[verb] / reads_small[verb]]
-                for verb in reads_small
+                verb: [
+                    reads[(verb, "twin")],
+                    reads[(verb, "deep")],
+                    reads[(verb, "deep")] / reads[(verb, "twin")],
+                ]
+                for verb in READS
             },
         )
         log(f"\nplans of a claim with names {WORKER_NAMES} at {deep_queued:,} pending:")

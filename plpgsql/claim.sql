@@ -210,16 +210,38 @@ declare
     v_dead text[];
     v_ended integer := 0;
     v_cancelled integer := 0;
-    v_ticked integer;
+    v_ticked integer := 0;
+    v_running text := 'running';
+    v_ticks_due boolean;
+    v_wakes_due boolean;
+    v_late_due boolean;
 begin
-    -- the history's day partitions, made ahead and dropped (retention.sql): at most once a minute
-    perform durable._history_partitions();
+    if p_leases then
+        -- the history's day partitions, made ahead and dropped (retention.sql): at most once
+        -- a minute, on the queue's turn
+        perform durable._history_partitions();
+    end if;
+    -- what is due, in one statement of index probes (the usual answer, nothing, costs a
+    -- claim no more than that): schedules, wake-ups, tasks past their schedule deadline
+    select exists (select 1 from durable.schedules x
+                   where x.queue = p_queue and not x.paused and x.next_run_at <= v_now),
+           exists (select 1 from durable.tasks k
+                   where k.queue = p_queue and k.status in ('sleeping', 'waiting') and k.wake_at <= v_now)
+           or exists (select 1 from durable.wait_counts w where w.remaining = 0),
+           exists (select 1 from durable.tasks d
+                   where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
+                     and d.schedule_deadline <= v_now and d.attempt = 0)
+    into v_ticks_due, v_wakes_due, v_late_due;
     -- the queue's due schedules first, before any task is locked (the lock order,
     -- plpgsql/README.md: schedule rows, then the keys and tasks their enqueues take)
-    v_ticked := durable._tick_schedules(p_queue, p_limit);
+    if v_ticks_due then
+        v_ticked := durable._tick_schedules(p_queue, p_limit);
+    end if;
     -- registered workers that stopped heartbeating (plpgsql/workers.sql): their running
-    -- tasks of this queue are taken back now, as if their leases had expired
-    v_dead := durable._dead_workers(v_now);
+    -- tasks of this queue are taken back, as if their leases had expired, on the queue's
+    -- turn (p_leases), like expired leases: a dead worker stays registered for an hour, and
+    -- looking for its tasks at every claim made every claim of that hour pay for the look
+    v_dead := case when p_leases then durable._dead_workers(v_now) else '{}'::text[] end;
     if cardinality(v_dead) > 0 then
         delete from durable.workers w
         where w.name in (
@@ -231,19 +253,29 @@ begin
     -- expired leases and the tasks of dead workers: those taken without waiting, as they are
     -- now (the lock is asked only when there are some: on an idle queue, the common case on
     -- the wake-up path, the candidates' index probes are all this piece costs)
-    -- (p_leases false: the claim's turn to look for expired leases has not come, see
-    -- durable._claim_sweep; the tasks of dead workers are still looked for)
-    v_ids := array(
-        (select k.task_id from durable.tasks k
-         where p_leases and k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
-         order by k.lease_expires_at
-         limit p_limit)
-        union
-        (select k.task_id from durable.tasks k
-         where cardinality(v_dead) > 0 and k.worker = any(v_dead) and k.status = 'running'
-           and k.queue = p_queue
-         limit p_limit)
-    );
+    -- (p_leases false: the claim's turn to look for expired leases and dead workers has not
+    -- come, see durable._claim_sweep). A dead worker's tasks are found by worker name
+    -- (tasks_worker_idx), one name at a time: never by a walk over the queue's running tasks
+    -- (an IF, not a CASE: a statement holding the scans is set up, its indexes opened, even
+    -- when a CASE skips them, about 40 us of every claim between two turns)
+    v_ids := '{}';
+    if p_leases then
+        v_ids := array(
+            (select k.task_id from durable.tasks k
+             where k.queue = p_queue and k.status = 'running' and k.lease_expires_at <= v_now
+             order by k.lease_expires_at
+             limit p_limit)
+            union
+            (select w.task_id
+             from unnest(v_dead) as d (name)
+             cross join lateral (
+                 select k.task_id from durable.tasks k
+                 where k.worker = d.name and k.status = 'running' and k.queue = p_queue
+                 limit p_limit
+             ) as w
+             limit p_limit)
+        );
+    end if;
     if cardinality(v_ids) > 0 then
         v_ids := durable._lock_skipping(v_ids);
     end if;
@@ -269,7 +301,10 @@ begin
                                                          where w.name = k.worker)))
                    end as error
             from durable.tasks k
-            where k.task_id = any(v_ids) and k.status = 'running'
+            -- (the status through a variable: no partial index on status = 'running' matches,
+            -- so the tasks are found by key; a generic plan walked tasks_lease_idx, every
+            -- running task of every queue)
+            where k.task_id = any(v_ids) and k.status = v_running
               and (k.lease_expires_at <= v_now or k.worker = any(v_dead))
         )
         select count(*)::integer into v_ended
@@ -283,12 +318,15 @@ begin
 
     -- pending tasks past their schedule deadline (only a task that never started: a retry
     -- of one that started in time is not late), taken without waiting
-    v_ids := array(
-        select d.task_id from durable.tasks d
-        where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
-          and d.schedule_deadline <= v_now and d.attempt = 0
-        limit p_limit
-    );
+    v_ids := '{}';
+    if v_late_due then
+        v_ids := array(
+            select d.task_id from durable.tasks d
+            where d.queue = p_queue and d.status = 'pending' and d.schedule_deadline is not null
+              and d.schedule_deadline <= v_now and d.attempt = 0
+            limit p_limit
+        );
+    end if;
     if cardinality(v_ids) > 0 then
         v_ids := durable._lock_skipping(v_ids);
     end if;
@@ -311,7 +349,8 @@ begin
         having count(*) > 0;
         v_cancelled := coalesce(v_cancelled, 0);
     end if;
-    return v_ticked + v_ended + v_cancelled + durable._wake_due(p_queue, p_limit);
+    return v_ticked + v_ended + v_cancelled
+           + case when v_wakes_due then durable._wake_due(p_queue, p_limit) else 0 end;
 end;
 $$;
 
@@ -563,7 +602,12 @@ begin
                 from durable.ready r
                 where r.queue = p_queue
                   and r.task_name = names.name
-                  and (r.neg_priority, r.fair_tag, r.run_at, r.seq) >= (f.neg_priority, f.fair_tag, f.run_at, f.seq)
+                  -- (the name leads the row comparison: only ready_name_idx can take it, so
+                  -- a generic plan never walks ready_claim_idx filtering by name, which with
+                  -- statistics of one name looked as cheap: 9,980 rows read for a name
+                  -- without any, 2 ms a claim in a drain)
+                  and (r.task_name, r.neg_priority, r.fair_tag, r.run_at, r.seq)
+                      >= (names.name, f.neg_priority, f.fair_tag, f.run_at, f.seq)
                   and r.run_at <= v_now
                   and (r.deadline is null or r.deadline > v_now)
                 order by r.neg_priority, r.fair_tag, r.run_at, r.seq

@@ -277,7 +277,10 @@ begin
             select r.neg_priority, r.fair_tag, r.run_at, r.seq into v_first
             from durable.ready r
             where r.queue = p_queue and r.task_name = v_name
-              and (r.neg_priority, r.fair_tag, r.run_at, r.seq) >= (fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq)
+              -- (the name leads the row comparison, as in the claim: only ready_name_idx can
+              -- take it, whatever plan the statistics make likely)
+              and (r.task_name, r.neg_priority, r.fair_tag, r.run_at, r.seq)
+                  >= (v_name, fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq)
             order by r.neg_priority, r.fair_tag, r.run_at, r.seq
             limit 1;
         end if;

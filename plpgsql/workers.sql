@@ -7,8 +7,9 @@
 -- names the registered worker that runs each task.
 --
 -- A worker is dead once its last heartbeat is older than dead_after_seconds (by default
--- three heartbeats): the next claim of a queue where it runs tasks (its maintenance path,
--- durable._reclaim) takes its running tasks of that queue back at once, as lost leases
+-- three heartbeats): a claim of a queue where it runs tasks, on the queue's once-a-second
+-- turn (its maintenance path, durable._reclaim, as for expired leases), takes its running
+-- tasks of that queue back, as lost leases
 -- (they count in lost_leases, not in failures), instead of waiting for the leases to run
 -- out. A heartbeat older than the server's start counts as given at the start: after a
 -- restart, workers get dead_after_seconds to reconnect. A dead worker that heartbeats
@@ -127,7 +128,7 @@ $$;
 comment on function durable.register_worker(
     text, text[], text[], integer, text, integer, double precision, double precision
 ) is
-'Registers the worker p_worker (the name it claims under) for the queues p_queues (worker rights on each), with the task names it runs (null: any), its slots, host and pid, and returns its secret token. The worker must call durable.worker_heartbeat every p_heartbeat_seconds (0.1 to 3600, default 2); once its last heartbeat is older than p_dead_after_seconds (default three heartbeats, at least two), it is dead: the next claim of each queue where it runs tasks takes them back as lost leases. A name held by a live worker is refused (DU023); a dead worker''s name is taken over. Errors: DU001, DU002, DU003, DU023, 42501.';
+'Registers the worker p_worker (the name it claims under) for the queues p_queues (worker rights on each), with the task names it runs (null: any), its slots, host and pid, and returns its secret token. The worker must call durable.worker_heartbeat every p_heartbeat_seconds (0.1 to 3600, default 2); once its last heartbeat is older than p_dead_after_seconds (default three heartbeats, at least two), it is dead: a claim of each queue where it runs tasks takes them back as lost leases within a second (the queue''s once-a-second turn, as for expired leases). A name held by a live worker is refused (DU023); a dead worker''s name is taken over. Errors: DU001, DU002, DU003, DU023, 42501.';
 
 create or replace function durable.worker_heartbeat(p_worker text, p_token uuid)
 returns boolean

@@ -1,8 +1,9 @@
 -- The worker registry (plpgsql/workers.sql): register, heartbeat, unregister; a worker
--- whose heartbeats stop is dead, and the next claim of its queue takes its running tasks
--- back at once as lost leases (long before their leases run out); its name is free
+-- whose heartbeats stop is dead, and a claim of its queue on the queue's once-a-second
+-- turn takes its running tasks back as lost leases (long before their leases run out), the
+-- claims between two turns leave them alone (they do not look); its name is free
 -- again; its row goes an hour later; bad input changes nothing.
-select plan(36);
+select plan(37);
 
 \ir helpers/tasks.sql
 
@@ -46,8 +47,13 @@ select is((pg_temp.task('a')).status, 'running', 'a claim before dead_after ran 
 select ok((select alive from durable.workers() where name = 'w1'), 'w1 is still alive at 5.9 s without a heartbeat');
 select pg_temp.clock(11.1);
 select ok(not (select alive from durable.workers() where name = 'w1'), 'dead after 6 s without one');
+select count(*) from durable.claim('q', 'w2', 1, 30);
+select is((pg_temp.task('a')).status, 'running',
+          'a claim 0.2 s after the queue''s last turn (at 10.9 s) does not look for dead workers');
+select pg_temp.clock(11.95);
 create temp table c2 as select * from durable.claim('q', 'w2', 1, 30);
-select is((select task_id from c2), pg_temp.id('a'), 'the next claim of q takes a back and starts it again');
+select is((select task_id from c2), pg_temp.id('a'),
+          'the claim that takes the next turn, a second later, takes a back and starts it again');
 select is((select jsonb_build_object('attempt', t.attempt, 'failures', t.failures, 'lost_leases', t.lost_leases,
                                      'worker', t.worker)
            from durable.all_tasks t where t.task_id = pg_temp.id('a')),
