@@ -19,8 +19,13 @@
 --      enqueue_many deadlocked so in the randomized test);
 --   7. an enqueue whose idempotency key is held by a task another transaction is
 --      updating (a completion): it must wait for that task before it locks the tasks it
---      may cancel, not after (the insert waits for the updater: spawns deadlocked so).
-select plan(34);
+--      may cancel, not after (the insert waits for the updater: spawns deadlocked so);
+--   8. an enqueue whose idempotency key is held by a task another transaction completes
+--      (moves to the archive): it waits for it, then finds the key in the archive and
+--      returns that task (no second task of the key);
+--   9. an enqueue whose key is held by an archived task another transaction replays
+--      (moves back): it does not wait, and returns that task.
+select plan(39);
 
 \ir helpers/tasks.sql
 \ir helpers/sessions.sql
@@ -224,5 +229,28 @@ commit;
 select is((select r from dblink_get_result('a') as x (r text))::uuid, pg_temp.id('X'),
           '7: the enqueue returns X, the task of its key');
 select count(*) from dblink_get_result('a') as x (r text);
+
+-- 8. this session completes Z, which holds ik8 (its move to the archive, uncommitted); a
+-- enqueues ik8 and blocks behind Z; once this commits, a finds the key in the archive
+select durable.create_queue('ik');
+select pg_temp.enq('Z', 'ik', '{"idempotency_key": "ik8"}');
+select pg_temp.claim_as('Z', 'ik');
+commit;
+select durable.complete(pg_temp.id('Z'), pg_temp.tok('Z'));
+select dblink_send_query('a', $$select durable.enqueue('ik', 'job', '{}', '{"idempotency_key": "ik8"}')::text$$);
+select isnt(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '8: the enqueue blocks behind Z');
+commit;
+select is((select r from dblink_get_result('a') as x (r text))::uuid, pg_temp.id('Z'),
+          '8: then returns Z, archived, the task of its key');
+select count(*) from dblink_get_result('a') as x (r text);
+select is((select count(*)::int from durable.all_tasks where idempotency_key = 'ik8'), 1, '8: one task of the key');
+
+-- 9. this session replays Z (its move back, uncommitted); a enqueues ik8 without waiting
+select durable.replay(pg_temp.id('Z'));
+select dblink_send_query('a', $$select durable.enqueue('ik', 'job', '{}', '{"idempotency_key": "ik8"}')::text$$);
+select is(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '9: the enqueue does not wait for the replay');
+select is((select r from dblink_get_result('a') as x (r text))::uuid, pg_temp.id('Z'), '9: and returns Z');
+select count(*) from dblink_get_result('a') as x (r text);
+commit;
 
 select * from finish();
