@@ -19,6 +19,12 @@ create table durable.finished_tasks (
     constraint finished_tasks_status_check check (status in ('completed', 'failed', 'cancelled'))
 ) partition by range (task_id);
 
+-- When a past day's partitions can go, as the maintenance last found it (retention.sql): the
+-- latest end + retention of its archived tasks; null while unknown, or never (a live task, a
+-- queue without retention). The claim's row-wise retention leaves a day whose drop is near
+-- to that drop.
+alter table durable.history_partitions add column drop_at timestamptz;
+
 -- the day partitions of attempts and events that exist, and the legacy bound of 0018
 do $$
 declare

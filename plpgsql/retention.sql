@@ -41,15 +41,20 @@
 -- owner role (the verbs are SECURITY DEFINER): new partitions belong to the owner and
 -- carry no grant, like every table.
 --
+-- Each pass over the past days records when each can go (durable.history_partitions.drop_at:
+-- the latest end + retention among its archived tasks, one probe per queue; null while a
+-- live task of it is left, or a task of a queue without retention).
+--
 -- Retention per queue inside a kept day: the queue's retention option (durable._retention,
 -- from the claim) still deletes its expired archived tasks row by row (1,000 a pass), and
 -- leaves the attempts and events of those in a day partition to the day's DROP (nothing
--- reaches them once their task is gone: every read goes through the task). durable.purge
--- (an operator's explicit purge) deletes the history rows with the tasks, so that what it
--- purges is gone at once; so does retention for the legacy and default partitions. So a
--- day of a million finished tasks of queues whose retention has passed goes in one DROP of
--- three tables, without a DELETE of any row (the row-wise pass takes at most 1,000 a minute
--- of them before that).
+-- reaches them once their task is gone: every read goes through the task); but it leaves
+-- alone the days whose drop_at is within a day, whose DROP is near: so the expired tasks of
+-- a day of one queue wait at most a day (and an hour) past their retention for its DROP,
+-- rather than going row by row ahead of it. durable.purge (an operator's explicit purge)
+-- deletes every expired task and its history rows at once; so does retention for the
+-- legacy and default partitions. So a day of a million finished tasks of queues whose
+-- retention has passed goes in one DROP of three tables, without a DELETE of any row.
 --
 -- Not partitioned: durable.tasks (the live tasks). Its claim index would become one index
 -- per partition, which every claim merges, and a generic plan locks every partition: the
@@ -140,7 +145,7 @@ declare
     d durable.history_partitions;
     v_clock timestamptz;
     v_part text;
-    v_kept boolean;
+    v_drop_at timestamptz;
 begin
     if p_until < p_now + interval '3 days' then
         begin
@@ -180,28 +185,38 @@ begin
         end;
     end if;
 
-    -- the past days of which no live task is left; then, of those, the days whose archived
-    -- tasks are all past their queue's retention
+    -- the past days: for each, when it can go (drop_at: the latest end + retention of its
+    -- archived tasks; never while a live task of it is left or a task of a queue without
+    -- retention); those whose time has come are dropped
     v_clock := durable.current_time();
     for d in
         select p.* from durable.history_partitions p
         where p.day < ((p_now - interval '1 hour') at time zone 'UTC')::date
-          and not exists (select 1 from durable.tasks k where k.task_id >= p.lo and k.task_id < p.hi)
         order by p.day
     loop
         v_part := 'finished_tasks_p' || to_char(d.day, 'YYYYMMDD');
-        -- a task of the day kept by its queue's retention (or of a queue without one) keeps
-        -- the day: one probe of the partition's index (queue, finished_at) per queue (queues
-        -- are never deleted: every task's queue is one of them)
-        execute format(
-            'select exists (select 1 from durable.queues q'
-            '               where exists (select 1 from durable.%I f'
-            '                             where f.queue = q.queue'
-            '                               and (q.options ->> ''retention'' is null'
-            '                                    or f.finished_at >= $1 - make_interval(secs => (q.options ->> ''retention'')::double precision))))',
-            v_part)
-        into v_kept using v_clock;
-        continue when v_kept;
+        v_drop_at := null;
+        if not exists (select 1 from durable.tasks k where k.task_id >= d.lo and k.task_id < d.hi) then
+            -- one probe of the partition's index (queue, finished_at) per queue (queues are never
+            -- deleted: every task's queue is one of them); infinity: a queue without retention
+            execute format(
+                'select max(case when q.options ? ''retention''
+                                 then m.last + make_interval(secs => (q.options ->> ''retention'')::double precision)
+                                 else ''infinity''::timestamptz end)
+                 from durable.queues q
+                 cross join lateral (select max(f.finished_at) as last from durable.%I f where f.queue = q.queue) as m
+                 where m.last is not null',
+                v_part)
+            into v_drop_at;
+            -- an empty day can go at once
+            v_drop_at := coalesce(v_drop_at, '-infinity'::timestamptz);
+        end if;
+        if v_drop_at is null or v_drop_at > v_clock then
+            update durable.history_partitions p
+            set drop_at = case when isfinite(v_drop_at) then v_drop_at end
+            where p.day = d.day and p.drop_at is distinct from case when isfinite(v_drop_at) then v_drop_at end;
+            continue;
+        end if;
         begin
             lock table durable.attempts, durable.events, durable.finished_tasks in access exclusive mode;
             -- the lock is held now: no writer of the history (nor a finish, nor a restart) can
@@ -239,20 +254,58 @@ as $$
 declare
     v_gone uuid[];
     v_rows uuid[];
+    v_part name;
+    v_some uuid[];
 begin
-    with gone as (
-        delete from durable.finished_tasks t
-        where t.task_id in (
-            select f.task_id from durable.finished_tasks f
-            where f.queue = p_queue
-              and f.finished_at < p_cutoff
-            order by f.finished_at
-            limit p_limit
-            for update skip locked
+    if p_history then
+        with gone as (
+            delete from durable.finished_tasks t
+            where t.task_id in (
+                select f.task_id from durable.finished_tasks f
+                where f.queue = p_queue
+                  and f.finished_at < p_cutoff
+                order by f.finished_at
+                limit p_limit
+                for update skip locked
+            )
+            returning t.task_id
         )
-        returning t.task_id
-    )
-    select coalesce(array_agg(gone.task_id order by gone.task_id), '{}') into v_gone from gone;
+        select coalesce(array_agg(gone.task_id order by gone.task_id), '{}') into v_gone from gone;
+    else
+        -- the claim's pass leaves alone the days whose DROP is near (within a day: the
+        -- maintenance's drop_at), so that a day of a million tasks goes by its DROP, not row
+        -- by row ahead of it: it deletes from the other partitions, one at a time, the oldest
+        -- first, until p_limit
+        v_gone := '{}'::uuid[];
+        for v_part in
+            select c.relname from pg_catalog.pg_inherits i
+            join pg_catalog.pg_class c on c.oid = i.inhrelid
+            where i.inhparent = 'durable.finished_tasks'::regclass
+              and c.relname not in (select 'finished_tasks_p' || to_char(p.day, 'YYYYMMDD')
+                                    from durable.history_partitions p
+                                    where p.drop_at <= durable.current_time() + interval '1 day')
+            order by c.relname
+        loop
+            execute format(
+                'with gone as (
+                     delete from durable.%1$I t
+                     where t.task_id in (
+                         select f.task_id from durable.%1$I f
+                         where f.queue = $1 and f.finished_at < $2
+                         order by f.finished_at
+                         limit $3
+                         for update skip locked
+                     )
+                     returning t.task_id
+                 )
+                 select coalesce(array_agg(gone.task_id), ''{}'') from gone',
+                v_part)
+            into v_some
+            using p_queue, p_cutoff, p_limit - cardinality(v_gone);
+            v_gone := v_gone || v_some;
+            exit when cardinality(v_gone) >= p_limit;
+        end loop;
+    end if;
     if cardinality(v_gone) = 0 then
         return 0;
     end if;
@@ -269,7 +322,7 @@ end;
 $$;
 
 comment on function durable._purge_finished(text, timestamptz, integer, boolean) is
-'Internal: deletes up to p_limit finished tasks (durable.finished_tasks) of the queue that ended before p_cutoff, then their attempts and events (which the log lets go only once their task is gone; p_history false: only those outside the day partitions, which durable._history_partitions drops whole). Returns how many tasks.';
+'Internal: deletes up to p_limit finished tasks (durable.finished_tasks) of the queue that ended before p_cutoff, then their attempts and events (which the log lets go only once their task is gone). p_history false (the claim''s retention pass): leaves the tasks of the days whose DROP is within a day (durable.history_partitions.drop_at) to that DROP, and the attempts and events of the day partitions to their day''s DROP. Returns how many tasks.';
 
 create or replace function durable.purge(
     p_queue text, p_older_than_seconds double precision default null, p_limit integer default 10000

@@ -4,7 +4,7 @@
 -- copies it; it keeps its idempotency key; a day goes (its archived tasks, attempts and
 -- events, one DROP) only once no live task of it is left and every archived one is past its
 -- queue's retention.
-select plan(52);
+select plan(54);
 
 \ir helpers/tasks.sql
 
@@ -199,6 +199,17 @@ select ok(pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('dur
 select is((select count(*)::int from durable.history(pg_temp.id('live'))), 1, 'the running task''s history is whole');
 select durable.complete(pg_temp.id('live'), pg_temp.tok('live'));
 select pg_temp.clock(200000);
+-- one more task of the day, of queue a (retention 60 s), ends now: the day can go at 200060
+select pg_temp.enq('near', 'a');
+select pg_temp.claim_as('near', 'a');
+select durable.complete(pg_temp.id('near'), pg_temp.tok('near'));
+select pg_temp.maintain(clock_timestamp() + interval '10 days');
+select is((select drop_at from durable.history_partitions where day = (clock_timestamp() at time zone 'UTC')::date),
+          pg_temp.t(200060), 'the maintenance records when the day can go: its last end + retention');
+select pg_temp.clock(200100);
+select pg_temp.claim_as('none', 'a');
+select is(pg_temp.where_is('near'), 'archived completed',
+          'the claim''s row-wise retention leaves a day whose DROP is near to that DROP');
 select pg_temp.maintain(clock_timestamp() + interval '10 days');
 select ok(not pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('durable.finished_tasks'))
           and not pg_temp.day_of('durable.events') = any(pg_temp.partitions('durable.events'))

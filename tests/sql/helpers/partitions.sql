@@ -8,8 +8,13 @@ create function pg_temp.partitions(p_table text) returns text[] language sql as 
     select array_agg(i.inhrelid::regclass::text order by i.inhrelid::regclass::text)
     from pg_inherits i where i.inhparent = p_table::regclass
 $$;
--- the maintenance at p_now, now rather than in a minute
-create function pg_temp.maintain(p_now timestamptz) returns void language sql as $$
+-- the maintenance at p_now, now rather than in a minute, as the owner (as the claim runs it:
+-- the partitions it makes are the owner's)
+create function pg_temp.maintain(p_now timestamptz) returns void language plpgsql as $$
+begin
     update durable.history_state set checked_at = null;
-    select durable._history_partitions(p_now);
+    set role durable_owner;
+    perform durable._history_partitions(p_now);
+    reset role;
+end;
 $$;
