@@ -20,10 +20,11 @@ create table durable.finished_tasks (
 ) partition by range (task_id);
 
 -- When a past day's partitions can go, as the maintenance last found it (retention.sql): the
--- latest end + retention of its archived tasks; null while unknown, or never (a live task, a
--- queue without retention). The claim's row-wise retention leaves a day whose drop is near
--- to that drop.
+-- latest end + retention of its archived tasks; infinity: a task of a queue without
+-- retention (looked at again hourly, drop_checked_at); null: not known yet, or a live task of
+-- the day is left. The claim's row-wise retention leaves a day whose drop is near to it.
 alter table durable.history_partitions add column drop_at timestamptz;
+alter table durable.history_partitions add column drop_checked_at timestamptz;
 
 -- the day partitions of attempts and events that exist, and the legacy bound of 0018
 do $$

@@ -42,8 +42,9 @@
 -- carry no grant, like every table.
 --
 -- Each pass over the past days records when each can go (durable.history_partitions.drop_at:
--- the latest end + retention among its archived tasks, one probe per queue; null while a
--- live task of it is left, or a task of a queue without retention).
+-- the latest end + retention among its archived tasks, one probe per queue; infinity while a
+-- task of a queue without retention is left, looked at again hourly; null while a live task
+-- of it is left).
 --
 -- Retention per queue inside a kept day: the queue's retention option (durable._retention,
 -- from the claim) still deletes its expired archived tasks row by row (1,000 a pass), and
@@ -186,35 +187,41 @@ begin
     end if;
 
     -- the past days: for each, when it can go (drop_at: the latest end + retention of its
-    -- archived tasks; never while a live task of it is left or a task of a queue without
-    -- retention); those whose time has come are dropped
+    -- archived tasks; infinity while a task of a queue without retention is left, looked at
+    -- again hourly; null while a live task of it is left); those whose time has come are
+    -- dropped. A finite drop_at is only looked at again when it comes: nothing moves it but a
+    -- restart, which makes a live task of the day, found first
     v_clock := durable.current_time();
     for d in
         select p.* from durable.history_partitions p
         where p.day < ((p_now - interval '1 hour') at time zone 'UTC')::date
         order by p.day
     loop
-        v_part := 'finished_tasks_p' || to_char(d.day, 'YYYYMMDD');
-        v_drop_at := null;
-        if not exists (select 1 from durable.tasks k where k.task_id >= d.lo and k.task_id < d.hi) then
-            -- one probe of the partition's index (queue, finished_at) per queue (queues are never
-            -- deleted: every task's queue is one of them); infinity: a queue without retention
-            execute format(
-                'select max(case when q.options ? ''retention''
-                                 then m.last + make_interval(secs => (q.options ->> ''retention'')::double precision)
-                                 else ''infinity''::timestamptz end)
-                 from durable.queues q
-                 cross join lateral (select max(f.finished_at) as last from durable.%I f where f.queue = q.queue) as m
-                 where m.last is not null',
-                v_part)
-            into v_drop_at;
-            -- an empty day can go at once
-            v_drop_at := coalesce(v_drop_at, '-infinity'::timestamptz);
+        if exists (select 1 from durable.tasks k where k.task_id >= d.lo and k.task_id < d.hi) then
+            if d.drop_at is not null then
+                update durable.history_partitions p set drop_at = null where p.day = d.day;
+            end if;
+            continue;
         end if;
-        if v_drop_at is null or v_drop_at > v_clock then
-            update durable.history_partitions p
-            set drop_at = case when isfinite(v_drop_at) then v_drop_at end
-            where p.day = d.day and p.drop_at is distinct from case when isfinite(v_drop_at) then v_drop_at end;
+        continue when d.drop_at > v_clock
+                      and (isfinite(d.drop_at) or d.drop_checked_at > v_clock - interval '1 hour');
+        v_part := 'finished_tasks_p' || to_char(d.day, 'YYYYMMDD');
+        -- one probe of the partition's index (queue, finished_at) per queue (queues are never
+        -- deleted: every task's queue is one of them); infinity: a queue without retention
+        execute format(
+            'select max(case when q.options ? ''retention''
+                             then m.last + make_interval(secs => (q.options ->> ''retention'')::double precision)
+                             else ''infinity''::timestamptz end)
+             from durable.queues q
+             cross join lateral (select max(f.finished_at) as last from durable.%I f where f.queue = q.queue) as m
+             where m.last is not null',
+            v_part)
+        into v_drop_at;
+        -- (an empty day can go at once)
+        v_drop_at := coalesce(v_drop_at, '-infinity'::timestamptz);
+        if v_drop_at > v_clock then
+            update durable.history_partitions p set drop_at = v_drop_at, drop_checked_at = v_clock
+            where p.day = d.day;
             continue;
         end if;
         begin

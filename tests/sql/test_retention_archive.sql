@@ -4,7 +4,7 @@
 -- copies it; it keeps its idempotency key; a day goes (its archived tasks, attempts and
 -- events, one DROP) only once no live task of it is left and every archived one is past its
 -- queue's retention.
-select plan(54);
+select plan(56);
 
 \ir helpers/tasks.sql
 
@@ -185,6 +185,8 @@ select pg_temp.clock(100000);
 select pg_temp.maintain(clock_timestamp() + interval '10 days');
 select ok(pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('durable.finished_tasks')),
           'a day with an archived task of a queue without retention is kept');
+select is((select drop_at from durable.history_partitions where day = (clock_timestamp() at time zone 'UTC')::date),
+          'infinity'::timestamptz, 'its drop_at: never (looked at again hourly)');
 select durable.create_queue('keep', '{"retention": 3600}');
 select durable.create_queue('lq', '{"retention": 60}');
 select durable.create_queue('cn', '{"retention": 60}');
@@ -197,6 +199,8 @@ select ok(pg_temp.day_of('durable.finished_tasks') = any(pg_temp.partitions('dur
           and pg_temp.day_of('durable.events') = any(pg_temp.partitions('durable.events')),
           'every archived task past its retention, but a running task of the day: kept');
 select is((select count(*)::int from durable.history(pg_temp.id('live'))), 1, 'the running task''s history is whole');
+select is((select drop_at from durable.history_partitions where day = (clock_timestamp() at time zone 'UTC')::date),
+          null, 'its day''s drop_at: not known while a live task of it is left');
 select durable.complete(pg_temp.id('live'), pg_temp.tok('live'));
 select pg_temp.clock(200000);
 -- one more task of the day, of queue a (retention 60 s), ends now: the day can go at 200060
