@@ -43,8 +43,9 @@ One run (PostgreSQL 15, 2 cores shared with another engineer's jobs, N = 1,000,0
       durable.tasks stays one table
 
 Another run of the final code: 22.80 s of DELETE, 1.47 s and 1.57 s of VACUUM (25.8 s)
-against a 0.385 s DROP (67x); the replay 87 ms. The DROP's 0.72 s (0.39 s) is the maintenance pass: the emptied first day's partitions, the second
-day's and the empty day between. The worker's path grows with the partitions of events
+against a 0.385 s DROP (67x); the replay 87 ms. The DROP's 0.72 s (0.39 s) is the
+maintenance pass: the emptied first day's partitions, the second day's and the empty day
+between. The worker's path grows with the partitions of events
 (complete's history check reads events with a generic plan, which locks them all: main's
 too, bench/archive_bench.py's base+30); the archive adds nothing to it there.
 """
