@@ -26,6 +26,13 @@ create table durable.finished_tasks (
 alter table durable.history_partitions add column drop_at timestamptz;
 alter table durable.history_partitions add column drop_checked_at timestamptz;
 
+-- No writer of durable.tasks from here to the commit, and none of the history either: a
+-- claim of the code before this migration may be making the days ahead (retention.sql),
+-- whose partitions of the archive this migration must make too. The tasks first, as every
+-- verb locks a task before it writes its history (plpgsql/README.md).
+lock table durable.tasks in access exclusive mode;
+lock table durable.attempts, durable.events in share mode;
+
 -- the day partitions of attempts and events that exist, and the legacy bound of 0018
 do $$
 declare
@@ -59,9 +66,6 @@ create index finished_tasks_list_status_idx on durable.finished_tasks (status, t
 create index finished_tasks_finished_idx on durable.finished_tasks (queue, finished_at);
 create index finished_tasks_children_idx on durable.finished_tasks (parent_id, task_id)
 where parent_id is not null;
-
--- no writer of durable.tasks in flight from here to the commit
-lock table durable.tasks in access exclusive mode;
 
 -- every column, in the same order (LIKE)
 insert into durable.finished_tasks

@@ -203,6 +203,32 @@ $$;
 comment on function durable._any_task(uuid) is
 'Internal: the task p_task, live (durable.tasks) or finished (durable.finished_tasks); a row of nulls when there is none. Takes no lock.';
 
+-- Whether a durable task's code went through its whole history: its last event of the
+-- generation recorded by this attempt, or checked by its re-run (durable.replay_check); no
+-- event: yes. By the task's id as a parameter: the plan sets up the scan of its day's
+-- partition of durable.events alone, whatever the number of days.
+create or replace function durable._history_gone_through(
+    p_task uuid, p_generation integer, p_attempt integer, p_replayed_to integer
+)
+returns boolean
+language plpgsql
+stable
+set search_path = pg_catalog, durable, pg_temp
+set plan_cache_mode = force_generic_plan
+as $$
+begin
+    return coalesce((
+        select l.attempt = p_attempt or p_replayed_to >= l.seq from durable.events l
+        where l.task_id = p_task and l.generation = p_generation
+        order by l.seq desc
+        limit 1
+    ), true);
+end;
+$$;
+
+comment on function durable._history_gone_through(uuid, integer, integer, integer) is
+'Internal: true when the last event of generation p_generation of task p_task was recorded by attempt p_attempt or checked by its re-run (seq <= p_replayed_to), or when there is none: a durable task may then complete (durable.complete_many).';
+
 -- (force_generic_plan and enable_seqscan: see "Plans" at the top of common.sql)
 create or replace function durable.complete_many(
     p_tasks uuid[], p_lease_tokens uuid[], p_outputs jsonb[] default null
@@ -271,14 +297,11 @@ begin
       and t.status = v_running
       and t.lease_expires_at > v_now
       and (not v_restricted or durable._allowed(t.queue, array['worker']))
-      -- a durable task's code went through its whole history: every event recorded by
-      -- this attempt, or checked by its re-run
-      and (not t.durable or coalesce((
-          select l.attempt = t.attempt or t.replayed_to >= l.seq from durable.events l
-          where l.task_id = t.task_id and l.generation = t.generation
-          order by l.seq desc
-          limit 1
-      ), true));
+      -- a durable task's code went through its whole history (durable._history_gone_through:
+      -- a function, so that this statement's plan holds no scan of durable.events, whose
+      -- every day's partition it would set up at each call)
+      and case when t.durable then durable._history_gone_through(t.task_id, t.generation, t.attempt, t.replayed_to)
+               else true end;
     if v_done is not null then
         -- into the archive, with their attempts (the one way a task finishes)
         perform durable._finish_tasks(
@@ -552,6 +575,10 @@ begin
     select k.status into v_status from durable.tasks k where k.task_id = p_task;
     if not found then
         v_status := (durable._archived_task(p_task)).status;
+    end if;
+    if v_status is null then
+        -- gone meanwhile (retention deleted it)
+        raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
     end if;
     if v_status = 'cancelled' then
         return false;

@@ -321,6 +321,27 @@ $$;
 comment on function durable._task_row(durable.queues, text, jsonb, jsonb, timestamptz) is
 'Internal: checks the task name, input and enqueue options (DU001, DU003) and returns the new task''s row with every option resolved against the queue''s defaults.';
 
+-- The idempotency keys' locks: the advisory lock of each (queue, key), in key order. An
+-- enqueue with keys takes them before it looks for the tasks holding them, and a restart of
+-- a task holding a key (restart.sql) before it moves the task back from the archive: the
+-- holder of a key is in one of two tables, with no unique index across both, so whoever
+-- looks for it, or moves it, holds its key.
+create or replace function durable._lock_idempotency_keys(p_queue text, p_keys text[])
+returns void
+language plpgsql
+volatile
+set search_path = pg_catalog, durable, pg_temp
+as $$
+begin
+    perform pg_advisory_xact_lock(1685418502, hashtext(p_queue || E'\x1f' || u.k))
+    from (select distinct k from unnest(p_keys) as k where k is not null) as u
+    order by u.k;
+end;
+$$;
+
+comment on function durable._lock_idempotency_keys(text, text[]) is
+'Internal: takes the transaction-level advisory lock of each (queue, idempotency key), in key order: held by an enqueue with keys from before it looks for their holders to its commit, and by a restart of a task holding a key before it moves the task back (the lock order, plpgsql/README.md, 2).';
+
 -- The locks that creating tasks on a queue takes, taken before anything is inserted (an
 -- insert may wait for another transaction's idempotency key, which must not hold a lock
 -- this one needs), and by spawn before its own row (p_also), in the lock order
@@ -386,6 +407,10 @@ begin
         );
     end if;
     if cardinality(p_idempotency_keys) > 0 then
+        -- the idempotency keys, after the debounce keys, in key order; then (with the tasks
+        -- below) the live tasks holding them (an archived holder is found by
+        -- durable._create_tasks, under these locks)
+        perform durable._lock_idempotency_keys(p_queue.queue, p_idempotency_keys);
         p_also := p_also || array(
             select k.task_id from durable.tasks k
             where k.queue = p_queue.queue and k.idempotency_key = any(p_idempotency_keys)

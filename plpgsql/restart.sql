@@ -24,12 +24,29 @@ set plan_cache_mode = force_custom_plan
 as $$
 declare
     t durable.tasks;
+    v_key record;
 begin
+    -- a task that holds an idempotency key: the key's lock first (the lock order, 2: keys
+    -- before tasks), so that no enqueue of the key looks for its holder while a restart
+    -- moves it from the archive back to durable.tasks (queue.sql, _lock_idempotency_keys)
+    select k.queue, k.idempotency_key into v_key from durable.tasks k where k.task_id = p_task;
+    if not found then
+        select f.queue, f.idempotency_key into v_key from durable.finished_tasks f where f.task_id = p_task;
+    end if;
+    if v_key.idempotency_key is not null then
+        perform durable._lock_idempotency_keys(v_key.queue, array[v_key.idempotency_key]);
+    end if;
     select * into t from durable.tasks k where k.task_id = p_task for update;
     if found then
         return t;
     end if;
     select f.* into t from durable.finished_tasks f where f.task_id = p_task for update;
+    if found then
+        return t;
+    end if;
+    -- not in the archive any more: a restart that committed while this one waited for the
+    -- archive row moved it back (the verbs then refuse a live task, DU012)
+    select * into t from durable.tasks k where k.task_id = p_task for update;
     if not found then
         raise exception 'durable: unknown task %', p_task using errcode = 'DU004';
     end if;

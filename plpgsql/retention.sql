@@ -206,6 +206,10 @@ begin
         continue when d.drop_at > v_clock
                       and (isfinite(d.drop_at) or d.drop_checked_at > v_clock - interval '1 hour');
         v_part := 'finished_tasks_p' || to_char(d.day, 'YYYYMMDD');
+        -- a day made without its partition of the archive (by code before migration 0020,
+        -- racing it): its finished tasks are in the default partition; it is never dropped,
+        -- the claims' retention deletes its expired rows one by one
+        continue when to_regclass(format('durable.%I', v_part)) is null;
         -- one probe of the partition's index (queue, finished_at) per queue (queues are never
         -- deleted: every task's queue is one of them); infinity: a queue without retention
         execute format(
@@ -282,7 +286,8 @@ begin
         -- the claim's pass leaves alone the days whose DROP is near (within a day: the
         -- maintenance's drop_at), so that a day of a million tasks goes by its DROP, not row
         -- by row ahead of it: it deletes from the other partitions, one at a time, the oldest
-        -- first, until p_limit
+        -- first, until p_limit. A day whose DROP is more than an hour late (its lock never
+        -- got: a long reader of the history) is not left to it any longer
         v_gone := '{}'::uuid[];
         for v_part in
             select c.relname from pg_catalog.pg_inherits i
@@ -290,7 +295,8 @@ begin
             where i.inhparent = 'durable.finished_tasks'::regclass
               and c.relname not in (select 'finished_tasks_p' || to_char(p.day, 'YYYYMMDD')
                                     from durable.history_partitions p
-                                    where p.drop_at <= durable.current_time() + interval '1 day')
+                                    where p.drop_at <= durable.current_time() + interval '1 day'
+                                      and p.drop_at > durable.current_time() - interval '1 hour')
             order by c.relname
         loop
             execute format(

@@ -24,8 +24,10 @@
 --      (moves to the archive): it waits for it, then finds the key in the archive and
 --      returns that task (no second task of the key);
 --   9. an enqueue whose key is held by an archived task another transaction replays
---      (moves back): it does not wait, and returns that task.
-select plan(39);
+--      (moves back): it waits for the key, which the replay holds, and returns that task,
+--      live again (looking for the holder in two tables while it moves between them could
+--      find it in neither, and make a second task of the key).
+select plan(40);
 
 \ir helpers/tasks.sql
 \ir helpers/sessions.sql
@@ -245,12 +247,16 @@ select is((select r from dblink_get_result('a') as x (r text))::uuid, pg_temp.id
 select count(*) from dblink_get_result('a') as x (r text);
 select is((select count(*)::int from durable.all_tasks where idempotency_key = 'ik8'), 1, '8: one task of the key');
 
--- 9. this session replays Z (its move back, uncommitted); a enqueues ik8 without waiting
+-- 9. this session replays Z (its move back, uncommitted: it holds ik8's lock); a enqueues
+-- ik8 and waits for the key; once this commits, a finds Z live
 select durable.replay(pg_temp.id('Z'));
 select dblink_send_query('a', $$select durable.enqueue('ik', 'job', '{}', '{"idempotency_key": "ik8"}')::text$$);
-select is(pg_temp.blockers('a', (select a from pids)), '{}'::integer[], '9: the enqueue does not wait for the replay');
-select is((select r from dblink_get_result('a') as x (r text))::uuid, pg_temp.id('Z'), '9: and returns Z');
+select isnt(pg_temp.blockers('a', (select a from pids)), '{}'::integer[],
+            '9: the enqueue waits for the replay, which holds the key');
+commit;
+select is((select r from dblink_get_result('a') as x (r text))::uuid, pg_temp.id('Z'), '9: then returns Z, live again');
 select count(*) from dblink_get_result('a') as x (r text);
+select is((select count(*)::int from durable.all_tasks where idempotency_key = 'ik8'), 1, '9: one task of the key');
 commit;
 
 select * from finish();
