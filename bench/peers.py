@@ -50,10 +50,11 @@ Figures (one worker process where a worker runs; every job a no-op):
 And the floor: the raw drain, ``DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
 LIMIT 10) RETURNING`` on a plain table, one connection, autocommit.
 
-One run on 2026-12-07 (08:35 UTC, the machine otherwise quiet; copied from its output,
+One run on 2026-12-07 (11:07 UTC, the machine otherwise quiet; copied from its output,
 never read by the script). Figures move a lot from run to run on this 2-CPU machine with
-fsync on (an earlier run of the same script: raw drain 21,114/s, PgQueuer p99 21.6 ms), so
-read the ratios, and re-run before drawing a conclusion:
+fsync on (another run of the same code, 10:17: processed/s 2.45x, raw share 0.38, per step
+0.46, latency p50 3.74 ms against PgQueuer's 5.52), so read the ratios, and re-run before
+drawing a conclusion:
 
     server: PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu; fsync=on,
       synchronous_commit=on, shared_buffers=128MB, autovacuum=off
@@ -64,20 +65,20 @@ read the ratios, and re-run before drawing a conclusion:
       30 sequential and 300 concurrent 10-step workflows
     | figure | durable | PgQueuer | Absurd | durable ÷ best peer |
     |---|---:|---:|---:|---:|
-    | enqueue, batches of 500 (jobs/s) | 18,400 | 27,856 | n/a | 0.66 |
-    | enqueue, one by one (jobs/s) | 1,095 | 1,706 | 1,294 | 0.64 |
-    | processed/s, 1 worker, 10 concurrent | 1,607 | 1,086 | 355 | 1.48 |
-    | enqueue → start p50 (ms) | 6.16 | 4.08 | 97.98 | 1.51 |
-    | enqueue → start p99 (ms) | 15.64 | 5.83 | 206.26 | 2.68 |
-    | per step, sequential 10-step workflows (ms) | 0.89 | n/a | 1.55 | 0.58 |
-    | steps/s, 10 concurrent workflows, 1 worker | 3,584 | n/a | 612 | 5.85 |
-    | processed/s, durable with prefetch=10 | 2,559 | 1,086 | 355 | 2.36 |
-    | per step, durable queue with async_checkpoints (ms) | 0.62 | n/a | 1.55 | 0.40 |
-    | steps/s, durable queue with async_checkpoints | 4,944 | n/a | 612 | 8.07 |
+    | enqueue, batches of 500 (jobs/s) | 21,954 | 31,320 | n/a | 0.70 |
+    | enqueue, one by one (jobs/s) | 1,437 | 1,921 | 1,493 | 0.75 |
+    | processed/s, 1 worker, 10 concurrent | 7,032 | 2,902 | 556 | 2.42 |
+    | enqueue → start p50 (ms) | 4.24 | 3.42 | 104.84 | 1.24 |
+    | enqueue → start p99 (ms) | 5.78 | 6.22 | 199.68 | 0.93 |
+    | per step, sequential 10-step workflows (ms) | 0.58 | n/a | 1.26 | 0.46 |
+    | steps/s, 10 concurrent workflows, 1 worker | 4,931 | n/a | 763 | 6.46 |
+    | processed/s, durable with prefetch=10 | 9,423 | 2,902 | 556 | 3.25 |
+    | per step, durable queue with async_checkpoints (ms) | 0.42 | n/a | 1.26 | 0.33 |
+    | steps/s, durable queue with async_checkpoints | 8,478 | n/a | 763 | 11.11 |
     durable ÷ best peer: durable's figure over the best peer's; above 1 is better for a rate (/s),
       below 1 for a time (ms)
     raw drain reference (DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 10) RETURNING,
-      1 connection): 10,090 rows/s; durable processed/s ÷ raw: 0.16
+      1 connection): 17,601 rows/s; durable processed/s ÷ raw: 0.40
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ def reset(system: str, url: str) -> None:
             # aside, and the claimable set (which a trigger empties with the tasks) goes too
             conn.execute("set session_replication_role = replica")
             conn.execute(
-                "truncate durable.tasks, durable.events, durable.attempts,"
+                "truncate durable.tasks, durable.finished_tasks, durable.events, durable.attempts,"
                 " durable.ready, durable.ready_floors cascade"
             )
             conn.execute("reset session_replication_role")
