@@ -601,16 +601,21 @@ begin
                 select r.task_id, r.neg_priority, r.fair_tag, r.run_at, r.seq
                 from durable.ready r
                 where r.queue = p_queue
-                  and r.task_name = names.name
-                  -- (the name leads the row comparison: only ready_name_idx can take it, so
-                  -- a generic plan never walks ready_claim_idx filtering by name, which with
-                  -- statistics of one name looked as cheap: 9,980 rows read for a name
-                  -- without any, 2 ms a claim in a drain)
+                  -- the name's rows from its floor: the name leads the row comparison, which
+                  -- only ready_name_idx can take (a generic plan never walks ready_claim_idx
+                  -- filtering by name, which with statistics of one name looked as cheap:
+                  -- 9,980 rows read for a name without any, 2 ms a claim in a drain), and
+                  -- starts the scan there; no equality on the name, which the index would
+                  -- take to start at the name's first entry instead, walking every entry
+                  -- below the floor (those of the tasks claimed since an xmin pin); the
+                  -- scan ends past the name (<=)
                   and (r.task_name, r.neg_priority, r.fair_tag, r.run_at, r.seq)
                       >= (names.name, f.neg_priority, f.fair_tag, f.run_at, f.seq)
+                  and r.task_name <= names.name
                   and r.run_at <= v_now
                   and (r.deadline is null or r.deadline > v_now)
-                order by r.neg_priority, r.fair_tag, r.run_at, r.seq
+                -- (the one name first: the index's order, no sort)
+                order by r.task_name, r.neg_priority, r.fair_tag, r.run_at, r.seq
                 limit p_max_tasks
                 for update of r skip locked
             ) as c

@@ -276,12 +276,14 @@ begin
         else
             select r.neg_priority, r.fair_tag, r.run_at, r.seq into v_first
             from durable.ready r
-            where r.queue = p_queue and r.task_name = v_name
-              -- (the name leads the row comparison, as in the claim: only ready_name_idx can
-              -- take it, whatever plan the statistics make likely)
+            where r.queue = p_queue
+              -- (the name leads the row comparison, and no equality on it, as in the claim:
+              -- only ready_name_idx can take it, whatever plan the statistics make likely,
+              -- and its scan starts at the floor, ending past the name)
               and (r.task_name, r.neg_priority, r.fair_tag, r.run_at, r.seq)
                   >= (v_name, fl.neg_priority, fl.fair_tag, fl.run_at, fl.seq)
-            order by r.neg_priority, r.fair_tag, r.run_at, r.seq
+              and r.task_name <= v_name
+            order by r.task_name, r.neg_priority, r.fair_tag, r.run_at, r.seq
             limit 1;
         end if;
         -- the first row, but no higher than (its priority and tag, now, the lowest seq): a
