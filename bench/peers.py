@@ -50,10 +50,10 @@ Figures (one worker process where a worker runs; every job a no-op):
 And the floor: the raw drain, ``DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
 LIMIT 10) RETURNING`` on a plain table, one connection, autocommit.
 
-One run on 2026-12-07 (11:07 UTC, the machine otherwise quiet; copied from its output,
+One run on 2026-12-07 (11:51 UTC, the machine otherwise quiet; copied from its output,
 never read by the script). Figures move a lot from run to run on this 2-CPU machine with
-fsync on (another run of the same code, 10:17: processed/s 2.45x, raw share 0.38, per step
-0.46, latency p50 3.74 ms against PgQueuer's 5.52), so read the ratios, and re-run before
+fsync on (two other runs of the same code, 11:07 and 11:49: processed/s 2.42x / 2.35x, raw
+share 0.40 / 0.26, per step 0.46 / 0.72 of Absurd's), so read the ratios, and re-run before
 drawing a conclusion:
 
     server: PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu; fsync=on,
@@ -65,20 +65,20 @@ drawing a conclusion:
       30 sequential and 300 concurrent 10-step workflows
     | figure | durable | PgQueuer | Absurd | durable ÷ best peer |
     |---|---:|---:|---:|---:|
-    | enqueue, batches of 500 (jobs/s) | 21,954 | 31,320 | n/a | 0.70 |
-    | enqueue, one by one (jobs/s) | 1,437 | 1,921 | 1,493 | 0.75 |
-    | processed/s, 1 worker, 10 concurrent | 7,032 | 2,902 | 556 | 2.42 |
-    | enqueue → start p50 (ms) | 4.24 | 3.42 | 104.84 | 1.24 |
-    | enqueue → start p99 (ms) | 5.78 | 6.22 | 199.68 | 0.93 |
-    | per step, sequential 10-step workflows (ms) | 0.58 | n/a | 1.26 | 0.46 |
-    | steps/s, 10 concurrent workflows, 1 worker | 4,931 | n/a | 763 | 6.46 |
-    | processed/s, durable with prefetch=10 | 9,423 | 2,902 | 556 | 3.25 |
-    | per step, durable queue with async_checkpoints (ms) | 0.42 | n/a | 1.26 | 0.33 |
-    | steps/s, durable queue with async_checkpoints | 8,478 | n/a | 763 | 11.11 |
+    | enqueue, batches of 500 (jobs/s) | 37,783 | 46,114 | n/a | 0.82 |
+    | enqueue, one by one (jobs/s) | 1,607 | 2,141 | 1,807 | 0.75 |
+    | processed/s, 1 worker, 10 concurrent | 7,129 | 2,814 | 548 | 2.53 |
+    | enqueue → start p50 (ms) | 3.94 | 3.17 | 104.94 | 1.24 |
+    | enqueue → start p99 (ms) | 5.50 | 6.30 | 204.98 | 0.87 |
+    | per step, sequential 10-step workflows (ms) | 0.71 | n/a | 1.20 | 0.59 |
+    | steps/s, 10 concurrent workflows, 1 worker | 4,982 | n/a | 665 | 7.49 |
+    | processed/s, durable with prefetch=10 | 10,272 | 2,814 | 548 | 3.65 |
+    | per step, durable queue with async_checkpoints (ms) | 0.55 | n/a | 1.20 | 0.45 |
+    | steps/s, durable queue with async_checkpoints | 5,540 | n/a | 665 | 8.32 |
     durable ÷ best peer: durable's figure over the best peer's; above 1 is better for a rate (/s),
       below 1 for a time (ms)
     raw drain reference (DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 10) RETURNING,
-      1 connection): 17,601 rows/s; durable processed/s ÷ raw: 0.40
+      1 connection): 15,720 rows/s; durable processed/s ÷ raw: 0.45
 """
 
 from __future__ import annotations
