@@ -322,7 +322,7 @@ class Worker:
         self.queue = queue
         self.concurrency = concurrency
         self.prefetch = prefetch
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(6)}"
         self.lease_seconds = int(lease_seconds)
         self.poll_interval = poll_interval
         self.shutdown_grace = shutdown_grace

@@ -89,7 +89,7 @@ class Worker extends EventEmitter {
     this.leaseSeconds = leaseSeconds;
     this.pollInterval = pollInterval;
     this.listen = listen;
-    this.name = name || `${os.hostname()}-${process.pid}-${crypto.randomBytes(2).toString('hex')}`;
+    this.name = name || `${os.hostname()}-${process.pid}-${crypto.randomBytes(6).toString('hex')}`;
     this.heartbeatSeconds = heartbeatSeconds;
     this.deadAfterSeconds = deadAfterSeconds;
     this._registryToken = null;
