@@ -205,12 +205,17 @@ def worker_child(url: str, queue: str, slots: int, kind: str) -> None:
         worker.run()
 
 
-def bench_worker(url: str, queue: str, n: int, slots: int, kind: str, timeout: float) -> tuple[float, float]:
+def bench_worker(
+    url: str, queue: str, n: int, slots: int, kind: str, timeout: float, poll: float = 0.05
+) -> tuple[float, float]:
     """processed/s of one worker process with ``slots`` slots over n queued no-op tasks.
 
     The tasks are queued first; the rate is n over the time from the first claim to the
     last completion (the database's own timestamps), so the worker's start-up is not in
-    it. Also returns the rate over the wall time from the worker's start.
+    it. Also returns the rate over the wall time from the worker's start. The count of
+    completed tasks is polled every ``poll`` seconds (a scan of the queue's tasks, on the
+    same cores as the worker: a longer poll loads the run less, and only the wall rate
+    depends on it).
     """
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("select durable.create_queue(%s)", (queue,))
@@ -247,7 +252,7 @@ def bench_worker(url: str, queue: str, n: int, slots: int, kind: str, timeout: f
                     )
                 if time.perf_counter() - started > timeout:
                     raise RuntimeError(f"the worker completed only {done} of {n} tasks in {timeout:.0f} s")
-                time.sleep(0.05)
+                time.sleep(poll)
             wall = time.perf_counter() - started
         finally:
             if child.poll() is None:

@@ -101,7 +101,7 @@ def processed(url: str, n: int, slots: int, rounds: int) -> list[tuple[str, floa
             queue = f"scale_work_{i}_{'pinned' if pinned else 'free'}"
             settle(url)
             with pinned_horizon(url) if pinned else contextlib.nullcontext():
-                per_second, _ = bench_worker(url, queue, n, slots, "sync", timeout=3600)
+                per_second, _ = bench_worker(url, queue, n, slots, "sync", timeout=3600, poll=1.0)
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("vacuum durable.tasks")
             label = "pinned" if pinned else "free"

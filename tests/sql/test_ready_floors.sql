@@ -10,8 +10,11 @@
 --      holds an enqueue open): it returns false, changes nothing, and the task it would
 --      have hidden is claimed once committed;
 --   5. a writer in REPEATABLE READ lowers the floor whatever it reads;
---   6. the scan for expired leases runs at most once a second per queue.
-select plan(30);
+--   6. the scan for expired leases runs at most once a second per queue;
+--   8. a claim that takes a full batch raises the floors again once 100 ms have passed
+--      since the last raise, never waiting for a writer in flight; one that takes less
+--      does not.
+select plan(39);
 
 \ir helpers/tasks.sql
 \ir helpers/sessions.sql
@@ -144,8 +147,51 @@ select is((select count(*) from durable.ready r where r.queue = 's' and r.task_i
           '7: and deletes it');
 select is((select c.task_id from durable.claim('s', 'w1', 1) c), pg_temp.id('real'), '7: the next claim takes the task');
 
--- 8. a TRUNCATE of durable.tasks empties durable.ready with it
+-- 8. the raise of a full batch: claims in session a (each its own transaction, as a
+-- worker's), on a queue of 30 tasks due at 6000
+create function pg_temp.claim_in_a(p_at double precision, p_n integer) returns bigint language sql as $$
+    select dblink_exec('a', format('set durable.fake_now = %L', pg_temp.t(p_at)));
+    select x.n from dblink('a', format($q$select count(*) from durable.claim('bk', 'w1', %s)$q$, p_n)) as x (n bigint)
+$$;
+-- whether the queue's floor is its first row (raised since the last claim) or below it
+create function pg_temp.at_head(p_queue text) returns boolean language sql as $$
+    select (r.neg_priority, r.fair_tag, r.run_at, r.seq) = (f.neg_priority, f.fair_tag, f.run_at, f.seq)
+    from durable.ready r, durable._ready_floor(p_queue, '') f
+    where r.queue = p_queue order by r.neg_priority, r.fair_tag, r.run_at, r.seq limit 1
+$$;
+create function pg_temp.raised_at(p_queue text) returns timestamptz language sql as $$
+    select f.raised_at from durable.ready_floors f where f.queue = p_queue and f.task_name = '' and f.slot = 0
+$$;
+select durable.create_queue('bk');
+select pg_temp.clock(6000);
+select count(*) from durable.enqueue_many('bk', (select jsonb_agg(jsonb_build_object('task_name', 'job')) from generate_series(1, 30)));
+commit;
+drop table pids;
+select pg_temp.connect_ab();
+select pg_temp.claim_in_a(6000, 1);
+select is(pg_temp.raised_at('bk'), pg_temp.t(6000), '8: the queue''s turn raised the floors at 6000');
+select is(pg_temp.claim_in_a(6000.05, 5), 5::bigint, '8: a full batch at 6000.05');
+select is(pg_temp.at_head('bk'), false, '8: 50 ms after the last raise: not raised again');
+select pg_temp.claim_in_a(6000.2, 5);
+select ok(pg_temp.at_head('bk') and pg_temp.raised_at('bk') = pg_temp.t(6000.2),
+          '8: a full batch 200 ms after the last raise: raised to the first row left, at 6000.2');
+select is(pg_temp.claim_in_a(6000.4, 100), 19::bigint, '8: a claim of 100 takes the 19 left');
+select dblink_exec('b', format('set durable.fake_now = %L', pg_temp.t(6000.5)));
+select count(*) from durable.enqueue_many('bk', (select jsonb_agg(jsonb_build_object('task_name', 'job')) from generate_series(1, 10)));
+commit;
+select is(pg_temp.raised_at('bk'), pg_temp.t(6000.2), '8: a batch that is not full raises nothing');
+select dblink_exec('b', 'begin');
+select count(*) from dblink('b', $$select durable.enqueue('bk', 'job', '{}')$$) as x (id uuid);
+select ok(pg_temp.claim_in_a(6000.7, 2) = 2 and pg_temp.raised_at('bk') = pg_temp.t(6000.2),
+          '8: a full batch while a writer is in flight raises nothing (and did not wait for it)');
+select dblink_exec('b', 'commit');
+select pg_temp.claim_in_a(6000.8, 2);
+select ok(pg_temp.at_head('bk') and pg_temp.raised_at('bk') = pg_temp.t(6000.8), '8: the next one does');
+select is(pg_temp.below_floor(), 0::bigint, '8: no row lies below its floors');
+select dblink_disconnect(s) from unnest(array['a', 'b']) as s;
+
+-- 9. a TRUNCATE of durable.tasks empties durable.ready with it
 truncate durable.tasks cascade;
-select is((select count(*) from durable.ready), 0::bigint, '8: durable.ready is empty after a TRUNCATE of durable.tasks');
+select is((select count(*) from durable.ready), 0::bigint, '9: durable.ready is empty after a TRUNCATE of durable.tasks');
 
 select * from finish();
