@@ -15,10 +15,10 @@
 -- removed or marked dead in an index, so the entries of every task claimed since the pin
 -- stay in the indexes. A claim starts its scan at its queue's floor (ready.sql), which the
 -- maintenance raises once a second past the rows claimed meanwhile, and a claim that takes
--- a full batch every 100 ms: it steps over the entries of at most about a tenth of a
--- second of claims under a backlog, whatever the pin's age. The other reads of
--- the claim's path that such entries slow (the scan for expired leases) run at most once
--- a second per queue (durable._claim_sweep).
+-- a full batch (of more than one task) every 100 ms: it steps over the entries of at most
+-- about a tenth of a second of claims under a backlog, whatever the pin's age. The other
+-- reads of the claim's path that such entries slow (the scan for expired leases) run at
+-- most once a second per queue (durable._claim_sweep).
 --
 -- There is no reaper daemon: each claim first reclaims up to 100 expired leases of its
 -- queue (at most once a second per queue: a lease goes back within a second of its end)
@@ -659,11 +659,12 @@ begin
     -- the claim's commit: the floors' raise (ready.sql)
     if v_sweep then
         perform durable._ready_raise(p_queue, v_now);
-    elsif cardinality(v_chosen) = p_max_tasks then
+    elsif p_max_tasks > 1 and cardinality(v_chosen) = p_max_tasks then
         -- a full batch: a backlog, whose claims step over the entries of every task claimed
         -- since the last raise while an xmin pin holds them: the floors again, 100 ms on,
         -- if no writer is in flight (durable._ready_raise_early). (Not on every claim: an
-        -- idle queue's claims take less than they ask for, and stay as cheap.)
+        -- idle queue's claims take less than they ask for, and a claim of one task, which
+        -- an idle one-slot worker makes, is not a sign of a backlog: they stay as cheap.)
         perform durable._ready_raise_early(p_queue, v_now);
     end if;
 end;

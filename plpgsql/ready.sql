@@ -21,8 +21,8 @@
 -- durable.ready of that queue (and name). Claims start their index scan at the floor, so
 -- they step over only the entries of the tasks claimed since the floor was last raised.
 -- - The claim's maintenance raises the floors of its queue once a second (durable._ready_raise,
---   on the queue's turn), and a claim that takes a full batch (a backlog) raises them again
---   when the last raise is 100 ms old (durable._ready_raise_early; raised_at on the queue's
+--   on the queue's turn), and a claim of more than one task that takes all it asked for (a
+--   backlog) raises them again when the last raise is 100 ms old (durable._ready_raise_early; raised_at on the queue's
 --   slot 0): to the first row of the queue (and name) it can see, and no higher than (that
 --   row's priority and tag, now, the lowest seq), so that a task enqueued later at that
 --   priority lands above it; with no row, to (the default priority and tag, now, the lowest
@@ -34,7 +34,8 @@
 --   Under an xmin pin, a claim steps over the entries of the tasks claimed since the last
 --   raise: raising every 100 ms under a backlog keeps that to a tenth of a second's claims
 --   (bench/scale_bench.py, pinned ÷ free: 0.79 with the raise once a second, 0.98 with
---   both), and costs an idle queue nothing (its claims take less than they ask for).
+--   both), and costs an idle queue nothing (its claims take less than they ask for, or
+--   one task).
 -- - Everything that inserts or moves rows of durable.ready holds the queue's ready lock
 --   in shared mode to its commit (pg_advisory_xact_lock_shared: inserts never wait for
 --   each other), and, when a row lands below a floor, lowers it by inserting a slot with
@@ -314,10 +315,10 @@ $$;
 comment on function durable._ready_raise_held(text, timestamptz) is
 'Internal: raises the floors of a queue and of its task names (durable.ready_floors) to the first row of durable.ready each can see, never above (that row''s priority and tag, p_now, the lowest seq; the default priority and tag when there is none), folds their slots into one and records p_now as the queue''s raised_at; its caller holds the queue''s ready lock in exclusive mode. See ready.sql.';
 
--- The raise of a claim that took a full batch (a backlog): when the queue's floors were
--- last raised 100 ms ago or more, and the queue's ready lock can be had in exclusive mode
--- at once (no writer in flight: it never waits), in a claim that is the first statement of
--- a READ COMMITTED transaction. Returns whether it raised them.
+-- The raise of a claim of more than one task that took all it asked for (a backlog): when
+-- the queue's floors were last raised 100 ms ago or more, and the queue's ready lock can
+-- be had in exclusive mode at once (no writer in flight: it never waits), in a claim that
+-- is the first statement of a READ COMMITTED transaction. Returns whether it raised them.
 create or replace function durable._ready_raise_early(p_queue text, p_now timestamptz)
 returns boolean
 language plpgsql
@@ -345,7 +346,7 @@ end;
 $$;
 
 comment on function durable._ready_raise_early(text, timestamptz) is
-'Internal: for a claim that took a full batch: raises the floors of its queue (durable._ready_raise_held) when they were last raised 100 ms ago or more and the queue''s ready lock can be taken in exclusive mode without waiting, in a claim that is the first statement of a READ COMMITTED transaction; returns whether it did. See ready.sql.';
+'Internal: for a claim of more than one task that took all it asked for: raises the floors of its queue (durable._ready_raise_held) when they were last raised 100 ms ago or more and the queue''s ready lock can be taken in exclusive mode without waiting, in a claim that is the first statement of a READ COMMITTED transaction; returns whether it did. See ready.sql.';
 
 -- Raises the floors of a queue (see "Floors" above) and folds their slots, when the
 -- queue's ready lock can be had in exclusive mode within 20 ms and this is the first

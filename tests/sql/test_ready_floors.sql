@@ -11,10 +11,10 @@
 --      have hidden is claimed once committed;
 --   5. a writer in REPEATABLE READ lowers the floor whatever it reads;
 --   6. the scan for expired leases runs at most once a second per queue;
---   8. a claim that takes a full batch raises the floors again once 100 ms have passed
---      since the last raise, never waiting for a writer in flight; one that takes less
---      does not.
-select plan(39);
+--   8. a claim of more than one task that takes all it asked for raises the floors again
+--      once 100 ms have passed since the last raise, never waiting for a writer in flight;
+--      one that takes less, or one task, does not.
+select plan(40);
 
 \ir helpers/tasks.sql
 \ir helpers/sessions.sql
@@ -180,6 +180,8 @@ select dblink_exec('b', format('set durable.fake_now = %L', pg_temp.t(6000.5)));
 select count(*) from durable.enqueue_many('bk', (select jsonb_agg(jsonb_build_object('task_name', 'job')) from generate_series(1, 10)));
 commit;
 select is(pg_temp.raised_at('bk'), pg_temp.t(6000.2), '8: a batch that is not full raises nothing');
+select ok(pg_temp.claim_in_a(6000.6, 1) = 1 and pg_temp.raised_at('bk') = pg_temp.t(6000.2),
+          '8: nor a claim of one task (an idle one-slot worker''s)');
 select dblink_exec('b', 'begin');
 select count(*) from dblink('b', $$select durable.enqueue('bk', 'job', '{}')$$) as x (id uuid);
 select ok(pg_temp.claim_in_a(6000.7, 2) = 2 and pg_temp.raised_at('bk') = pg_temp.t(6000.2),
