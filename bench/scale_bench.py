@@ -31,27 +31,34 @@ VACUUM ANALYZE, as autovacuum would have by then (it may be off on the server).
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/scale_bench.py
     python bench/scale_bench.py --depth 1000000 --processed 20000      # a quicker run
 
-One run (--processed 0 --calls 200, 2026-12-07; a 2-core machine shared with other work,
-PostgreSQL 15), claim latency in ms, 10,000 / +20,000 sleeping and 20,000 delayed /
-5,000,000 ready, the three queues taking turns call after call: no name filter 0.617 / 0.677
-/ 0.647, names target+extra 0.676 / 0.682 / 0.694, name target 0.615 / 0.624 / 0.620, the
-claim taking the queue's turn 1.133 / 1.406 / 1.151 (deep 1.01x-1.05x, sleepers 1.01x-1.10x,
-1.24x for the turn, which raises two more names' floors; before: 7 s for a worker's names at
-5,000,000). queue_stats 0.846 -> 0.990 ms, limit_usage 1.267 -> 1.269 ms beside the deep
-queue against a twin database (before: limit_usage 2-5 s). The pick of a claim for the
-worker's names at 5,000,000 reads 30 buffers, the whole claim 90.
+One run of all of it (--processed 100000 --calls 200, 2026-12-07 12:54 UTC, a 2-core
+machine with nothing else running, PostgreSQL 15):
 
-processed/s, another run (100,000 tasks a phase): free 1,117 and 1,598, pinned 170 and 110:
-0.10x, the target of 0.8x not met then. What it was: at 100,000 tasks into a pin, one claim
-read 16,634 buffers, 9,455 of them in _reclaim's scan of expired leases (the dead entries of
-every task run since the pin) and 4,922 in the choice's walk of tasks_claim_name_idx. Since
-claims pick from durable.ready starting at floors raised once a second, and look for expired
-leases once a second per queue (plpgsql/ready.sql, claim.sql; --processed-only --processed
-100000 --rounds 2, a machine shared with other work): free 1,910 / 2,081, pinned 1,854 /
-1,958: 0.96x. After the claim by task names stopped walking other names' rows and the
-archive of finished tasks (2026-12-07): free 5,558 / 5,986, pinned 4,455 / 4,357: 0.76x
-(another run 0.75x): the free drain got 3x faster, and the floors, raised once a second,
-leave each claim more dead entries to step over under a pin (raised twice a second: 0.77x).
+- processed/s: free 6,532 / 6,461, pinned 6,467 / 6,413: 0.99x (0.98x in a run of 400,000
+  tasks a phase).
+- claim latency in ms, 10,000 / +20,000 sleeping and 20,000 delayed / 5,000,000 ready: no
+  name filter 0.681 / 0.691 / 0.683, names target+extra 0.738 / 0.750 / 0.738, name target
+  0.710 / 0.723 / 0.717, the claim taking the queue's turn 1.040 / 1.124 / 1.041 (deep
+  1.00x-1.01x, sleepers 1.02x, 1.08x for the turn, which raises two more names' floors).
+- queue_stats 1.242 -> 1.268 ms (1.02x), limit_usage 1.246 -> 1.250 ms (1.00x) beside the
+  deep queue against the twin database.
+- the pick of a claim for the worker's names at 5,000,000 reads 30 buffers, the whole claim 90.
+
+What changed on the way:
+- processed/s, an early run (100,000 tasks a phase): free 1,117 and 1,598, pinned 170 and
+  110: 0.10x. At 100,000 tasks into a pin, one claim read 16,634 buffers, 9,455 of them in
+  _reclaim's scan of expired leases (the dead entries of every task run since the pin) and
+  4,922 in the choice's walk of tasks_claim_name_idx. Claims picking from durable.ready
+  from floors raised once a second, and looking for expired leases once a second per queue:
+  0.96x (free ~2,000/s). After the claim by task names stopped walking other names' rows and
+  the archive of finished tasks, free ran 3x faster and the floors, raised once a second,
+  left each claim more dead entries to step over under a pin: 0.76x and 0.75x (raised
+  twice a second on every claim: 0.77x). A claim that takes a full batch raising them every
+  100 ms: 0.98x-0.99x, free unchanged.
+- a worker's names at 5,000,000: 7 s a claim, before durable.ready and its name index.
+- the turn with sleepers: 1.24x while the floors were raised a statement per name.
+- queue_stats beside the deep queue: 6.0x, when a large archive partition of other queues,
+  not yet analyzed, made the planner start two parallel workers for it (12-15 ms).
 """
 
 from __future__ import annotations
