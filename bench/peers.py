@@ -50,11 +50,12 @@ Figures (one worker process where a worker runs; every job a no-op):
 And the floor: the raw drain, ``DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
 LIMIT 10) RETURNING`` on a plain table, one connection, autocommit.
 
-One run on 2026-12-07 (11:51 UTC, the machine otherwise quiet; copied from its output,
+One run on 2026-12-07 (13:23 UTC, the machine otherwise quiet; copied from its output,
 never read by the script). Figures move a lot from run to run on this 2-CPU machine with
-fsync on (two other runs of the same code, 11:07 and 11:49: processed/s 2.42x / 2.35x, raw
-share 0.40 / 0.26, per step 0.46 / 0.72 of Absurd's), so read the ratios, and re-run before
-drawing a conclusion:
+fsync on (three runs of the code of two hours before, 11:07, 11:49 and 11:51: processed/s
+2.42x / 2.35x / 2.53x, raw share 0.40 / 0.26 / 0.45, per step 0.46 / 0.72 / 0.59 of
+Absurd's, p50 4.24 / 4.59 / 3.94 ms), so read the ratios, and re-run before drawing a
+conclusion:
 
     server: PostgreSQL 15.20 (Debian 15.20-0+deb12u1) on x86_64-pc-linux-gnu; fsync=on,
       synchronous_commit=on, shared_buffers=128MB, autovacuum=off
@@ -65,20 +66,20 @@ drawing a conclusion:
       30 sequential and 300 concurrent 10-step workflows
     | figure | durable | PgQueuer | Absurd | durable ÷ best peer |
     |---|---:|---:|---:|---:|
-    | enqueue, batches of 500 (jobs/s) | 37,783 | 46,114 | n/a | 0.82 |
-    | enqueue, one by one (jobs/s) | 1,607 | 2,141 | 1,807 | 0.75 |
-    | processed/s, 1 worker, 10 concurrent | 7,129 | 2,814 | 548 | 2.53 |
-    | enqueue → start p50 (ms) | 3.94 | 3.17 | 104.94 | 1.24 |
-    | enqueue → start p99 (ms) | 5.50 | 6.30 | 204.98 | 0.87 |
-    | per step, sequential 10-step workflows (ms) | 0.71 | n/a | 1.20 | 0.59 |
-    | steps/s, 10 concurrent workflows, 1 worker | 4,982 | n/a | 665 | 7.49 |
-    | processed/s, durable with prefetch=10 | 10,272 | 2,814 | 548 | 3.65 |
-    | per step, durable queue with async_checkpoints (ms) | 0.55 | n/a | 1.20 | 0.45 |
-    | steps/s, durable queue with async_checkpoints | 5,540 | n/a | 665 | 8.32 |
+    | enqueue, batches of 500 (jobs/s) | 38,721 | 53,675 | n/a | 0.72 |
+    | enqueue, one by one (jobs/s) | 1,346 | 1,984 | 1,756 | 0.68 |
+    | processed/s, 1 worker, 10 concurrent | 7,057 | 2,683 | 696 | 2.63 |
+    | enqueue → start p50 (ms) | 5.92 | 4.31 | 113.30 | 1.37 |
+    | enqueue → start p99 (ms) | 13.56 | 50.31 | 206.19 | 0.27 |
+    | per step, sequential 10-step workflows (ms) | 0.83 | n/a | 1.43 | 0.58 |
+    | steps/s, 10 concurrent workflows, 1 worker | 5,327 | n/a | 836 | 6.37 |
+    | processed/s, durable with prefetch=10 | 10,409 | 2,683 | 696 | 3.88 |
+    | per step, durable queue with async_checkpoints (ms) | 0.50 | n/a | 1.43 | 0.35 |
+    | steps/s, durable queue with async_checkpoints | 6,366 | n/a | 836 | 7.61 |
     durable ÷ best peer: durable's figure over the best peer's; above 1 is better for a rate (/s),
       below 1 for a time (ms)
     raw drain reference (DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 10) RETURNING,
-      1 connection): 15,720 rows/s; durable processed/s ÷ raw: 0.45
+      1 connection): 17,639 rows/s; durable processed/s ÷ raw: 0.40
 """
 
 from __future__ import annotations
