@@ -20,20 +20,21 @@
 -- or more keys (slots); the least of them, the floor, is at or below the first row of
 -- durable.ready of that queue (and name). Claims start their index scan at the floor, so
 -- they step over only the entries of the tasks claimed since the floor was last raised.
--- - The claim's maintenance raises the floors of its queue once a second (durable._ready_raise,
---   on the queue's turn), and a claim of more than one task that takes all it asked for (a
---   backlog) raises them again when the last raise is 100 ms old (durable._ready_raise_early; raised_at on the queue's
---   slot 0): to the first row of the queue (and name) it can see, and no higher than (that
---   row's priority and tag, now, the lowest seq), so that a task enqueued later at that
---   priority lands above it; with no row, to (the default priority and tag, now, the lowest
---   seq). It does so only holding the queue's ready lock in exclusive mode, and only in a
---   claim that is the first statement of a READ COMMITTED transaction: no insert into the
---   queue's rows is in flight then, and it sees every committed one. The turn's raise waits
---   at most 20 ms for the writers in flight to commit (never in a cycle); a full batch's
---   takes the lock only if it is free at once, else leaves the raise to a later claim.
+-- - The claim's maintenance raises the floors of its queue once a second
+--   (durable._ready_raise, on the queue's turn), and a claim of more than one task that
+--   takes all it asked for (a backlog) raises them again when the last raise is 100 ms old
+--   (durable._ready_raise_early; raised_at on the queue's slot 0): to the first row of the
+--   queue (and name) it can see, and no higher than (that row's priority and tag, now, the
+--   lowest seq), so that a task enqueued later at that priority lands above it; with no
+--   row, to (the default priority and tag, now, the lowest seq). It does so only holding
+--   the queue's ready lock in exclusive mode, and only in a claim that is the first
+--   statement of a READ COMMITTED transaction: no insert into the queue's rows is in
+--   flight then, and it sees every committed one. The turn's raise waits at most 20 ms for
+--   the writers in flight to commit (never in a cycle); a full batch's takes the lock only
+--   if it is free at once, else leaves the raise to a later claim.
 --   Under an xmin pin, a claim steps over the entries of the tasks claimed since the last
 --   raise: raising every 100 ms under a backlog keeps that to a tenth of a second's claims
---   (bench/scale_bench.py, pinned ÷ free: 0.79 with the raise once a second, 0.98 with
+--   (bench/scale_bench.py, pinned ÷ free: 0.79 with the raise once a second, 0.99 with
 --   both), and costs an idle queue nothing (its claims take less than they ask for, or
 --   one task).
 -- - Everything that inserts or moves rows of durable.ready holds the queue's ready lock
