@@ -342,8 +342,6 @@ as $$
 declare
     v_queues text[];
     v_since uuid := durable._task_id_floor(p_created_since);
-    v_live boolean;
-    v_finished boolean;
 begin
     if p_limit is null or p_limit < 1 or p_limit > 1000 then
         raise exception 'durable: limit must be between 1 and 1000, got %', coalesce(p_limit::text, 'null')
@@ -370,48 +368,33 @@ begin
     end if;
 
     -- Live tasks are in durable.tasks, finished ones in the archive (durable.finished_tasks,
-    -- partitioned by day): each page reads both, each side stopping after p_limit rows
-    -- (a status filter, folded into the plan, leaves the other side out), then merges them.
-    -- (only finished tasks have an end time)
-    v_live := (p_status is null or p_status in ('pending', 'running', 'sleeping', 'waiting')) and p_finished_since is null;
-    v_finished := p_status is null or p_status in ('completed', 'failed', 'cancelled');
+    -- partitioned by day): a page reads durable.all_tasks, their union, whose plan merges
+    -- the two tables' index scans in the page's order and stops after p_limit rows; a
+    -- filter that only one table can match (a status, an end time: the tables' status
+    -- checks) leaves the other out of the plan.
     if v_queues is not null then
-        -- each queue's newest page (one index scan each side), then the newest of them
+        -- each queue's newest page (one index scan each table), then the newest of them
         return query
         select r.task_id, r.queue, r.task_name, r.status, r.durable, r.attempt, r.priority, r.run_at,
                r.created_at, r.started_at, r.finished_at, r.parent_id, r.idempotency_key
         from unnest(v_queues) as q (name)
         cross join lateral (
-            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
+            select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
                    t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
-            from durable.tasks t
-            where v_live
-              and t.queue = any(array[q.name])
+            from durable.all_tasks t
+            where t.queue = any(array[q.name])
               and (p_status is null or t.status = p_status)
               and (p_task_name is null or t.task_name = p_task_name)
               and (p_parent is null or t.parent_id = p_parent)
               and (p_created_since is null or t.created_at >= p_created_since)
               and (v_since is null or t.task_id >= v_since)
+              -- (only finished tasks have an end time)
+              and (p_finished_since is null
+                   or (t.status in ('completed', 'failed', 'cancelled') and t.finished_at >= p_finished_since))
               and (p_idempotency_key is null or t.idempotency_key = p_idempotency_key)
               and (p_before is null or t.task_id < p_before)
             order by t.queue desc, t.task_id desc
-            limit p_limit)
-            union all
-            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
-                   t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
-            from durable.finished_tasks t
-            where v_finished
-              and t.queue = any(array[q.name])
-              and (p_status is null or t.status = p_status)
-              and (p_task_name is null or t.task_name = p_task_name)
-              and (p_parent is null or t.parent_id = p_parent)
-              and (p_created_since is null or t.created_at >= p_created_since)
-              and (v_since is null or t.task_id >= v_since)
-              and (p_finished_since is null or t.finished_at >= p_finished_since)
-              and (p_idempotency_key is null or t.idempotency_key = p_idempotency_key)
-              and (p_before is null or t.task_id < p_before)
-            order by t.queue desc, t.task_id desc
-            limit p_limit)
+            limit p_limit
         ) as r
         order by r.task_id desc
         limit p_limit;
@@ -434,36 +417,18 @@ begin
         -- every queue, any status or one of unfinished tasks: the primary keys, the children
         -- of p_parent, or the tasks of the status from the worker's index, sorted
         return query
-        select r.task_id, r.queue, r.task_name, r.status, r.durable, r.attempt, r.priority, r.run_at,
-               r.created_at, r.started_at, r.finished_at, r.parent_id, r.idempotency_key
-        from (
-            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
-                   t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
-            from durable.tasks t
-            where v_live
-              and (p_status is null or t.status = p_status)
-              and (p_task_name is null or t.task_name = p_task_name)
-              and (p_parent is null or t.parent_id = p_parent)
-              and (p_created_since is null or t.created_at >= p_created_since)
-              and (v_since is null or t.task_id >= v_since)
-              and (p_before is null or t.task_id < p_before)
-            order by t.task_id desc
-            limit p_limit)
-            union all
-            (select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
-                   t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
-            from durable.finished_tasks t
-            where v_finished
-              and (p_task_name is null or t.task_name = p_task_name)
-              and (p_parent is null or t.parent_id = p_parent)
-              and (p_created_since is null or t.created_at >= p_created_since)
-              and (v_since is null or t.task_id >= v_since)
-              and (p_finished_since is null or t.finished_at >= p_finished_since)
-              and (p_before is null or t.task_id < p_before)
-            order by t.task_id desc
-            limit p_limit)
-        ) as r
-        order by r.task_id desc
+        select t.task_id, t.queue, t.task_name, t.status, t.durable, t.attempt, t.priority, t.run_at,
+               t.created_at, t.started_at, t.finished_at, t.parent_id, t.idempotency_key
+        from durable.all_tasks t
+        where (p_status is null or t.status = p_status)
+          and (p_task_name is null or t.task_name = p_task_name)
+          and (p_parent is null or t.parent_id = p_parent)
+          and (p_created_since is null or t.created_at >= p_created_since)
+          and (v_since is null or t.task_id >= v_since)
+          and (p_finished_since is null
+               or (t.status in ('completed', 'failed', 'cancelled') and t.finished_at >= p_finished_since))
+          and (p_before is null or t.task_id < p_before)
+        order by t.task_id desc
         limit p_limit;
     end if;
 end;
