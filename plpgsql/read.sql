@@ -53,11 +53,11 @@ $$;
 comment on function durable._waiting_for(durable.tasks) is
 'Internal: what a sleeping or waiting task waits for, as get_task shows it: {"kind": "sleep", "until"}, {"kind": "event", "key", "timeout_at"} or {"kind": "children", "children": [unfinished ids], "timeout_at": null}; null for a task in any other status.';
 
--- The finished children of a task (get_task's "children"), oldest first, the first p_limit.
--- Planned with its arguments: a child is newer than its parent and older than now (ids
--- are taken on the real clock), so only the partitions of the days from the parent's to
--- today are read (and locked).
-create or replace function durable._archived_children(p_task uuid, p_limit integer)
+-- The children of a task ({"task_id", "queue", "task_name", "status"}), oldest first, the
+-- first p_limit, live or finished (durable.all_tasks). Planned with its arguments: a child
+-- is newer than its parent and older than now (ids are taken on the real clock), so only
+-- the archive's partitions of the days from the parent's to today are read (and locked).
+create or replace function durable._children_of(p_task uuid, p_limit integer)
 returns jsonb
 language plpgsql
 stable
@@ -73,55 +73,12 @@ begin
             'task_id', c.task_id, 'queue', c.queue, 'task_name', c.task_name, 'status', c.status
         ) order by c.task_id), '[]'::jsonb)
         from (
-            select f.task_id, f.queue, f.task_name, f.status
-            from durable.finished_tasks f
-            where f.parent_id = p_task and f.task_id > p_task and f.task_id < v_until
-            order by f.task_id
+            select t.task_id, t.queue, t.task_name, t.status
+            from durable.all_tasks t
+            where t.parent_id = p_task and t.task_id > p_task and t.task_id < v_until
+            order by t.task_id
             limit p_limit
         ) as c
-    );
-end;
-$$;
-
-comment on function durable._archived_children(uuid, integer) is
-'Internal: the first p_limit finished children of a task (durable.finished_tasks), oldest first, as a JSON array of {"task_id", "queue", "task_name", "status"}; reads the partitions of the days from the task''s to today only.';
-
--- The children of a task ({"task_id", "queue", "task_name", "status"}), oldest first, the
--- first p_limit: the live ones (durable.tasks), then, merged in, the finished ones.
-create or replace function durable._children_of(p_task uuid, p_limit integer)
-returns jsonb
-language plpgsql
-stable
-set search_path = pg_catalog, durable, pg_temp
-as $$
-declare
-    v_live jsonb;
-    v_done jsonb := durable._archived_children(p_task, p_limit);
-begin
-    select coalesce(jsonb_agg(jsonb_build_object(
-               'task_id', c.task_id, 'queue', c.queue, 'task_name', c.task_name, 'status', c.status
-           ) order by c.task_id), '[]'::jsonb)
-    into v_live
-    from (
-        select k.task_id, k.queue, k.task_name, k.status
-        from durable.tasks k
-        where k.parent_id = p_task
-        order by k.task_id
-        limit p_limit
-    ) as c;
-    if v_done = '[]'::jsonb then
-        return v_live;
-    end if;
-    if v_live = '[]'::jsonb then
-        return v_done;
-    end if;
-    return (
-        select jsonb_agg(x.child order by (x.child ->> 'task_id')::uuid)
-        from (
-            select u.child from jsonb_array_elements(v_live || v_done) as u (child)
-            order by (u.child ->> 'task_id')::uuid
-            limit p_limit
-        ) as x
     );
 end;
 $$;
