@@ -77,6 +77,7 @@ import psycopg
 
 from durable.migrate import migrate
 from queue_bench import scratch_database, server
+from retention_bench import _partitions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -157,14 +158,6 @@ def _tree_at(ref: str, into: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
-
-
-def _partitions(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute(
-        "select count(*) from pg_inherits where inhparent = 'durable.events'::regclass"
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 class Db:

@@ -127,6 +127,7 @@ def _vacuum(conn: psycopg.Connection[Any], tables: str) -> float:
 
 
 def _partitions(conn: psycopg.Connection[Any]) -> int:
+    """How many partitions durable.events has (archive_bench.py counts them too)."""
     row = conn.execute(
         "select count(*) from pg_inherits where inhparent = 'durable.events'::regclass"
     ).fetchone()
