@@ -19,6 +19,7 @@ import uvicorn
 from pyclient_support import wait_until
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 
 from durable import Client, Worker
 from durable.dashboard.app import create_app
@@ -138,4 +139,14 @@ def wait_for_page(driver: webdriver.Chrome, text: str, timeout: float = 10) -> N
     while text not in driver.page_source:
         if time.monotonic() > deadline:
             raise AssertionError(f"{text!r} not on {driver.current_url}")
+        time.sleep(0.05)
+
+
+def wait_for_done(driver: webdriver.Chrome, text: str, timeout: float = 10) -> None:
+    """Until the page an action redirected to says it was done (its flash: base.html), which
+    the page before it may not: a word such as "cancelled" is on every task page already."""
+    deadline = time.monotonic() + timeout
+    while not any(text in e.text for e in driver.find_elements(By.ID, "done")):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no flash saying {text!r} on {driver.current_url}")
         time.sleep(0.05)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from dashboard_support import Shop, browser, fill, make_worker, serving, wait_for_page
+from dashboard_support import Shop, browser, fill, make_worker, serving, wait_for_done, wait_for_page
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
@@ -142,7 +142,7 @@ def test_every_page_and_the_actions_in_a_browser(
         driver.get(f"{base}/tasks/{shop.order}")
         driver.find_element(By.CSS_SELECTOR, "button.fork-at[data-seq='2']").click()
         confirm(driver)
-        wait_for_page(driver, "forked from")
+        wait_for_done(driver, "forked from")
         fork_id = driver.find_element(By.ID, "task-id").text
         fork = client.get_task(fork_id)
         assert str(fork.forked_from) == str(shop.order)
@@ -154,7 +154,7 @@ def test_every_page_and_the_actions_in_a_browser(
         driver.save_screenshot(str(tmp_path / "task-failed.png"))
         driver.find_element(By.ID, "retry").click()
         confirm(driver)
-        wait_for_page(driver, "retried")
+        wait_for_done(driver, "retried")
         wait_until(lambda: client.get_task(shop.flaky).status == "completed", 30, "the retry to complete")
 
         # cancel the pending letter; dismissing the confirmation first does nothing
@@ -164,7 +164,7 @@ def test_every_page_and_the_actions_in_a_browser(
         assert client.get_task(shop.letter).status == "pending"
         driver.find_element(By.ID, "cancel").click()
         confirm(driver)
-        wait_for_page(driver, "cancelled")
+        wait_for_done(driver, "cancelled")
         assert client.get_task(shop.letter).status == "cancelled"
 
         # emit the event the approval waits for, from its page
@@ -172,7 +172,7 @@ def test_every_page_and_the_actions_in_a_browser(
         driver.find_element(By.CSS_SELECTOR, "#emit input[name=payload]").send_keys('{"by": "ann"}')
         driver.find_element(By.CSS_SELECTOR, "#emit button").click()
         confirm(driver)
-        wait_for_page(driver, "1 woke")
+        wait_for_done(driver, "1 woke")
         assert client.wait(shop.approval, timeout=30) == {"by": "ann"}
 
         # workers: the in-process worker, alive, its slots
