@@ -427,6 +427,16 @@ def worker_app(
     return app.start_worker(concurrency=concurrency), app.stop_worker
 
 
+def wait_for_mark(marks: Marks, key: str, timeout: float = 30.0) -> float:
+    """The time job ``key`` started, once it has (polled every 0.5 ms)."""
+    deadline = time.perf_counter() + timeout
+    while key not in marks:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"job {key} did not start in {timeout:.0f} s")
+        time.sleep(0.0005)
+    return marks[key]
+
+
 class ThreadWorker:
     """A worker in a thread of this process, on an event loop of its own."""
 
@@ -438,12 +448,7 @@ class ThreadWorker:
         self.thread.start()
 
     def wait(self, key: str, timeout: float = 30.0) -> float:
-        deadline = time.perf_counter() + timeout
-        while key not in self.marks:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"job {key} did not start in {timeout:.0f} s")
-            time.sleep(0.0005)
-        return self.marks[key]
+        return wait_for_mark(self.marks, key, timeout)
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self._stop)
@@ -567,6 +572,75 @@ def bench_raw_drain(url: str, n: int, limit: int) -> float:
                 break
             done += len(rows)
         return done / (time.perf_counter() - started)
+
+
+class RawListener:
+    """The floor of the latency figure: a thread of this process that LISTENs on a plain
+    connection and, at each notification, takes the waiting rows of a plain table with
+    ``DELETE … SKIP LOCKED … RETURNING`` (autocommit: one commit each, as a queue's claim),
+    marking each row's start as the workers of bench_latency mark their jobs'."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.marks: Marks = {}
+        self._stop = threading.Event()
+        self._listen = psycopg.connect(url, autocommit=True)
+        self._take = psycopg.connect(url, autocommit=True)
+        self._listen.execute("listen raw_latency")
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        query = (
+            "delete from raw_latency where id in"
+            " (select id from raw_latency order by id for update skip locked limit 10) returning payload"
+        )
+        while not self._stop.is_set():
+            for _ in self._listen.notifies(timeout=0.2, stop_after=1):
+                for (payload,) in self._take.execute(query, prepare=True).fetchall():
+                    self.marks[str(payload["i"])] = time.perf_counter()
+
+    def wait(self, key: str, timeout: float = 30.0) -> float:
+        return wait_for_mark(self.marks, key, timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=30)
+        self._listen.close()
+        self._take.close()
+
+
+def bench_raw_latency(url: str, n: int) -> tuple[float, float]:
+    """p50, p99 ms of the floor of enqueue → start on this machine: one autocommit statement
+    INSERTs a row into a plain table and NOTIFYs (its commit flushed), and RawListener takes
+    it; the same gaps, warm-up and timing as bench_latency."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "create table raw_latency (id bigint generated always as identity primary key, payload jsonb)"
+        )
+        conn.execute("checkpoint")
+        listener = RawListener(url)
+        latencies: list[float] = []
+        try:
+            for i in range(-10, n):
+                time.sleep(random.uniform(0.05, 0.25))
+                sent = time.perf_counter()
+                conn.execute(
+                    "with j as (insert into raw_latency (payload) values (%s) returning id)"
+                    " select pg_notify('raw_latency', '') from j",
+                    (json.dumps({"i": i}),),
+                    prepare=True,
+                )
+                started = listener.wait(str(i))
+                if i >= 0:
+                    latencies.append((started - sent) * 1000)
+        finally:
+            listener.stop()
+    latencies.sort()
+    return statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
 
 # ------------------------------------------------------------------ main
@@ -748,11 +822,14 @@ def run(args: argparse.Namespace) -> int:
         if not (args.enqueue_only or args.latency_only or args.drain_only):
             for system in SYSTEMS:
                 bench_system(system, urls[system], args, results, phase)
-    raw = None
-    if not (args.enqueue_only or args.latency_only):
-        # (the drain-only run measures the raw drain too: its ratio is one of the figures)
+    raw = raw_latency = None
+    if not args.enqueue_only:
         with database("raw") as url:
-            raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
+            if not args.latency_only:
+                # (the drain-only run measures the raw drain too: its ratio is one of the figures)
+                raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
+            if not args.drain_only:
+                raw_latency = phase("raw", "latency", lambda: bench_raw_latency(url, args.latency))
     for row, like in OPTION_ROWS.items():
         for system in SYSTEMS[1:]:
             results[row][system] = results[like][system]
@@ -782,6 +859,17 @@ def run(args: argparse.Namespace) -> int:
         "raw drain reference (DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT 10) RETURNING, "
         f"1 connection): {fmt(raw, '/s')} rows/s; durable processed/s ÷ raw: "
         + (f"{processed / raw:.2f}" if raw and processed else "n/a")
+    )
+    p50 = results["enqueue → start p50 (ms)"]["durable"]
+    lines.append(
+        "raw latency reference (one autocommit INSERT … + NOTIFY, a LISTEN thread DELETEs the row, "
+        "same gaps): "
+        + (
+            f"p50 {raw_latency[0]:.2f} ms, p99 {raw_latency[1]:.2f} ms; durable's p50 above it: "
+            + (f"{p50 - raw_latency[0]:.2f} ms" if p50 else "n/a")
+            if raw_latency
+            else "n/a"
+        )
     )
     lines += [f"note: {n}" for n in notes]
     log("\n" + "\n".join(lines))
