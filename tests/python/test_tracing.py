@@ -227,3 +227,31 @@ def test_without_a_provider_or_opentelemetry_nothing_breaks(
 def client_claimed(task_id: uuid.UUID) -> ClaimedTask:
     """A claimed task without a trace context."""
     return ClaimedTask(task_id, "flow", {}, 1, uuid.uuid4(), datetime.now(UTC), True, [], None)
+
+
+_UNCONFIGURED = """
+import uuid
+from datetime import UTC, datetime
+from durable import tracing
+from durable.commands import ClaimedTask
+
+parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+def claimed(trace_context):
+    return ClaimedTask(uuid.uuid4(), "t", {}, 1, uuid.uuid4(), datetime.now(UTC), trace_context=trace_context)
+assert tracing.attempt_span(claimed(None), "q") is tracing.NO_SPAN
+span = tracing.attempt_span(claimed({"traceparent": parent}), "q")
+assert span is not tracing.NO_SPAN
+carrier = span.carrier()
+assert carrier is not None and carrier["traceparent"].split("-")[1] == parent.split("-")[1], carrier
+print("ok")
+"""
+
+
+def test_without_a_tracer_provider_an_attempt_makes_no_span_but_carries_its_trace() -> None:
+    # in a process of its own: this module sets the SDK's provider, once per process
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _UNCONFIGURED], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
