@@ -52,7 +52,8 @@ How it works (all rules are SQL functions; the worker only calls them):
   attempt: an async function is cancelled, ``ctx.cancelled`` is set for a sync one, and
   nothing is reported for it.
 * **Completions** are batched: results queue up and a background flusher sends them with
-  one ``durable.complete_many`` per batch, as soon as ``flush_size`` are waiting or
+  one ``durable.complete_many`` per batch, as soon as ``flush_size`` are waiting, nothing is
+  running and the last claim came back short (none could join the batch soon), or
   ``flush_interval`` seconds after the first one.
 * **Failures** are reported at once with ``durable.fail``: the error is
   ``{"type", "message", "traceback"}``; :class:`~durable.errors.NonRetryableError` makes
@@ -350,6 +351,8 @@ class Worker:
         self._attempts: dict[uuid.UUID, _Attempt] = {}
         #: plain tasks' results waiting for complete_many: task, lease token, output, log
         self._completed: list[tuple[uuid.UUID, uuid.UUID, str | None, AttemptLog]] = []
+        # the last claim came back short: nothing more to run for now
+        self._idle = False
         self._background: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self._closing = False
@@ -441,6 +444,7 @@ class Worker:
         self._flush_full = asyncio.Event()
         self._attempts = {}
         self._completed = []
+        self._idle = False
         self._stopping = self._stop_early
         self._closing = False
         installed: list[signal.Signals] = []
@@ -605,7 +609,11 @@ class Worker:
                 # one turn of the loop: the tasks just started run up to their first wait
                 # before the next round trip (the idle wait's next_wake) is sent
                 await asyncio.sleep(0)
-            if len(claimed) < free:
+            # a claim that comes back short: the queue has nothing more for now
+            self._idle = len(claimed) < free
+            if self._idle:
+                if not self._attempts:
+                    self._flush_full.set()  # the completions waiting go now (see _flush_loop)
                 await self._wait_for_work(await self._idle_wait())
 
     async def _idle_wait(self) -> float:
@@ -743,6 +751,9 @@ class Worker:
         finally:
             del self._attempts[claimed.lease_token]
             self._slot_freed.set()
+            if not self._attempts and self._idle:
+                # nothing running and nothing left to claim: no completion can join the batch soon
+                self._flush_full.set()
             if not queued:
                 attempt.log.write()
 
@@ -958,7 +969,13 @@ class Worker:
                 self._flush_wanted.clear()
                 await self._flush_wanted.wait()
                 continue
-            if len(self._completed) < self.flush_size and not self._closing and self.flush_interval > 0:
+            if (
+                # (nothing running and nothing left to claim: nothing more would come; send now)
+                (self._attempts or not self._idle)
+                and len(self._completed) < self.flush_size
+                and not self._closing
+                and self.flush_interval > 0
+            ):
                 self._flush_full.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._flush_full.wait(), self.flush_interval)

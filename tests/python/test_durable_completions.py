@@ -116,15 +116,15 @@ def test_the_slot_of_a_durable_task_is_free_before_its_completion_commits(
         name=f"test-{uuid.uuid4().hex[:6]}",
     )
     started: list[int] = []
-    # the second task holds its slot until the test has looked (else it could end, and its
-    # completion fill the batch, before the look)
-    gate = threading.Event()
+    # the first task ends once the second is enqueued (a worker with nothing left to claim
+    # sends its completions at once); the second holds its slot until the test has looked
+    # (else it could end, and its completion fill the batch, before the look)
+    gates = {1: threading.Event(), 2: threading.Event()}
 
     @worker.durable_task
     async def quick(input: dict[str, Any], ctx: DurableContext) -> int:
         started.append(input["i"])
-        if input["i"] == 2:
-            assert await asyncio.to_thread(gate.wait, 30)
+        assert await asyncio.to_thread(gates[input["i"]].wait, 30)
         await ctx.step("s", lambda: None)
         return int(input["i"])
 
@@ -133,9 +133,45 @@ def test_the_slot_of_a_durable_task_is_free_before_its_completion_commits(
     running = start_worker(worker)
     wait_until(lambda: started == [1], timeout=30, what="the first task to start")
     second = client.enqueue("q", "quick", {"i": 2}, durable=True)
+    gates[1].set()
     # one slot: the second starts while the first's completion still waits in the batch
     wait_until(lambda: started == [1, 2], timeout=30, what="the second task to start")
     assert client.get_task(first).status == "running", "its completion had not committed yet"
-    gate.set()
+    gates[2].set()
     assert [client.wait(t, timeout=30) for t in (first, second)] == [1, 2]
+    running.stop()
+
+
+def test_a_worker_with_nothing_left_to_claim_sends_its_completions_at_once(
+    worker_url: str, client: Client, start_worker: StartWorker
+) -> None:
+    # the batch would wait an hour for more completions; none can come: nothing runs, and
+    # the claim after the tasks came back short
+    worker = Worker(
+        worker_url,
+        "q",
+        concurrency=2,
+        poll_interval=0.05,
+        flush_interval=3600,
+        flush_size=100,
+        name=f"test-{uuid.uuid4().hex[:6]}",
+    )
+
+    @worker.task
+    async def plain(input: dict[str, Any]) -> int:
+        return int(input["i"])
+
+    @worker.durable_task
+    async def steps(input: dict[str, Any], ctx: DurableContext) -> int:
+        await ctx.step("s", lambda: None)
+        return int(input["i"])
+
+    client.create_queue("q")
+    tasks = [
+        client.enqueue("q", "plain", {"i": 1}),
+        client.enqueue("q", "steps", {"i": 2}, durable=True),
+        client.enqueue("q", "plain", {"i": 3}),
+    ]
+    running = start_worker(worker)
+    assert [client.wait(t, timeout=30) for t in tasks] == [1, 2, 3]
     running.stop()
