@@ -32,6 +32,10 @@ its documentation shows:
   ``async def`` handlers and ``await ctx.step(...)``; ``start_worker(concurrency=10)`` at
   its default poll interval (0.25 s; it does not LISTEN). No batch spawn: "n/a".
 
+Rounds: the figures but the enqueue ones are measured ``--rounds`` times (default 3), every
+system in turn within a round, and each is the median of its rounds (a load that comes
+and goes on a shared machine then weighs on each system alike).
+
 Figures (one worker process where a worker runs; every job a no-op):
 
 1. enqueue, batches of 500 (jobs/s), median of 3 runs;
@@ -47,8 +51,11 @@ Figures (one worker process where a worker runs; every job a no-op):
 6. steps/s: a worker process with 10 concurrent workflows draining a backlog of 10-step
    workflows (as 3.); durable and Absurd.
 
-And the floor: the raw drain, ``DELETE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED
-LIMIT 10) RETURNING`` on a plain table, one connection, autocommit.
+And the floors, once a round: the raw drain, ``DELETE … WHERE id IN (SELECT … FOR UPDATE
+SKIP LOCKED LIMIT 10) RETURNING`` on a plain table, one connection, autocommit; the raw
+latency, one autocommit statement that INSERTs a row into a plain table and NOTIFYs, and a
+thread of this process LISTENing that takes the row as the raw drain does (same gaps and
+timing as 4.): no queue can start a job sooner after its enqueue on this machine.
 
 One run on 2026-12-07 (13:23 UTC, the machine otherwise quiet; copied from its output,
 never read by the script). Figures move a lot from run to run on this 2-CPU machine with
@@ -551,6 +558,7 @@ def bench_raw_drain(url: str, n: int, limit: int) -> float:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop table if exists raw_jobs")
         conn.execute(
             "create table raw_jobs (id bigint generated always as identity primary key, payload jsonb)"
         )
@@ -618,6 +626,7 @@ def bench_raw_latency(url: str, n: int) -> tuple[float, float]:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("drop table if exists raw_latency")
         conn.execute(
             "create table raw_latency (id bigint generated always as identity primary key, payload jsonb)"
         )
@@ -788,8 +797,21 @@ def bench_durable_options(
         async_checkpoints(url, False)
 
 
+def median_results(rounds: list[Results]) -> Results:
+    """Each figure of each system: the median of the rounds that measured it."""
+    merged: Results = {f: dict.fromkeys(SYSTEMS) for f in FIGURES}
+    for figure in FIGURES:
+        for system in SYSTEMS:
+            values = [v for r in rounds if (v := r[figure][system]) is not None]
+            merged[figure][system] = statistics.median(values) if values else None
+    return merged
+
+
 def run(args: argparse.Namespace) -> int:
-    results: Results = {f: dict.fromkeys(SYSTEMS) for f in FIGURES}
+    enqueued: Results = {f: dict.fromkeys(SYSTEMS) for f in FIGURES}
+    rounds: list[Results] = []
+    raws: list[float] = []
+    raw_latencies: list[tuple[float, float]] = []
     notes: list[str] = []
 
     def phase(system: str, name: str, action: Callable[[], Any]) -> Any:
@@ -808,28 +830,43 @@ def run(args: argparse.Namespace) -> int:
         urls = {system: stack.enter_context(database(system)) for system in SYSTEMS}
         for system, url in urls.items():
             install(system, url)
-        if args.latency_only:
-            for system in SYSTEMS:
-                bench_latency_figures(system, urls[system], args, results, phase)
-        elif args.drain_only:
-            for system in SYSTEMS:
-                bench_drain_figures(system, urls[system], args, results, phase)
-        else:
+        if not (args.latency_only or args.drain_only):
             enq = phase("every system", "enqueue", lambda: bench_enqueue(urls, args.enqueue, 500, args.runs))
             for system, (batched, single) in (enq or {}).items():
-                results["enqueue, batches of 500 (jobs/s)"][system] = batched
-                results["enqueue, one by one (jobs/s)"][system] = single
-        if not (args.enqueue_only or args.latency_only or args.drain_only):
-            for system in SYSTEMS:
-                bench_system(system, urls[system], args, results, phase)
-    raw = raw_latency = None
-    if not args.enqueue_only:
-        with database("raw") as url:
-            if not args.latency_only:
-                # (the drain-only run measures the raw drain too: its ratio is one of the figures)
-                raw = phase("raw", "drain", lambda: bench_raw_drain(url, args.jobs, 10))
-            if not args.drain_only:
-                raw_latency = phase("raw", "latency", lambda: bench_raw_latency(url, args.latency))
+                enqueued["enqueue, batches of 500 (jobs/s)"][system] = batched
+                enqueued["enqueue, one by one (jobs/s)"][system] = single
+        if not args.enqueue_only:
+            raw_url = stack.enter_context(database("raw"))
+            # rounds: every system's figures, then the raw references, once a round; each
+            # figure is the median of its rounds (a load that comes and goes weighs on each
+            # system alike)
+            for n in range(1, args.rounds + 1):
+                log(f"=== round {n} of {args.rounds}")
+                measured: Results = {f: dict.fromkeys(SYSTEMS) for f in FIGURES}
+                for system in SYSTEMS:
+                    if args.latency_only:
+                        bench_latency_figures(system, urls[system], args, measured, phase)
+                    elif args.drain_only:
+                        bench_drain_figures(system, urls[system], args, measured, phase)
+                    else:
+                        bench_system(system, urls[system], args, measured, phase)
+                rounds.append(measured)
+                if not args.latency_only:
+                    # (the drain-only run measures the raw drain too: its ratio is one of the figures)
+                    raw = phase("raw", "drain", lambda: bench_raw_drain(raw_url, args.jobs, 10))
+                    if raw is not None:
+                        raws.append(raw)
+                if not args.drain_only:
+                    lat = phase("raw", "latency", lambda: bench_raw_latency(raw_url, args.latency))
+                    if lat is not None:
+                        raw_latencies.append(lat)
+    results = median_results([*rounds, enqueued])
+    raw = statistics.median(raws) if raws else None
+    raw_latency = (
+        (statistics.median(p for p, _ in raw_latencies), statistics.median(q for _, q in raw_latencies))
+        if raw_latencies
+        else None
+    )
     for row, like in OPTION_ROWS.items():
         for system in SYSTEMS[1:]:
             results[row][system] = results[like][system]
@@ -838,7 +875,8 @@ def run(args: argparse.Namespace) -> int:
     lines.append(
         f"sizes: enqueue {args.enqueue} batched / {args.enqueue // 5} single (median of {args.runs}); "
         f"drain {args.jobs} jobs; latency {args.latency} enqueues; {args.sequential} sequential and "
-        f"{args.workflows} concurrent 10-step workflows"
+        f"{args.workflows} concurrent 10-step workflows; all but the enqueue figures: median of "
+        f"{args.rounds} rounds"
     )
     lines += [
         "",
@@ -886,6 +924,9 @@ def main() -> int:
         "--enqueue", type=int, default=5000, help="jobs per batched enqueue run (single: a fifth)"
     )
     parser.add_argument("--runs", type=int, default=3, help="runs of the enqueue figures (median)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the other figures, every system in turn (median)"
+    )
     parser.add_argument("--jobs", type=int, default=10000, help="backlog of the drains")
     parser.add_argument("--latency", type=int, default=100, help="sequential enqueues of the latency figure")
     parser.add_argument("--sequential", type=int, default=30, help="sequential 10-step workflows")
