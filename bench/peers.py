@@ -511,26 +511,32 @@ def bench_drain(
             child.wait()
 
 
+def time_starts(enqueue: Callable[[int], None], wait: Callable[[str], float], n: int) -> tuple[float, float]:
+    """p50, p99 ms from ``enqueue(i)`` (just before the call) to the start of job ``i``
+    (``wait(str(i))``): n jobs one after another at random gaps, after 10 warm-up jobs."""
+    latencies: list[float] = []
+    for i in range(-10, n):
+        time.sleep(random.uniform(0.05, 0.25))
+        sent = time.perf_counter()
+        enqueue(i)
+        started = wait(str(i))
+        if i >= 0:
+            latencies.append((started - sent) * 1000)
+    latencies.sort()
+    return statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+
+
 def bench_latency(system: str, url: str, n: int) -> tuple[float, float]:
     """p50, p99 ms from enqueue (just before the call) to the no-op job's start, idle worker."""
     reset(system, url)
     settle(url)
     worker = ThreadWorker(system, url, 10)
     enqueuer = Enqueuer(system, url)
-    latencies: list[float] = []
     try:
-        for i in range(-10, n):  # 10 warm-up jobs first
-            time.sleep(random.uniform(0.05, 0.25))
-            sent = time.perf_counter()
-            enqueuer.one(NOOP, {"i": i})
-            started = worker.wait(str(i))
-            if i >= 0:
-                latencies.append((started - sent) * 1000)
+        return time_starts(lambda i: enqueuer.one(NOOP, {"i": i}), worker.wait, n)
     finally:
         enqueuer.close()
         worker.stop()
-    latencies.sort()
-    return statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
 
 def bench_step_overhead(system: str, url: str, workflows: int) -> float:
@@ -621,7 +627,7 @@ class RawListener:
 def bench_raw_latency(url: str, n: int) -> tuple[float, float]:
     """p50, p99 ms of the floor of enqueue → start on this machine: one autocommit statement
     INSERTs a row into a plain table and NOTIFYs (its commit flushed), and RawListener takes
-    it; the same gaps, warm-up and timing as bench_latency."""
+    it, timed as bench_latency (time_starts)."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
@@ -631,24 +637,19 @@ def bench_raw_latency(url: str, n: int) -> tuple[float, float]:
         )
         conn.execute("checkpoint")
         listener = RawListener(url)
-        latencies: list[float] = []
+
+        def enqueue(i: int) -> None:
+            conn.execute(
+                "with j as (insert into raw_latency (payload) values (%s) returning id)"
+                " select pg_notify('raw_latency', '') from j",
+                (json.dumps({"i": i}),),
+                prepare=True,
+            )
+
         try:
-            for i in range(-10, n):
-                time.sleep(random.uniform(0.05, 0.25))
-                sent = time.perf_counter()
-                conn.execute(
-                    "with j as (insert into raw_latency (payload) values (%s) returning id)"
-                    " select pg_notify('raw_latency', '') from j",
-                    (json.dumps({"i": i}),),
-                    prepare=True,
-                )
-                started = listener.wait(str(i))
-                if i >= 0:
-                    latencies.append((started - sent) * 1000)
+            return time_starts(enqueue, listener.wait, n)
         finally:
             listener.stop()
-    latencies.sort()
-    return statistics.median(latencies), latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
 
 
 # ------------------------------------------------------------------ main

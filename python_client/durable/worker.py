@@ -612,8 +612,7 @@ class Worker:
             # a claim that comes back short: the queue has nothing more for now
             self._idle = len(claimed) < free
             if self._idle:
-                if not self._attempts:
-                    self._flush_full.set()  # the completions waiting go now (see _flush_loop)
+                self._flush_if_nothing_comes()
                 await self._wait_for_work(await self._idle_wait())
 
     async def _idle_wait(self) -> float:
@@ -751,9 +750,7 @@ class Worker:
         finally:
             del self._attempts[claimed.lease_token]
             self._slot_freed.set()
-            if not self._attempts and self._idle:
-                # nothing running and nothing left to claim: no completion can join the batch soon
-                self._flush_full.set()
+            self._flush_if_nothing_comes()
             if not queued:
                 attempt.log.write()
 
@@ -961,6 +958,15 @@ class Worker:
 
     # -- completions ---------------------------------------------------------------------
 
+    def _nothing_comes(self) -> bool:
+        """Nothing runs and the last claim came back short: no completion can join a batch
+        soon, so the completions waiting go now."""
+        return not self._attempts and self._idle
+
+    def _flush_if_nothing_comes(self) -> None:
+        if self._nothing_comes():
+            self._flush_full.set()  # wakes _flush_loop's wait for a full batch
+
     async def _flush_loop(self) -> None:
         while True:
             if not self._completed:
@@ -970,8 +976,7 @@ class Worker:
                 await self._flush_wanted.wait()
                 continue
             if (
-                # (nothing running and nothing left to claim: nothing more would come; send now)
-                (self._attempts or not self._idle)
+                not self._nothing_comes()
                 and len(self._completed) < self.flush_size
                 and not self._closing
                 and self.flush_interval > 0
