@@ -39,15 +39,28 @@ LEASE_SECONDS = 3
 # --- the tools: slow, and some of them flaky --------------------------------------------
 
 
+#: the most times a flaky tool fails for one argument: fewer than its step's attempts
+#: (FLAKY), so that the demo's task always completes (else one run in a hundred had a step
+#: fail five times in a row, the task with it)
+MAX_FAILURES = 2
+
+
 def _tool_call(tool: str, argument: str, *, flaky: bool = False) -> None:
-    """Take the time a real tool would; a flaky one fails now and then. Noted for the tally."""
-    failed = flaky and random.random() < 0.3
+    """Take the time a real tool would; a flaky one fails now and then (at most
+    MAX_FAILURES times for one argument, counted in the tool log). Noted for the tally."""
+    failed = flaky and random.random() < 0.3 and _failures(tool, argument) < MAX_FAILURES
     with open(os.environ[TOOL_LOG], "a") as log:
         record = {"tool": tool, "argument": argument, "pid": os.getpid(), "failed": failed}
         log.write(json.dumps(record) + "\n")
     time.sleep(0.4)
     if failed:
         raise ConnectionError(f"{tool}: the backend timed out for {argument!r}")
+
+
+def _failures(tool: str, argument: str) -> int:
+    with open(os.environ[TOOL_LOG]) as log:
+        calls = [json.loads(line) for line in log if line.strip()]
+    return sum(1 for c in calls if c["tool"] == tool and c["argument"] == argument and c["failed"])
 
 
 def plan(question: str) -> dict[str, Any]:

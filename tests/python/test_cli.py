@@ -226,6 +226,30 @@ def test_demo_kills_its_worker_and_the_second_one_finishes_without_repeating_ste
     assert kinds == ["step", "step", "step", "step", "step", "sleep", "step"]
 
 
+def test_a_flaky_demo_tool_fails_at_most_max_failures_times_for_one_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (fewer failures than its step's attempts: the demo's task always completes)
+    from durable import demo
+
+    tool_log = tmp_path / "tools.jsonl"
+    tool_log.touch()  # (as run_demo makes it)
+    monkeypatch.setenv(demo.TOOL_LOG, str(tool_log))
+    monkeypatch.setattr("durable.demo.random.random", lambda: 0.0)  # every call would fail
+    monkeypatch.setattr("durable.demo.time.sleep", lambda seconds: None)
+    outcomes = []
+    for _ in range(demo.FLAKY.max_attempts):
+        try:
+            demo.search("q")
+            outcomes.append("ok")
+        except ConnectionError:
+            outcomes.append("failed")
+    assert outcomes == ["failed"] * demo.MAX_FAILURES + ["ok"] * (demo.FLAKY.max_attempts - demo.MAX_FAILURES)
+    assert demo.FLAKY.max_attempts > demo.MAX_FAILURES
+    with pytest.raises(ConnectionError):
+        demo.search("another query")  # counted per argument
+
+
 def test_load_worker_rejects_what_is_not_a_worker() -> None:
     with pytest.raises(SystemExit):
         load_worker("json")
